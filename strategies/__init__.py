@@ -1,0 +1,40 @@
+"""Interchangeable ways of running several ONNX models on every frame, behind one interface."""
+
+from .base import (
+    Arrivals,
+    CallLog,
+    CallRecord,
+    ModelInput,
+    RunResult,
+    RunTimeout,
+    Strategy,
+    StrategyError,
+    ThreadSettings,
+    Workload,
+    usable_cores,
+)
+from .equivalence import Tolerance, assert_equivalent
+from .registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
+from .sessions import ProviderError, make_session
+
+__all__ = [
+    "CLASSIC",
+    "STRATEGIES",
+    "Arrivals",
+    "CallLog",
+    "CallRecord",
+    "ModelInput",
+    "ProviderError",
+    "RunResult",
+    "RunTimeout",
+    "Strategy",
+    "StrategyError",
+    "ThreadSettings",
+    "Tolerance",
+    "UnknownStrategyError",
+    "Workload",
+    "assert_equivalent",
+    "get_strategy",
+    "make_session",
+    "usable_cores",
+]

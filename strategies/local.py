@@ -1,0 +1,33 @@
+"""Shared base for strategies that hold one session per model in this process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import CallLog, Strategy
+from .sessions import io_names, make_session, provider_used
+
+
+class SessionStrategy(Strategy):
+    """Builds one onnxruntime session per model in `open`, drops them in `close`."""
+
+    def open(self) -> None:
+        self.sessions: list[Any] = []
+        self.input_names: list[str] = []
+        for model in self.workload.models:
+            session = make_session(model.path, self.settings, self.workload.provider)
+            self.sessions.append(session)
+            self.input_names.append(io_names(session)[0])
+        self.providers_used = [provider_used(session) for session in self.sessions]
+
+    def close(self) -> None:
+        self.sessions = []
+
+    def feeds(self, model: int, frame: int) -> dict[str, np.ndarray]:
+        return {self.input_names[model]: self.workload.models[model].frames[frame]}
+
+    def run_one(self, log: CallLog, model: int, frame: int, lane: str) -> tuple[np.ndarray, ...]:
+        """One `session.run` of `model` on `frame`, recorded in `log`."""
+        return tuple(log.run(self.sessions[model], self.feeds(model, frame), model, frame, lane))

@@ -1,0 +1,100 @@
+"""`processes`: one process per model, frames shared through a `multiprocessing.Manager().list`."""
+
+from __future__ import annotations
+
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .base import Arrivals, CallLog, CallRecord, Outputs, Strategy, ThreadSettings, usable_cores
+from .sessions import io_names, make_session, provider_used
+from .workers import DONE, FAILED, READY, WorkerPool, context, detach_from_terminal_signals
+
+
+def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
+          frames: Any, lane: str) -> None:
+    """Worker main loop: build the session, then answer every 'run' with outputs and call records.
+
+    `frames` is anything indexable by frame number: a Manager list proxy here (each access
+    pickles the frame through the manager process), a shared-memory view elsewhere.
+    """
+    detach_from_terminal_signals()
+    try:
+        session = make_session(path, settings, provider)
+        input_name = io_names(session)[0]
+        count = len(frames)
+    except Exception as error:
+        conn.send((FAILED, f"model {name!r}: could not start: {error}"))
+        return
+    conn.send((READY, provider_used(session)))
+    while True:
+        command, payload = conn.recv()
+        if command == "stop":
+            return
+        arrivals = Arrivals(*payload)
+        log = CallLog(time.perf_counter)
+        outputs: list[Outputs] = []
+        try:
+            for frame in range(count):
+                arrivals.wait_for(frame)
+                outputs.append(tuple(log.run(session, {input_name: frames[frame]}, model, frame, lane)))
+        except Exception as error:
+            conn.send((FAILED, f"model {name!r} failed on frame {len(outputs)}: {error}"))
+            continue
+        conn.send((DONE, (outputs, log.calls)))
+
+
+class Processes(Strategy):
+    """The write-up's processes, flaws kept on purpose.
+
+    Frames live in a `Manager().list`, so every `frames[i]` in a worker pickles the whole
+    batch through the manager's proxy process (about 3 MB per access at 256x256, batch 4).
+    Each process builds its own session (on a GPU: its own CUDA context, so memory grows
+    with the worker count and the device time-slices between contexts). Compare with
+    `processes_shm`, which removes the per-access copy.
+    """
+
+    name = "processes"
+
+    @classmethod
+    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
+        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+
+    def frame_sources(self) -> list[Any]:
+        """What each worker indexes for its frames. Models sharing one input array share one list."""
+        self.manager = context().Manager()
+        lists: dict[int, Any] = {}
+        sources = []
+        for model in self.workload.models:
+            key = id(model.frames)
+            if key not in lists:
+                lists[key] = self.manager.list(list(model.frames))
+            sources.append(lists[key])
+        return sources
+
+    def open(self) -> None:
+        # Held for the strategy's life: the manager frees a list once the parent's proxy goes.
+        self.sources = sources = self.frame_sources()
+        models = self.workload.models
+        self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))])
+        self.providers_used = self.pool.start(serve, lambda i: (
+            i, models[i].name, str(models[i].path), self.settings, self.workload.provider, sources[i], self.pool.lanes[i]))
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
+        timeout = None if arrivals.deadline is None else max(0.0, arrivals.deadline - self.clock()) + 1.0
+        answers = self.pool.collect(DONE, timeout)
+        outputs = [answer[0] for answer in answers]
+        calls = [call for answer in answers for call in answer[1]]
+        return outputs, calls
+
+    def close(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()
+            self.pool = None
+        self.sources = []
+        manager = getattr(self, "manager", None)
+        if manager is not None:
+            manager.shutdown()
+            self.manager = None

@@ -1,0 +1,26 @@
+"""`serial`: every model in turn on each frame. The reference every other strategy must equal."""
+
+from __future__ import annotations
+
+from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from .local import SessionStrategy
+
+
+class Serial(SessionStrategy):
+    """One thread, one model after another, frame after frame.
+
+    Simple and deterministic, so it is the oracle. Its weakness: while one model's CPU-side
+    work (input copies, kernel launches) runs, nothing else does, and on a GPU the device
+    idles between calls.
+    """
+
+    name = "serial"
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        log = CallLog(self.clock)
+        outputs = empty_outputs(len(self.sessions), self.workload.frame_count)
+        for frame in range(self.workload.frame_count):
+            arrivals.wait_for(frame, self.clock)
+            for model in range(len(self.sessions)):
+                outputs[model][frame] = self.run_one(log, model, frame, "main")
+        return outputs, log.calls
