@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.models import SIZES, ModelSpec, file_digest, flops_per_image, model_set, write_model
-from fixtures.video import decode_video, frames_tensor, write_synthetic_video
+from fixtures.video import decode_video, write_synthetic_video
+from fixtures.workloads import synthetic_workload
 
 
 def _at_least(minimum: int):
@@ -134,14 +135,10 @@ def synthetic_video(workload_config: WorkloadConfig, tmp_path_factory: pytest.Te
 @pytest.fixture(scope="session")
 def workload(workload_config: WorkloadConfig, synthetic_models, synthetic_video: Path):
     """Models plus frames decoded and preprocessed before any timing, as in the write-up."""
-    from strategies import ModelInput, Workload
-
-    cfg = workload_config
-    images = decode_video(synthetic_video, cfg.frames)
-    tensor = frames_tensor(images, cfg.height, cfg.width, cfg.batch)  # one array shared by every model
-    provider = resolve_provider(cfg.provider, synthetic_models[0][1])
-    models = tuple(ModelInput(path.stem, path, tensor) for _, path in synthetic_models)
-    return Workload(models, provider)
+    specs = [spec for spec, _ in synthetic_models]
+    images = decode_video(synthetic_video, workload_config.frames)
+    provider = resolve_provider(workload_config.provider, synthetic_models[0][1])
+    return synthetic_workload(specs, images, workload_config.batch, synthetic_models[0][1].parent, provider)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from strategies import RunResult
 from strategies.equivalence import first_mismatch
 
+from .harness import opened
 from .results import Measurement
 
 
 def test_strategy(benchmark, case, workload, reference, model_facts, workload_config, pytestconfig, record):
     runs: list[RunResult] = []
-    with case.strategy(workload, case.settings) as strategy:
-        # Sessions, pools, processes and event loops were built by `with`, before the clock.
+    with opened(case.strategy, workload, case.settings) as strategy:
+        # Sessions, pools, processes and event loops are built on opening, before the clock.
         benchmark.pedantic(lambda: runs.append(strategy.run()), rounds=pytestconfig.getoption("rounds"),
                            warmup_rounds=pytestconfig.getoption("warmup"), iterations=1)
         providers = set(strategy.providers_used)

@@ -38,6 +38,10 @@ class RunTimeout(StrategyError):
     """A run went past its time limit."""
 
 
+class StrategyUnavailable(RuntimeError):
+    """The strategy cannot run in this configuration (the message says why); benchmarks skip it."""
+
+
 @dataclass(frozen=True)
 class ThreadSettings:
     """onnxruntime's threading knobs for every session a strategy builds.

@@ -1,0 +1,84 @@
+"""The synthetic video: written and decoded for real, every frame different, bad files refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fixtures.video import VideoError, decode_video, frames_tensor, to_batch, write_synthetic_video
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_synthetic_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=6, height=48, width=64)
+
+
+def test_decodes_every_written_frame_as_rgb(clip):
+    images = decode_video(clip, 6)
+    assert len(images) == 6
+    assert all(image.shape == (48, 64, 3) and image.dtype == np.uint8 for image in images)
+
+
+def test_every_frame_differs(clip):
+    images = decode_video(clip, 6)
+    for i in range(len(images)):
+        for j in range(i + 1, len(images)):
+            assert np.abs(images[i].astype(int) - images[j].astype(int)).mean() > 5, (i, j)
+
+
+def test_video_is_deterministic(tmp_path, clip):
+    again = write_synthetic_video(tmp_path / "again.mp4", frames=6, height=48, width=64)
+    for first, second in zip(decode_video(clip, 6), decode_video(again, 6), strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_short_video_is_refused_unless_looped(clip):
+    with pytest.raises(VideoError, match="has only 6 frames but 9 were asked for"):
+        decode_video(clip, 9)
+    looped = decode_video(clip, 9, loop=True)
+    assert len(looped) == 9
+    np.testing.assert_array_equal(looped[6], looped[0])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda d: d / "missing.mp4", "no such video file", id="missing"),
+        pytest.param(lambda d: (d / "text.mp4").write_text("not a video") and d / "text.mp4",
+                     "cannot open this file as a video|no decodable frames", id="text-file"),
+        pytest.param(lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4",
+                     "cannot open this file as a video|no decodable frames", id="empty-file"),
+    ],
+)
+def test_bad_videos_name_the_file(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(VideoError, match=message) as error:
+        decode_video(path, 1)
+    assert str(path) in str(error.value)
+
+
+def test_zero_frames_is_refused(clip):
+    with pytest.raises(VideoError, match="at least 1, got 0"):
+        decode_video(clip, 0)
+
+
+def test_to_batch_is_the_write_ups_preprocessing():
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[..., 0] = 255  # red
+    batch = to_batch(image, 4, 6, batch=3)
+    assert batch.shape == (3, 3, 4, 6)
+    assert batch.dtype == np.float32
+    assert batch.flags.c_contiguous
+    np.testing.assert_array_equal(batch[:, 0], 1.0)
+    np.testing.assert_array_equal(batch[:, 1:], 0.0)
+    assert to_batch(image, 4, 6, batch=1, layout="NHWC").shape == (1, 4, 6, 3)
+    with pytest.raises(ValueError, match="layout must be 'NCHW' or 'NHWC', got 'CHW'"):
+        to_batch(image, 4, 6, 1, layout="CHW")
+
+
+def test_frames_tensor_stacks_frames_in_order(clip):
+    images = decode_video(clip, 3)
+    tensor = frames_tensor(images, 8, 8, batch=2)
+    assert tensor.shape == (3, 2, 3, 8, 8)
+    for index, image in enumerate(images):
+        np.testing.assert_array_equal(tensor[index], to_batch(image, 8, 8, 2))
