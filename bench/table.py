@@ -30,7 +30,8 @@ def format_table(measurements: Sequence[Measurement]) -> str:
                      "yes" if m.equivalent else "NO"])
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [f"fanbench: {len(first.models)} models x {first.frames} frames, batch {first.batch}, "
-             f"provider {first.provider} (median of the timed rounds)"]
+             f"provider {first.provider} (median of the timed rounds)",
+             "models, in the order of the per-model column: " + " / ".join(first.models)]
     lines.append("  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True)))
     lines.append("  ".join("-" * width for width in widths))
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
