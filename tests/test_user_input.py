@@ -65,10 +65,12 @@ def test_malformed_sizes_are_refused_with_the_text_and_an_example(text):
 
 
 def test_names_are_file_stems_and_duplicates_are_told_apart():
-    requests = [ModelRequest(Path("a/det.onnx")), ModelRequest(Path("b/det.onnx")),
+    requests = [ModelRequest(Path("a/det.onnx"), (32, 32)), ModelRequest(Path("b/det.onnx")),
                 ModelRequest(Path("cls.onnx"), (48, 192)), ModelRequest(Path("cls.onnx"), (48, 320)),
-                ModelRequest(Path("rec.onnx")), ModelRequest(Path("rec.onnx")), ModelRequest(Path("x/y.onnx"))]
-    assert model_names(requests) == ["a/det", "b/det", "cls@48x192", "cls@48x320", "rec#1", "rec#2", "y"]
+                ModelRequest(Path("rec.onnx")), ModelRequest(Path("rec.onnx")), ModelRequest(Path("x/y.onnx")),
+                ModelRequest(Path("p/x/z.onnx")), ModelRequest(Path("q/x/z.onnx"))]
+    assert model_names(requests) == ["a/det", "b/det", "cls@48x192", "cls@48x320", "rec#1", "rec#2", "y",
+                                     "x/z#1", "x/z#2"]
 
 
 # ---------------------------------------------------------------- the input plan
