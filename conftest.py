@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.models import SIZES, ModelSpec, file_digest, flops_per_image, model_set, write_model
+from fixtures.user import UserInput, UserInputError, load_user_input, model_option
 from fixtures.video import decode_video, write_synthetic_video
 from fixtures.workloads import synthetic_workload
 
@@ -56,6 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-history", action="store_true",
                     help="Do not save this run into the history, nor compare with the last one "
                          "(`pytest bench` does both by default).")
+    # --- users' own models and video (logic in fixtures/user.py, docs/own-models.md) ---
+    group.addoption("--model", action="append", type=model_option, default=[], metavar="PATH[@HxW]",
+                    help="Benchmark this ONNX model instead of the synthetic ones; repeat for several. @HxW sets "
+                         "the input height and width where the model leaves them dynamic.")
+    group.addoption("--video", type=Path, default=None, metavar="PATH",
+                    help="Decode the frames from this video (OpenCV) instead of the synthetic one.")
+    group.addoption("--loop-video", action="store_true",
+                    help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,6 +80,26 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = [name for name in config.getoption("strategy") if name not in STRATEGIES]
     if unknown:
         raise pytest.UsageError(f"--strategy: unknown strategy {unknown[0]!r}; choose from: {', '.join(STRATEGIES)}.")
+
+
+USER_INPUT = pytest.StashKey["UserInput | None"]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load and check --model/--video before anything is collected or timed: a bad file ends
+    the run here with one line naming it (exit status 4), with nothing started."""
+    config = session.config
+    height, width = config.getoption("frame_size")
+    try:
+        config.stash[USER_INPUT] = load_user_input(
+            config.getoption("model"), config.getoption("video"), frames=config.getoption("frames"),
+            loop=config.getoption("loop_video"), frame_size=(height, width), batch=config.getoption("batch"))
+    except UserInputError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def user_input(config: pytest.Config) -> UserInput | None:
+    return config.stash.get(USER_INPUT, None)
 
 
 @dataclass(frozen=True)
@@ -133,17 +162,32 @@ def synthetic_video(workload_config: WorkloadConfig, tmp_path_factory: pytest.Te
 
 
 @pytest.fixture(scope="session")
-def workload(workload_config: WorkloadConfig, synthetic_models, synthetic_video: Path):
-    """Models plus frames decoded and preprocessed before any timing, as in the write-up."""
+def workload(workload_config: WorkloadConfig, request: pytest.FixtureRequest):
+    """Models plus frames decoded and preprocessed before any timing, as in the write-up.
+    A user's --model/--video, loaded at session start, replace the synthetic ones."""
+    from strategies import Workload
+
+    cfg = workload_config
+    user = user_input(request.config)
+    if user is not None and user.models is not None:
+        return Workload(user.models, resolve_provider(cfg.provider, user.models[0].path))
+    synthetic_models = request.getfixturevalue("synthetic_models")
+    if user is not None and user.images is not None:
+        images = user.images
+    else:
+        images = decode_video(request.getfixturevalue("synthetic_video"), cfg.frames)
+    provider = resolve_provider(cfg.provider, synthetic_models[0][1])
     specs = [spec for spec, _ in synthetic_models]
-    images = decode_video(synthetic_video, workload_config.frames)
-    provider = resolve_provider(workload_config.provider, synthetic_models[0][1])
-    return synthetic_workload(specs, images, workload_config.batch, synthetic_models[0][1].parent, provider)
+    return synthetic_workload(specs, images, cfg.batch, synthetic_models[0][1].parent, provider)
 
 
 @pytest.fixture(scope="session")
-def model_facts(workload_config: WorkloadConfig, synthetic_models) -> dict[str, object]:
-    """What a stored result needs to say about the models it timed."""
+def model_facts(workload_config: WorkloadConfig, request: pytest.FixtureRequest) -> dict[str, object]:
+    """What a stored result needs to say about the models it timed (FLOPs unknown for a user's model)."""
+    user = user_input(request.config)
+    if user is not None and user.models is not None:
+        return {"model_flops": [None] * len(user.models), "model_set_hash": file_digest([m.path for m in user.models])}
+    synthetic_models = request.getfixturevalue("synthetic_models")
     return {
         "model_flops": [flops_per_image(spec) * workload_config.batch for spec, _ in synthetic_models],
         "model_set_hash": file_digest([path for _, path in synthetic_models]),

@@ -29,7 +29,7 @@ class Case:
 
 def cases(config: pytest.Config) -> list[Case]:
     names = config.getoption("strategy") or list(STRATEGIES)
-    model_count = config.getoption("models")
+    model_count = len(config.getoption("model")) or config.getoption("models")  # --model replaces --models
     selected = []
     for name in names:
         cls = STRATEGIES[name]

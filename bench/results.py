@@ -24,7 +24,7 @@ class Measurement:
     equivalent: bool
     mismatch: str | None = None
     thread_settings: dict[str, Any] = field(default_factory=dict)
-    model_flops: list[int] = field(default_factory=list)
+    model_flops: list[int | None] = field(default_factory=list)  # None: unknown, for a user's model
     model_set_hash: str = ""
     rounds_wall_s: list[float] = field(default_factory=list)
 

@@ -30,10 +30,10 @@ def format_table(measurements: Sequence[Measurement]) -> str:
                      "yes" if m.equivalent else "NO"])
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [f"fanbench: {len(first.models)} models x {first.frames} frames, batch {first.batch}, "
-             f"provider {first.provider} (median of the timed rounds)"]
-    if first.model_flops:
-        lines.append("FLOPs per call: " + ", ".join(
-            f"{name} {flops / 1e9:.2f} G" for name, flops in zip(first.models, first.model_flops, strict=True)))
+             f"provider {first.provider} (median of the timed rounds)",
+             "models, in the order of the per-model column: " + " / ".join(
+                 name if flops is None else f"{name} ({flops / 1e9:.2f} GFLOP per call)"
+                 for name, flops in zip(first.models, first.model_flops or [None] * len(first.models), strict=True))]
     lines.append("  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True)))
     lines.append("  ".join("-" * width for width in widths))
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
