@@ -38,6 +38,13 @@ class RunTimeout(StrategyError):
     """A run went past its time limit."""
 
 
+class NotApplicable(RuntimeError):
+    """This strategy cannot run this workload with these settings; the message says why.
+
+    Raised by `open` (never mid-run); the benchmark turns it into a skip with the reason.
+    """
+
+
 @dataclass(frozen=True)
 class ThreadSettings:
     """onnxruntime's threading knobs for every session a strategy builds.
