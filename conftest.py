@@ -35,6 +35,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def _thread_spec(text: str):
+    from strategies.thread_spec import ThreadSpecError, parse_thread_spec
+
+    try:
+        return parse_thread_spec(text)
+    except ThreadSpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fanbench", "fanbench: the workload and the strategies to benchmark")
     group.addoption("--frames", type=_at_least(1), default=40, help="Frames to run through every model (default 40).")
@@ -55,6 +64,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-history", action="store_true",
                     help="Do not save this run into the history, nor compare with the last one "
                          "(`pytest bench` does both by default).")
+    # --- Thread-settings sweep and batched's frames per call (issue 3) ---
+    group.addoption("--threads", action="append", default=[], type=_thread_spec, metavar="SPEC",
+                    help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is "
+                         "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
+                         "intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key left out keeps onnxruntime's "
+                         "default). Without --threads: each strategy's default, plus onnxruntime's defaults for "
+                         "the classic four.")
+    group.addoption("--batch-k", type=_at_least(1), default=4, metavar="K",
+                    help="Frames stacked into one call per model by the batched strategy (default 4).")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from strategies import RunResult
+import pytest
+
+from strategies import NotApplicable, RunResult
 from strategies.equivalence import first_mismatch
 
 from .results import Measurement
 
 
-def test_strategy(benchmark, case, workload, reference, model_facts, workload_config, pytestconfig, record):
+def test_strategy(benchmark, case, workload, reference, model_facts, workload_config, pytestconfig, record,
+                  packing_limit):
     runs: list[RunResult] = []
-    with case.strategy(workload, case.settings) as strategy:
-        # Sessions, pools, processes and event loops were built by `with`, before the clock.
-        benchmark.pedantic(lambda: runs.append(strategy.run()), rounds=pytestconfig.getoption("rounds"),
-                           warmup_rounds=pytestconfig.getoption("warmup"), iterations=1)
-        providers = set(strategy.providers_used)
+    try:
+        with case.strategy(workload, case.settings, **dict(case.options)) as strategy:
+            # Sessions, pools, processes and event loops were built by `with`, before the clock.
+            benchmark.pedantic(lambda: runs.append(strategy.run()), rounds=pytestconfig.getoption("rounds"),
+                               warmup_rounds=pytestconfig.getoption("warmup"), iterations=1)
+            providers = set(strategy.providers_used)
+    except NotApplicable as reason:
+        pytest.skip(str(reason))
     timed = runs[-pytestconfig.getoption("rounds"):]
     mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names) for run in runs) if m), None)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
         batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts)
+    measurement.limit_s = packing_limit.limit_s
+    measurement.efficiency = packing_limit.efficiency(measurement.wall_s)
+    measurement.strategy_options = dict(case.options)
     benchmark.extra_info.update(measurement.extra_info())
+    benchmark.extra_info["packing_limit"] = packing_limit.as_dict()
     record(measurement)
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"
