@@ -10,7 +10,8 @@ subgraph) goes through one mapping, so references stay consistent by constructio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import onnx
@@ -32,9 +33,12 @@ def prefix_for(index: int) -> str:
     return f"model{index}/"
 
 
-def _rename_graph(graph: GraphProto, rename: Callable[[str], str], node_prefix: str) -> None:
+def _rename_graph(graph: GraphProto, rename: Callable[[str], str], node_prefix: str,
+                  numbers: Iterator[int] | None = None) -> None:
     """Apply `rename` to every tensor name in `graph` and its subgraphs, in place; empty names
-    (an omitted optional input) stay empty."""
+    (an omitted optional input) stay empty. Nodes get `node_prefix` too, and unnamed nodes a
+    numbered name, so onnxruntime's error messages say which model a failing node is from."""
+    numbers = numbers if numbers is not None else itertools.count()
 
     def mapped(name: str) -> str:
         return rename(name) if name else name
@@ -48,14 +52,14 @@ def _rename_graph(graph: GraphProto, rename: Callable[[str], str], node_prefix: 
         sparse.values.name = mapped(sparse.values.name)
         sparse.indices.name = mapped(sparse.indices.name)
     for node in graph.node:
-        node.name = node_prefix + node.name if node.name else node.name
+        node.name = node_prefix + (node.name or f"{node.op_type}_{next(numbers)}")
         node.input[:] = [mapped(name) for name in node.input]
         node.output[:] = [mapped(name) for name in node.output]
         for attribute in node.attribute:
             if attribute.HasField("g"):
-                _rename_graph(attribute.g, rename, node_prefix)
+                _rename_graph(attribute.g, rename, node_prefix, numbers)
             for subgraph in attribute.graphs:
-                _rename_graph(subgraph, rename, node_prefix)
+                _rename_graph(subgraph, rename, node_prefix, numbers)
 
 
 def _opsets(models: Sequence[ModelProto], names: Sequence[str]) -> list[onnx.OperatorSetIdProto]:
