@@ -94,7 +94,7 @@ def test_subgraphs_keep_their_own_models_outer_initializers(tmp_path):
 def test_different_opsets_cannot_merge():
     first, second = (build_model(ModelSpec(width=2, stages=1, height=8, width_px=8, seed=seed)) for seed in (0, 1))
     second.opset_import[0].version = 13
-    with pytest.raises(MergeError, match="opset 17 of ai.onnx and model 'b' uses opset 13"):
+    with pytest.raises(MergeError, match=r"opset 17 of ai\.onnx and model 'b' uses opset 13"):
         merge_models([first, second], ["a", "b"])
 
 

@@ -189,7 +189,9 @@ def test_merged_needs_one_shared_input_array(workload):
 @pytest.mark.parametrize("name", NEW)
 def test_default_settings_keep_busy_threads_near_the_core_count(name, models, cores):
     settings = STRATEGIES[name].default_settings(models, cores)
-    assert settings.spinning is False and settings.inter_op == 1 and not settings.parallel
+    assert settings.spinning is False
+    assert settings.inter_op == 1
+    assert not settings.parallel
     if name in ("merged", "batched"):  # one call at a time, using every core
         busy = settings.intra_op
     elif name == "run_async":  # each session's call runs on its pool's intra_op - 1 workers

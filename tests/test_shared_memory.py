@@ -45,7 +45,8 @@ def test_blocks_hold_the_array_and_are_unlinked_on_close():
         spec = shared.share(array)
         empty = shared.share(np.zeros((0, 3), np.float32))
         assert our_blocks() == sorted([spec.name, empty.name])
-        assert spec.name.startswith("fanbench_") and (spec.shape, spec.dtype) == ((2, 3, 4), "<f4")
+        assert spec.name.startswith("fanbench_")
+        assert (spec.shape, spec.dtype) == ((2, 3, 4), "<f4")
     finally:
         shared.close()
     assert our_blocks() == []
@@ -57,7 +58,11 @@ def test_attach_maps_read_only_without_registering_with_the_resource_tracker(mon
     try:
         spec = shared.share(np.arange(6, dtype=np.float32))
         registered = []
-        monkeypatch.setattr(resource_tracker, "register", lambda name, rtype: registered.append(name))
+
+        def recorder(name, rtype):
+            registered.append(name)
+
+        monkeypatch.setattr(resource_tracker, "register", recorder)
         block, view = attach(spec)
         try:
             np.testing.assert_array_equal(view, np.arange(6, dtype=np.float32))
@@ -66,7 +71,8 @@ def test_attach_maps_read_only_without_registering_with_the_resource_tracker(mon
         finally:
             del view
             block.close()
-        assert resource_tracker.register is not None and registered == []  # the patch inside attach was undone
+        assert resource_tracker.register is recorder  # the suppression inside attach was undone
+        assert registered == []
     finally:
         shared.close()
 
@@ -77,7 +83,8 @@ def test_nothing_left_after_a_successful_run(model_dir):
     with get_strategy("serial")(workload) as serial:
         reference = serial.run().outputs
     with ProcessesShm(workload) as strategy:
-        assert our_blocks() == sorted(strategy.block_names) and len(strategy.block_names) == 1  # one shared array
+        assert our_blocks() == sorted(strategy.block_names)
+        assert len(strategy.block_names) == 1
         assert_equivalent(reference, strategy.run().outputs, workload.names)
 
 
