@@ -37,6 +37,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def _thread_spec(text: str):
+    from strategies.thread_spec import ThreadSpecError, parse_thread_spec
+
+    try:
+        return parse_thread_spec(text)
+    except ThreadSpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fanbench", "fanbench: the workload and the strategies to benchmark")
     group.addoption("--frames", type=_at_least(1), default=40, help="Frames to run through every model (default 40).")
@@ -65,6 +74,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Decode the frames from this video (OpenCV) instead of the synthetic one.")
     group.addoption("--loop-video", action="store_true",
                     help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
+    # --- Thread-settings sweep and batched's frames per call (issue 3) ---
+    group.addoption("--threads", action="append", default=[], type=_thread_spec, metavar="SPEC",
+                    help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is "
+                         "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
+                         "intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key left out keeps onnxruntime's "
+                         "default). Without --threads: each strategy's default, plus onnxruntime's defaults for "
+                         "the classic four.")
+    group.addoption("--batch-k", type=_at_least(1), default=4, metavar="K",
+                    help="Frames stacked into one call per model by the batched strategy (default 4).")
 
 
 def pytest_configure(config: pytest.Config) -> None:

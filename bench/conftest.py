@@ -4,13 +4,20 @@ run of this machine, parametrise over strategies, and print the table at the end
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
+from strategies.thread_spec import resolve
 
+from .limit import PackingLimit, measure_packing_limit
+from .recommend import recommendation
 from .results import Measurement
 from .table import format_table
+
+# Strategy constructor arguments taken from command-line options: strategy -> {argument: option}.
+STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
 
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
 
@@ -21,22 +28,32 @@ class Case:
 
     strategy: type[Strategy]
     settings: ThreadSettings
+    options: tuple[tuple[str, Any], ...] = ()  # extra constructor arguments, e.g. (("k", 4),)
 
     @property
     def id(self) -> str:
-        return f"{self.strategy.name}-{self.settings.label}"
+        options = "".join(f"-{key}{value}" for key, value in self.options)
+        return f"{self.strategy.name}{options}-{self.settings.label}"
 
 
 def cases(config: pytest.Config) -> list[Case]:
     names = config.getoption("strategy") or list(STRATEGIES)
     model_count = len(config.getoption("model")) or config.getoption("models")  # --model replaces --models
-    selected = []
+    choices = config.getoption("threads")
+    selected: list[Case] = []
     for name in names:
         cls = STRATEGIES[name]
-        selected.append(Case(cls, cls.default_settings(model_count, usable_cores())))
-        if name in CLASSIC:
-            # The write-up ran its four with onnxruntime's defaults; so do we, side by side.
-            selected.append(Case(cls, ThreadSettings()))
+        options = tuple((argument, config.getoption(option)) for argument, option in STRATEGY_OPTIONS.get(name, {}).items())
+        if choices:
+            # A sweep: exactly the settings asked for, for every selected strategy.
+            settings = [resolve(choice, cls, model_count, usable_cores()) for choice in choices]
+        else:
+            settings = [cls.default_settings(model_count, usable_cores())]
+            if name in CLASSIC:
+                # The write-up ran its four with onnxruntime's defaults; so do we, side by side.
+                settings.append(ThreadSettings())
+        for each in dict.fromkeys(settings):  # a setting given twice runs once
+            selected.append(Case(cls, each, options))
     return selected
 
 
@@ -95,6 +112,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
+        terminalreporter.write_line(recommendation(measurements) or "")
+
+
+@pytest.fixture(scope="session")
+def packing_limit(workload) -> PackingLimit:
+    """This machine's packing limit for the workload (bench/limit.py), measured once per run."""
+    return measure_packing_limit(workload)
 
 
 @pytest.fixture

@@ -27,6 +27,10 @@ class Measurement:
     model_flops: list[int | None] = field(default_factory=list)  # None: unknown, for a user's model
     model_set_hash: str = ""
     rounds_wall_s: list[float] = field(default_factory=list)
+    # The performance bar (bench/limit.py): the packing limit and limit / wall for this run.
+    limit_s: float | None = None
+    efficiency: float | None = None
+    strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. batched's {"k": 4}
 
     @property
     def key(self) -> str:

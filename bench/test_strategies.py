@@ -9,9 +9,10 @@ from .harness import opened
 from .results import Measurement
 
 
-def test_strategy(benchmark, case, workload, reference, model_facts, workload_config, pytestconfig, record):
+def test_strategy(benchmark, case, workload, reference, model_facts, workload_config, pytestconfig, record,
+                  packing_limit):
     runs: list[RunResult] = []
-    with opened(case.strategy, workload, case.settings) as strategy:
+    with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
         # Sessions, pools, processes and event loops are built on opening, before the clock.
         benchmark.pedantic(lambda: runs.append(strategy.run()), rounds=pytestconfig.getoption("rounds"),
                            warmup_rounds=pytestconfig.getoption("warmup"), iterations=1)
@@ -21,6 +22,10 @@ def test_strategy(benchmark, case, workload, reference, model_facts, workload_co
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
         batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts)
+    measurement.limit_s = packing_limit.limit_s
+    measurement.efficiency = packing_limit.efficiency(measurement.wall_s)
+    measurement.strategy_options = dict(case.options)
     benchmark.extra_info.update(measurement.extra_info())
+    benchmark.extra_info["packing_limit"] = packing_limit.as_dict()
     record(measurement)
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"

@@ -39,7 +39,10 @@ class RunTimeout(StrategyError):
 
 
 class StrategyUnavailable(RuntimeError):
-    """The strategy cannot run in this configuration (the message says why); benchmarks skip it."""
+    """This strategy cannot run this workload with these settings; the message says why.
+
+    Raised by `open` (never mid-run); the benchmark turns it into a skip with the reason.
+    """
 
 
 @dataclass(frozen=True)

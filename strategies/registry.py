@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from .asyncio_threads import AsyncioThreads
 from .base import Strategy
+from .batched import Batched
 from .coroutines import Asyncio
+from .fanout import Fanout
+from .merged import Merged
 from .processes import Processes
+from .processes_shm import ProcessesShm
+from .run_async import RunAsync
 from .serial import Serial
 from .threads import Threads
 
-# Order is the order of the table: the reference first, then the write-up's classics.
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Serial, Threads, Processes, Asyncio)}
+# Order is the order of the table: the reference first, then the write-up's classics, then
+# the strategies that fix their flaws.
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
+    Serial, Threads, Processes, Asyncio,
+    AsyncioThreads, ProcessesShm, Fanout, Merged, RunAsync, Batched,
+)}
 
 #: The write-up's four; they are also benchmarked with onnxruntime's default thread settings.
 CLASSIC = ("serial", "threads", "processes", "asyncio")

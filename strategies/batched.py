@@ -1,0 +1,93 @@
+"""`batched`: k consecutive frames stacked into one `session.run` per model, outputs split back."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .base import (
+    Arrivals,
+    CallLog,
+    CallRecord,
+    Clock,
+    Outputs,
+    StrategyError,
+    StrategyUnavailable,
+    ThreadSettings,
+    Workload,
+    empty_outputs,
+    usable_cores,
+)
+from .failures import model_failed
+from .local import SessionStrategy
+
+DEFAULT_K = 4
+
+
+class Batched(SessionStrategy):
+    """The offline-video technique: one call per model per k frames instead of per frame.
+
+    What it fixes: on small models the fixed cost of a call (input checks, allocation, thread
+    pool wake-ups) is a large share of its time; stacking k frames along the batch axis pays
+    it once per k frames and gives the intra-op threads bigger kernels to split.
+
+    Its costs: latency. A chunk runs only once its last frame has arrived, so in streaming
+    the first frame of a chunk waits for k - 1 more (k - 1 periods) before any model sees it;
+    streaming measurements show it. Memory per call grows k-fold. The models run one after
+    another per chunk, each with every core (intra-op threads = cores, spinning off). Models
+    need a free batch dimension, and every output must carry it (first axis = k x batch).
+    The last chunk is shorter when the frame count is not a multiple of k.
+    """
+
+    name = "batched"
+
+    def __init__(self, workload: Workload, settings: ThreadSettings | None = None, clock: Clock = time.perf_counter,
+                 k: int = DEFAULT_K):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"batched: k (frames per call) must be a whole number of at least 1, got {k!r}.")
+        super().__init__(workload, settings, clock)
+        self.k = k
+
+    @classmethod
+    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
+        return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
+
+    def open(self) -> None:
+        super().open()
+        for index, session in enumerate(self.sessions):
+            batch_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
+            if isinstance(batch_dim, int) and batch_dim > 0:
+                raise StrategyUnavailable(
+                    f"batched: model {self.workload.names[index]!r} has a fixed batch size of {batch_dim}, "
+                    "so frames cannot be stacked; export it with a dynamic batch axis.")
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        log = CallLog(self.clock)
+        count = self.workload.frame_count
+        outputs = empty_outputs(len(self.sessions), count)
+        for first in range(0, count, self.k):
+            last = min(first + self.k, count) - 1  # the last chunk may be shorter
+            arrivals.wait_for(last, self.clock)  # the chunk's latency cost: wait for its last frame
+            for model, (session, spec) in enumerate(zip(self.sessions, self.workload.models, strict=True)):
+                frames = spec.frames[first:last + 1]
+                per_frame = frames.shape[1]
+                # A slice of a C-contiguous array along its first axis reshapes without a copy.
+                stacked = np.ascontiguousarray(frames).reshape(-1, *frames.shape[2:])
+                try:
+                    results = log.run(session, {self.input_names[model]: stacked}, model, first, "main",
+                                      frames=last + 1 - first)
+                    split = [_split(result, last + 1 - first, per_frame) for result in results]
+                except Exception as error:
+                    raise model_failed(self.name, self.workload.names[model], first, error, last) from error
+                for offset in range(last + 1 - first):
+                    outputs[model][first + offset] = tuple(parts[offset] for parts in split)
+        return outputs, log.calls
+
+
+def _split(result: np.ndarray, frames: int, per_frame: int) -> list[np.ndarray]:
+    if result.ndim == 0 or result.shape[0] != frames * per_frame:
+        raise StrategyError(
+            f"an output of shape {result.shape} does not carry the batch axis (expected first axis "
+            f"{frames} x {per_frame} = {frames * per_frame}), so it cannot be split back per frame.")
+    return [result[index * per_frame:(index + 1) * per_frame] for index in range(frames)]

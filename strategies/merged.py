@@ -1,0 +1,101 @@
+"""`merged`: every model combined into one ONNX graph with one shared input, run by one session."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from .base import (
+    Arrivals,
+    CallLog,
+    CallRecord,
+    Outputs,
+    Strategy,
+    StrategyUnavailable,
+    ThreadSettings,
+    empty_outputs,
+    usable_cores,
+)
+from .failures import model_failed
+from .merge import MergeError, merge_models, prefix_for
+from .sessions import io_names, make_session, provider_used
+
+
+class Merged(Strategy):
+    """One graph, one session, one `session.run` per frame for all models.
+
+    What it fixes: per-call overhead paid once per frame instead of once per model, one
+    thread pool instead of one per session (no pools competing for cores, no idle spinning
+    pool stealing a core from the next session), and nothing to coordinate in Python.
+    onnxruntime sees the models as independent branches of one graph.
+
+    Its costs and limits: the models must take the same input array (the workload's models
+    share one frames array); otherwise this is not applicable and the benchmark skips it with
+    the reason. Building the merged file costs time and a copy of every weight (outside the
+    clock). With the default sequential execution mode the branches run one after another,
+    each using every intra-op thread; ORT_PARALLEL runs branches concurrently (try
+    `--threads intra=1,inter=<cores>,mode=parallel,spin=0`). Per-model times cannot be told
+    apart inside one call: every model's cumulative time is the merged call's time.
+    Default settings: intra-op threads = cores, spinning off.
+    """
+
+    name = "merged"
+
+    @classmethod
+    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
+        return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
+
+    def open(self) -> None:
+        models = self.workload.models
+        shared = models[0].frames
+        different = [model.name for model in models if model.frames is not shared]
+        if different:
+            raise StrategyUnavailable(
+                f"merged: the models must share one input array, but {', '.join(map(repr, different))} "
+                f"take(s) a different one than {models[0].name!r}; one merged graph has one input.")
+        try:
+            merged = merge_models([onnx.load(str(model.path)) for model in models], self.workload.names)
+        except MergeError as error:
+            raise StrategyUnavailable(f"merged: {error}") from error
+        self.directory = Path(tempfile.mkdtemp(prefix="fanbench_merged_"))
+        path = self.directory / "merged.onnx"
+        onnx.save(merged.model, str(path))
+        self.session = make_session(path, self.settings, self.workload.provider)
+        self.input_name = io_names(self.session)[0]
+        order = {name: index for index, name in enumerate(io_names(self.session)[1])}
+        # Where each model's outputs sit in the merged call's output list.
+        self.output_slots = [[order[name] for name in names] for names in merged.outputs]
+        self.providers_used = [provider_used(self.session)]
+
+    def close(self) -> None:
+        self.session = None
+        directory = getattr(self, "directory", None)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+            self.directory = None
+
+    def _culprit(self, message: str) -> str:
+        """The model whose prefixed node onnxruntime's error names, else all of them."""
+        named = [name for index, name in enumerate(self.workload.names) if prefix_for(index) in message]
+        return named[0] if len(named) == 1 else "+".join(self.workload.names)
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        log = CallLog(self.clock)
+        models = len(self.workload.models)
+        outputs = empty_outputs(models, self.workload.frame_count)
+        frames = self.workload.models[0].frames
+        for frame in range(self.workload.frame_count):
+            arrivals.wait_for(frame, self.clock)
+            start = self.clock()
+            try:
+                results = self.session.run(None, {self.input_name: frames[frame]})
+            except Exception as error:
+                raise model_failed(self.name, self._culprit(str(error)), frame, error) from error
+            end = self.clock()
+            for model, slots in enumerate(self.output_slots):
+                outputs[model][frame] = tuple(results[slot] for slot in slots)
+                log.calls.append(CallRecord(model, frame, 1, start, end, "merged"))
+        return outputs, log.calls

@@ -1,0 +1,173 @@
+"""`processes_shm`: persistent worker processes reading frames from shared memory."""
+
+from __future__ import annotations
+
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+
+from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, ThreadSettings, usable_cores
+from .processes import serve
+from .shared_frames import BlockSpec, SharedFrames, attach
+from .workers import DONE, FAILED, WorkerPool, context, detach_from_terminal_signals, exit_reason
+
+
+class RunStopped(RuntimeError):
+    """Raised in a worker at its next frame once another model of the run has failed."""
+
+
+class StoppableFrames:
+    """The worker's frames: a read-only shared-memory view that refuses the next frame once
+    the parent has set `stop` (another model failed), so a failed run ends early everywhere."""
+
+    def __init__(self, view: np.ndarray, stop: Any):
+        self.view = view
+        self.stop = stop
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, frame: int) -> np.ndarray:
+        if self.stop.is_set():
+            raise RunStopped("stopped: another model of this run failed")
+        return self.view[frame]
+
+
+def serve_shared(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
+                 spec: BlockSpec, lane: str, stop: Any) -> None:
+    """Worker main: attach the frames' block, then answer runs exactly as `processes.serve` does."""
+    detach_from_terminal_signals()
+    try:
+        block, view = attach(spec)
+    except Exception as error:
+        conn.send((FAILED, f"model {name!r}: could not attach the frames' shared memory {spec.name!r}: {error}"))
+        return
+    frames = StoppableFrames(view, stop)
+    try:
+        serve(conn, model, name, path, settings, provider, frames, lane)
+    finally:
+        del frames, view  # the mapping can only close once no array points into it
+        try:
+            block.close()
+        except BufferError:
+            pass  # the process is about to exit, which unmaps it anyway
+
+
+class ProcessesShm(Strategy):
+    """A process per model, kept for the strategy's life, frames shared through shared memory.
+
+    What it fixes: the classic `processes` pickles a whole frame through a Manager's proxy
+    process on every access. Here each distinct input array is copied once, in `open`, into a
+    `multiprocessing.shared_memory` block; workers map it read-only and index frames with no
+    copy. Each worker sends its outputs and call records back once per run over its pipe,
+    not per frame. The processes run truly in parallel, free of the GIL.
+
+    Its costs: process start-up and one session per process (outside the clock; on a GPU a
+    CUDA context per process: memory grows with the worker count), a copy of the frames in
+    shared memory, and the outputs pickled back once per run. Blocks are unlinked in `close`,
+    when `open` fails, and when a run is interrupted or a worker dies (the strategy is then
+    closed; open a new one). When one model fails, the others stop at their next frame and
+    the run raises a StrategyError naming the model and frame. Default settings: cores /
+    models intra-op threads per process, spinning off.
+    """
+
+    name = "processes_shm"
+
+    @classmethod
+    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
+        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+
+    def open(self) -> None:
+        try:
+            self._open()
+        except BaseException:
+            self.close()  # even when called without `with`: no block or process is left behind
+            raise
+
+    def _open(self) -> None:
+        self.frames = SharedFrames()
+        specs: dict[int, BlockSpec] = {}
+        for model in self.workload.models:
+            key = id(model.frames)  # models sharing one array share one block
+            if key not in specs:
+                specs[key] = self.frames.share(model.frames)
+        self.stop = context().Event()
+        models = self.workload.models
+        self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))])
+        self.providers_used = self.pool.start(serve_shared, lambda i: (
+            i, models[i].name, str(models[i].path), self.settings, self.workload.provider,
+            specs[id(models[i].frames)], self.pool.lanes[i], self.stop))
+
+    @property
+    def block_names(self) -> list[str]:
+        frames = getattr(self, "frames", None)
+        return frames.names if frames is not None else []
+
+    def close(self) -> None:
+        stop = getattr(self, "stop", None)
+        if stop is not None:
+            stop.set()  # workers still in a run stop at their next frame instead of finishing it
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()
+            self.pool = None
+        frames = getattr(self, "frames", None)
+        if frames is not None:
+            frames.close()
+            self.frames = None
+        self.stop = None
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        if getattr(self, "pool", None) is None:
+            raise StrategyError(f"{self.name}: the strategy is closed (an earlier run was interrupted or lost a "
+                                "worker, which closes it); open a new one.")
+        self.stop.clear()
+        timeout = None if arrivals.deadline is None else max(0.0, arrivals.deadline - self.clock()) + 1.0
+        try:
+            self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
+            answers, failure = self._gather(timeout)
+        except BaseException:
+            # A dead worker, a timeout or an interrupt leaves answers in flight: nothing
+            # reliable can follow, so release processes and shared memory now.
+            self.close()
+            raise
+        if failure is not None:
+            raise StrategyError(f"{self.name}: {failure}")
+        outputs = [answers[index][0] for index in range(len(answers))]
+        calls = [call for index in range(len(answers)) for call in answers[index][1]]
+        return outputs, calls
+
+    def _gather(self, timeout: float | None) -> tuple[dict[int, Any], str | None]:
+        """Every worker's answer to this run. The first failure stops the others (they answer
+        at their next frame) and is returned; a dead worker raises at once."""
+        pool = self.pool
+        answers: dict[int, Any] = {}
+        failure: str | None = None
+        waiting = {pipe: index for index, pipe in enumerate(pool.pipes)}
+        sentinels = {process.sentinel: index for index, process in enumerate(pool.processes)}
+        while waiting:
+            ready = wait([*waiting, *sentinels], timeout)
+            if not ready:
+                raise StrategyError(f"{self.name}: workers {sorted(pool.lanes[i] for i in waiting.values())} "
+                                    f"did not answer within {timeout} s.")
+            for handle in ready:
+                if handle in waiting:
+                    index = waiting[handle]
+                    try:
+                        kind, payload = handle.recv()
+                    except EOFError:
+                        continue  # its sentinel reports the death with the exit code
+                    del waiting[handle]
+                    if kind == DONE:
+                        answers[index] = payload
+                    elif kind == FAILED and failure is None:
+                        failure = payload  # later ones are the others stopping because of it
+                        self.stop.set()
+                elif sentinels[handle] in waiting.values():
+                    index = sentinels[handle]
+                    process = pool.processes[index]
+                    process.join(1.0)
+                    raise StrategyError(f"{self.name}: worker {pool.lanes[index]!r} (model "
+                                        f"{self.workload.names[index]!r}) died ({exit_reason(process.exitcode)}).")
+        return answers, failure

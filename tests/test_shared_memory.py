@@ -1,0 +1,160 @@
+"""Shared memory for `processes_shm`: nothing is left in /dev/shm after success, failure,
+a killed worker or an interrupted run; workers attach without registering with the tracker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_workloads import tiny_workload, with_failing_model
+
+from strategies import ModelInput, StrategyError, Workload, assert_equivalent, get_strategy
+from strategies.processes_shm import ProcessesShm
+from strategies.shared_frames import SharedFrames, attach, block_prefix
+
+SHM = Path("/dev/shm")
+pytestmark = pytest.mark.skipif(not SHM.is_dir(), reason="needs Linux's /dev/shm to see shared-memory blocks")
+
+
+def our_blocks() -> list[str]:
+    """This test process's blocks (other processes on the machine may have their own)."""
+    return sorted(entry.name for entry in SHM.iterdir() if entry.name.startswith(block_prefix()))
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    assert our_blocks() == []
+    yield
+    assert our_blocks() == []
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shm-models")
+
+
+def test_blocks_hold_the_array_and_are_unlinked_on_close():
+    array = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    shared = SharedFrames()
+    try:
+        spec = shared.share(array)
+        empty = shared.share(np.zeros((0, 3), np.float32))
+        assert our_blocks() == sorted([spec.name, empty.name])
+        assert spec.name.startswith("fanbench_")
+        assert (spec.shape, spec.dtype) == ((2, 3, 4), "<f4")
+    finally:
+        shared.close()
+    assert our_blocks() == []
+    shared.close()  # idempotent
+
+
+def test_attach_maps_read_only_without_registering_with_the_resource_tracker(monkeypatch):
+    shared = SharedFrames()
+    try:
+        spec = shared.share(np.arange(6, dtype=np.float32))
+        registered = []
+
+        def recorder(name, rtype):
+            registered.append(name)
+
+        monkeypatch.setattr(resource_tracker, "register", recorder)
+        block, view = attach(spec)
+        try:
+            np.testing.assert_array_equal(view, np.arange(6, dtype=np.float32))
+            assert not view.flags.writeable
+            assert registered == []
+        finally:
+            del view
+            block.close()
+        assert resource_tracker.register is recorder  # the suppression inside attach was undone
+        assert registered == []
+    finally:
+        shared.close()
+
+
+@pytest.mark.slow
+def test_nothing_left_after_a_successful_run(model_dir):
+    workload = tiny_workload(model_dir, models=2, frames=4, batch=1, size=8)
+    with get_strategy("serial")(workload) as serial:
+        reference = serial.run().outputs
+    with ProcessesShm(workload) as strategy:
+        assert our_blocks() == sorted(strategy.block_names)
+        assert len(strategy.block_names) == 1
+        assert_equivalent(reference, strategy.run().outputs, workload.names)
+
+
+@pytest.mark.slow
+def test_one_block_per_distinct_input_array(model_dir):
+    workload = tiny_workload(model_dir, models=2, frames=3, batch=1, size=8)
+    first, second = workload.models
+    separate = Workload((first, ModelInput(second.name, second.path, second.frames.copy())))
+    with ProcessesShm(separate) as strategy:
+        assert len(strategy.block_names) == 2
+
+
+@pytest.mark.slow
+def test_nothing_left_after_a_model_fails_at_run_time(model_dir):
+    broken = with_failing_model(tiny_workload(model_dir, models=2, frames=4, batch=1, size=8), model_dir)
+    with ProcessesShm(broken) as strategy:
+        with pytest.raises(StrategyError, match="processes_shm: model 'fails_at_run' failed on frame 0"):
+            strategy.run()
+        assert our_blocks() != []  # a failing model leaves the workers usable until close
+        with pytest.raises(StrategyError, match="fails_at_run"):
+            strategy.run()
+
+
+@pytest.mark.slow
+def test_nothing_left_after_open_fails(model_dir, tmp_path):
+    workload = tiny_workload(model_dir, models=1, frames=2, batch=1, size=8)
+    missing = Workload((ModelInput("missing", tmp_path / "missing.onnx", workload.models[0].frames),))
+    with pytest.raises(StrategyError, match="'missing': could not start"), ProcessesShm(missing):
+        pass
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def long_streaming_workload(model_dir: Path) -> Workload:
+    # 100 frames 0.1 s apart: the run cannot end before 10 s, long after the event below.
+    return tiny_workload(model_dir, models=2, frames=100, batch=1, size=8)
+
+
+@pytest.mark.slow
+def test_nothing_left_after_a_worker_is_killed(model_dir):
+    with ProcessesShm(long_streaming_workload(model_dir)) as strategy:
+        victim = strategy.pool.processes[1].pid
+        timer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
+        timer.start()
+        try:
+            with pytest.raises(StrategyError, match=r"worker 'process-1' \(model '.*seed1'\) died \(killed by signal SIGKILL\)"):
+                strategy.run(period=0.1)
+        finally:
+            timer.cancel()
+        assert our_blocks() == []  # released at once, not only when the `with` ends
+        with pytest.raises(StrategyError, match="open a new one"):
+            strategy.run()
+
+
+@pytest.mark.slow
+def test_nothing_left_after_an_interrupted_run(model_dir):
+    with ProcessesShm(long_streaming_workload(model_dir)) as strategy:
+        workers = [process.pid for process in strategy.pool.processes]
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                strategy.run(period=0.1)
+        finally:
+            timer.cancel()
+        assert our_blocks() == []
+        assert not any(alive(pid) for pid in workers)  # the workers were stopped and reaped too
