@@ -25,7 +25,7 @@ def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | N
         strategy.open()
     except StrategyUnavailable as reason:
         strategy.close()
-        pytest.skip(f"{cls.name}: {reason}")
+        pytest.skip(str(reason))
     except BaseException:
         strategy.close()
         raise
