@@ -9,6 +9,7 @@ import pytest
 
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 
+from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
 from .results import Measurement
 from .table import format_table
 
@@ -44,6 +45,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         selected = cases(metafunc.config)
         metafunc.parametrize("case", selected, ids=[case.id for case in selected])
+    parametrize_scenarios(metafunc)  # issue 4: offline and/or streaming
 
 
 def _previous_runs_exist(config: pytest.Config) -> bool:
@@ -95,6 +97,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
+    finish(terminalreporter, config, measurements)  # issue 4: GPU note, report directory
 
 
 @pytest.fixture
