@@ -16,7 +16,7 @@ import contextlib
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import IO, Any
 
 from .sampler import ResourceSummary, Sampler
 
@@ -29,8 +29,10 @@ class Progress:
     """
 
     def __init__(self, total_frames: int, label: str,
-                 suspend_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
+                 suspend_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+                 file: IO[str] | None = None, disable: bool | None = None) -> None:
         self.total, self.label, self.suspend_capture = total_frames, label, suspend_capture
+        self.file, self.disable = file, disable
         self.bar: Any = None
 
     def advance(self, frames: int) -> None:
@@ -39,8 +41,8 @@ class Progress:
         with self.suspend_capture():
             if self.bar is None:
                 # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.
-                self.bar = tqdm(total=self.total, desc=self.label, unit="frame", leave=False, file=sys.stderr,
-                                disable=None, miniters=1, mininterval=0)
+                self.bar = tqdm(total=self.total, desc=self.label, unit="frame", leave=False,
+                                file=self.file or sys.stderr, disable=self.disable, miniters=1, mininterval=0)
             self.bar.update(frames)
 
     def close(self) -> None:
