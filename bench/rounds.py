@@ -73,7 +73,12 @@ class RoundHooks:
             self.progress.advance(self.frames_per_round)
 
     def resources(self) -> ResourceSummary | None:
-        return self.sampler.summary() if self.sampler is not None else None
+        """What the timed rounds used. Stops a sampler still running first: with
+        --benchmark-disable, pedantic calls `setup` but never `teardown`."""
+        if self.sampler is None:
+            return None
+        self.sampler.stop()
+        return self.sampler.summary()
 
     def close(self) -> None:
         """Stop what a failed round left running. Idempotent."""

@@ -56,6 +56,12 @@ def _gpu_util(m: Measurement) -> str:
     return "-" if m.gpu_util_mean is None else f"{m.gpu_util_mean:.0f} / {m.gpu_util_max:.0f}"
 
 
+def _sampler(m: Measurement) -> str:
+    if not m.sampler_rate_hz:
+        return "off"
+    return f"{m.sampler_samples}" + ("" if m.sampler_cpu_s is None else f" ({m.sampler_cpu_s * 1000:.0f} ms)")
+
+
 def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     base = baseline(measurements)
     streaming = measurements[0].target_fps is not None
@@ -77,11 +83,11 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
 
 def resources_table(measurements: Sequence[Measurement]) -> Table:
     header = ["strategy", "settings", "scenario", "CPU % mean/max", "peak PSS MB", "peak USS MB", "GPU MB (device)",
-              "samples"]
+              "samples (sampler CPU)"]
     rows = [[m.strategy, m.settings, scenario_title(m),
              "-" if m.cpu_util_mean is None else f"{m.cpu_util_mean * 100:.0f} / {m.cpu_util_max * 100:.0f}",
              _number(m.peak_pss_bytes, 1 / MB, 0), _number(m.peak_uss_bytes, 1 / MB, 0),
-             _number(m.gpu_device_memory_peak_bytes, 1 / MB, 0), str(m.sampler_samples) if m.sampler_rate_hz else "off"]
+             _number(m.gpu_device_memory_peak_bytes, 1 / MB, 0), _sampler(m)]
             for m in measurements]
     return "resources during the timed rounds (process tree)", header, rows
 

@@ -46,6 +46,14 @@ def test_warm_up_rounds_are_not_sampled_and_every_round_advances_progress():
     assert (sampler.events[-1], progress.closed) == ("stop", 1)
 
 
+def test_resources_stop_a_sampler_left_running_by_a_round_without_teardown():
+    sampler = CountingSampler()
+    hooks = RoundHooks(warmup=0, frames_per_round=1, sampler=sampler)
+    hooks.setup()  # pytest-benchmark disabled: setup, the target, and no teardown
+    assert hooks.resources() == "summary"
+    assert sampler.events == ["start", "stop"]
+
+
 def test_without_a_sampler_there_are_no_resources():
     hooks = RoundHooks(warmup=0, frames_per_round=1)
     hooks.setup()

@@ -55,7 +55,7 @@ def test_the_write_ups_columns_and_the_resources():
     result = cells([
         measurement("serial", 1.0, cpu_util_mean=0.5, cpu_util_max=0.75, peak_pss_bytes=300 * MB, peak_uss_bytes=250 * MB,
                     gpu_memory_peak_bytes=1280 * MB, gpu_device_memory_peak_bytes=2048 * MB, gpu_util_mean=60.0,
-                    gpu_util_max=85.0, sampler_rate_hz=10.0, sampler_samples=12),
+                    gpu_util_max=85.0, sampler_rate_hz=10.0, sampler_samples=12, sampler_cpu_s=0.021),
         measurement("threads", 1.0, gpu_absent="NVML could not start: Driver Not Loaded"),
     ])
     serial, threads = result["offline"]
@@ -64,8 +64,9 @@ def test_the_write_ups_columns_and_the_resources():
     assert (threads["GPU MB"], threads["GPU util % mean/max"]) == ("-", "-")
     serial, threads = result["resources during the timed rounds (process tree)"]
     assert serial == {"strategy": "serial", "settings": "ort-defaults", "scenario": "offline", "CPU % mean/max": "50 / 75",
-                      "peak PSS MB": "300", "peak USS MB": "250", "GPU MB (device)": "2048", "samples": "12"}
-    assert (threads["CPU % mean/max"], threads["peak PSS MB"], threads["samples"]) == ("-", "-", "off")
+                      "peak PSS MB": "300", "peak USS MB": "250", "GPU MB (device)": "2048",
+                      "samples (sampler CPU)": "12 (21 ms)"}
+    assert (threads["CPU % mean/max"], threads["peak PSS MB"], threads["samples (sampler CPU)"]) == ("-", "-", "off")
 
 
 def test_the_text_table_adds_each_reason_once():
