@@ -8,6 +8,7 @@ arrival (`RunResult.start + frame * period`; offline every frame arrives at the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,18 +91,24 @@ def latency_over_runs(runs: Sequence[RunResult], period: float, deadline_s: floa
     return summarise_latencies(np.concatenate([frame_latencies(run, period) for run in runs]), deadline_s)
 
 
+def _natural(text: str) -> list[Any]:
+    """'worker-10' after 'worker-2'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def timeline(run: RunResult, period: float = 0.0) -> dict[str, Any]:
     """The run's calls in a compact, JSON-ready column form, times relative to the run's start.
 
-    Lanes are the threads, processes or event loops the calls ran on, in order of first use.
+    Lanes are the threads, processes or event loops the calls ran on, ordered by the first
+    model each served, then by name (so process-2 is drawn above process-3).
     """
-    lanes: list[str] = []
-    lane_index: dict[str, int] = {}
+    first_model: dict[str, int] = {}
+    for call in run.calls:
+        first_model[call.lane] = min(first_model.get(call.lane, call.model), call.model)
+    lanes = sorted(first_model, key=lambda lane: (first_model[lane], _natural(lane)))
+    lane_index = {lane: index for index, lane in enumerate(lanes)}
     columns: dict[str, list[Any]] = {"model": [], "first_frame": [], "frames": [], "start": [], "end": [], "lane": []}
     for call in sorted(run.calls, key=lambda call: (call.start, call.model)):
-        if call.lane not in lane_index:
-            lane_index[call.lane] = len(lanes)
-            lanes.append(call.lane)
         columns["model"].append(call.model)
         columns["first_frame"].append(call.first_frame)
         columns["frames"].append(call.frames)

@@ -119,7 +119,7 @@ def test_median_run_of_nothing_is_an_error():
         median_run([])
 
 
-def test_timeline_is_relative_columnar_and_lanes_in_order_of_first_use():
+def test_timeline_is_relative_and_columnar():
     calls = [CallRecord(1, 0, 1, START + 0.25, START + 0.5, "thread-1"), CallRecord(0, 0, 1, START, START + 0.375, "thread-0"),
              CallRecord(0, 1, 1, START + 0.375, START + 0.625, "thread-0")]
     data = timeline(run_of(calls, frames=2, wall=0.75), period=0.25)
@@ -154,3 +154,12 @@ def test_a_strategy_without_per_frame_completion_gets_no_latency():
     assert info["per_frame"] is False
     assert (info["latency_p50_s"], info["latency_frames"], info["deadline_misses"]) == (None, None, None)
     assert info["timeline"]["lanes"] == ["main"]  # its calls are still drawn
+
+
+def test_timeline_lanes_follow_the_models_they_serve_then_their_names():
+    calls = [CallRecord(3, 0, 1, START, START + 0.25, "process-3"), CallRecord(2, 0, 1, START + 0.125, START + 0.25, "process-2"),
+             CallRecord(0, 0, 1, START, START + 0.125, "worker-10"), CallRecord(1, 0, 1, START, START + 0.125, "worker-2"),
+             CallRecord(0, 1, 1, START, START + 0.125, "worker-2")]
+    data = timeline(run_of(calls, models=4, frames=2))
+    assert data["lanes"] == ["worker-2", "worker-10", "process-2", "process-3"]
+    assert data["lane"] == [1, 0, 0, 3, 2]  # calls ordered by start, then model
