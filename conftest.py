@@ -83,6 +83,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "the classic four.")
     group.addoption("--batch-k", type=_at_least(1), default=4, metavar="K",
                     help="Frames stacked into one call per model by the batched strategy (default 4).")
+    # --- issue 4: scenarios, resource sampling, progress, report directory (bench/plugin.py) ---
+    group.addoption("--fps", type=_non_negative_float, default=25.0, metavar="F",
+                    help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
+                         "rate); 0 runs the offline scenario only.")
+    group.addoption("--scenario", choices=["both", "offline", "streaming"], default="both",
+                    help="offline: every frame there at the start; streaming: frames arrive at --fps (default both).")
+    group.addoption("--no-sampler", action="store_true",
+                    help="Do not sample CPU, memory and GPU during the timed rounds (to measure what sampling costs).")
+    group.addoption("--sample-rate", type=_positive_float, default=10.0, metavar="HZ",
+                    help="Resource samples per second during the timed rounds (default 10).")
+    group.addoption("--report-dir", default="reports/latest", metavar="DIR",
+                    help="Where the report (Markdown, charts, timelines) is written after the run (default reports/latest).")
+    group.addoption("--no-report", action="store_true", help="Write no report directory.")
+    group.addoption("--no-progress", action="store_true",
+                    help="No progress bar (it shows only when stderr is a terminal anyway).")
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}.") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}.")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}.")
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cor
 from strategies.thread_spec import resolve
 
 from .limit import PackingLimit, measure_packing_limit
+from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
 from .recommend import recommendation
 from .results import Measurement
 from .table import format_table
@@ -61,6 +62,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         selected = cases(metafunc.config)
         metafunc.parametrize("case", selected, ids=[case.id for case in selected])
+    parametrize_scenarios(metafunc)  # issue 4: offline and/or streaming
 
 
 def _previous_runs_exist(config: pytest.Config) -> bool:
@@ -112,7 +114,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
-        terminalreporter.write_line(recommendation(measurements) or "")
+    finish(terminalreporter, config, measurements)  # issue 4: GPU note, report directory
+    # The recommendation answers the offline question: which strategy gets through the video fastest.
+    line = recommendation([m for m in measurements if m.scenario == "offline"])
+    if line:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

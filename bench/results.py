@@ -31,6 +31,33 @@ class Measurement:
     limit_s: float | None = None
     efficiency: float | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. batched's {"k": 4}
+    # --- issue 4: scenario, per-frame latency, resources, timeline (None: not measured; see
+    # docs/measurements.md). Latency is over every timed round's frames; the timeline is the
+    # median run's calls (bench.metrics.timeline); resources cover the timed rounds only.
+    scenario: str = "offline"
+    target_fps: float | None = None  # streaming: the rate frames arrive at
+    per_frame: bool = True  # False: the strategy has no per-frame completion, so no latency
+    latency_frames: int | None = None
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_max_s: float | None = None
+    latency_mean_s: float | None = None
+    deadline_s: float | None = None  # streaming: one frame period
+    deadline_misses: int | None = None  # frames over the deadline, over latency_frames
+    cpu_util_mean: float | None = None  # process tree, fraction of the usable cores
+    cpu_util_max: float | None = None
+    peak_uss_bytes: int | None = None  # process tree, summed
+    peak_pss_bytes: int | None = None
+    gpu_memory_peak_bytes: int | None = None  # this process tree on the GPU (NVML)
+    gpu_device_memory_peak_bytes: int | None = None  # the whole device
+    gpu_util_mean: float | None = None  # percent
+    gpu_util_max: float | None = None
+    gpu_absent: str | None = None  # why the GPU fields are None
+    sampler_rate_hz: float | None = None  # None: sampling was off (--no-sampler)
+    sampler_samples: int = 0
+    sampler_cpu_s: float | None = None  # CPU time the sampler thread spent
+    timeline: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import pytest
+
 from strategies import RunResult
 from strategies.equivalence import first_mismatch
 
 from .harness import opened
+from .measuring import measurement_fields
 from .results import Measurement
+from .scenarios import STREAMING
 
 
-def test_strategy(benchmark, case, workload, reference, model_facts, workload_config, pytestconfig, record,
-                  packing_limit):
+def test_strategy(benchmark, case, scenario, workload, reference, model_facts, workload_config, pytestconfig, record,
+                  packing_limit, round_hooks, gpu_probe):
+    if scenario.name == STREAMING and not case.strategy.per_frame:
+        pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
     runs: list[RunResult] = []
     with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
         # Sessions, pools, processes and event loops are built on opening, before the clock.
-        benchmark.pedantic(lambda: runs.append(strategy.run()), rounds=pytestconfig.getoption("rounds"),
-                           warmup_rounds=pytestconfig.getoption("warmup"), iterations=1)
+        # round_hooks sample resources and advance the progress bar outside the timed region.
+        benchmark.pedantic(lambda: runs.append(strategy.run(period=scenario.period)),
+                           setup=round_hooks.setup, teardown=round_hooks.teardown,
+                           rounds=pytestconfig.getoption("rounds"), warmup_rounds=pytestconfig.getoption("warmup"),
+                           iterations=1)
         providers = set(strategy.providers_used)
     timed = runs[-pytestconfig.getoption("rounds"):]
     mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names) for run in runs) if m), None)
+    extra = measurement_fields(timed, scenario, per_frame=case.strategy.per_frame, resources=round_hooks.resources(),
+                               sampler_rate_hz=pytestconfig.getoption("sample_rate"), gpu_absent=gpu_probe.reason)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
-        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts)
+        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts, **extra)
     measurement.limit_s = packing_limit.limit_s
-    measurement.efficiency = packing_limit.efficiency(measurement.wall_s)
+    # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
+    measurement.efficiency = packing_limit.efficiency(measurement.wall_s) if scenario.period == 0 else None
     measurement.strategy_options = dict(case.options)
     benchmark.extra_info.update(measurement.extra_info())
     benchmark.extra_info["packing_limit"] = packing_limit.as_dict()

@@ -23,7 +23,8 @@ def run_pytest(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 @pytest.mark.slow
 def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
-    storage = ["--benchmark-storage", f"file://{tmp_path}", "--strategy", "serial", "--strategy", "threads"]
+    storage = ["--benchmark-storage", f"file://{tmp_path / 'history'}", "--strategy", "serial", "--strategy", "threads",
+               "--report-dir", str(tmp_path / "report")]
     first = run_pytest("bench", *SMALL, *storage)
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
@@ -32,12 +33,14 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
         assert re.search(rf"^{row}.*\byes\s*$", out, re.MULTILINE), row
     assert "Comparing against" not in out
 
-    (saved,) = tmp_path.glob("*/0001_*.json")
+    assert (tmp_path / "report" / "report.md").is_file()
+    (saved,) = tmp_path.glob("history/*/0001_*.json")
     history = json.loads(saved.read_text())
     assert history["machine_info"]["fanbench"]["onnxruntime"]
     benches = [bench["extra_info"] for bench in history["benchmarks"]]
-    assert sorted((info["strategy"], info["ort_defaults"]) for info in benches) == [
-        ("serial", False), ("serial", True), ("threads", False), ("threads", True)]
+    assert sorted((info["strategy"], info["ort_defaults"], info["scenario"]) for info in benches) == [
+        (strategy, defaults, scenario) for strategy in ("serial", "threads") for defaults in (False, True)
+        for scenario in ("offline", "streaming")]
     for info in benches:
         assert info["equivalent"] is True
         assert info["provider"] == "cpu"
@@ -53,12 +56,12 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     second = run_pytest("bench", *SMALL, *storage)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Comparing against benchmarks from" in second.stdout + second.stderr
-    assert len(list(tmp_path.glob("*/*.json"))) == 2
+    assert len(list(tmp_path.glob("history/*/*.json"))) == 2
 
 
 @pytest.mark.slow
 def test_no_history_saves_nothing(tmp_path):
-    result = run_pytest("bench", *SMALL, "--strategy", "serial", "--no-history",
+    result = run_pytest("bench", *SMALL, "--strategy", "serial", "--no-history", "--no-report",
                         "--benchmark-storage", f"file://{tmp_path}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not list(tmp_path.rglob("*.json"))

@@ -93,5 +93,5 @@ def test_ids_show_the_swept_settings():
     result = run_bench("--collect-only", "-q", "--strategy", "run_async", "--threads", "intra=2,spin=0",
                        "--threads", "intra=3,inter=2,mode=parallel")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "test_strategy[run_async-intra2-spin0]" in result.stdout
-    assert "test_strategy[run_async-intra3-inter2-parallel]" in result.stdout
+    assert "test_strategy[run_async-intra2-spin0-offline]" in result.stdout
+    assert "test_strategy[run_async-intra3-inter2-parallel-offline]" in result.stdout

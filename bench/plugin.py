@@ -1,0 +1,92 @@
+"""Benchmark-side glue for scenarios, sampling, progress and the report directory.
+
+bench/conftest.py imports the fixtures from here and calls the two helpers from its hooks,
+so the shared conftest stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import platform
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from strategies import usable_cores
+
+from .report import write_report
+from .results import Measurement
+from .rounds import Progress, RoundHooks
+from .sampler import GpuProbe, ProcessTreeReader, Sampler, open_gpu
+from .scenarios import Scenario, selected_scenarios
+
+GPU_ABSENT = pytest.StashKey[str | None]()
+
+
+def scenarios(config: pytest.Config) -> list[Scenario]:
+    try:
+        return selected_scenarios(config.getoption("scenario"), config.getoption("fps"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def parametrize_scenarios(metafunc: pytest.Metafunc) -> None:
+    if "scenario" in metafunc.fixturenames:
+        selected = scenarios(metafunc.config)
+        metafunc.parametrize("scenario", selected, ids=[scenario.id for scenario in selected])
+
+
+@pytest.fixture(scope="session")
+def gpu_probe(workload, pytestconfig: pytest.Config) -> Iterator[GpuProbe]:
+    """NVML opened once per session (only for a CUDA workload), shut down at the end."""
+    probe = open_gpu(workload.provider)
+    pytestconfig.stash[GPU_ABSENT] = probe.reason
+    try:
+        yield probe
+    finally:
+        probe.shutdown()
+
+
+@pytest.fixture
+def round_hooks(request: pytest.FixtureRequest, workload, gpu_probe: GpuProbe) -> Iterator[RoundHooks]:
+    """Sampler and progress bar around each round of this benchmark; stopped in every outcome."""
+    config = request.config
+    sampler = None
+    if not config.getoption("no_sampler"):
+        sampler = Sampler(ProcessTreeReader(), gpu_probe.reader, rate_hz=config.getoption("sample_rate"),
+                          cores=usable_cores())
+    progress = None
+    if not config.getoption("no_progress"):
+        capture = config.pluginmanager.getplugin("capturemanager")
+        label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
+        progress = Progress(workload.frame_count * (config.getoption("warmup") + config.getoption("rounds")), label,
+                            capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
+    hooks = RoundHooks(config.getoption("warmup"), workload.frame_count, sampler, progress)
+    try:
+        yield hooks
+    finally:
+        hooks.close()
+
+
+def report_dir(config: pytest.Config) -> Path | None:
+    if config.getoption("no_report") or config.getoption("benchmark_disable") or config.getoption("benchmark_skip"):
+        return None
+    return Path(config.getoption("report_dir"))
+
+
+def finish(terminalreporter, config: pytest.Config, measurements: Sequence[Measurement]) -> None:
+    """After the table: the GPU note, then the report directory."""
+    absent = config.stash.get(GPU_ABSENT, None)
+    if absent and not any(m.gpu_absent for m in measurements):
+        terminalreporter.write_line(f"note: GPU metrics absent: {absent}.")
+    directory = report_dir(config)
+    if directory is None or not measurements:
+        return
+    import onnxruntime
+
+    context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
+               f"onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
+    report = write_report(measurements, directory, context=context)
+    terminalreporter.write_line(f"fanbench: report written to {report}")

@@ -1,0 +1,281 @@
+"""Resource sampling during the timed rounds: process-tree CPU and memory, GPU through NVML.
+
+A background thread reads the process tree (this process and every child, so worker
+processes and the multiprocessing manager count) and, when the workload runs on CUDA, the
+GPU, at a modest rate (10 Hz by default). Each `start()`/`stop()` pair is one segment, one
+per timed round, with a reading at both ends so even a short round has a full interval.
+
+Memory is PSS (proportional set size: a page shared by n processes counts 1/n to each) and
+USS (pages only that process holds), summed over the tree; RSS would count the shared
+onnxruntime libraries and copy-on-write pages once per process. CPU utilisation is the tree's
+user+system CPU seconds over wall seconds, as a fraction of the usable cores, with the
+sampler thread's own CPU time taken out.
+
+Clock, thread CPU clock and both readers are injected, so tests feed fabricated readings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from strategies import usable_cores
+
+Clock = Callable[[], float]
+DEFAULT_RATE_HZ = 10.0
+
+
+@dataclass(frozen=True)
+class TreeReading:
+    cpu_s: Mapping[int, float]  # cumulative user+system CPU seconds, per pid of the tree
+    uss_bytes: int | None
+    pss_bytes: int | None  # None where the OS has no PSS (everything but Linux)
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    memory_bytes: int | None  # used on the device by processes of this tree; None when NVML cannot tell
+    device_memory_bytes: int | None  # used on the device(s) by every process
+    util_percent: float | None
+
+
+@dataclass(frozen=True)
+class Sample:
+    time: float
+    sampler_cpu_s: float  # the sampler thread's own CPU time so far (thread_time)
+    tree: TreeReading
+    gpu: GpuReading | None = None
+
+
+class TreeReader(Protocol):
+    def __call__(self) -> TreeReading: ...
+
+
+class GpuReader(Protocol):
+    def __call__(self, pids: Collection[int]) -> GpuReading: ...
+
+
+class ProcessTreeReader:
+    """Reads this process and all its descendants with psutil."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.root = psutil.Process(pid)
+
+    def __call__(self) -> TreeReading:
+        psutil = self.psutil
+        cpu: dict[int, float] = {}
+        uss, pss = 0, 0
+        has_pss = True
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            processes = []
+        for process in processes:
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    memory = process.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue  # a worker exited between listing and reading it; it holds nothing now
+            cpu[process.pid] = times.user + times.system
+            uss += memory.uss
+            pss_of = getattr(memory, "pss", None)
+            has_pss = has_pss and pss_of is not None
+            pss += pss_of or 0
+        return TreeReading(cpu_s=cpu, uss_bytes=uss if cpu else None, pss_bytes=pss if cpu and has_pss else None)
+
+
+class NvmlReader:
+    """Reads GPU memory used by the tree's processes and the device utilisation through NVML.
+
+    Utilisation is NVML's percent of time a kernel ran on the device during its last
+    sample period, taken from the devices holding a process of this tree (from every device
+    when NVML lists none of them, e.g. inside a PID namespace).
+    """
+
+    def __init__(self, nvml: Any, handles: Sequence[Any]) -> None:
+        self.nvml = nvml
+        self.handles = list(handles)
+
+    def __call__(self, pids: Collection[int]) -> GpuReading:
+        nvml = self.nvml
+        mine: int | None = None
+        ours = []
+        for handle in self.handles:
+            processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            used = [process.usedGpuMemory for process in processes if process.pid in pids]
+            if used:
+                ours.append(handle)
+                if all(value is not None for value in used):  # None: NVML may not see per-process memory
+                    mine = (mine or 0) + sum(used)
+        devices = ours or self.handles
+        device_memory = sum(nvml.nvmlDeviceGetMemoryInfo(handle).used for handle in self.handles)
+        util = max(float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu) for handle in devices)
+        return GpuReading(memory_bytes=mine, device_memory_bytes=device_memory, util_percent=util)
+
+
+@dataclass
+class GpuProbe:
+    """NVML opened once per benchmark session, or the reason GPU metrics are absent."""
+
+    reader: GpuReader | None
+    reason: str | None = None
+    shutdown: Callable[[], None] = field(default=lambda: None)
+
+
+def open_gpu(provider: str) -> GpuProbe:
+    """NVML for a CUDA workload. Absent, with a reason, on the CPU provider or without NVML."""
+    if provider != "cuda":
+        return GpuProbe(None, f"the workload runs on the {provider!r} provider, not on a GPU")
+    try:
+        import pynvml
+    except ImportError:
+        return GpuProbe(None, "pynvml is not importable (install nvidia-ml-py)")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:
+        return GpuProbe(None, f"NVML could not start: {error}")
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(count)]
+    except pynvml.NVMLError as error:
+        pynvml.nvmlShutdown()
+        return GpuProbe(None, f"NVML could not list the GPUs: {error}")
+    if not handles:
+        pynvml.nvmlShutdown()
+        return GpuProbe(None, "NVML finds no GPU")
+    return GpuProbe(NvmlReader(pynvml, handles), None, pynvml.nvmlShutdown)
+
+
+@dataclass(frozen=True)
+class ResourceSummary:
+    """What the timed rounds used; None where it could not be measured."""
+
+    samples: int
+    cpu_util_mean: float | None  # fraction of the usable cores, 0..1
+    cpu_util_max: float | None
+    peak_uss_bytes: int | None
+    peak_pss_bytes: int | None
+    gpu_memory_peak_bytes: int | None
+    gpu_device_memory_peak_bytes: int | None
+    gpu_util_mean: float | None  # percent
+    gpu_util_max: float | None
+    sampler_cpu_s: float  # CPU time the sampler thread itself spent
+
+    @classmethod
+    def absent(cls) -> ResourceSummary:
+        return cls(0, None, None, None, None, None, None, None, None, 0.0)
+
+
+def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: float) -> ResourceSummary:
+    """Combine the segments' samples.
+
+    CPU: for each pair of consecutive samples in a segment, the CPU seconds the tree's
+    processes (those present in both samples) gained, minus the sampler's own, over the
+    seconds between them. The mean is over all pairs' time together; the maximum is over
+    pairs at least half an interval long (CPU times tick in 10 ms steps, so a short pair,
+    such as the reading at `stop`, would show that jitter as a spike) and the mean itself.
+    """
+    samples = [sample for segment in segments for sample in segment]
+    busy_total, span_total, peak = 0.0, 0.0, None
+    for segment in segments:
+        for before, after in itertools.pairwise(segment):
+            span = after.time - before.time
+            if span <= 0:
+                continue
+            busy = sum(after.tree.cpu_s[pid] - before.tree.cpu_s[pid] for pid in after.tree.cpu_s.keys() & before.tree.cpu_s)
+            busy = max(0.0, busy - (after.sampler_cpu_s - before.sampler_cpu_s))
+            busy_total += busy
+            span_total += span
+            if span >= interval_s / 2:
+                peak = max(peak or 0.0, busy / span / cores)
+    cpu_mean = busy_total / span_total / cores if span_total > 0 else None
+    sampler_cpu = sum(segment[-1].sampler_cpu_s - segment[0].sampler_cpu_s for segment in segments if segment)
+
+    def peak_of(values: list[Any]) -> Any:
+        present = [value for value in values if value is not None]
+        return max(present) if present else None
+
+    gpus = [sample.gpu for sample in samples if sample.gpu is not None]
+    utils = [gpu.util_percent for gpu in gpus if gpu.util_percent is not None]
+    return ResourceSummary(
+        samples=len(samples), cpu_util_mean=cpu_mean,
+        cpu_util_max=None if cpu_mean is None else max(cpu_mean, peak or 0.0),
+        peak_uss_bytes=peak_of([sample.tree.uss_bytes for sample in samples]),
+        peak_pss_bytes=peak_of([sample.tree.pss_bytes for sample in samples]),
+        gpu_memory_peak_bytes=peak_of([gpu.memory_bytes for gpu in gpus]),
+        gpu_device_memory_peak_bytes=peak_of([gpu.device_memory_bytes for gpu in gpus]),
+        gpu_util_mean=sum(utils) / len(utils) if utils else None, gpu_util_max=max(utils) if utils else None,
+        sampler_cpu_s=sampler_cpu)
+
+
+class Sampler:
+    """Samples in a background thread between `start()` and `stop()`; one segment per pair."""
+
+    def __init__(self, tree: TreeReader, gpu: GpuReader | None = None, *, rate_hz: float = DEFAULT_RATE_HZ,
+                 cores: int | None = None, clock: Clock = time.perf_counter, cpu_clock: Clock = time.thread_time) -> None:
+        if rate_hz <= 0:
+            raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
+        self.tree, self.gpu = tree, gpu
+        self.interval_s = 1.0 / rate_hz
+        self.cores = cores or usable_cores()
+        self.clock, self.cpu_clock = clock, cpu_clock
+        self.segments: list[list[Sample]] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def sample(self) -> Sample:
+        """Take one reading into the current segment (the thread calls this; tests may too)."""
+        if not self.segments:
+            self.segments.append([])
+        tree = self.tree()
+        gpu = self.gpu(tree.cpu_s.keys()) if self.gpu is not None else None
+        reading = Sample(self.clock(), self.cpu_clock(), tree, gpu)
+        self.segments[-1].append(reading)
+        return reading
+
+    def _loop(self) -> None:
+        try:
+            self.sample()
+            self._started.set()
+            while not self._stop.wait(self.interval_s):
+                self.sample()
+            self.sample()
+        except BaseException as error:  # surfaced by stop(): a sampler that silently stops measures nothing
+            self._error = error
+        finally:
+            self._started.set()
+
+    def start(self) -> None:
+        """Open a segment and return once its first reading is taken."""
+        if self._thread is not None:
+            raise RuntimeError("the sampler is already running; call stop() first.")
+        self.segments.append([])
+        self._stop.clear()
+        self._started.clear()
+        self._thread = threading.Thread(target=self._loop, name="fanbench-sampler", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def stop(self) -> None:
+        """Take the segment's last reading and end the thread. Safe to call when not running."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"the resource sampler failed: {error}") from error
+
+    def summary(self) -> ResourceSummary:
+        return summarise([segment for segment in self.segments if segment], self.cores, self.interval_s)

@@ -1,0 +1,55 @@
+"""A run's timeline as a PNG: one lane per thread, process or event loop, each call a bar.
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global
+backend switch). Under `serial` and `asyncio` every call sits on one lane, one after
+another; under `threads` or `processes` the lanes' bars overlap in time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Arrival marks are drawn only while they stay readable.
+MAX_ARRIVAL_MARKS = 200
+
+
+def render_timeline(data: dict[str, Any], models: list[str], title: str, path: Path) -> Path:
+    """Write the timeline stored by `bench.metrics.timeline` to `path` (PNG)."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    lanes: list[str] = data.get("lanes", [])
+    if not lanes:
+        raise ValueError(f"{title}: the timeline has no calls to draw.")
+    colours = colormaps["tab10"]
+    figure = Figure(figsize=(11, 1.4 + 0.45 * len(lanes)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    bars: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for model, lane, start, end in zip(data["model"], data["lane"], data["start"], data["end"], strict=True):
+        bars.setdefault((lane, model), []).append((start, end - start))
+    for (lane, model), spans in bars.items():
+        axes.broken_barh(spans, (lane - 0.4, 0.8), facecolors=colours(model % colours.N),
+                          edgecolors="white", linewidth=0.3)  # a hairline between back-to-back calls
+    period = data.get("period_s") or 0.0
+    frame_count = max((first + count for first, count in zip(data["first_frame"], data["frames"], strict=True)), default=0)
+    if period > 0 and frame_count <= MAX_ARRIVAL_MARKS:
+        axes.vlines([frame * period for frame in range(frame_count)], -0.5, len(lanes) - 0.5, colors="0.75",
+                    linewidth=0.6, zorder=0)
+        axes.set_xlabel("seconds since the run started (grey lines: frame arrivals)")
+    else:
+        axes.set_xlabel("seconds since the run started")
+    axes.set_yticks(range(len(lanes)), lanes)
+    axes.set_ylim(len(lanes) - 0.5, -0.5)
+    axes.set_xlim(0, max(data.get("wall_s") or 0.0, max(data["end"])))
+    axes.set_title(title, fontsize=10)
+    used = sorted({model for model in data["model"]})
+    handles = [Patch(color=colours(model % colours.N), label=models[model] if model < len(models) else f"model {model}")
+               for model in used]
+    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
