@@ -27,6 +27,7 @@ class Measurement:
     model_flops: list[int] = field(default_factory=list)
     model_set_hash: str = ""
     rounds_wall_s: list[float] = field(default_factory=list)
+    provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
 
     @property
     def key(self) -> str:

@@ -20,7 +20,8 @@ def test_strategy(benchmark, case, workload, reference, model_facts, workload_co
     mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names) for run in runs) if m), None)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
-        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts)
+        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
+        provider_options=workload.provider_options, **model_facts)
     benchmark.extra_info.update(measurement.extra_info())
     record(measurement)
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"

@@ -97,7 +97,7 @@ def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: s
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}.")
     wanted = PROVIDERS[provider]
-    source = "<model bytes>" if isinstance(path, bytes) else str(path)
+    source = "<in-memory model>" if isinstance(path, bytes) else str(path)
     preload_report = ""
     if provider == "cpu":
         providers: list[Any] = [wanted]
