@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.harness import opened
-from strategies import ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
+from strategies import STRATEGIES, ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
 from strategies.cuda_graph import CudaGraph
 from strategies.device_frames import Cancelled, DeviceFrames
 from strategies.equivalence import first_mismatch
@@ -195,21 +195,22 @@ def on_cuda(workload: Workload) -> Workload:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["serial", "threads", "asyncio", "iobinding", "cuda_graph"])
-def test_strategy_runs_on_cuda_and_equals_serial_on_the_cpu(name, make_workload):
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_runs_on_cuda_and_equals_serial_on_the_cpu(name, make_workload):
+    """Every registered strategy, the GPU ones and the classic ones alike, really on CUDA."""
     workload = make_workload(models=3, frames=6)
     reference = serial_outputs(workload)
-    with get_strategy(name)(on_cuda(workload)) as running:
+    with opened(get_strategy(name), on_cuda(workload)) as running:
         assert running.providers_used == ["cuda"] * 3
         outputs = running.run().outputs
     assert first_mismatch(reference, outputs, workload.names) is None
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
-def test_processes_run_on_cuda(make_workload):
-    workload = make_workload(models=2, frames=3)
-    reference = serial_outputs(workload)
-    with get_strategy("processes")(on_cuda(workload)) as running:
-        assert running.providers_used == ["cuda"] * 2
-        assert first_mismatch(reference, running.run().outputs, workload.names) is None
+def test_machine_info_names_the_gpu():
+    from bench.gpu_info import gpu_machine_info
+
+    info = gpu_machine_info(0)
+    assert info["gpu"] is not None, info.get("gpu_unavailable")
+    assert info["gpu"]["name"]
+    assert info["gpu"]["driver"]
