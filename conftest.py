@@ -4,11 +4,12 @@ the serial reference every strategy is checked against."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from fixtures import gpu
 from fixtures.models import SIZES, ModelSpec, file_digest, flops_per_image, model_set, write_model
 from fixtures.user import UserInput, UserInputError, load_user_input, model_option
 from fixtures.video import decode_video, write_synthetic_video
@@ -99,6 +100,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-progress", action="store_true",
                     help="No progress bar (it shows only when stderr is a terminal anyway).")
 
+    # --- GPU path and named workloads (issue 7; docs/gpu.md) ---
+    from fixtures.named_workloads import WORKLOADS
+
+    group.addoption("--workload", choices=sorted(WORKLOADS), default=None,
+                    help="A named workload that sets --models, --model-size, --frame-size, --batch and --frames "
+                         "together; only --frames may still be given. writeup: "
+                         + WORKLOADS["writeup"].description + ".")
+    group.addoption("--require-gpu", action="store_true",
+                    help="Fail the run (not skip) unless a session really runs on the CUDA provider; "
+                         "implies --provider cuda.")
+    group.addoption("--cuda-option", action="append", default=[], type=gpu.cuda_option_type, metavar="KEY=VALUE",
+                    help="A CUDA provider option for every session, e.g. cudnn_conv_algo_search=HEURISTIC or "
+                         "device_id=1; repeat for several. Recorded with every result.")
+
 
 def _non_negative_float(text: str) -> float:
     try:
@@ -119,6 +134,10 @@ def _positive_float(text: str) -> float:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: starts worker processes or runs many frames; deselect with -m 'not slow'.")
+    from fixtures.named_workloads import apply_named_workload
+
+    apply_named_workload(config)
+    gpu.configure(config)
     from strategies import STRATEGIES
     from strategies.sessions import onnxruntime
 
@@ -146,6 +165,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             loop=config.getoption("loop_video"), frame_size=(height, width), batch=config.getoption("batch"))
     except UserInputError as error:
         raise pytest.UsageError(str(error)) from None
+    gpu.require_gpu(config)  # --require-gpu: fail at once, before anything runs on the CPU
 
 
 def user_input(config: pytest.Config) -> UserInput | None:
@@ -163,13 +183,14 @@ class WorkloadConfig:
     model_count: int
     model_size: str
     provider: str
+    cuda_options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> WorkloadConfig:
         height, width = config.getoption("frame_size")
         return cls(frames=config.getoption("frames"), batch=config.getoption("batch"), height=height, width=width,
                    model_count=config.getoption("models"), model_size=config.getoption("model_size"),
-                   provider=config.getoption("provider"))
+                   provider=config.getoption("provider"), cuda_options=gpu.configured_cuda_options(config))
 
     def model_specs(self) -> list[ModelSpec]:
         base = SIZES[self.model_size]
@@ -177,7 +198,7 @@ class WorkloadConfig:
                                    height=self.height, width_px=self.width), self.model_count)
 
 
-def resolve_provider(requested: str, probe_model: Path) -> str:
+def resolve_provider(requested: str, probe_model: Path, cuda_options: dict[str, str] | None = None) -> str:
     """'auto' becomes 'cuda' only when a session really runs on CUDA, else 'cpu'."""
     if requested != "auto":
         return requested
@@ -189,9 +210,13 @@ def resolve_provider(requested: str, probe_model: Path) -> str:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return "cpu"
     try:
-        return provider_used(make_session(probe_model, ThreadSettings(intra_op=1), "cuda"))
+        return provider_used(make_session(probe_model, ThreadSettings(intra_op=1), "cuda", cuda_options))
     except Exception:
         return "cpu"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    gpu.skip_without_gpu(item)
 
 
 @pytest.fixture(scope="session")
@@ -220,15 +245,17 @@ def workload(workload_config: WorkloadConfig, request: pytest.FixtureRequest):
     cfg = workload_config
     user = user_input(request.config)
     if user is not None and user.models is not None:
-        return Workload(user.models, resolve_provider(cfg.provider, user.models[0].path))
+        provider = resolve_provider(cfg.provider, user.models[0].path, dict(cfg.cuda_options))
+        return Workload(user.models, provider, cuda_options=cfg.cuda_options)
     synthetic_models = request.getfixturevalue("synthetic_models")
     if user is not None and user.images is not None:
         images = user.images
     else:
         images = decode_video(request.getfixturevalue("synthetic_video"), cfg.frames)
-    provider = resolve_provider(cfg.provider, synthetic_models[0][1])
+    provider = resolve_provider(cfg.provider, synthetic_models[0][1], dict(cfg.cuda_options))
     specs = [spec for spec, _ in synthetic_models]
-    return synthetic_workload(specs, images, cfg.batch, synthetic_models[0][1].parent, provider)
+    built = synthetic_workload(specs, images, cfg.batch, synthetic_models[0][1].parent, provider)
+    return replace(built, cuda_options=cfg.cuda_options)
 
 
 @pytest.fixture(scope="session")

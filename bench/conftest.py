@@ -106,6 +106,14 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "opencv": cv2.__version__,
         "usable_cores": usable_cores(),
     }
+    # GPU and CUDA provider options (issue 7): what makes a GPU run comparable with another.
+    from fixtures.gpu import configured_cuda_options
+    from strategies.cuda import device_id
+
+    from .gpu_info import gpu_machine_info
+
+    cuda_options = dict(configured_cuda_options(config))
+    machine_info["fanbench"].update(gpu_machine_info(device_id(cuda_options)), cuda_options=cuda_options)
 
 
 @pytest.hookimpl(trylast=True)

@@ -58,6 +58,7 @@ class Measurement:
     sampler_samples: int = 0
     sampler_cpu_s: float | None = None  # CPU time the sampler thread spent
     timeline: dict[str, Any] = field(default_factory=dict)
+    provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
 
     @property
     def key(self) -> str:

@@ -32,7 +32,8 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
                                sampler_rate_hz=pytestconfig.getoption("sample_rate"), gpu_absent=gpu_probe.reason)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
-        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts, **extra)
+        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
+        provider_options=workload.provider_options, **model_facts, **extra)
     measurement.limit_s = packing_limit.limit_s
     # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
     measurement.efficiency = packing_limit.efficiency(measurement.wall_s) if scenario.period == 0 else None

@@ -108,6 +108,8 @@ class Workload:
 
     models: tuple[ModelInput, ...]
     provider: str = "cpu"  # 'cpu' or 'cuda'
+    # CUDA provider options as sorted (key, value) pairs (see strategies.cuda); used when provider is 'cuda'.
+    cuda_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -125,6 +127,11 @@ class Workload:
     @property
     def names(self) -> list[str]:
         return [model.name for model in self.models]
+
+    @property
+    def provider_options(self) -> dict[str, str]:
+        """What to pass to `make_session` as provider_options: the CUDA options on CUDA, else nothing."""
+        return dict(self.cuda_options) if self.provider == "cuda" else {}
 
 
 @dataclass(frozen=True)

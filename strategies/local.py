@@ -17,7 +17,7 @@ class SessionStrategy(Strategy):
         self.sessions: list[Any] = []
         self.input_names: list[str] = []
         for model in self.workload.models:
-            session = make_session(model.path, self.settings, self.workload.provider)
+            session = make_session(model.path, self.settings, self.workload.provider, self.workload.provider_options)
             self.sessions.append(session)
             self.input_names.append(io_names(session)[0])
         self.providers_used = [provider_used(session) for session in self.sessions]

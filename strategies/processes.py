@@ -12,7 +12,7 @@ from .workers import DONE, FAILED, READY, WorkerPool, context, detach_from_termi
 
 
 def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
-          frames: Any, lane: str) -> None:
+          frames: Any, lane: str, provider_options: dict[str, str] | None = None) -> None:
     """Worker main loop: build the session, then answer every 'run' with outputs and call records.
 
     `frames` is anything indexable by frame number: a Manager list proxy here (each access
@@ -20,7 +20,7 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
     """
     detach_from_terminal_signals()
     try:
-        session = make_session(path, settings, provider)
+        session = make_session(path, settings, provider, provider_options)
         input_name = io_names(session)[0]
         count = len(frames)
     except Exception as error:
@@ -78,7 +78,8 @@ class Processes(Strategy):
         models = self.workload.models
         self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))])
         self.providers_used = self.pool.start(serve, lambda i: (
-            i, models[i].name, str(models[i].path), self.settings, self.workload.provider, sources[i], self.pool.lanes[i]))
+            i, models[i].name, str(models[i].path), self.settings, self.workload.provider, sources[i], self.pool.lanes[i],
+            self.workload.provider_options))
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))

@@ -6,7 +6,9 @@ from .asyncio_threads import AsyncioThreads
 from .base import Strategy
 from .batched import Batched
 from .coroutines import Asyncio
+from .cuda_graph import CudaGraph
 from .fanout import Fanout
+from .iobinding import IOBinding
 from .merged import Merged
 from .processes import Processes
 from .processes_shm import ProcessesShm
@@ -15,10 +17,11 @@ from .serial import Serial
 from .threads import Threads
 
 # Order is the order of the table: the reference first, then the write-up's classics, then
-# the strategies that fix their flaws.
+# the strategies that fix their flaws, then the GPU techniques (which also run on the CPU).
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Serial, Threads, Processes, Asyncio,
     AsyncioThreads, ProcessesShm, Fanout, Merged, RunAsync, Batched,
+    IOBinding, CudaGraph,
 )}
 
 #: The write-up's four; they are also benchmarked with onnxruntime's default thread settings.

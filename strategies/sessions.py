@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +41,80 @@ def session_options(settings: ThreadSettings) -> Any:
     return options
 
 
-def make_session(path: Path | str, settings: ThreadSettings, provider: str = "cpu",
+_preload_lock = threading.Lock()
+_preload_report: str | None = None  # None until preload_cuda_libraries() ran in this process
+
+
+def preload_cuda_libraries() -> str:
+    """Call `onnxruntime.preload_dlls()` once per process, before the first CUDA session.
+
+    onnxruntime-gpu (>= 1.21) loads the CUDA and cuDNN libraries installed as pip wheels
+    (the `.[gpu]` extra) this way, so no system CUDA toolkit is needed. It reports missing
+    libraries by printing them; that text is returned (and kept) so a later fall-back error
+    can quote it. Worker processes call this through `make_session` too: the flag is per process.
+    """
+    global _preload_report
+    with _preload_lock:
+        if _preload_report is None:
+            ort = onnxruntime()
+            printed = io.StringIO()
+            preload = getattr(ort, "preload_dlls", None)
+            if preload is None:
+                _preload_report = ""  # onnxruntime < 1.21: libraries come from the system search path
+            else:
+                try:
+                    with contextlib.redirect_stdout(printed):
+                        preload()
+                except Exception as error:  # e.g. RuntimeError for a bad directory: keep it for the message
+                    printed.write(f"onnxruntime.preload_dlls() raised {type(error).__name__}: {error}\n")
+                _preload_report = printed.getvalue().strip()
+        return _preload_report
+
+
+def fallback_message(source: str, wanted: str, actual: str, preload_report: str) -> str:
+    """Why a CUDA session ended up elsewhere, and what to do about it."""
+    message = (
+        f"{source}: asked for {wanted} but the session fell back to {actual}. onnxruntime-gpu does this "
+        "silently when the CUDA provider cannot load, usually because the CUDA 13 / cuDNN 9 libraries are "
+        "missing or not found. Install them with `pip install -e '.[gpu]'` (onnxruntime-gpu[cuda,cudnn]); "
+        "fanbench calls onnxruntime.preload_dlls() before creating CUDA sessions so the pip-installed "
+        "libraries are found. Check the driver with `nvidia-smi`, or run with --provider cpu.")
+    if preload_report:
+        message += f" onnxruntime.preload_dlls() reported: {' | '.join(preload_report.splitlines())}"
+    return message
+
+
+def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: str = "cpu",
                  provider_options: dict[str, Any] | None = None) -> Any:
     """An InferenceSession on `provider`, checked against what it really runs on.
 
-    onnxruntime-gpu lists CUDAExecutionProvider as available even where the CUDA libraries
-    cannot load, then builds the session on the CPU with only a log line. The check below
-    reads `session.get_providers()`, which tells the truth.
+    `path` is a model file, or the serialised model itself (bytes). onnxruntime-gpu lists
+    CUDAExecutionProvider as available even where the CUDA libraries cannot load, then
+    builds the session on the CPU with only a log line. The check below reads
+    `session.get_providers()`, which tells the truth.
     """
     ort = onnxruntime()
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}.")
     wanted = PROVIDERS[provider]
-    providers: list[Any] = [wanted] if provider == "cpu" else [(wanted, provider_options or {}), "CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), session_options(settings), providers=providers)
-    if session.get_providers()[0] != wanted:
-        raise ProviderError(
-            f"{path}: asked for {wanted} but the session runs on {session.get_providers()[0]}. "
-            "onnxruntime falls back silently when the CUDA 13 / cuDNN 9 libraries cannot load: install "
-            "`.[gpu]` and call onnxruntime.preload_dlls(), or run with --provider cpu.")
+    source = "<in-memory model>" if isinstance(path, bytes) else str(path)
+    preload_report = ""
+    if provider == "cpu":
+        providers: list[Any] = [wanted]
+    else:
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise ProviderError(
+                f"{source}: asked for {wanted} but this onnxruntime {ort.__version__} (device {ort.get_device()}) "
+                f"does not have it; it has {', '.join(available)}. Install the GPU build on a CUDA host: "
+                "`pip uninstall -y onnxruntime && pip install -e '.[gpu]'`, or run with --provider cpu.")
+        preload_report = preload_cuda_libraries()
+        providers = [(wanted, provider_options or {}), "CPUExecutionProvider"]
+    session = ort.InferenceSession(path if isinstance(path, bytes) else source, session_options(settings),
+                                   providers=providers)
+    actual = session.get_providers()[0]
+    if actual != wanted:
+        raise ProviderError(fallback_message(source, wanted, actual, preload_report))
     return session
 
 

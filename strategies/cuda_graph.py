@@ -1,0 +1,147 @@
+"""`cuda_graph`: each model's whole graph captured once as a CUDA graph, then replayed per frame."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .base import (
+    Arrivals,
+    CallRecord,
+    Outputs,
+    Strategy,
+    StrategyError,
+    StrategyUnavailable,
+    ThreadSettings,
+    empty_outputs,
+    usable_cores,
+)
+from .cuda import device_id
+from .lanes import run_lanes
+from .sessions import io_names, make_session, onnxruntime, provider_used
+
+
+class CudaGraph(Strategy):
+    """A thread per model, each replaying its model's captured CUDA graph on every frame.
+
+    With `enable_cuda_graph`, onnxruntime records every kernel launch of a run once and
+    afterwards replays the recording with one call, removing the per-kernel launch cost
+    that dominates small models. Replay reads and writes the same device addresses every
+    time, so each model owns a pre-allocated input and output OrtValue, bound once; per frame
+    the input is overwritten in place (`update_inplace`) and the graph replayed. Shapes are
+    therefore fixed, which a model's frames are (one array). onnxruntime forbids running
+    such a session from several threads at once: each session is only ever run by its own
+    model's thread. `open` runs a few warm-up runs, which include the graph capture.
+    """
+
+    name = "cuda_graph"
+    #: Runs in `open`: onnxruntime needs regular runs (memory allocation) before it captures.
+    warmup_runs = 3
+    #: False only in tests, which run the same buffer logic on the CPU provider.
+    needs_cuda: ClassVar[bool] = True
+
+    @classmethod
+    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
+        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.workload.provider == "cuda" else "cpu"
+
+    def open(self) -> None:
+        if self.needs_cuda and self.workload.provider != "cuda":
+            raise StrategyUnavailable(
+                f"{self.name} needs the CUDA provider (CUDA graphs), and this run's provider is "
+                f"{self.workload.provider!r}; run on a CUDA host with `.[gpu]` installed and --provider cuda or auto.")
+        # Fixed shapes hold by construction: a model's frames are one array (frames, *input shape).
+        ort = onnxruntime()
+        options = dict(self.workload.provider_options)
+        if self.workload.provider == "cuda":
+            options["enable_cuda_graph"] = "1"
+        self.device_id = device_id(options)
+        self.sessions: list[Any] = []
+        self.bindings: list[Any] = []
+        self.inputs: list[Any] = []
+        self.outputs: list[list[Any]] = []
+        self.run_options = ort.RunOptions()
+        for model in self.workload.models:
+            session = make_session(model.path, self.settings, self.workload.provider, options)
+            input_name, output_names = io_names(session)
+            sample = np.ascontiguousarray(model.frames[0])
+            binding = session.io_binding()
+            # A buffer of its own: on the CPU, ortvalue_from_numpy would wrap the frames array itself,
+            # and update_inplace would then overwrite the workload's frames.
+            value = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.device, self.device_id)
+            value.update_inplace(sample)
+            binding.bind_ortvalue_input(input_name, value)
+            outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.device, self.device_id)
+                       for array in self._output_templates(model.path, input_name, sample)]
+            for output_name, output in zip(output_names, outputs, strict=True):
+                binding.bind_ortvalue_output(output_name, output)
+            self.sessions.append(session)
+            self.bindings.append(binding)
+            self.inputs.append(value)
+            self.outputs.append(outputs)
+        self.providers_used = [provider_used(session) for session in self.sessions]
+        for model in range(len(self.sessions)):
+            for _ in range(self.warmup_runs):  # regular runs, then the capture, then a replay
+                self.sessions[model].run_with_iobinding(self.bindings[model], self.run_options)
+            self.bindings[model].synchronize_outputs()
+        self.pool = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-cuda-graph")
+
+    def _output_templates(self, path: Any, input_name: str, sample: np.ndarray) -> list[np.ndarray]:
+        """Output arrays of one CPU run: their shapes and types size the pre-allocated outputs.
+
+        (Read from a run, not from the model's declared outputs, which may have symbolic dims.)
+        """
+        probe = make_session(path, ThreadSettings(intra_op=1, inter_op=1, spinning=False), "cpu")
+        return probe.run(None, {input_name: sample})
+
+    def close(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        # Bindings reference the buffers and the sessions' captured graphs: drop them first.
+        self.bindings = []
+        self.inputs = []
+        self.outputs = []
+        self.sessions = []
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        models = self.workload.models
+        results = empty_outputs(len(models), self.workload.frame_count)
+        calls: list[CallRecord] = []
+        stop = threading.Event()
+
+        def lane(model: int) -> None:
+            session, binding = self.sessions[model], self.bindings[model]
+            value, outputs, frames = self.inputs[model], self.outputs[model], models[model].frames
+            name = f"thread-{model}"
+            frame = 0
+            try:
+                for frame in range(self.workload.frame_count):
+                    if stop.is_set():
+                        return
+                    arrivals.wait_for(frame, self.clock)
+                    start = self.clock()
+                    value.update_inplace(np.ascontiguousarray(frames[frame]))  # same address: the graph reads it
+                    session.run_with_iobinding(binding, self.run_options)
+                    binding.synchronize_outputs()  # the replay has finished before outputs are read
+                    # .numpy() copies a device buffer to the host; on the CPU it may be a view of the
+                    # buffer the next frame overwrites, hence the explicit copy.
+                    results[model][frame] = tuple(np.array(output.numpy(), copy=True) for output in outputs)
+                    calls.append(CallRecord(model, frame, 1, start, self.clock(), name))
+            except StrategyError:
+                stop.set()
+                raise
+            except Exception as error:
+                stop.set()
+                raise StrategyError(
+                    f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
+
+        run_lanes(self.pool, len(models), lane, stop.set)
+        return results, calls
