@@ -29,6 +29,13 @@ class Asyncio(SessionStrategy):
     def close(self) -> None:
         loop = getattr(self, "loop", None)
         if loop is not None:
+            # A run interrupted inside `session.run` (Ctrl-C) leaves the loop stopped with its
+            # tasks pending: cancel them and let them finish, so none is destroyed pending.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
             self.loop = None
         super().close()
