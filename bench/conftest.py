@@ -136,8 +136,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
+    # A wrapper, so this prints last and also when pytest-benchmark raises PerformanceRegression.
+    try:
+        return (yield)
+    finally:
+        _write_summary(terminalreporter, config)
+
+
+def _write_summary(terminalreporter, config: pytest.Config) -> None:
     measurements = config.stash.get(MEASUREMENTS, [])
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
