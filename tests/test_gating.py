@@ -254,6 +254,7 @@ def test_gates_fail_the_session_when_not_met(bench) -> None:
                                  "FAIL  serial_delayed >= 1.1x serial: *below 1.1x."])
 
 
+@pytest.mark.slow
 def test_gate_naming_a_strategy_not_run_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(str(REPO / "bench"), "-p", "no:cacheprovider", f"--rootdir={REPO}",
                                            "--no-history", "--strategy", "serial", "--gate", "threads >= 2x serial")

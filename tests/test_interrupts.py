@@ -106,12 +106,13 @@ def bench_session(tmp_path: Path) -> Iterator[callable]:
         session.kill()  # only when a test failed midway
 
 
-@pytest.mark.parametrize(("strategy", "signum", "group"), [
-    *[(name, signal.SIGINT, True) for name in PROCESS_STRATEGIES],
-    *[(name, signal.SIGTERM, False) for name in PROCESS_STRATEGIES],
-    ("threads", signal.SIGINT, True),
-    ("asyncio", signal.SIGTERM, False),
-])
+CASES = [*[(name, signal.SIGINT, True) for name in PROCESS_STRATEGIES],
+         *[(name, signal.SIGTERM, False) for name in PROCESS_STRATEGIES],
+         ("threads", signal.SIGINT, True), ("asyncio", signal.SIGTERM, False)]
+
+
+@pytest.mark.parametrize(("strategy", "signum", "group"),
+                         [pytest.param(*case, id=f"{case[0]}-{case[1].name}") for case in CASES])
 def test_signal_during_a_run_stops_cleanly(bench_session, strategy: str, signum: signal.Signals, group: bool) -> None:
     session = bench_session(strategy)
     session.wait_until_timing(strategy)
