@@ -185,7 +185,7 @@ class Arrivals:
         if self.stop is not None and self.stop.is_set():
             raise RunStopped("the run was stopped before it finished.")
         if self.deadline is not None and clock() > self.deadline:
-            raise RunTimeout(f"the run passed its time limit of {self.deadline - self.start:.3g} s.")
+            raise RunTimeout(f"the run passed its time limit of {self.deadline - self.start:.1f} s.")
 
     def wait_for(self, frame: int, clock: Clock = time.perf_counter) -> None:
         """Block until `frame` has arrived (no wait offline); fail once past the deadline or stopped."""

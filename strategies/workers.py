@@ -74,9 +74,10 @@ class WorkerPool:
         return [process.pid for process in self.processes]
 
     def describe(self, index: int) -> str:
-        """'worker 'process-1' (model 'm1', pid 1234)' for messages."""
-        model = f"model {self.models[index]!r}, " if self.models[index] != self.lanes[index] else ""
-        return f"worker {self.lanes[index]!r} ({model}pid {self.processes[index].pid})"
+        """"worker 'process-1' (model 'm1')" for messages (as processes_shm words it)."""
+        if self.models[index] == self.lanes[index]:
+            return f"worker {self.lanes[index]!r}"
+        return f"worker {self.lanes[index]!r} (model {self.models[index]!r})"
 
     def start(self, target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]]) -> list[Any]:
         """Start one worker per lane as `target(conn, *args_for(index))`; return their ready answers."""
