@@ -113,6 +113,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cuda-option", action="append", default=[], type=gpu.cuda_option_type, metavar="KEY=VALUE",
                     help="A CUDA provider option for every session, e.g. cudnn_conv_algo_search=HEURISTIC or "
                          "device_id=1; repeat for several. Recorded with every result.")
+    # --- reliability and gating (issue 6): parsing and evaluation live in bench/limits.py, bench/gates.py
+    from bench.gates import SYNTAX, parse_gate
+    from bench.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
+
+    group.addoption("--time-limit", type=parse_time_limit, default=None, metavar="SECONDS",
+                    help=f"Fail a benchmark whose single run takes longer, and stop its strategy (default: "
+                         f"{BASE_S:g} s + {PER_MODEL_FRAME_S:g} s per model per frame).")
+    group.addoption("--gate", action="append", type=parse_gate, default=[], metavar="GATE",
+                    help=f"Fail the session unless one benchmark is FACTOR times as fast as another in this run: "
+                         f"{SYNTAX}. Repeat for several.")
 
 
 def _non_negative_float(text: str) -> float:

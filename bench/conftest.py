@@ -11,6 +11,9 @@ import pytest
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 from strategies.thread_spec import resolve
 
+from .comparability import compared_workload_differences, gpu_info
+from .gates import GateResult, check_references, evaluate
+from .interrupts import sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
 from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
 from .recommend import recommendation
@@ -21,6 +24,8 @@ from .table import format_table
 STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
 
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
+GATE_RESULTS = pytest.StashKey[list[GateResult]]()
+WORKLOAD_DIFFERENCES = pytest.StashKey[list[str]]()
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "fanbench refuses to benchmark under pytest-xdist (-n/--dist): parallel benchmarks share the cores "
             "and their timings cannot be trusted. Run `pytest bench` without -n.")
     config.stash[MEASUREMENTS] = []
+    try:
+        check_references(config.getoption("gate"), list(STRATEGIES), config.getoption("strategy") or list(STRATEGIES))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     if config.getoption("benchmark_disable") or config.getoption("benchmark_skip"):
         return
     if not config.getoption("no_history") and not config.getoption("benchmark_save") \
@@ -105,6 +114,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
         "usable_cores": usable_cores(),
+        "gpus": gpu_info(),
+        # What was asked for; the work each benchmark really timed is in its extra_info.
+        "workload": {option: config.getoption(option) for option in
+                     ("frames", "batch", "frame_size", "models", "model_size", "provider")},
     }
     # GPU and CUDA provider options (issue 7): what makes a GPU run comparable with another.
     from fixtures.gpu import configured_cuda_options
@@ -116,8 +129,51 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["fanbench"].update(gpu_machine_info(device_id(cuda_options)), cuda_options=cuda_options)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/interrupts.py.
+    with sigterm_as_interrupt():
+        return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Evaluate the --gate options and refuse gating against a run that timed other work.
+
+    Runs after pytest-benchmark has compared this run with the saved one (its own
+    sessionfinish wraps this), before the terminal summary prints what is found here.
+    """
+    config = session.config
+    failed = False
+    measurements = config.stash.get(MEASUREMENTS, [])
+    gates = config.getoption("gate")
+    if gates and exitstatus != pytest.ExitCode.INTERRUPTED:
+        model_count = len(config.getoption("model")) or config.getoption("models")
+        labels = {name: cls.default_settings(model_count, usable_cores()).label for name, cls in STRATEGIES.items()}
+        # Gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
+        results = evaluate(gates, [m for m in measurements if m.scenario == "offline"], labels)
+        config.stash[GATE_RESULTS] = results
+        failed |= not all(result.passed for result in results)
+    benchmarksession = getattr(config, "_benchmarksession", None)  # pytest-benchmark's, set in its configure
+    if benchmarksession is not None and getattr(benchmarksession, "compared_mapping", None):
+        current = {bench.fullname: bench.extra_info for bench in benchmarksession.benchmarks if bench}
+        differences = compared_workload_differences(current, {str(path): saved for path, saved in
+                                                              benchmarksession.compared_mapping.items()})
+        config.stash[WORKLOAD_DIFFERENCES] = differences
+        failed |= bool(differences and config.getoption("benchmark_compare_fail"))
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
+    # A wrapper, so this prints last and also when pytest-benchmark raises PerformanceRegression.
+    try:
+        return (yield)
+    finally:
+        _write_summary(terminalreporter, config)
+
+
+def _write_summary(terminalreporter, config: pytest.Config) -> None:
     measurements = config.stash.get(MEASUREMENTS, [])
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
@@ -127,6 +183,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     line = recommendation([m for m in measurements if m.scenario == "offline"])
     if line:
         terminalreporter.write_line(line)
+
+    differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
+    if differences:
+        refuse = bool(config.getoption("benchmark_compare_fail"))
+        terminalreporter.write_sep("=", "fanbench: compared runs timed different work", red=refuse, yellow=not refuse)
+        for line in differences:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(
+            "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
+            if refuse else "The comparison above is not like for like.")
+    results = config.stash.get(GATE_RESULTS, [])
+    if results:
+        passed = all(result.passed for result in results)
+        terminalreporter.write_sep("=", "fanbench gates", green=passed, red=not passed)
+        for result in results:
+            terminalreporter.write_line(result.line(), green=result.passed, red=not result.passed)
 
 
 @pytest.fixture(scope="session")

@@ -32,4 +32,5 @@ def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | N
     try:
         yield strategy
     finally:
+        strategy.stop()  # lanes still running (an interrupt, a failed lane) end at their next frame
         strategy.close()

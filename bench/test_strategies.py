@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from strategies import RunResult
+from strategies import RunResult, RunTimeout
 from strategies.equivalence import first_mismatch
 
 from .harness import opened
+from .limits import time_limit
 from .measuring import measurement_fields
 from .results import Measurement
 from .scenarios import STREAMING
@@ -18,14 +19,23 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
     if scenario.name == STREAMING and not case.strategy.per_frame:
         pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
     runs: list[RunResult] = []
+    # A stream takes frames / fps by design: the limit counts from when the last frame arrives.
+    limit = time_limit(pytestconfig.getoption("time_limit"), workload.frame_count, len(workload.models)) \
+        + workload.frame_count * scenario.period
+    timed_out: RunTimeout | None = None
     with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
         # Sessions, pools, processes and event loops are built on opening, before the clock.
         # round_hooks sample resources and advance the progress bar outside the timed region.
-        benchmark.pedantic(lambda: runs.append(strategy.run(period=scenario.period)),
-                           setup=round_hooks.setup, teardown=round_hooks.teardown,
-                           rounds=pytestconfig.getoption("rounds"), warmup_rounds=pytestconfig.getoption("warmup"),
-                           iterations=1)
+        try:
+            benchmark.pedantic(lambda: runs.append(strategy.run(period=scenario.period, time_limit=limit)),
+                               setup=round_hooks.setup, teardown=round_hooks.teardown,
+                               rounds=pytestconfig.getoption("rounds"), warmup_rounds=pytestconfig.getoption("warmup"),
+                               iterations=1)
+        except RunTimeout as error:  # leaving `with` stops the strategy: lanes end, workers are killed
+            timed_out = error
         providers = set(strategy.providers_used)
+    if timed_out is not None:
+        pytest.fail(f"{case.id}: {timed_out} Raise the limit with --time-limit SECONDS if the run is just slow.", pytrace=False)
     timed = runs[-pytestconfig.getoption("rounds"):]
     mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names) for run in runs) if m), None)
     extra = measurement_fields(timed, scenario, per_frame=case.strategy.per_frame, resources=round_hooks.resources(),

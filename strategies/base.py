@@ -9,9 +9,11 @@ call), and closed (everything it built is released, in every outcome).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,6 +45,10 @@ class StrategyUnavailable(RuntimeError):
 
     Raised by `open` (never mid-run); the benchmark turns it into a skip with the reason.
     """
+
+
+class RunStopped(StrategyError):
+    """A run was stopped from outside (the strategy was closed mid-run, e.g. on Ctrl-C)."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,17 @@ class RunResult:
         return sum(call.duration for call in self.calls) / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def pause(seconds: float, stop: threading.Event | None) -> bool:
+    """Sleep `seconds`, waking at once when `stop` is set; True when woken by `stop`.
+
+    The one place a strategy waits for a frame to arrive (tests replace it with a fake clock's sleep).
+    """
+    if stop is None:
+        time.sleep(seconds)
+        return False
+    return stop.wait(seconds)
+
+
 @dataclass(frozen=True)
 class Arrivals:
     """When each frame becomes available, and when the run must give up.
@@ -182,22 +199,27 @@ class Arrivals:
     start: float
     period: float = 0.0  # seconds between frames; 0 means every frame is there at the start
     deadline: float | None = None  # clock reading after which the run fails with RunTimeout
+    # Set by `Strategy.stop()` (closing mid-run, a failed lane): every lane ends at its next frame.
+    stop: threading.Event | None = field(default=None, compare=False, repr=False)
 
     def time_of(self, frame: int) -> float:
         return self.start + frame * self.period
 
     def check_deadline(self, clock: Clock = time.perf_counter) -> None:
+        """Raise RunStopped once the run was stopped, RunTimeout once it is past its deadline."""
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped("the run was stopped before it finished.")
         if self.deadline is not None and clock() > self.deadline:
             raise RunTimeout(f"the run passed its time limit of {self.deadline - self.start:.1f} s.")
 
     def wait_for(self, frame: int, clock: Clock = time.perf_counter) -> None:
-        """Block until `frame` has arrived (no wait offline); fail once past the deadline."""
+        """Block until `frame` has arrived (no wait offline); fail once past the deadline or stopped."""
         self.check_deadline(clock)
         if self.period <= 0:
             return
         delay = self.time_of(frame) - clock()
-        if delay > 0:
-            time.sleep(delay)
+        if delay > 0 and pause(delay, self.stop):  # woken early: the run was stopped
+            self.check_deadline(clock)
 
 
 class CallLog:
@@ -232,6 +254,7 @@ class Strategy(ABC):
         self.settings = settings if settings is not None else self.default_settings(len(workload.models))
         self.clock = clock
         self.providers_used: list[str] = []  # filled by `open` from session.get_providers()
+        self._stop = threading.Event()  # set by `stop()`; cleared when a run starts
 
     @classmethod
     def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
@@ -244,22 +267,36 @@ class Strategy(ABC):
     def close(self) -> None:
         """Release everything `open` built. Safe to call twice and after a failed `open`."""
 
+    def stop(self) -> None:
+        """Ask a run in progress to end: every lane raises RunStopped at its next frame.
+
+        Called by `__exit__` before `close`, so a run interrupted by Ctrl-C (or failing in
+        one lane) does not keep the other lanes running through every remaining frame while
+        `close` waits for them. Safe from any thread, and when no run is in progress.
+        """
+        self._stop.set()
+
     def __enter__(self) -> Strategy:
         try:
             self.open()
         except BaseException:
+            self.stop()
             self.close()
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.stop()
         self.close()
 
     def run(self, period: float = 0.0, time_limit: float | None = None) -> RunResult:
         """Process every frame once. With `period` > 0 frames arrive one per period; with
         `time_limit` (seconds) the run fails with RunTimeout once it has taken longer."""
+        if time_limit is not None and time_limit <= 0:
+            raise ValueError(f"time_limit must be positive seconds or None (no limit), got {time_limit}.")
+        self._stop.clear()
         start = self.clock()
-        arrivals = Arrivals(start, period, None if time_limit is None else start + time_limit)
+        arrivals = Arrivals(start, period, None if time_limit is None else start + time_limit, self._stop)
         outputs, calls = self._execute(arrivals)
         wall = self.clock() - arrivals.start
         return RunResult(outputs=outputs, calls=calls, start=arrivals.start, wall_s=wall)
@@ -267,6 +304,28 @@ class Strategy(ABC):
     @abstractmethod
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         """Run every model on every frame; return outputs[model][frame] and the call records."""
+
+
+def wait_for_lanes(futures: Sequence[Future[Any]], stop: threading.Event | None) -> None:
+    """Wait until every lane (a future running one model or one share of the work) is done.
+
+    On the first failure the other lanes are stopped at their next frame (`stop`), and that
+    failure is raised once they have ended: the error that caused the stop, never the
+    RunStopped it made the others raise. Interrupted (Ctrl-C) the lanes are stopped too.
+    """
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(future.exception() is not None for future in done):
+            if stop is not None:
+                stop.set()
+            wait(futures)
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        raise
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        raise next((error for error in errors if not isinstance(error, RunStopped)), errors[0])
 
 
 def empty_outputs(model_count: int, frame_count: int) -> list[list[Outputs]]:

@@ -29,6 +29,7 @@ class Asyncio(SessionStrategy):
     def close(self) -> None:
         loop = getattr(self, "loop", None)
         if loop is not None:
+            finish_tasks(loop)
             loop.close()
             self.loop = None
         super().close()
@@ -60,5 +61,32 @@ class Asyncio(SessionStrategy):
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-        self.loop.run_until_complete(run_all())
+        try:
+            self.loop.run_until_complete(run_all())
+        except BaseException as error:
+            finish_tasks(self.loop, error)
+            raise
         return outputs, log.calls
+
+
+def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:
+    """Cancel every task still pending on `loop` and run it until they are all done.
+
+    KeyboardInterrupt (Ctrl-C inside `session.run`, SIGTERM in `pytest bench`) or SystemExit
+    raised in a task stops the loop at once and leaves the other tasks pending; a task that
+    awaited the interrupted one raises `interrupt` again when it resumes, which is expected
+    here and not raised a second time. Every exception is retrieved, so asyncio reports no
+    task as destroyed pending or as never retrieved.
+    """
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    while not all(task.done() for task in tasks):
+        try:
+            loop.run_until_complete(asyncio.gather(*(task for task in tasks if not task.done()), return_exceptions=True))
+        except BaseException as error:
+            if error is not interrupt:
+                raise
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()

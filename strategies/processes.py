@@ -6,9 +6,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, Strategy, ThreadSettings, usable_cores
+from .base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings, usable_cores
 from .sessions import io_names, make_session, provider_used
-from .workers import DONE, FAILED, READY, WorkerPool, context, detach_from_terminal_signals
+from .workers import DONE, FAILED, READY, TIMED_OUT, WorkerPool, context, detach_from_terminal_signals
 
 
 def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
@@ -38,6 +38,9 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
             for frame in range(count):
                 arrivals.wait_for(frame)
                 outputs.append(tuple(log.run(session, {input_name: frames[frame]}, model, frame, lane)))
+        except RunTimeout as error:
+            conn.send((TIMED_OUT, f"model {name!r} before frame {len(outputs)}: {error}"))
+            continue
         except Exception as error:
             conn.send((FAILED, f"model {name!r} failed on frame {len(outputs)}: {error}"))
             continue
@@ -76,13 +79,15 @@ class Processes(Strategy):
         # Held for the strategy's life: the manager frees a list once the parent's proxy goes.
         self.sources = sources = self.frame_sources()
         models = self.workload.models
-        self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))])
+        self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))], self.workload.names)
         self.providers_used = self.pool.start(serve, lambda i: (
             i, models[i].name, str(models[i].path), self.settings, self.workload.provider, sources[i], self.pool.lanes[i],
             self.workload.provider_options))
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
+        # The workers check the deadline at every frame themselves; the grace second covers a
+        # worker that hangs inside `session.run` (collect raises RunTimeout, close kills it).
         timeout = None if arrivals.deadline is None else max(0.0, arrivals.deadline - self.clock()) + 1.0
         answers = self.pool.collect(DONE, timeout)
         outputs = [answer[0] for answer in answers]
@@ -90,6 +95,7 @@ class Processes(Strategy):
         return outputs, calls
 
     def close(self) -> None:
+        # A pool closed mid-run (failure, time-out, Ctrl-C) kills its workers at once.
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.close()

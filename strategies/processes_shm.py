@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, ThreadSettings, usable_cores
+from .base import Arrivals, CallRecord, Outputs, RunTimeout, Strategy, StrategyError, ThreadSettings, usable_cores
 from .processes import serve
 from .shared_frames import BlockSpec, SharedFrames, attach
-from .workers import DONE, FAILED, WorkerPool, context, detach_from_terminal_signals, exit_reason
+from .workers import DONE, FAILED, TIMED_OUT, WorkerPool, context, detach_from_terminal_signals, exit_reason
 
 
-class RunStopped(RuntimeError):
+class StoppedByAnotherModel(RuntimeError):
     """Raised in a worker at its next frame once another model of the run has failed."""
 
 
@@ -30,12 +30,12 @@ class StoppableFrames:
 
     def __getitem__(self, frame: int) -> np.ndarray:
         if self.stop.is_set():
-            raise RunStopped("stopped: another model of this run failed")
+            raise StoppedByAnotherModel("stopped: another model of this run failed")
         return self.view[frame]
 
 
 def serve_shared(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
-                 spec: BlockSpec, lane: str, stop: Any) -> None:
+                 spec: BlockSpec, lane: str, stop: Any, provider_options: dict[str, str] | None = None) -> None:
     """Worker main: attach the frames' block, then answer runs exactly as `processes.serve` does."""
     detach_from_terminal_signals()
     try:
@@ -45,7 +45,7 @@ def serve_shared(conn: Connection, model: int, name: str, path: str, settings: T
         return
     frames = StoppableFrames(view, stop)
     try:
-        serve(conn, model, name, path, settings, provider, frames, lane)
+        serve(conn, model, name, path, settings, provider, frames, lane, provider_options)
     finally:
         del frames, view  # the mapping can only close once no array points into it
         try:
@@ -92,12 +92,12 @@ class ProcessesShm(Strategy):
             key = id(model.frames)  # models sharing one array share one block
             if key not in specs:
                 specs[key] = self.frames.share(model.frames)
-        self.stop = context().Event()
+        self.stop_event = context().Event()
         models = self.workload.models
-        self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))])
+        self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))], self.workload.names)
         self.providers_used = self.pool.start(serve_shared, lambda i: (
             i, models[i].name, str(models[i].path), self.settings, self.workload.provider,
-            specs[id(models[i].frames)], self.pool.lanes[i], self.stop))
+            specs[id(models[i].frames)], self.pool.lanes[i], self.stop_event, self.workload.provider_options))
 
     @property
     def block_names(self) -> list[str]:
@@ -105,7 +105,7 @@ class ProcessesShm(Strategy):
         return frames.names if frames is not None else []
 
     def close(self) -> None:
-        stop = getattr(self, "stop", None)
+        stop = getattr(self, "stop_event", None)
         if stop is not None:
             stop.set()  # workers still in a run stop at their next frame instead of finishing it
         pool = getattr(self, "pool", None)
@@ -116,13 +116,13 @@ class ProcessesShm(Strategy):
         if frames is not None:
             frames.close()
             self.frames = None
-        self.stop = None
+        self.stop_event = None
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         if getattr(self, "pool", None) is None:
             raise StrategyError(f"{self.name}: the strategy is closed (an earlier run was interrupted or lost a "
                                 "worker, which closes it); open a new one.")
-        self.stop.clear()
+        self.stop_event.clear()
         timeout = None if arrivals.deadline is None else max(0.0, arrivals.deadline - self.clock()) + 1.0
         try:
             self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
@@ -161,9 +161,12 @@ class ProcessesShm(Strategy):
                     del waiting[handle]
                     if kind == DONE:
                         answers[index] = payload
+                    elif kind == TIMED_OUT:
+                        self.stop_event.set()
+                        raise RunTimeout(f"{self.name}: {payload}")
                     elif kind == FAILED and failure is None:
                         failure = payload  # later ones are the others stopping because of it
-                        self.stop.set()
+                        self.stop_event.set()
                 elif sentinels[handle] in waiting.values():
                     index = sentinels[handle]
                     process = pool.processes[index]

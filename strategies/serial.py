@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from .base import Arrivals, CallLog, CallRecord, Outputs, StrategyError, empty_outputs
 from .local import SessionStrategy
 
 
@@ -22,5 +22,9 @@ class Serial(SessionStrategy):
         for frame in range(self.workload.frame_count):
             arrivals.wait_for(frame, self.clock)
             for model in range(len(self.sessions)):
-                outputs[model][frame] = self.run_one(log, model, frame, "main")
+                try:
+                    outputs[model][frame] = self.run_one(log, model, frame, "main")
+                except Exception as error:
+                    raise StrategyError(
+                        f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
         return outputs, log.calls

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, StrategyError, ThreadSettings, empty_outputs, usable_cores
+from .base import (
+    Arrivals,
+    CallLog,
+    CallRecord,
+    Outputs,
+    StrategyError,
+    ThreadSettings,
+    empty_outputs,
+    usable_cores,
+    wait_for_lanes,
+)
 from .local import SessionStrategy
 
 
@@ -31,6 +40,7 @@ class Threads(SessionStrategy):
         self.pool = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-model")
 
     def close(self) -> None:
+        self.stop()  # a run still in progress ends at its next frame instead of running every frame
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -40,27 +50,17 @@ class Threads(SessionStrategy):
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
         outputs = empty_outputs(len(self.sessions), self.workload.frame_count)
-        stop = threading.Event()
 
         def run_model(model: int) -> None:
             lane = f"thread-{model}"
             for frame in range(self.workload.frame_count):
-                if stop.is_set():
-                    return
-                arrivals.wait_for(frame, self.clock)
+                arrivals.wait_for(frame, self.clock)  # raises once stopped or past the time limit
                 try:
                     outputs[model][frame] = self.run_one(log, model, frame, lane)
                 except Exception as error:
-                    stop.set()  # the other models stop at their next frame
                     raise StrategyError(
                         f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
 
-        futures = [self.pool.submit(run_model, model) for model in range(len(self.sessions))]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in done:
-            if future.exception() is not None:
-                stop.set()
-                wait(futures)
-                raise future.exception()
-        wait(futures)
+        # On the first failure the other models stop at their next frame (wait_for_lanes).
+        wait_for_lanes([self.pool.submit(run_model, model) for model in range(len(self.sessions))], arrivals.stop)
         return outputs, log.calls

@@ -10,13 +10,14 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .base import StrategyError
+from .base import RunTimeout, StrategyError
 
-READY, DONE, FAILED = "ready", "done", "failed"
+READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
 JOIN_TIMEOUT_S = 5.0
 
 
@@ -41,22 +42,47 @@ def exit_reason(exitcode: int | None) -> str:
     if exitcode is None:
         return "still running"
     if exitcode < 0:
-        return f"killed by signal {signal.Signals(-exitcode).name}"
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
     return f"exit code {exitcode}"
 
 
 class WorkerPool:
-    """One process per lane, each talking to the parent over its own pipe."""
+    """One process per lane, each talking to the parent over its own pipe.
 
-    def __init__(self, strategy: str, lanes: Sequence[str]):
+    `models` names what each worker runs, for error messages (defaults to the lane names).
+    While commands are out (`send_all` until `collect` has every answer) the pool is busy:
+    closing a busy pool (a failure, a time-out, Ctrl-C) kills the workers at once instead of
+    waiting for them to finish their frames.
+    """
+
+    def __init__(self, strategy: str, lanes: Sequence[str], models: Sequence[str] | None = None):
         self.strategy = strategy
         self.lanes = list(lanes)
+        self.models = list(models) if models is not None else list(self.lanes)
+        if len(self.models) != len(self.lanes):
+            raise ValueError(f"WorkerPool needs one model name per lane, got {len(self.models)} for {len(self.lanes)}.")
         self.processes: list[Any] = []
         self.pipes: list[Connection] = []
+        self.busy = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers, in lane order (tests kill them; monitors sample them)."""
+        return [process.pid for process in self.processes]
+
+    def describe(self, index: int) -> str:
+        """"worker 'process-1' (model 'm1')" for messages (as processes_shm words it)."""
+        if self.models[index] == self.lanes[index]:
+            return f"worker {self.lanes[index]!r}"
+        return f"worker {self.lanes[index]!r} (model {self.models[index]!r})"
 
     def start(self, target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]]) -> list[Any]:
         """Start one worker per lane as `target(conn, *args_for(index))`; return their ready answers."""
         ctx = context()
+        self.busy = True
         for index, lane in enumerate(self.lanes):
             parent, child = ctx.Pipe()
             process = ctx.Process(target=target, args=(child, *args_for(index)), name=f"fanbench-{lane}", daemon=True)
@@ -67,57 +93,73 @@ class WorkerPool:
         return self.collect(READY)
 
     def send_all(self, message: Any) -> None:
+        self.busy = True
         for pipe in self.pipes:
             pipe.send(message)
 
     def collect(self, expected: str, timeout: float | None = None) -> list[Any]:
         """One `expected` answer from every worker, in lane order.
 
-        Fails at once when a worker reports an error or dies, and after `timeout` seconds.
+        Fails at once when a worker reports an error or dies (StrategyError), and with
+        RunTimeout when not every worker has answered within `timeout` seconds.
         """
         answers: dict[int, Any] = {}
         waiting = {pipe: index for index, pipe in enumerate(self.pipes)}
         sentinels = {process.sentinel: index for index, process in enumerate(self.processes)}
+        deadline = None if timeout is None else time.monotonic() + timeout
         while waiting:
-            ready = wait([*waiting, *sentinels], timeout)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait([*waiting, *sentinels], left)
             if not ready:
-                raise StrategyError(f"{self.strategy}: workers {sorted(self.lanes[i] for i in waiting.values())} "
-                                    f"did not answer within {timeout} s.")
+                late = ", ".join(self.describe(index) for index in sorted(waiting.values()))
+                raise RunTimeout(f"{self.strategy}: {late} did not answer within {timeout:.1f} s; "
+                                 "the workers are stopped.")
             for handle in ready:
                 if handle in waiting:
                     index = waiting[handle]
                     try:
                         kind, payload = handle.recv()
-                    except EOFError:
-                        continue  # the sentinel reports the death with its exit code
+                    except EOFError:  # the worker is gone: report it with its exit code
+                        raise self._died(index) from None
                     if kind == FAILED:
-                        raise StrategyError(f"{self.strategy}: worker {self.lanes[index]!r} failed: {payload}")
+                        raise StrategyError(f"{self.strategy}: {self.describe(index)} failed: {payload}")
+                    if kind == TIMED_OUT:
+                        raise RunTimeout(f"{self.strategy}: {self.describe(index)} stopped: {payload}")
                     answers[index] = payload
                     del waiting[handle]
                 elif sentinels[handle] in waiting.values():
-                    index = sentinels[handle]
-                    process = self.processes[index]
-                    process.join(JOIN_TIMEOUT_S)
-                    raise StrategyError(f"{self.strategy}: worker {self.lanes[index]!r} died "
-                                        f"({exit_reason(process.exitcode)}).")
+                    raise self._died(sentinels[handle])
+        self.busy = False
         return [answers[index] for index in range(len(self.pipes))]
 
+    def _died(self, index: int) -> StrategyError:
+        process = self.processes[index]
+        process.join(JOIN_TIMEOUT_S)  # the exit code is there once the process is reaped
+        return StrategyError(f"{self.strategy}: {self.describe(index)} died ({exit_reason(process.exitcode)}).")
+
     def close(self) -> None:
-        """Ask every worker to stop, then terminate and kill what is left. Idempotent."""
-        for pipe in self.pipes:
-            try:
-                pipe.send(("stop", None))
-            except (OSError, ValueError):
-                pass
+        """Stop every worker and release the pipes. Idempotent.
+
+        An idle pool asks its workers to stop and gives them JOIN_TIMEOUT_S in all; a busy one
+        (or whatever did not stop in time) is killed: a worker that hangs or is stopped with
+        SIGSTOP ignores polite requests, and it holds nothing the parent does not clean up.
+        """
+        if not self.busy:
+            for pipe in self.pipes:
+                try:
+                    pipe.send(("stop", None))
+                except (OSError, ValueError):
+                    pass
+            alive = [process.sentinel for process in self.processes if process.exitcode is None]
+            deadline = time.monotonic() + JOIN_TIMEOUT_S
+            while alive and time.monotonic() < deadline:
+                for sentinel in wait(alive, max(0.0, deadline - time.monotonic())):
+                    alive.remove(sentinel)
         for process in self.processes:
-            process.join(JOIN_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(JOIN_TIMEOUT_S)
-            if process.is_alive():
+            if process.exitcode is None:
                 process.kill()
-                process.join()
+            process.join()
             process.close()
         for pipe in self.pipes:
             pipe.close()
-        self.processes, self.pipes = [], []
+        self.processes, self.pipes, self.busy = [], [], False

@@ -77,7 +77,7 @@ def test_cuda_graph_is_unavailable_without_cuda(tiny_workload):
 
 
 def test_cuda_graph_is_skipped_with_its_reason_by_the_benchmark_harness(tiny_workload):
-    with pytest.raises(pytest.skip.Exception, match="^cuda_graph needs the CUDA provider"):
+    with pytest.raises(pytest.skip.Exception, match=r"^cuda_graph needs the CUDA provider"):
         with opened(CudaGraph, tiny_workload):
             pass
 

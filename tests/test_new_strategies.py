@@ -153,7 +153,7 @@ class SteppingClock:
 def test_batched_runs_each_chunk_after_its_last_frame_arrives(model_dir, monkeypatch, frames, k, chunks):
     workload = tiny_workload(model_dir, models=2, frames=frames, batch=2, size=8)
     clock = SteppingClock()
-    monkeypatch.setattr("strategies.base.time.sleep", clock.sleep)
+    monkeypatch.setattr("strategies.base.pause", lambda seconds, stop: clock.sleep(seconds))
     period = 1.0
     with Batched(workload, clock=clock, k=k) as strategy:
         result = strategy.run(period=period)

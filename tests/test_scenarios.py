@@ -30,7 +30,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr("strategies.base.time.sleep", fake.sleep)  # Arrivals.wait_for sleeps through this
+    monkeypatch.setattr("strategies.base.pause", lambda seconds, stop: fake.sleep(seconds))  # Arrivals.wait_for waits here
     return fake
 
 

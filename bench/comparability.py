@@ -1,0 +1,84 @@
+"""What makes two saved runs comparable, and how they differ when they are not.
+
+Timings are only comparable when the same work was timed: same frames, batch, models (the
+model set hash covers their architecture and input size), provider really used and thread
+settings. Those are stored per benchmark in `extra_info`; the machine (versions, CPU, GPU
+name and driver) is stored once per run in `machine_info`. Different work is refused for
+gating, like pyperf refuses to compare runs whose metadata differ; a different machine is
+reported but allowed (comparing an onnxruntime upgrade is a legitimate question).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: extra_info keys that define the work a benchmark timed.
+WORKLOAD_KEYS = ("frames", "batch", "models", "model_set_hash", "provider", "thread_settings")
+#: machine_info entries worth naming when two runs come from different machines or software.
+MACHINE_KEYS = ("node", "cpu.brand_raw", "fanbench.onnxruntime", "fanbench.onnxruntime_device", "fanbench.usable_cores",
+                "fanbench.gpus", "fanbench.numpy")
+
+
+def workload_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """'frames: 40 -> 20' for every workload key whose stored values differ (missing counts)."""
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in WORKLOAD_KEYS if old.get(key) != new.get(key)]
+
+
+def _lookup(info: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = info
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def machine_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The MACHINE_KEYS whose values differ between two runs' machine_info."""
+    return [f"{key}: {_lookup(old, key)!r} -> {_lookup(new, key)!r}" for key in MACHINE_KEYS
+            if _lookup(old, key) != _lookup(new, key)]
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """Name and driver of every NVIDIA GPU NVML sees; empty without a GPU or driver."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            gpus.append({"name": _text(pynvml.nvmlDeviceGetName(handle)), "driver": _text(driver)})
+        return gpus
+    except pynvml.NVMLError:
+        return []
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def compared_workload_differences(current: Mapping[str, Mapping[str, Any]],
+                                  compared: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """Every benchmark of this run whose saved counterpart timed different work.
+
+    `current` maps a benchmark's full name to its extra_info; `compared` maps a saved run's
+    path to {full name: saved benchmark} as pytest-benchmark loads them for --benchmark-compare.
+    """
+    lines = []
+    for path, saved in compared.items():
+        for fullname, extra in current.items():
+            if fullname in saved:
+                differences = workload_differences(saved[fullname].get("extra_info", {}), extra)
+                if differences:
+                    lines.append(f"{fullname} vs {path}: {'; '.join(differences)}")
+    return lines
