@@ -2,7 +2,7 @@
 
 A background thread reads the process tree (this process and every child, so worker
 processes and the multiprocessing manager count) and, when the workload runs on CUDA, the
-GPU, at a modest rate (10 Hz by default). Each `start()`/`stop()` pair is one segment, one
+GPU, at a modest rate (2 Hz by default). Each `start()`/`stop()` pair is one segment, one
 per timed round, with a reading at both ends so even a short round has a full interval.
 
 Memory is PSS (proportional set size: a page shared by n processes counts 1/n to each) and
