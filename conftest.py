@@ -93,7 +93,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-sampler", action="store_true",
                     help="Do not sample CPU, memory and GPU during the timed rounds (to measure what sampling costs).")
     group.addoption("--sample-rate", type=_positive_float, default=2.0, metavar="HZ",
-                    help="Resource samples per second during the timed rounds (default 2; each sample reads every process's PSS, which costs CPU).")
+                    help="Resource samples per second during the timed rounds (default 2; each sample reads "
+                         "every process's PSS, which costs CPU).")
     group.addoption("--report-dir", default="reports/latest", metavar="DIR",
                     help="Where the report (Markdown, charts, timelines) is written after the run (default reports/latest).")
     group.addoption("--no-report", action="store_true", help="Write no report directory.")
