@@ -4,14 +4,14 @@ worker thread, one task per model."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, ThreadSettings, empty_outputs, usable_cores
+from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
 from .failures import model_failed
-from .local import SessionStrategy
+from .local import ModelThreads, SessionStrategy
 
 
-class AsyncioThreads(SessionStrategy):
+class AsyncioThreads(ModelThreads, SessionStrategy):
     """One asyncio task per model; each task awaits its model's `session.run` on an executor thread.
 
     What it fixes: the classic `asyncio` calls the blocking `session.run` on the event loop's
@@ -27,21 +27,15 @@ class AsyncioThreads(SessionStrategy):
     """
 
     name = "asyncio_threads"
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+    models_at_once = True
 
     def open(self) -> None:
         super().open()
         self.loop = asyncio.new_event_loop()
-        self.executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-asyncio")
+        self.start_pool(len(self.sessions))
 
     def close(self) -> None:
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-            self.executor = None
+        self.stop_pool()
         loop = getattr(self, "loop", None)
         if loop is not None:
             loop.close()
@@ -61,7 +55,7 @@ class AsyncioThreads(SessionStrategy):
                     await asyncio.sleep(delay)  # the loop stays free while this model waits
                 try:
                     arrivals.wait_for(frame, self.clock)  # arrived by now: checks the deadline
-                    call = self.executor.submit(self.run_one, log, model, frame, lane)
+                    call = self.pool.submit(self.run_one, log, model, frame, lane)
                     in_flight.add(call)
                     # Forgotten only once the thread is done with it, even if this task is cancelled.
                     call.add_done_callback(in_flight.discard)

@@ -95,6 +95,13 @@ class ThreadSettings:
                 "allow_spinning": self.spinning, "ort_defaults": self.ort_defaults}
 
 
+def split_cores(model_count: int, cores: int | None = None) -> ThreadSettings:
+    """The cores shared out between models that run at the same time (at least one intra-op
+    thread each), spinning off: models x intra-op threads stays near the core count instead
+    of models x cores, and no idle pool spins on a core another model needs."""
+    return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+
+
 @dataclass(frozen=True)
 class ModelInput:
     """One model of the workload and the tensor it takes on each frame."""
@@ -248,6 +255,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     #: False for strategies that cannot be served frame by frame (none of the built-in ones).
     per_frame: ClassVar[bool] = True
+    #: True for strategies that run every model's call at the same time (threads, processes).
+    models_at_once: ClassVar[bool] = False
 
     def __init__(self, workload: Workload, settings: ThreadSettings | None = None, clock: Clock = time.perf_counter):
         self.workload = workload
@@ -258,7 +267,10 @@ class Strategy(ABC):
 
     @classmethod
     def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        """Settings that keep the busy threads close to the core count; override per strategy."""
+        """Settings that keep the busy threads close to the core count: every core for the one
+        call in flight, or the cores shared out when every model runs at once."""
+        if cls.models_at_once:
+            return split_cores(model_count, cores)
         return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
 
     def open(self) -> None:

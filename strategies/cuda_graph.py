@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,14 +16,14 @@ from .base import (
     StrategyUnavailable,
     ThreadSettings,
     empty_outputs,
-    usable_cores,
 )
 from .cuda import device_id
 from .lanes import run_lanes
+from .local import ModelThreads
 from .sessions import io_names, make_session, onnxruntime, provider_used
 
 
-class CudaGraph(Strategy):
+class CudaGraph(ModelThreads, Strategy):
     """A thread per model, each replaying its model's captured CUDA graph on every frame.
 
     With `enable_cuda_graph`, onnxruntime records every kernel launch of a run once and
@@ -38,14 +37,11 @@ class CudaGraph(Strategy):
     """
 
     name = "cuda_graph"
+    models_at_once = True
     #: Runs in `open`: onnxruntime needs regular runs (memory allocation) before it captures.
     warmup_runs = 3
     #: False only in tests, which run the same buffer logic on the CPU provider.
     needs_cuda: ClassVar[bool] = True
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
 
     @property
     def device(self) -> str:
@@ -90,7 +86,7 @@ class CudaGraph(Strategy):
             for _ in range(self.warmup_runs):  # regular runs, then the capture, then a replay
                 self.sessions[model].run_with_iobinding(self.bindings[model], self.run_options)
             self.bindings[model].synchronize_outputs()
-        self.pool = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-cuda-graph")
+        self.start_pool(len(self.sessions))
 
     def _output_templates(self, path: Any, input_name: str, sample: np.ndarray) -> list[np.ndarray]:
         """Output arrays of one CPU run: their shapes and types size the pre-allocated outputs.
@@ -101,10 +97,7 @@ class CudaGraph(Strategy):
         return probe.run(None, {input_name: sample})
 
     def close(self) -> None:
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        self.stop_pool()
         # Bindings reference the buffers and the sessions' captured graphs: drop them first.
         self.bindings = []
         self.inputs = []

@@ -3,14 +3,14 @@ before the next one starts."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, ThreadSettings, empty_outputs, usable_cores
+from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
 from .failures import model_failed
-from .local import SessionStrategy
+from .local import ModelThreads, SessionStrategy
 
 
-class Fanout(SessionStrategy):
+class Fanout(ModelThreads, SessionStrategy):
     """Per-frame fan-out: the latency-bound streaming case (a live camera).
 
     What it fixes: `threads` lets every model run ahead at its own pace, which is fine for a
@@ -25,20 +25,14 @@ class Fanout(SessionStrategy):
     """
 
     name = "fanout"
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+    models_at_once = True
 
     def open(self) -> None:
         super().open()
-        self.pool = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-fanout")
+        self.start_pool(len(self.sessions))
 
     def close(self) -> None:
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        self.stop_pool()
         super().close()
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, ThreadSettings, empty_outputs, usable_cores
+from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs
 from .cuda import device_id
 from .device_frames import Cancelled, DeviceFrames
 from .lanes import run_lanes
+from .local import ModelThreads
 from .sessions import io_names, make_session, provider_used
 
 
-class IOBinding(Strategy):
+class IOBinding(ModelThreads, Strategy):
     """`threads` without the per-call copies: inputs and outputs bound on the device.
 
     With `session.run`, every model copies the frame to the GPU itself (four models: four
@@ -33,13 +33,9 @@ class IOBinding(Strategy):
     """
 
     name = "iobinding"
+    models_at_once = True
     #: How many frames the fastest model may run past the slowest (bounds input copies held on the device).
     frames_ahead = 4
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        # As `threads`: the model threads give the parallelism.
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
 
     @property
     def device(self) -> str:
@@ -62,13 +58,10 @@ class IOBinding(Strategy):
             self.bindings.append(binding)
             self.input_names.append(input_name)
         self.providers_used = [provider_used(session) for session in self.sessions]
-        self.pool = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-iobinding")
+        self.start_pool(len(self.sessions))
 
     def close(self) -> None:
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        self.stop_pool()
         self.bindings = []
         self.sessions = []
 

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from .base import CallLog, Strategy
 from .sessions import io_names, make_session, provider_used
+
+
+class ModelThreads:
+    """Mixin: one thread per model in a pool built in `open` (before the clock) and shut down
+    in `close`, waiting for calls already running (a session.run cannot be cancelled)."""
+
+    name: str
+    pool: ThreadPoolExecutor | None = None
+
+    def start_pool(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fanbench-{self.name}")
+
+    def stop_pool(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class SessionStrategy(Strategy):

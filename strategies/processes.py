@@ -6,7 +6,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings, usable_cores
+from .base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings
 from .sessions import io_names, make_session, provider_used
 from .workers import DONE, FAILED, READY, TIMED_OUT, WorkerPool, context, detach_from_terminal_signals
 
@@ -58,10 +58,7 @@ class Processes(Strategy):
     """
 
     name = "processes"
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+    models_at_once = True
 
     def frame_sources(self) -> list[Any]:
         """What each worker indexes for its frames. Models sharing one input array share one list."""

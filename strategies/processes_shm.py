@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Arrivals, CallRecord, Outputs, RunTimeout, Strategy, StrategyError, ThreadSettings, usable_cores
+from .base import Arrivals, CallRecord, Outputs, RunTimeout, Strategy, StrategyError, ThreadSettings
 from .processes import serve
 from .shared_frames import BlockSpec, SharedFrames, attach
 from .workers import DONE, FAILED, TIMED_OUT, WorkerPool, context, detach_from_terminal_signals, exit_reason
@@ -73,10 +73,7 @@ class ProcessesShm(Strategy):
     """
 
     name = "processes_shm"
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+    models_at_once = True
 
     def open(self) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from .base import (
     StrategyUnavailable,
     ThreadSettings,
     empty_outputs,
-    usable_cores,
+    split_cores,
 )
 from .failures import model_failed
 from .local import SessionStrategy
@@ -43,7 +44,8 @@ class RunAsync(SessionStrategy):
 
     @classmethod
     def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count) + 1, inter_op=1, spinning=False)
+        shared = split_cores(model_count, cores)
+        return replace(shared, intra_op=shared.intra_op + 1)
 
     def open(self) -> None:
         from .sessions import onnxruntime

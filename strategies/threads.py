@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from .base import (
     Arrivals,
     CallLog,
     CallRecord,
     Outputs,
     StrategyError,
-    ThreadSettings,
     empty_outputs,
-    usable_cores,
     wait_for_lanes,
 )
-from .local import SessionStrategy
+from .local import ModelThreads, SessionStrategy
 
 
-class Threads(SessionStrategy):
+class Threads(ModelThreads, SessionStrategy):
     """The write-up's winner: a thread per model over all frames.
 
     onnxruntime releases the GIL inside `session.run`, so one model's CPU-side work overlaps
@@ -28,23 +24,15 @@ class Threads(SessionStrategy):
     """
 
     name = "threads"
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        # Threads already give the parallelism: one intra-op thread each keeps the busy
-        # threads near the core count instead of models x cores.
-        return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
+    models_at_once = True
 
     def open(self) -> None:
         super().open()
-        self.pool = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="fanbench-model")
+        self.start_pool(len(self.sessions))
 
     def close(self) -> None:
         self.stop()  # a run still in progress ends at its next frame instead of running every frame
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        self.stop_pool()
         super().close()
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:

@@ -170,7 +170,7 @@ def test_threads_stop_promptly_when_interrupted(long: Workload) -> None:
         strategy.run(period=LONG_PERIOD, time_limit=60)
     # Leaving `with` stopped the lanes: they did not run every frame before close returned.
     assert all(session.calls < LONG_FRAMES for session in sessions)
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("fanbench-model")]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("fanbench-")]
 
 
 def test_stop_from_another_thread_raises_run_stopped(long: Workload) -> None:
