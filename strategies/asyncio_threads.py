@@ -7,6 +7,7 @@ import asyncio
 from concurrent.futures import Future, wait
 
 from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from .coroutines import finish_tasks, gather_models
 from .failures import model_failed
 from .local import ModelThreads, SessionStrategy
 
@@ -63,18 +64,13 @@ class AsyncioThreads(ModelThreads, SessionStrategy):
                 except Exception as error:
                     raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
-        async def run_all() -> None:
-            tasks = [asyncio.ensure_future(run_model(model)) for model in range(len(self.sessions))]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                # On a failure the other models stop: cancel their tasks, then wait for calls
-                # already on a thread (a running session.run cannot be cancelled), so nothing
-                # of this run outlives it.
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                wait(list(in_flight))
-
-        self.loop.run_until_complete(run_all())
+        try:
+            self.loop.run_until_complete(gather_models([run_model(model) for model in range(len(self.sessions))]))
+        except BaseException as error:
+            finish_tasks(self.loop, error)
+            raise
+        finally:
+            # Calls already on a thread cannot be cancelled (a running session.run): wait for
+            # them, so nothing of this run outlives it.
+            wait(list(in_flight))
         return outputs, log.calls

@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, StrategyError, empty_outputs
+from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from .failures import model_failed
 from .local import SessionStrategy
 
 
@@ -47,26 +50,26 @@ class Asyncio(SessionStrategy):
                 try:
                     outputs[model][frame] = self.run_one(log, model, frame, "event-loop")
                 except Exception as error:
-                    raise StrategyError(
-                        f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
-
-        async def run_all() -> None:
-            tasks = [asyncio.ensure_future(run_model(model)) for model in range(len(self.sessions))]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                # On a failure, stop the models still waiting and let them finish cancelling,
-                # so no task outlives the run.
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
         try:
-            self.loop.run_until_complete(run_all())
+            self.loop.run_until_complete(gather_models([run_model(model) for model in range(len(self.sessions))]))
         except BaseException as error:
             finish_tasks(self.loop, error)
             raise
         return outputs, log.calls
+
+
+async def gather_models(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run one task per model. On the first failure the other models stop: their tasks are
+    cancelled and awaited, so no task outlives the run, and the failure is raised."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:

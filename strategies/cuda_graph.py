@@ -18,6 +18,7 @@ from .base import (
     empty_outputs,
 )
 from .cuda import device_id
+from .failures import model_failed
 from .lanes import run_lanes
 from .local import ModelThreads
 from .sessions import io_names, make_session, onnxruntime, provider_used
@@ -133,8 +134,7 @@ class CudaGraph(ModelThreads, Strategy):
                 raise
             except Exception as error:
                 stop.set()
-                raise StrategyError(
-                    f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
+                raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
         run_lanes(self.pool, len(models), lane, stop.set)
         return results, calls

@@ -7,6 +7,7 @@ from typing import Any
 from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs
 from .cuda import device_id
 from .device_frames import Cancelled, DeviceFrames
+from .failures import model_failed
 from .lanes import run_lanes
 from .local import ModelThreads
 from .sessions import io_names, make_session, provider_used
@@ -92,8 +93,7 @@ class IOBinding(ModelThreads, Strategy):
                 raise
             except Exception as error:
                 frames.cancel()
-                raise StrategyError(
-                    f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
+                raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
         run_lanes(self.pool, len(models), lane, frames.cancel)
         return outputs, calls

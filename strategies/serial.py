@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, StrategyError, empty_outputs
+from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from .failures import model_failed
 from .local import SessionStrategy
 
 
@@ -25,6 +26,5 @@ class Serial(SessionStrategy):
                 try:
                     outputs[model][frame] = self.run_one(log, model, frame, "main")
                 except Exception as error:
-                    raise StrategyError(
-                        f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
+                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
         return outputs, log.calls

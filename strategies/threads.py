@@ -7,10 +7,10 @@ from .base import (
     CallLog,
     CallRecord,
     Outputs,
-    StrategyError,
     empty_outputs,
     wait_for_lanes,
 )
+from .failures import model_failed
 from .local import ModelThreads, SessionStrategy
 
 
@@ -46,8 +46,7 @@ class Threads(ModelThreads, SessionStrategy):
                 try:
                     outputs[model][frame] = self.run_one(log, model, frame, lane)
                 except Exception as error:
-                    raise StrategyError(
-                        f"{self.name}: model {self.workload.names[model]!r} failed on frame {frame}: {error}") from error
+                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
         # On the first failure the other models stop at their next frame (wait_for_lanes).
         wait_for_lanes([self.pool.submit(run_model, model) for model in range(len(self.sessions))], arrivals.stop)
