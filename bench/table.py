@@ -116,9 +116,16 @@ def preamble(measurements: Sequence[Measurement]) -> list[str]:
     return lines
 
 
+OVER_LIMIT = 1.05  # efficiency beyond this cannot be real; below it, timer noise
+
+
 def notes(measurements: Sequence[Measurement]) -> list[str]:
-    """Why some cells are empty: each distinct reason once."""
+    """Why some cells are empty or suspect: each distinct reason once."""
     lines = []
+    if any(m.efficiency is not None and m.efficiency > OVER_LIMIT for m in measurements):
+        # No run can beat perfect packing: the limit was measured while the machine was busier.
+        lines.append("efficiency above 100%: the machine was busier while the packing limit was measured than "
+                     "during those runs (another job on the cores?); rerun on a quiet machine to trust it.")
     for reason in dict.fromkeys(m.gpu_absent for m in measurements if m.gpu_absent):
         lines.append(f"GPU metrics absent: {reason}.")
     if any(not m.sampler_rate_hz for m in measurements):

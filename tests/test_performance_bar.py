@@ -81,3 +81,10 @@ def test_table_shows_the_limit_and_each_efficiency():
 @pytest.mark.parametrize(("limit", "wall", "expected"), [(1.0, 2.0, 0.5), (1.0, 0.0, None)])
 def test_efficiency_is_limit_over_wall_and_undefined_for_a_zero_wall(limit, wall, expected):
     assert PackingLimit((limit,), 1).efficiency(wall) == expected
+
+
+def test_an_efficiency_above_the_limit_is_flagged_as_a_busy_machine():
+    quiet = format_table([measurement("serial", 4.0, ort_defaults=True), measurement("merged", 1.25, limit=1.0)])
+    busy = format_table([measurement("serial", 4.0, ort_defaults=True), measurement("merged", 0.5, limit=1.0)])
+    assert "efficiency above 100%" not in quiet
+    assert "note: efficiency above 100%: the machine was busier while the packing limit was measured" in busy
