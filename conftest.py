@@ -75,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Decode the frames from this video (OpenCV) instead of the synthetic one.")
     group.addoption("--loop-video", action="store_true",
                     help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
-    # --- Thread-settings sweep and batched's frames per call (issue 3) ---
+    # --- Thread-settings sweep and batched's frames per call ---
     group.addoption("--threads", action="append", default=[], type=_thread_spec, metavar="SPEC",
                     help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is "
                          "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
@@ -84,7 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "the classic four.")
     group.addoption("--batch-k", type=_at_least(1), default=4, metavar="K",
                     help="Frames stacked into one call per model by the batched strategy (default 4).")
-    # --- issue 4: scenarios, resource sampling, progress, report directory (bench/plugin.py) ---
+    # --- scenarios, resource sampling, progress, report directory (bench/plugin.py) ---
     group.addoption("--fps", type=_non_negative_float, default=25.0, metavar="F",
                     help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
                          "rate); 0 runs the offline scenario only.")
@@ -101,7 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-progress", action="store_true",
                     help="No progress bar (it shows only when stderr is a terminal anyway).")
 
-    # --- GPU path and named workloads (issue 7; docs/gpu.md) ---
+    # --- GPU path and named workloads (docs/gpu.md) ---
     from fixtures.named_workloads import WORKLOADS
 
     group.addoption("--workload", choices=sorted(WORKLOADS), default=None,
@@ -114,7 +114,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cuda-option", action="append", default=[], type=gpu.cuda_option_type, metavar="KEY=VALUE",
                     help="A CUDA provider option for every session, e.g. cudnn_conv_algo_search=HEURISTIC or "
                          "device_id=1; repeat for several. Recorded with every result.")
-    # --- reliability and gating (issue 6): parsing and evaluation live in bench/limits.py, bench/gates.py
+    # --- reliability and gating: parsing and evaluation live in bench/limits.py, bench/gates.py
     from bench.gates import SYNTAX, parse_gate
     from bench.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
 

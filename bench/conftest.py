@@ -42,9 +42,13 @@ class Case:
         return f"{self.strategy.name}{options}-{self.settings.label}"
 
 
+def model_count(config: pytest.Config) -> int:
+    return len(config.getoption("model")) or config.getoption("models")  # --model replaces --models
+
+
 def cases(config: pytest.Config) -> list[Case]:
     names = config.getoption("strategy") or list(STRATEGIES)
-    model_count = len(config.getoption("model")) or config.getoption("models")  # --model replaces --models
+    models = model_count(config)
     choices = config.getoption("threads")
     selected: list[Case] = []
     for name in names:
@@ -52,9 +56,9 @@ def cases(config: pytest.Config) -> list[Case]:
         options = tuple((argument, config.getoption(option)) for argument, option in STRATEGY_OPTIONS.get(name, {}).items())
         if choices:
             # A sweep: exactly the settings asked for, for every selected strategy.
-            settings = [resolve(choice, cls, model_count, usable_cores()) for choice in choices]
+            settings = [resolve(choice, cls, models, usable_cores()) for choice in choices]
         else:
-            settings = [cls.default_settings(model_count, usable_cores())]
+            settings = [cls.default_settings(models, usable_cores())]
             if name in CLASSIC:
                 # The write-up ran its four with onnxruntime's defaults; so do we, side by side.
                 settings.append(ThreadSettings())
@@ -67,7 +71,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         selected = cases(metafunc.config)
         metafunc.parametrize("case", selected, ids=[case.id for case in selected])
-    parametrize_scenarios(metafunc)  # issue 4: offline and/or streaming
+    parametrize_scenarios(metafunc)  # offline and/or streaming
 
 
 def _previous_runs_exist(config: pytest.Config) -> bool:
@@ -119,7 +123,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "workload": {option: config.getoption(option) for option in
                      ("frames", "batch", "frame_size", "models", "model_size", "provider")},
     }
-    # GPU and CUDA provider options (issue 7): what makes a GPU run comparable with another.
+    # GPU and CUDA provider options: what makes a GPU run comparable with another.
     from fixtures.gpu import configured_cuda_options
     from strategies.cuda import device_id
 
@@ -147,8 +151,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     measurements = config.stash.get(MEASUREMENTS, [])
     gates = config.getoption("gate")
     if gates and exitstatus != pytest.ExitCode.INTERRUPTED:
-        model_count = len(config.getoption("model")) or config.getoption("models")
-        labels = {name: cls.default_settings(model_count, usable_cores()).label for name, cls in STRATEGIES.items()}
+        labels = {name: cls.default_settings(model_count(config), usable_cores()).label for name, cls in STRATEGIES.items()}
         # Gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
         results = evaluate(gates, [m for m in measurements if m.scenario == "offline"], labels)
         config.stash[GATE_RESULTS] = results
@@ -178,7 +181,7 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
-    finish(terminalreporter, config, measurements)  # issue 4: GPU note, report directory
+    finish(terminalreporter, config, measurements)  # GPU note, report directory
     # The recommendation answers the offline question: which strategy gets through the video fastest.
     line = recommendation([m for m in measurements if m.scenario == "offline"])
     if line:

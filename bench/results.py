@@ -31,7 +31,7 @@ class Measurement:
     limit_s: float | None = None
     efficiency: float | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. batched's {"k": 4}
-    # --- issue 4: scenario, per-frame latency, resources, timeline (None: not measured; see
+    # --- scenario, per-frame latency, resources, timeline (None: not measured; see
     # docs/measurements.md). Latency is over every timed round's frames; the timeline is the
     # median run's calls (bench.metrics.timeline); resources cover the timed rounds only.
     scenario: str = "offline"
