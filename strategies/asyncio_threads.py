@@ -7,7 +7,7 @@ import asyncio
 from concurrent.futures import Future, wait
 
 from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from .coroutines import finish_tasks, gather_models
+from .coroutines import run_models
 from .failures import model_failed
 from .local import ModelThreads, SessionStrategy
 
@@ -65,10 +65,7 @@ class AsyncioThreads(ModelThreads, SessionStrategy):
                     raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
         try:
-            self.loop.run_until_complete(gather_models([run_model(model) for model in range(len(self.sessions))]))
-        except BaseException as error:
-            finish_tasks(self.loop, error)
-            raise
+            run_models(self.loop, [run_model(model) for model in range(len(self.sessions))])
         finally:
             # Calls already on a thread cannot be cancelled (a running session.run): wait for
             # them, so nothing of this run outlives it.

@@ -52,11 +52,7 @@ class Asyncio(SessionStrategy):
                 except Exception as error:
                     raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
-        try:
-            self.loop.run_until_complete(gather_models([run_model(model) for model in range(len(self.sessions))]))
-        except BaseException as error:
-            finish_tasks(self.loop, error)
-            raise
+        run_models(self.loop, [run_model(model) for model in range(len(self.sessions))])
         return outputs, log.calls
 
 
@@ -70,6 +66,16 @@ async def gather_models(coroutines: list[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_models(loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run one task per model on `loop` until all are done; on any failure or interrupt,
+    finish every task still pending before the error propagates."""
+    try:
+        loop.run_until_complete(gather_models(coroutines))
+    except BaseException as error:
+        finish_tasks(loop, error)
+        raise
 
 
 def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:
