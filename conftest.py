@@ -226,6 +226,17 @@ def resolve_provider(requested: str, probe_model: Path, cuda_options: dict[str, 
         return "cpu"
 
 
+def checked_provider(config: pytest.Config, requested: str, probe_model: Path,
+                     cuda_options: dict[str, str]) -> str:
+    """The provider `requested` resolves to; the run ends as a usage error if it may not be timed
+    with this run's options (--provider auto found a GPU, but --warmup 0 was given)."""
+    provider = resolve_provider(requested, probe_model, cuda_options)
+    refusal = gpu.cold_start_refusal(provider, config.getoption("warmup"))
+    if refusal is not None:
+        pytest.exit(f"--provider {requested} resolved to cuda: {refusal}", returncode=pytest.ExitCode.USAGE_ERROR)
+    return provider
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     gpu.skip_without_gpu(item)
 
@@ -256,14 +267,14 @@ def workload(workload_config: WorkloadConfig, request: pytest.FixtureRequest):
     cfg = workload_config
     user = user_input(request.config)
     if user is not None and user.models is not None:
-        provider = resolve_provider(cfg.provider, user.models[0].path, dict(cfg.cuda_options))
+        provider = checked_provider(request.config, cfg.provider, user.models[0].path, dict(cfg.cuda_options))
         return Workload(user.models, provider, cuda_options=cfg.cuda_options)
     synthetic_models = request.getfixturevalue("synthetic_models")
     if user is not None and user.images is not None:
         images = user.images
     else:
         images = decode_video(request.getfixturevalue("synthetic_video"), cfg.frames)
-    provider = resolve_provider(cfg.provider, synthetic_models[0][1], dict(cfg.cuda_options))
+    provider = checked_provider(request.config, cfg.provider, synthetic_models[0][1], dict(cfg.cuda_options))
     specs = [spec for spec, _ in synthetic_models]
     built = synthetic_workload(specs, images, cfg.batch, synthetic_models[0][1].parent, provider)
     return replace(built, cuda_options=cfg.cuda_options)

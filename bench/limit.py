@@ -50,7 +50,7 @@ def measure_packing_limit(workload: Workload, clock: Clock = time.perf_counter, 
     """Time every model alone, single-threaded, over every frame of the workload."""
     times = []
     for model in workload.models:
-        session = make_session(model.path, SINGLE_THREAD, workload.provider)
+        session = make_session(model.path, SINGLE_THREAD, workload.provider, workload.provider_options)
         name = io_names(session)[0]
         session.run(None, {name: model.frames[0]})  # warm-up: first-call allocations are not the model's cost
         total = 0.0

@@ -59,6 +59,7 @@ class Measurement:
     sampler_cpu_s: float | None = None  # CPU time the sampler thread spent
     timeline: dict[str, Any] = field(default_factory=dict)
     provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
+    tolerance: str = ""  # what "equal to serial" allowed (strategies.equivalence); "" in older histories
 
     @property
     def key(self) -> str:

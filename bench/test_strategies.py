@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strategies import RunResult, RunTimeout
-from strategies.equivalence import first_mismatch
+from strategies.equivalence import first_mismatch, tolerance_for
 
 from .harness import opened
 from .limits import time_limit
@@ -37,13 +37,15 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
     if timed_out is not None:
         pytest.fail(f"{case.id}: {timed_out} Raise the limit with --time-limit SECONDS if the run is just slow.", pytrace=False)
     timed = runs[-pytestconfig.getoption("rounds"):]
-    mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names) for run in runs) if m), None)
+    tolerance = tolerance_for(workload)
+    mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names, tolerance) for run in runs) if m),
+                    None)
     extra = measurement_fields(timed, scenario, per_frame=case.strategy.per_frame, resources=round_hooks.resources(),
                                sampler_rate_hz=pytestconfig.getoption("sample_rate"), gpu_absent=gpu_probe.reason)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
         batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
-        provider_options=workload.provider_options, **model_facts, **extra)
+        provider_options=workload.provider_options, tolerance=str(tolerance), **model_facts, **extra)
     measurement.limit_s = packing_limit.limit_s
     # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
     measurement.efficiency = packing_limit.efficiency(measurement.wall_s) if scenario.period == 0 else None

@@ -23,6 +23,9 @@ from .lanes import run_lanes
 from .local import ModelThreads
 from .sessions import io_names, make_session, onnxruntime, provider_used
 
+# The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
+GRAPH_REFUSED = "cannot use the CUDA Graph feature"
+
 
 class CudaGraph(ModelThreads, Strategy):
     """A thread per model, each replaying its model's captured CUDA graph on every frame.
@@ -65,7 +68,7 @@ class CudaGraph(ModelThreads, Strategy):
         self.outputs: list[list[Any]] = []
         self.run_options = ort.RunOptions()
         for model in self.workload.models:
-            session = make_session(model.path, self.settings, self.workload.provider, options)
+            session = self._graph_session(model.name, model.path, options)
             input_name, output_names = io_names(session)
             sample = np.ascontiguousarray(model.frames[0])
             binding = session.io_binding()
@@ -88,6 +91,21 @@ class CudaGraph(ModelThreads, Strategy):
                 self.sessions[model].run_with_iobinding(self.bindings[model], self.run_options)
             self.bindings[model].synchronize_outputs()
         self.start_pool(len(self.sessions))
+
+    def _graph_session(self, name: str, path: Any, options: dict[str, str]) -> Any:
+        """The model's session; StrategyUnavailable where onnxruntime refuses it CUDA graphs.
+
+        onnxruntime refuses `enable_cuda_graph` when creating the session if the model has
+        control-flow nodes (If, Loop, Scan) or compute nodes it places on the CPU: that is a
+        property of the model, so the strategy is skipped with onnxruntime's reason, not failed.
+        """
+        try:
+            return make_session(path, self.settings, self.workload.provider, options)
+        except Exception as error:
+            if GRAPH_REFUSED not in str(error):
+                raise
+            raise StrategyUnavailable(f"{self.name}: onnxruntime cannot run model {name!r} as a CUDA graph: "
+                                      f"{str(error).strip()}") from error
 
     def _output_templates(self, path: Any, input_name: str, sample: np.ndarray) -> list[np.ndarray]:
         """Output arrays of one CPU run: their shapes and types size the pre-allocated outputs.

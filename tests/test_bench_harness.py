@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "2", "--warmup", "0"]
+SMALL = ["--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "2", "--warmup", "0",
+         "--provider", "cpu"]  # the harness itself, on any machine: a GPU host would resolve auto to CUDA
 
 
 def run_pytest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,6 +30,7 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
     assert "fanbench: 4 models x 2 frames, batch 4, provider cpu" in out
+    assert "equal to serial: every frame's outputs within float32: rtol=0.0001, atol=0.0001 x max|reference|" in out
     for row in (r"serial\s+intra\d", r"serial\s+ort-defaults", r"threads\s+intra\d", r"threads\s+ort-defaults"):
         assert re.search(rf"^{row}.*\byes\s*$", out, re.MULTILINE), row
     assert "Comparing against" not in out
@@ -44,6 +46,7 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     for info in benches:
         assert info["equivalent"] is True
         assert info["provider"] == "cpu"
+        assert info["tolerance"].startswith("float32: rtol=0.0001")
         assert info["frames"] == 2
         assert info["batch"] == 4
         assert len(info["models"]) == 4

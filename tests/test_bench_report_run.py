@@ -16,7 +16,8 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
     report_dir = tmp_path / "report"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--frames", "2", "--model-size", "tiny",
-         "--models", "2", "--rounds", "1", "--warmup", "0", "--no-history", "--strategy", "serial", "--fps", "50",
+         "--models", "2", "--rounds", "1", "--warmup", "0", "--provider", "cpu", "--no-history", "--strategy", "serial",
+         "--fps", "50",
          "--report-dir", str(report_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -35,7 +36,8 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
 def test_no_report_and_no_sampler(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--frames", "2", "--model-size", "tiny",
-         "--models", "2", "--rounds", "1", "--warmup", "0", "--no-history", "--strategy", "serial", "--scenario", "offline",
+         "--models", "2", "--rounds", "1", "--warmup", "0", "--provider", "cpu", "--no-history", "--strategy", "serial",
+         "--scenario", "offline",
          "--no-sampler", "--no-report", "--report-dir", str(tmp_path / "report")],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -273,6 +273,21 @@ def test_without_workload_nothing_changes():
     assert config.option.model_size == "medium"
 
 
+@pytest.mark.parametrize(("resolved", "warmup", "stops"), [("cuda", 0, True), ("cuda", 1, False), ("cpu", 0, False)])
+def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(root_conftest, monkeypatch, tmp_path, resolved, warmup,
+                                                               stops):
+    """--provider auto only learns it runs on CUDA when the workload is built: a cold start ends the run there."""
+    monkeypatch.setattr(root_conftest, "resolve_provider", lambda requested, path, options: resolved)
+    config = OptionsOnly(warmup=warmup)
+    if stops:
+        with pytest.raises(pytest.exit.Exception, match=r"--provider auto resolved to cuda: --warmup 0 on the CUDA "
+                                                        r"provider would time cuDNN's") as stopped:
+            root_conftest.checked_provider(config, "auto", tmp_path / "model.onnx", {})
+        assert stopped.value.returncode == pytest.ExitCode.USAGE_ERROR
+    else:
+        assert root_conftest.checked_provider(config, "auto", tmp_path / "model.onnx", {}) == resolved
+
+
 # --- end to end: --require-gpu, the gpu marker, usage errors --------------------------------
 
 def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
@@ -312,7 +327,9 @@ def test_gpu_marked_tests_skip_with_the_reason_without_a_gpu():
                                                        "expected one of EXHAUSTIVE, HEURISTIC, DEFAULT, got 'FAST'"),
     (["--provider", "cpu", "--require-gpu"], "--require-gpu contradicts --provider cpu"),
     (["--workload", "writeup", "--batch", "8"], "--workload writeup fixes --batch to 4"),
-], ids=["bad-cuda-option", "cpu-and-require-gpu", "writeup-conflict"])
+    (["--provider", "cuda", "--warmup", "0"], "--warmup 0 on the CUDA provider would time cuDNN's"),
+    (["--require-gpu", "--warmup", "0"], "--warmup 0 on the CUDA provider would time cuDNN's"),
+], ids=["bad-cuda-option", "cpu-and-require-gpu", "writeup-conflict", "cuda-cold-start", "require-gpu-cold-start"])
 def test_usage_errors_on_the_command_line(args, error):
     result = run_pytest("bench", "--no-history", *args)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
@@ -337,7 +354,7 @@ def test_real_onnxruntime_gpu_without_a_usable_gpu_fails_with_the_fall_back_mess
                                             r"CPUExecutionProvider.*CUDA 13 / cuDNN 9"):
         sessions.make_session(tiny_workload.models[0].path, ThreadSettings(), "cuda")
     result = run_pytest("bench", "--provider", "cuda", "--strategy", "serial", "--no-history", "--frames", "2",
-                        "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "1", "--warmup", "0")
+                        "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "1", "--warmup", "1")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
     assert "ProviderError" in result.stdout
     assert "fell back to CPUExecutionProvider" in result.stdout

@@ -82,6 +82,49 @@ def test_cuda_graph_is_skipped_with_its_reason_by_the_benchmark_harness(tiny_wor
             pass
 
 
+def refuse_graphs_for(model_path, message: str):
+    """make_session as onnxruntime behaves for a model it cannot capture (its own words)."""
+    from strategies import cuda_graph
+
+    real = cuda_graph.make_session
+
+    def make_session(path, *args, **kwargs):
+        if path == model_path:
+            raise RuntimeError(f"[ONNXRuntimeError] : 1 : FAIL : {message}")
+        return real(path, *args, **kwargs)
+
+    return make_session
+
+
+@pytest.mark.parametrize("message", [
+    "This session cannot use the CUDA Graph feature as requested by the user  as all compute graph nodes have not "
+    "been partitioned to the CUDA EP.",
+    "This session cannot use the CUDA Graph feature as requested by the user as the model has control flow nodes "
+    "which can't be supported by CUDA Graphs.",
+])
+def test_cuda_graph_is_skipped_with_onnxruntimes_reason_for_a_model_it_cannot_capture(make_workload, monkeypatch,
+                                                                                       message):
+    from strategies import cuda_graph
+
+    workload = make_workload(models=3, frames=2)
+    monkeypatch.setattr(cuda_graph, "make_session", refuse_graphs_for(workload.models[1].path, message))
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        with opened(CudaGraphBuffersOnCpu, workload):
+            pass
+    assert str(skipped.value.msg) == (f"cuda_graph_buffers_on_cpu: onnxruntime cannot run model "
+                                      f"{workload.names[1]!r} as a CUDA graph: [ONNXRuntimeError] : 1 : FAIL : {message}")
+
+
+def test_cuda_graph_lets_other_session_errors_fail(make_workload, monkeypatch):
+    from strategies import cuda_graph
+
+    workload = make_workload(models=2, frames=2)
+    monkeypatch.setattr(cuda_graph, "make_session", refuse_graphs_for(workload.models[0].path, "out of memory"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with opened(CudaGraphBuffersOnCpu, workload):
+            pass
+
+
 class FailingSession:
     """Delegates to a real session, raising on one frame (counted by calls)."""
 

@@ -55,7 +55,7 @@ class BenchSession:
         command = [sys.executable, "-m", "pytest", "bench", "-v", "-p", "no:cacheprovider", "--no-history",
                    f"--basetemp={tmp_path / 'basetemp'}", "--strategy", strategy, "--model-size", "tiny",
                    "--models", "2", "--frames", "100", "--frame-size", "32x32", "--batch", "1", "--rounds", "100000",
-                   "--warmup", "0"]
+                   "--warmup", "0", "--provider", "cpu"]
         env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)

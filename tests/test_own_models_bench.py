@@ -16,8 +16,8 @@ from fixtures.video import write_synthetic_video
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--strategy", "serial", "--strategy", "threads", "--rounds", "1", "--warmup", "0", "-p", "no:cacheprovider",
-         "--scenario", "offline", "--no-report"]
+QUICK = ["--strategy", "serial", "--strategy", "threads", "--rounds", "1", "--warmup", "0", "--provider", "cpu",
+         "-p", "no:cacheprovider", "--scenario", "offline", "--no-report"]
 
 
 def run_bench(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,14 +26,31 @@ def test_packing_limit_sums_each_models_single_thread_time_over_the_cores(tmp_pa
     assert limit.as_dict() == {"per_model_single_thread_s": [5.0, 5.0, 5.0], "units": 2, "limit_s": 7.5}
 
 
+def test_the_packing_limit_runs_on_the_workloads_provider_with_its_cuda_options(tmp_path: Path, monkeypatch):
+    from bench import limit as limit_module
+
+    created, real = [], limit_module.make_session
+
+    def make_session(path, settings, provider, options):
+        created.append((provider, options))
+        return real(path, settings)  # a real CPU session runs the frames here
+
+    workload = replace(tiny_workload(tmp_path, models=2, frames=2, batch=1, size=8), provider="cuda",
+                       cuda_options=(("cudnn_conv_algo_search", "HEURISTIC"), ("device_id", "1")))
+    monkeypatch.setattr(limit_module, "make_session", make_session)
+    limit = measure_packing_limit(workload)
+    assert created == [("cuda", {"cudnn_conv_algo_search": "HEURISTIC", "device_id": "1"})] * 2
+    assert limit.units == 1  # one device, whatever the core count
+
+
 def measurement(strategy: str, wall: float, *, settings: str = "intra1-inter1-spin0", ort_defaults: bool = False,
-                equivalent: bool = True, limit: float | None = 1.0) -> Measurement:
+                equivalent: bool = True, limit: float | None = 1.0, provider: str = "cpu") -> Measurement:
     thread_settings = ({"intra_op_num_threads": None, "inter_op_num_threads": None, "execution_mode": "sequential",
                         "allow_spinning": None, "ort_defaults": True} if ort_defaults else
                        {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "execution_mode": "sequential",
                         "allow_spinning": False, "ort_defaults": False})
     return Measurement(strategy=strategy, settings="ort-defaults" if ort_defaults else settings,
-                       ort_defaults=ort_defaults, models=["a", "b"], frames=10, batch=4, provider="cpu",
+                       ort_defaults=ort_defaults, models=["a", "b"], frames=10, batch=4, provider=provider,
                        per_model_cumulative_s=[wall, wall], wall_s=wall, fps=10 / wall, overlap=1.0,
                        equivalent=equivalent, mismatch=None if equivalent else "model 'a' frame 0 differs",
                        thread_settings=thread_settings, limit_s=limit,
@@ -88,3 +106,11 @@ def test_an_efficiency_above_the_limit_is_flagged_as_a_busy_machine():
     busy = format_table([measurement("serial", 4.0, ort_defaults=True), measurement("merged", 0.5, limit=1.0)])
     assert "efficiency above 100%" not in quiet
     assert "note: efficiency above 100%: the machine was busier while the packing limit was measured" in busy
+
+
+def test_on_cuda_the_limit_is_per_device_and_beating_it_is_explained_as_overlap():
+    table = format_table([measurement("serial", 4.0, ort_defaults=True, provider="cuda"),
+                          measurement("iobinding", 0.8, limit=1.0, provider="cuda")])
+    assert "packing limit 1.000 s (each model's time alone on the GPU, summed)" in table
+    assert "note: efficiency above 100% on CUDA: the models' CPU-side work (copies, kernel launches) overlapped" in table
+    assert "the machine was busier" not in table
