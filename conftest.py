@@ -63,7 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--provider", choices=["auto", "cpu", "cuda"], default="auto",
                     help="Execution provider. auto (default) uses CUDA when a session really runs on it, else CPU.")
     group.addoption("--rounds", type=_at_least(1), default=3, help="Timed runs per benchmark (default 3).")
-    group.addoption("--warmup", type=_at_least(0), default=1, help="Untimed warm-up runs per benchmark (default 1).")
+    group.addoption("--warmup", type=_at_least(0), default=1,
+                    help="Untimed warm-up runs per benchmark (default 1; at least 1 on CUDA, for cuDNN's algorithm search).")
     group.addoption("--no-history", action="store_true",
                     help="Do not save this run into the history, nor compare with the last one "
                          "(`pytest bench` does both by default).")
