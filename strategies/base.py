@@ -219,6 +219,11 @@ class Arrivals:
         if self.deadline is not None and clock() > self.deadline:
             raise RunTimeout(f"the run passed its time limit of {self.deadline - self.start:.1f} s.")
 
+    def stop_all(self) -> None:
+        """Make every lane of the run raise RunStopped at its next `wait_for`."""
+        if self.stop is not None:
+            self.stop.set()
+
     def wait_for(self, frame: int, clock: Clock = time.perf_counter) -> None:
         """Block until `frame` has arrived (no wait offline); fail once past the deadline or stopped."""
         self.check_deadline(clock)
@@ -318,22 +323,21 @@ class Strategy(ABC):
         """Run every model on every frame; return outputs[model][frame] and the call records."""
 
 
-def wait_for_lanes(futures: Sequence[Future[Any]], stop: threading.Event | None) -> None:
+def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -> None:
     """Wait until every lane (a future running one model or one share of the work) is done.
 
-    On the first failure the other lanes are stopped at their next frame (`stop`), and that
-    failure is raised once they have ended: the error that caused the stop, never the
-    RunStopped it made the others raise. Interrupted (Ctrl-C) the lanes are stopped too.
+    On the first failure `cancel()` tells the other lanes to end at their next frame (e.g.
+    `Arrivals.stop_all`), and that failure is raised once they have ended: the error that
+    caused the stop, never the RunStopped it made the others raise. Interrupted (Ctrl-C) the
+    lanes are cancelled too.
     """
     try:
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(future.exception() is not None for future in done):
-            if stop is not None:
-                stop.set()
+            cancel()
             wait(futures)
     except BaseException:
-        if stop is not None:
-            stop.set()
+        cancel()
         raise
     errors = [future.exception() for future in futures if future.exception() is not None]
     if errors:

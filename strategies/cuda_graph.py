@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,10 +15,10 @@ from .base import (
     StrategyUnavailable,
     ThreadSettings,
     empty_outputs,
+    wait_for_lanes,
 )
 from .cuda import device_id
 from .failures import model_failed
-from .lanes import run_lanes
 from .local import ModelThreads
 from .sessions import io_names, make_session, onnxruntime, provider_used
 
@@ -127,7 +126,6 @@ class CudaGraph(ModelThreads, Strategy):
         models = self.workload.models
         results = empty_outputs(len(models), self.workload.frame_count)
         calls: list[CallRecord] = []
-        stop = threading.Event()
 
         def lane(model: int) -> None:
             session, binding = self.sessions[model], self.bindings[model]
@@ -136,9 +134,7 @@ class CudaGraph(ModelThreads, Strategy):
             frame = 0
             try:
                 for frame in range(self.workload.frame_count):
-                    if stop.is_set():
-                        return
-                    arrivals.wait_for(frame, self.clock)
+                    arrivals.wait_for(frame, self.clock)  # raises RunStopped once another lane failed
                     start = self.clock()
                     value.update_inplace(np.ascontiguousarray(frames[frame]))  # same address: the graph reads it
                     session.run_with_iobinding(binding, self.run_options)
@@ -147,12 +143,10 @@ class CudaGraph(ModelThreads, Strategy):
                     # buffer the next frame overwrites, hence the explicit copy.
                     results[model][frame] = tuple(np.array(output.numpy(), copy=True) for output in outputs)
                     calls.append(CallRecord(model, frame, 1, start, self.clock(), name))
-            except StrategyError:
-                stop.set()
+            except StrategyError:  # RunTimeout, RunStopped: already says what happened
                 raise
             except Exception as error:
-                stop.set()
                 raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
-        run_lanes(self.pool, len(models), lane, stop.set)
+        wait_for_lanes([self.pool.submit(lane, model) for model in range(len(models))], arrivals.stop_all)
         return results, calls

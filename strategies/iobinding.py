@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs
+from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs, wait_for_lanes
 from .cuda import device_id
 from .device_frames import Cancelled, DeviceFrames
 from .failures import model_failed
-from .lanes import run_lanes
 from .local import ModelThreads
 from .sessions import io_names, make_session, provider_used
 
@@ -86,14 +85,13 @@ class IOBinding(ModelThreads, Strategy):
                     outputs[model][frame] = tuple(binding.copy_outputs_to_cpu())
                     calls.append(CallRecord(model, frame, 1, start, self.clock(), name))  # atomic under the GIL
                     frames.release(model, frame)
-            except Cancelled:
+            except Cancelled:  # another lane failed: wait_for_lanes cancelled the frames
                 return
-            except StrategyError:  # RunTimeout: stop the others too
-                frames.cancel()
+            except StrategyError:  # RunTimeout, RunStopped: already says what happened
                 raise
             except Exception as error:
-                frames.cancel()
                 raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
-        run_lanes(self.pool, len(models), lane, frames.cancel)
+        # On the first failure, cancelling the frames wakes and ends the other lanes.
+        wait_for_lanes([self.pool.submit(lane, model) for model in range(len(models))], frames.cancel)
         return outputs, calls

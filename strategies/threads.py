@@ -49,5 +49,5 @@ class Threads(ModelThreads, SessionStrategy):
                     raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
         # On the first failure the other models stop at their next frame (wait_for_lanes).
-        wait_for_lanes([self.pool.submit(run_model, model) for model in range(len(self.sessions))], arrivals.stop)
+        wait_for_lanes([self.pool.submit(run_model, model) for model in range(len(self.sessions))], arrivals.stop_all)
         return outputs, log.calls

@@ -16,11 +16,11 @@ import pytest
 
 from bench.harness import opened
 from strategies import STRATEGIES, ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
+from strategies.base import wait_for_lanes
 from strategies.cuda_graph import CudaGraph
 from strategies.device_frames import Cancelled, DeviceFrames
 from strategies.equivalence import first_mismatch, tolerance_for
 from strategies.iobinding import IOBinding
-from strategies.lanes import run_lanes
 
 
 class CudaGraphBuffersOnCpu(CudaGraph):
@@ -214,7 +214,7 @@ def test_device_frames_refuses_a_zero_lookahead():
         DeviceFrames([np.zeros((1, 1), np.float32)], "cpu", ahead=0)
 
 
-def test_run_lanes_cancels_the_others_and_raises_the_first_error():
+def test_wait_for_lanes_cancels_the_others_and_raises_the_first_error():
     from concurrent.futures import ThreadPoolExecutor
 
     cancelled = threading.Event()
@@ -227,8 +227,8 @@ def test_run_lanes_cancels_the_others_and_raises_the_first_error():
         finished.append(index)
 
     with ThreadPoolExecutor(3) as pool, pytest.raises(ValueError, match="lane 1 broke"):
-        run_lanes(pool, 3, lane, cancelled.set)
-    assert sorted(finished) == [0, 2]  # both had returned before run_lanes raised
+        wait_for_lanes([pool.submit(lane, index) for index in range(3)], cancelled.set)
+    assert sorted(finished) == [0, 2]  # both had returned before wait_for_lanes raised
 
 
 # --- on a GPU (skipped here with the reason; fail under --require-gpu) ---
