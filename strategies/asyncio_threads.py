@@ -7,12 +7,12 @@ import asyncio
 from concurrent.futures import Future, wait
 
 from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from .coroutines import run_models
+from .coroutines import EventLoopOwner, run_models, until_arrival
 from .failures import model_failed
 from .local import ModelThreads, SessionStrategy
 
 
-class AsyncioThreads(ModelThreads, SessionStrategy):
+class AsyncioThreads(EventLoopOwner, ModelThreads, SessionStrategy):
     """One asyncio task per model; each task awaits its model's `session.run` on an executor thread.
 
     What it fixes: the classic `asyncio` calls the blocking `session.run` on the event loop's
@@ -32,15 +32,12 @@ class AsyncioThreads(ModelThreads, SessionStrategy):
 
     def open(self) -> None:
         super().open()
-        self.loop = asyncio.new_event_loop()
+        self.start_loop()
         self.start_pool(len(self.sessions))
 
     def close(self) -> None:
         self.stop_pool()
-        loop = getattr(self, "loop", None)
-        if loop is not None:
-            loop.close()
-            self.loop = None
+        self.stop_loop()
         super().close()
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
@@ -51,9 +48,7 @@ class AsyncioThreads(ModelThreads, SessionStrategy):
         async def run_model(model: int) -> None:
             lane = f"thread-{model}"
             for frame in range(self.workload.frame_count):
-                delay = arrivals.time_of(frame) - self.clock()
-                if arrivals.period > 0 and delay > 0:
-                    await asyncio.sleep(delay)  # the loop stays free while this model waits
+                await until_arrival(arrivals, frame, self.clock)  # the loop stays free while this model waits
                 try:
                     arrivals.wait_for(frame, self.clock)  # arrived by now: checks the deadline
                     call = self.pool.submit(self.run_one, log, model, frame, lane)

@@ -9,12 +9,35 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from .base import Arrivals, CallLog, CallRecord, Clock, Outputs, empty_outputs
 from .failures import model_failed
 from .local import SessionStrategy
 
 
-class Asyncio(SessionStrategy):
+class EventLoopOwner:
+    """A strategy's own event loop: built in `open`, before the clock; on close, any task still
+    pending is finished before the loop is closed."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def start_loop(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def stop_loop(self) -> None:
+        if self.loop is not None:
+            finish_tasks(self.loop)
+            self.loop.close()
+            self.loop = None
+
+
+async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
+    """Await `frame`'s arrival without blocking the loop (at once offline)."""
+    delay = arrivals.time_of(frame) - clock()
+    if arrivals.period > 0 and delay > 0:
+        await asyncio.sleep(delay)
+
+
+class Asyncio(EventLoopOwner, SessionStrategy):
     """The write-up's asyncio: a coroutine per model gathered on one event loop.
 
     Kept faithful, flaw included: `session.run` blocks and has no await point, so the
@@ -27,14 +50,10 @@ class Asyncio(SessionStrategy):
 
     def open(self) -> None:
         super().open()
-        self.loop = asyncio.new_event_loop()  # built before the clock starts
+        self.start_loop()
 
     def close(self) -> None:
-        loop = getattr(self, "loop", None)
-        if loop is not None:
-            finish_tasks(loop)
-            loop.close()
-            self.loop = None
+        self.stop_loop()
         super().close()
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
@@ -44,9 +63,7 @@ class Asyncio(SessionStrategy):
         async def run_model(model: int) -> None:
             for frame in range(self.workload.frame_count):
                 arrivals.check_deadline(self.clock)
-                delay = arrivals.time_of(frame) - self.clock()
-                if arrivals.period > 0 and delay > 0:
-                    await asyncio.sleep(delay)
+                await until_arrival(arrivals, frame, self.clock)
                 try:
                     outputs[model][frame] = self.run_one(log, model, frame, "event-loop")
                 except Exception as error:
