@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from fixtures.workloads import synthetic_workload
 from strategies import Workload
 
 TINY = SIZES["tiny"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The interrupt tests send real SIGINTs. A shell without job control starts background
+    jobs (`cmd &`) with SIGINT ignored, which Python then leaves ignored: restore Ctrl-C's
+    KeyboardInterrupt, here and (exec resets a handled signal) in the pytest runs the tests start."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
