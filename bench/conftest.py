@@ -13,7 +13,7 @@ from strategies.thread_spec import resolve
 
 from .comparability import compared_workload_differences, gpu_info
 from .gates import GateResult, check_references, evaluate
-from .interrupts import sigterm_as_interrupt
+from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
 from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
 from .recommend import recommendation
@@ -26,6 +26,9 @@ STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
 GATE_RESULTS = pytest.StashKey[list[GateResult]]()
 WORKLOAD_DIFFERENCES = pytest.StashKey[list[str]]()
+COMPLETE = pytest.StashKey[set[str]]()  # node ids of the tests that passed, teardown included
+LEFT_OUT = pytest.StashKey[list[str]]()  # benchmarks left out of the saved history: they did not complete
+CALL_PASSED = pytest.StashKey[bool]()  # on an item: its test function passed
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "fanbench refuses to benchmark under pytest-xdist (-n/--dist): parallel benchmarks share the cores "
             "and their timings cannot be trusted. Run `pytest bench` without -n.")
     config.stash[MEASUREMENTS] = []
+    config.stash[COMPLETE] = set()
     try:
         check_references(config.getoption("gate"), list(STRATEGIES), config.getoption("strategy") or list(STRATEGIES))
     except ValueError as error:
@@ -134,10 +138,27 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call" and report.passed:
+        item.stash[CALL_PASSED] = True
+    elif report.when == "teardown" and report.passed and item.stash.get(CALL_PASSED, False):
+        item.config.stash[COMPLETE].add(item.nodeid)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
     # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/interrupts.py.
     with sigterm_as_interrupt():
-        return (yield)
+        try:
+            return (yield)
+        finally:
+            # Before pytest-benchmark saves the run (in its sessionfinish), also after an interrupt.
+            benchmarksession = getattr(session.config, "_benchmarksession", None)
+            if benchmarksession is not None:
+                session.config.stash[LEFT_OUT] = keep_complete(benchmarksession.benchmarks,
+                                                               session.config.stash.get(COMPLETE, set()))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -186,6 +207,14 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     line = recommendation([m for m in measurements if m.scenario == "offline"])
     if line:
         terminalreporter.write_line(line)
+
+    left_out = config.stash.get(LEFT_OUT, [])
+    if left_out and (config.getoption("benchmark_save") or config.getoption("benchmark_autosave")):
+        kept = config._benchmarksession.benchmarks
+        terminalreporter.write_line(
+            f"fanbench: not saved to the history, as they did not complete (interrupted or failed): {', '.join(left_out)}; "
+            + (f"the {len(kept)} complete benchmark(s) are saved." if kept else "no benchmark completed: nothing is saved."),
+            yellow=True)
 
     differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
     if differences:
