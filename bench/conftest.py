@@ -3,7 +3,10 @@ run of this machine, parametrise over strategies, and print the table at the end
 
 from __future__ import annotations
 
+import copy
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 from strategies.thread_spec import resolve
 
-from .comparability import compared_workload_differences, gpu_info
+from .comparability import compared_workload_differences, gpu_info, machine_differences
 from .gates import GateResult, check_references, evaluate
 from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
@@ -29,6 +32,7 @@ WORKLOAD_DIFFERENCES = pytest.StashKey[list[str]]()
 COMPLETE = pytest.StashKey[set[str]]()  # node ids of the tests that passed, teardown included
 LEFT_OUT = pytest.StashKey[list[str]]()  # benchmarks left out of the saved history: they did not complete
 CALL_PASSED = pytest.StashKey[bool]()  # on an item: its test function passed
+MACHINE_INFO = pytest.StashKey[dict]()  # this run's machine_info, as first given to the comparison with a saved run
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,49 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_benchmark.utils import get_tag
 
         config.option.benchmark_autosave = get_tag()
+    if config.getoption("benchmark_save") or config.getoption("benchmark_autosave"):
+        _check_storage_writable(config.getoption("benchmark_storage"))
     if config.getoption("benchmark_compare") == [] and not config.getoption("no_history") \
             and _previous_runs_exist(config):
         config.option.benchmark_compare = True  # the latest saved run of this machine
+
+
+def _check_storage_writable(storage: str) -> None:
+    """Refuse, before anything runs, a file storage the history cannot be saved in (pytest-benchmark
+    finds out only when saving, after the whole run, and loses the run's output with a traceback)."""
+    from pytest_benchmark.utils import get_machine_id
+
+    if "://" in storage and not storage.startswith("file://"):
+        return  # elasticsearch: pytest-benchmark's own concern
+    directory = Path(storage.removeprefix("file://")) / get_machine_id()  # where pytest-benchmark saves
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise pytest.UsageError(
+            f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
+            f"({error.strerror or error}); give a writable directory, or run with --no-history.") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict,
+                                          compared_benchmark: dict) -> None:
+    """One line naming what differs between this machine and the saved run's (MACHINE_KEYS)."""
+    current = config.stash.setdefault(MACHINE_INFO, copy.deepcopy(machine_info))
+    saved = compared_benchmark.get("machine_info", {})
+    differences = machine_differences(saved, current)
+    if differences:
+        commit = (compared_benchmark.get("commit_info") or {}).get("id") or "?"
+        benchmarksession.logger.warning(f"Benchmark machine_info is different from the saved run of "
+                                        f"{compared_benchmark.get('datetime', '?')} (commit {commit[:12]}): "
+                                        + "; ".join(differences))
+    # pytest-benchmark's own check runs next: it prints both machine_infos whole (5,000+ characters, for
+    # any difference, even a CPU clock reading) and crashes when the storage is outside the current
+    # directory. The `machine_info` it is given is a copy made for these comparisons only (the saved run
+    # gets a fresh one), so make it equal the saved one: that check then has nothing left to report.
+    machine_info.clear()
+    machine_info.update(saved)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

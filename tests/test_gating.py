@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.comparability import compared_workload_differences, workload_differences
+from bench.comparability import compared_workload_differences, machine_differences, workload_differences
 from bench.compare import compare_rounds, main, minimum_p
 from bench.gates import Gate, evaluate, parse_gate, strategy_of
 from bench.limits import default_time_limit, parse_time_limit
@@ -171,6 +172,16 @@ def test_workload_differences_name_each_key() -> None:
         "x vs run.json: frames: 4 -> 5"]
 
 
+def test_machine_differences_name_what_both_runs_recorded() -> None:
+    old = {"node": "a", "cpu": {"hz_actual": [1, 0]}, "fanbench": {"onnxruntime": "1.31.0", "gpu": None,
+                                                                   "workload": {"frames": 8}}}
+    new = {"node": "a", "cpu": {"hz_actual": [2, 0], "brand_raw": "x"},
+           "fanbench": {"onnxruntime": "1.32.0", "gpus": [], "gpu": {"name": "H100"}, "workload": {"frames": 40}}}
+    # The clock reading and the requested workload are no machine difference; a key one run lacks is none either.
+    assert machine_differences(old, new) == ["fanbench.onnxruntime: '1.31.0' -> '1.32.0'",
+                                             "fanbench.gpu.name: None -> 'H100'"]
+
+
 # --- end to end: the flows a CI job follows -------------------------------------------------
 
 DELAY_PLUGIN = '''
@@ -261,3 +272,55 @@ def test_gate_naming_a_strategy_not_run_is_a_usage_error(pytester: pytest.Pytest
                                            "--no-history", "--strategy", "serial", "--gate", "threads >= 2x serial")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'threads' is not benchmarked in this run (--strategy selects serial)*"])
+
+
+# --- history anywhere, machine differences in one line ----------------------------------------
+
+def saved_files(storage: Path) -> list[Path]:
+    return sorted(storage.rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_history_outside_the_current_directory_compares_a_changed_workload(bench, tmp_path_factory) -> None:
+    storage = tmp_path_factory.mktemp("history-elsewhere")  # not under the run's current directory
+    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
+    changed = bench(0.0, f"--benchmark-storage=file://{storage}", "--frames", "5")
+    output = changed.stdout.str() + changed.stderr.str()
+    assert changed.ret == pytest.ExitCode.OK, output
+    assert "INTERNALERROR" not in output
+    changed.stdout.fnmatch_lines(["*fanbench: compared runs timed different work*", "*frames: 4 -> 5*"])
+    # Another workload is not another machine: the workload is compared per benchmark, above.
+    assert "machine_info is different" not in output
+    assert len(saved_files(storage)) == 2
+
+
+@pytest.mark.slow
+def test_a_different_machine_is_named_in_one_line(bench, pytester: pytest.Pytester, tmp_path_factory) -> None:
+    storage = tmp_path_factory.mktemp("history-elsewhere")
+    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
+    [saved] = saved_files(storage)
+    run = json.loads(saved.read_text())
+    run["machine_info"]["node"] = "other-host"
+    run["machine_info"]["cpu"]["hz_actual"] = [1, 0]  # a clock reading: differs between any two runs
+    # A run saved before these entries were recorded (as tests/data/history_small_1.json) lacks them: no difference.
+    for entry in ("workload", "gpu", "gpu_unavailable", "gpus", "cuda_options"):
+        run["machine_info"]["fanbench"].pop(entry, None)
+    saved.write_text(json.dumps(run))
+
+    result = bench(0.0, f"--benchmark-storage=file://{storage}")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    lines = [line for line in (result.stdout.lines + result.stderr.lines) if "machine_info is different" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"node: 'other-host' -> {platform.node()!r}"), lines[0]
+    assert len(lines[0]) < 300, lines[0]
+
+
+@pytest.mark.slow
+def test_unwritable_history_is_refused_before_the_run(bench, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a storage below a file cannot be created, whoever runs the tests (root included)
+    result = bench(0.0, f"--benchmark-storage=file://{blocker / 'history'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --benchmark-storage '*history': cannot save the history in '*' (Not a directory); "
+                                 "give a writable directory, or run with --no-history."])
+    assert "test_strategy" not in result.stdout.str()  # nothing ran
