@@ -15,6 +15,7 @@ from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cor
 from strategies.thread_spec import resolve
 
 from .comparability import compared_workload_differences, gpu_info, machine_differences
+from .compare import history_regressions
 from .gates import GateResult, check_references, evaluate
 from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
@@ -29,6 +30,7 @@ STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
 GATE_RESULTS = pytest.StashKey[list[GateResult]]()
 WORKLOAD_DIFFERENCES = pytest.StashKey[list[str]]()
+REGRESSIONS = pytest.StashKey[list[str]]()  # --benchmark-compare-fail checks failed against the saved run
 COMPLETE = pytest.StashKey[set[str]]()  # node ids of the tests that passed, teardown included
 LEFT_OUT = pytest.StashKey[list[str]]()  # benchmarks left out of the saved history: they did not complete
 CALL_PASSED = pytest.StashKey[bool]()  # on an item: its test function passed
@@ -114,6 +116,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("benchmark_compare") == [] and not config.getoption("no_history") \
             and _previous_runs_exist(config):
         config.option.benchmark_compare = True  # the latest saved run of this machine
+    if config.getoption("benchmark_compare_fail") and not config.getoption("benchmark_compare"):
+        # pytest-benchmark says so only after the whole run.
+        raise pytest.UsageError(
+            "--benchmark-compare-fail: --no-history turns the comparison off; drop one of the two."
+            if config.getoption("no_history") else
+            f"--benchmark-compare-fail: no saved run of this machine in {config.getoption('benchmark_storage')!r} to "
+            "compare with; run once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
 
 
 def _check_storage_writable(storage: str) -> None:
@@ -227,7 +236,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         differences = compared_workload_differences(current, {str(path): saved for path, saved in
                                                               benchmarksession.compared_mapping.items()})
         config.stash[WORKLOAD_DIFFERENCES] = differences
-        failed |= bool(differences and config.getoption("benchmark_compare_fail"))
+        checks = config.getoption("benchmark_compare_fail")
+        failed |= bool(differences and checks)
+        if checks:
+            # Reported in the summary as one block (or refused above), not as pytest-benchmark's
+            # PerformanceRegression, a traceback raised in place of the summary.
+            benchmarksession.performance_regressions.clear()
+            if not differences:
+                current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
+                config.stash[REGRESSIONS] = history_regressions(checks, current, benchmarksession.compared_mapping)
+                failed |= bool(config.stash[REGRESSIONS])
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -269,6 +287,16 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_line(
             "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
             if refuse else "The comparison above is not like for like.")
+    regressions = config.stash.get(REGRESSIONS, [])
+    if regressions:
+        checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
+                          for check in config.getoption("benchmark_compare_fail"))
+        terminalreporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
+        for line in regressions:
+            terminalreporter.write_line(line, red=True)
+        terminalreporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
+                                    "--fail-on-regression (docs/ci.md).")
+
     results = config.stash.get(GATE_RESULTS, [])
     if results:
         passed = all(result.passed for result in results)
