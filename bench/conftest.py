@@ -270,13 +270,16 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     if line:
         terminalreporter.write_line(line)
 
-    left_out = config.stash.get(LEFT_OUT, [])
-    if left_out and (config.getoption("benchmark_save") or config.getoption("benchmark_autosave")):
-        kept = config._benchmarksession.benchmarks
-        terminalreporter.write_line(
-            f"fanbench: not saved to the history, as they did not complete (interrupted or failed): {', '.join(left_out)}; "
-            + (f"the {len(kept)} complete benchmark(s) are saved." if kept else "no benchmark completed: nothing is saved."),
-            yellow=True)
+    benchmarksession = getattr(config, "_benchmarksession", None)
+    saving = config.getoption("benchmark_save") or config.getoption("benchmark_autosave")
+    if saving and benchmarksession is not None and not benchmarksession.disabled:
+        left_out, kept = config.stash.get(LEFT_OUT, []), benchmarksession.benchmarks
+        outcome = f"the {len(kept)} complete benchmark(s) are saved." if kept else "no benchmark completed: nothing is saved."
+        if left_out:
+            terminalreporter.write_line("fanbench: not saved to the history, as they did not complete (interrupted or "
+                                        f"failed): {', '.join(left_out)}; {outcome}", yellow=True)
+        elif not kept:
+            terminalreporter.write_line(f"fanbench: {outcome}", yellow=True)
 
     differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
     if differences:
