@@ -24,6 +24,16 @@ MACHINE_KEYS = ("node", "cpu.brand_raw", "python_version", "fanbench.onnxruntime
 _ABSENT = object()
 
 
+def one_unmeasured(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether one of two benchmarks' extra_info lacks fanbench's measurements while the other has them.
+
+    Before fanbench left interrupted benchmarks out of the history, one stopped in its timed
+    rounds was saved with a few rounds and an empty extra_info: such a benchmark is not compared
+    (its timings are partial and its workload unknown), rather than refused as different work.
+    """
+    return ("rounds_wall_s" in old) != ("rounds_wall_s" in new)
+
+
 def workload_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """'frames: 40 -> 20' for every workload key whose stored values differ (missing counts)."""
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in WORKLOAD_KEYS if old.get(key) != new.get(key)]
@@ -83,7 +93,7 @@ def compared_workload_differences(current: Mapping[str, Mapping[str, Any]],
     lines = []
     for path, saved in compared.items():
         for fullname, extra in current.items():
-            if fullname in saved:
+            if fullname in saved and not one_unmeasured(saved[fullname].get("extra_info", {}), extra):
                 differences = workload_differences(saved[fullname].get("extra_info", {}), extra)
                 if differences:
                     lines.append(f"{fullname} vs {path}: {'; '.join(differences)}")

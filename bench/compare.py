@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .comparability import machine_differences, workload_differences
+from .comparability import machine_differences, one_unmeasured, workload_differences
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -127,7 +127,7 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
     for path, saved_run in compared.items():
         for fullname, now in current.items():
             saved = saved_run.get(fullname)
-            if saved is None:
+            if saved is None or one_unmeasured(saved.get("extra_info", {}), now.get("extra_info", {})):
                 continue
             for check in checks:
                 if not check.fails(now["stats"], saved["stats"]):
@@ -188,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     old_by_name = {bench["fullname"]: bench for bench in old["benchmarks"]}
     new_by_name = {bench["fullname"]: bench for bench in new["benchmarks"]}
     common = [name for name in new_by_name if name in old_by_name]
+    unmeasured = [name for name in common
+                  if one_unmeasured(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))]
+    for name in unmeasured:
+        print(f"note: {name} is not compared: a run saved it without fanbench's measurements "
+              "(interrupted, and saved by an older fanbench)")
+    common = [name for name in common if name not in unmeasured]
     different = {name: workload_differences(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))
                  for name in common}
     different = {name: lines for name, lines in different.items() if lines}

@@ -273,3 +273,23 @@ def test_failed_benchmark_is_not_saved(bench, pytester: pytest.Pytester) -> None
     [saved] = saved_runs(pytester)
     [benchmark] = json.loads(saved.read_text())["benchmarks"]
     assert benchmark["name"].startswith("test_strategy[serial-")
+
+
+def test_history_with_a_partial_benchmark_from_an_older_fanbench_still_compares(bench, pytester: pytest.Pytester) -> None:
+    assert bench("serial", "serial_interrupted").ret == pytest.ExitCode.OK
+    [saved] = saved_runs(pytester)
+    run = json.loads(saved.read_text())
+    partial = run["benchmarks"][1]
+    # As fanbench saved a benchmark interrupted in its timed rounds before it left such benchmarks out.
+    partial["extra_info"] = {}
+    partial["stats"].update(rounds=1, min=1e-9, max=1e-9, mean=1e-9, median=1e-9)
+    saved.write_text(json.dumps(run))
+
+    again = bench("serial", "serial_interrupted", args=("--benchmark-compare-fail=median:100000%",))
+    assert again.ret == pytest.ExitCode.OK, again.stdout.str() + again.stderr.str()
+    assert "timed different work" not in again.stdout.str()
+    compared = subprocess.run([sys.executable, "-m", "bench.compare", *map(str, saved_runs(pytester))],
+                              cwd=REPO, capture_output=True, text=True, check=False)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert f"note: {partial['fullname']} is not compared: a run saved it without fanbench's measurements" in compared.stdout
+    assert run["benchmarks"][0]["fullname"] in compared.stdout
