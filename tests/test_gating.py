@@ -368,6 +368,6 @@ def test_unwritable_history_is_refused_before_the_run(bench, tmp_path: Path) -> 
     blocker.write_text("")  # a storage below a file cannot be created, whoever runs the tests (root included)
     result = bench(0.0, f"--benchmark-storage=file://{blocker / 'history'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: --benchmark-storage '*history': cannot save the history in '*' (Not a directory); "
+    result.stderr.fnmatch_lines(["ERROR: --benchmark-storage '*history': cannot save the history in '*' (Not a directory); "
                                  "give a writable directory, or run with --no-history."])
     assert "test_strategy" not in result.stdout.str()  # nothing ran
