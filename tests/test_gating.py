@@ -360,6 +360,9 @@ def test_a_different_machine_is_named_in_one_line(bench, pytester: pytest.Pytest
     assert len(lines) == 1, lines
     assert lines[0].endswith(f"node: 'other-host' -> {platform.node()!r}"), lines[0]
     assert len(lines[0]) < 300, lines[0]
+    # The new run is saved with this machine's own machine_info.
+    newest = json.loads(saved_files(storage)[-1].read_text())["machine_info"]
+    assert (newest["node"], "workload" in newest["fanbench"]) == (platform.node(), True)
 
 
 @pytest.mark.slow
