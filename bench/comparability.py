@@ -16,8 +16,22 @@ from typing import Any
 #: extra_info keys that define the work a benchmark timed.
 WORKLOAD_KEYS = ("frames", "batch", "models", "model_set_hash", "provider", "thread_settings")
 #: machine_info entries worth naming when two runs come from different machines or software.
-MACHINE_KEYS = ("node", "cpu.brand_raw", "fanbench.onnxruntime", "fanbench.onnxruntime_device", "fanbench.usable_cores",
-                "fanbench.gpus", "fanbench.numpy")
+#: The requested workload (`fanbench.workload`) is not among them: what each benchmark really timed is
+#: compared per benchmark (workload_differences), and other entries (CPU clock, cache sizes) vary from
+#: run to run on one machine.
+MACHINE_KEYS = ("node", "cpu.brand_raw", "python_version", "fanbench.onnxruntime", "fanbench.onnxruntime_device",
+                "fanbench.usable_cores", "fanbench.gpus", "fanbench.gpu.name", "fanbench.gpu.driver", "fanbench.numpy")
+_ABSENT = object()
+
+
+def one_unmeasured(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether one of two benchmarks' extra_info lacks fanbench's measurements while the other has them.
+
+    Before fanbench left interrupted benchmarks out of the history, one stopped in its timed
+    rounds was saved with a few rounds and an empty extra_info: such a benchmark is not compared
+    (its timings are partial and its workload unknown), rather than refused as different work.
+    """
+    return ("rounds_wall_s" in old) != ("rounds_wall_s" in new)
 
 
 def workload_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -28,16 +42,18 @@ def workload_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
 def _lookup(info: Mapping[str, Any], dotted: str) -> Any:
     value: Any = info
     for part in dotted.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
+        if not isinstance(value, Mapping) or part not in value:
+            return None if value is None else _ABSENT  # under a None ('gpu': None) every entry is None
+        value = value[part]
     return value
 
 
 def machine_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The MACHINE_KEYS whose values differ between two runs' machine_info."""
-    return [f"{key}: {_lookup(old, key)!r} -> {_lookup(new, key)!r}" for key in MACHINE_KEYS
-            if _lookup(old, key) != _lookup(new, key)]
+    """'fanbench.onnxruntime: '1.31.0' -> '1.32.0'' for every MACHINE_KEYS entry that differs between two
+    runs' machine_info. An entry one run did not record (saved by an older fanbench) is no difference."""
+    pairs = ((key, _lookup(old, key), _lookup(new, key)) for key in MACHINE_KEYS)
+    return [f"{key}: {before!r} -> {after!r}" for key, before, after in pairs
+            if before is not _ABSENT and after is not _ABSENT and before != after]
 
 
 def gpu_info() -> list[dict[str, str]]:
@@ -77,7 +93,7 @@ def compared_workload_differences(current: Mapping[str, Mapping[str, Any]],
     lines = []
     for path, saved in compared.items():
         for fullname, extra in current.items():
-            if fullname in saved:
+            if fullname in saved and not one_unmeasured(saved[fullname].get("extra_info", {}), extra):
                 differences = workload_differences(saved[fullname].get("extra_info", {}), extra)
                 if differences:
                     lines.append(f"{fullname} vs {path}: {'; '.join(differences)}")

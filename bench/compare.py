@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .comparability import machine_differences, workload_differences
+from .comparability import machine_differences, one_unmeasured, workload_differences
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -100,6 +100,47 @@ def compare_rounds(name: str, old: Sequence[float], new: Sequence[float], *, alp
     return Comparison(name, old_median, new_median, ratio, ci_low, ci_high, p_value, min_p, verdict)
 
 
+def significance(name: str, old: Mapping[str, Any], new: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """Whether the rounds of two saved benchmarks differ significantly, in words (Mann-Whitney U, bootstrap CI)."""
+    try:
+        comparison = compare_rounds(name, rounds_of(old), rounds_of(new), alpha=alpha)
+    except ValueError:
+        return "significance unknown: a run has no per-round times"
+    if comparison.p_value is None or comparison.min_p >= alpha:
+        return (f"cannot be significant with {len(rounds_of(old))} and {len(rounds_of(new))} rounds (smallest possible "
+                f"p {comparison.min_p:.2g}); run with --rounds 10 or more to tell")
+    if comparison.p_value < alpha:
+        return (f"significant: Mann-Whitney U p = {comparison.p_value:.2g}, 95% CI of new/old median "
+                f"{comparison.ci_low:.2f} .. {comparison.ci_high:.2f}")
+    return f"not significant: Mann-Whitney U p = {comparison.p_value:.2g}, within the rounds' noise"
+
+
+def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str, Any]],
+                        compared: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """One line per benchmark and --benchmark-compare-fail check it fails against a saved run.
+
+    `checks` are pytest-benchmark's parsed --benchmark-compare-fail values (`field`, `threshold`,
+    `fails(current_stats, saved_stats)`); `current` maps a full name to this run's benchmark as
+    saved (stats, extra_info); `compared` maps a saved run's path to {full name: saved benchmark}.
+    """
+    lines = []
+    for path, saved_run in compared.items():
+        for fullname, now in current.items():
+            saved = saved_run.get(fullname)
+            if saved is None or one_unmeasured(saved.get("extra_info", {}), now.get("extra_info", {})):
+                continue
+            for check in checks:
+                if not check.fails(now["stats"], saved["stats"]):
+                    continue
+                old_value, new_value = saved["stats"][check.field], now["stats"][check.field]
+                percentage = type(check).__name__.startswith("Percentage")
+                change = f"{new_value / old_value - 1:+.1%}" if percentage and old_value else f"{new_value - old_value:+.4g} s"
+                limit = f"+{check.threshold}%" if percentage else f"+{check.threshold:g} s"
+                lines.append(f"{now.get('param') or fullname} against {Path(path).stem}: {check.field} {old_value:.4g} s "
+                             f"-> {new_value:.4g} s, {change} (limit {limit}); {significance(fullname, saved, now)}")
+    return lines
+
+
 def load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -147,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     old_by_name = {bench["fullname"]: bench for bench in old["benchmarks"]}
     new_by_name = {bench["fullname"]: bench for bench in new["benchmarks"]}
     common = [name for name in new_by_name if name in old_by_name]
+    unmeasured = [name for name in common
+                  if one_unmeasured(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))]
+    for name in unmeasured:
+        print(f"note: {name} is not compared: a run saved it without fanbench's measurements "
+              "(interrupted, and saved by an older fanbench)")
+    common = [name for name in common if name not in unmeasured]
     different = {name: workload_differences(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))
                  for name in common}
     different = {name: lines for name, lines in different.items() if lines}

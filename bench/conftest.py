@@ -3,7 +3,10 @@ run of this machine, parametrise over strategies, and print the table at the end
 
 from __future__ import annotations
 
+import copy
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +14,10 @@ import pytest
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 from strategies.thread_spec import resolve
 
-from .comparability import compared_workload_differences, gpu_info
+from .comparability import compared_workload_differences, gpu_info, machine_differences
+from .compare import history_regressions
 from .gates import GateResult, check_references, evaluate
-from .interrupts import sigterm_as_interrupt
+from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
 from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
 from .recommend import recommendation
@@ -26,6 +30,11 @@ STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
 GATE_RESULTS = pytest.StashKey[list[GateResult]]()
 WORKLOAD_DIFFERENCES = pytest.StashKey[list[str]]()
+REGRESSIONS = pytest.StashKey[list[str]]()  # --benchmark-compare-fail checks failed against the saved run
+COMPLETE = pytest.StashKey[set[str]]()  # node ids of the tests that passed, teardown included
+LEFT_OUT = pytest.StashKey[list[str]]()  # benchmarks left out of the saved history: they did not complete
+CALL_PASSED = pytest.StashKey[bool]()  # on an item: its test function passed
+MACHINE_INFO = pytest.StashKey[dict]()  # this run's machine_info, as first given to the comparison with a saved run
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "fanbench refuses to benchmark under pytest-xdist (-n/--dist): parallel benchmarks share the cores "
             "and their timings cannot be trusted. Run `pytest bench` without -n.")
     config.stash[MEASUREMENTS] = []
+    config.stash[COMPLETE] = set()
     try:
         check_references(config.getoption("gate"), list(STRATEGIES), config.getoption("strategy") or list(STRATEGIES))
     except ValueError as error:
@@ -101,9 +111,56 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_benchmark.utils import get_tag
 
         config.option.benchmark_autosave = get_tag()
+    if config.getoption("benchmark_save") or config.getoption("benchmark_autosave"):
+        _check_storage_writable(config.getoption("benchmark_storage"))
     if config.getoption("benchmark_compare") == [] and not config.getoption("no_history") \
             and _previous_runs_exist(config):
         config.option.benchmark_compare = True  # the latest saved run of this machine
+    if config.getoption("benchmark_compare_fail") and not config.getoption("benchmark_compare"):
+        # pytest-benchmark says so only after the whole run.
+        raise pytest.UsageError(
+            "--benchmark-compare-fail: --no-history turns the comparison off; drop one of the two."
+            if config.getoption("no_history") else
+            f"--benchmark-compare-fail: no saved run of this machine in {config.getoption('benchmark_storage')!r} to "
+            "compare with; run once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
+
+
+def _check_storage_writable(storage: str) -> None:
+    """Refuse, before anything runs, a file storage the history cannot be saved in (pytest-benchmark
+    finds out only when saving, after the whole run, and loses the run's output with a traceback)."""
+    from pytest_benchmark.utils import get_machine_id
+
+    if "://" in storage and not storage.startswith("file://"):
+        return  # elasticsearch: pytest-benchmark's own concern
+    directory = Path(storage.removeprefix("file://")) / get_machine_id()  # where pytest-benchmark saves
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise pytest.UsageError(
+            f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
+            f"({error.strerror or error}); give a writable directory, or run with --no-history.") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict,
+                                          compared_benchmark: dict) -> None:
+    """One line naming what differs between this machine and the saved run's (MACHINE_KEYS)."""
+    current = config.stash.setdefault(MACHINE_INFO, copy.deepcopy(machine_info))
+    saved = compared_benchmark.get("machine_info", {})
+    differences = machine_differences(saved, current)
+    if differences:
+        commit = (compared_benchmark.get("commit_info") or {}).get("id") or "?"
+        benchmarksession.logger.warning(f"Benchmark machine_info is different from the saved run of "
+                                        f"{compared_benchmark.get('datetime', '?')} (commit {commit[:12]}): "
+                                        + "; ".join(differences))
+    # pytest-benchmark's own check runs next: it prints both machine_infos whole (5,000+ characters, for
+    # any difference, even a CPU clock reading) and crashes when the storage is outside the current
+    # directory. The `machine_info` it is given is a copy made for these comparisons only (the saved run
+    # gets a fresh one), so make it equal the saved one: that check then has nothing left to report.
+    machine_info.clear()
+    machine_info.update(saved)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -134,10 +191,27 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call" and report.passed:
+        item.stash[CALL_PASSED] = True
+    elif report.when == "teardown" and report.passed and item.stash.get(CALL_PASSED, False):
+        item.config.stash[COMPLETE].add(item.nodeid)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
     # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/interrupts.py.
     with sigterm_as_interrupt():
-        return (yield)
+        try:
+            return (yield)
+        finally:
+            # Before pytest-benchmark saves the run (in its sessionfinish), also after an interrupt.
+            benchmarksession = getattr(session.config, "_benchmarksession", None)
+            if benchmarksession is not None:
+                session.config.stash[LEFT_OUT] = keep_complete(benchmarksession.benchmarks,
+                                                               session.config.stash.get(COMPLETE, set()))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -162,7 +236,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         differences = compared_workload_differences(current, {str(path): saved for path, saved in
                                                               benchmarksession.compared_mapping.items()})
         config.stash[WORKLOAD_DIFFERENCES] = differences
-        failed |= bool(differences and config.getoption("benchmark_compare_fail"))
+        checks = config.getoption("benchmark_compare_fail")
+        failed |= bool(differences and checks)
+        if checks:
+            # Reported in the summary as one block (or refused above), not as pytest-benchmark's
+            # PerformanceRegression, a traceback raised in place of the summary.
+            benchmarksession.performance_regressions.clear()
+            if not differences:
+                current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
+                config.stash[REGRESSIONS] = history_regressions(checks, current, benchmarksession.compared_mapping)
+                failed |= bool(config.stash[REGRESSIONS])
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -187,6 +270,17 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     if line:
         terminalreporter.write_line(line)
 
+    benchmarksession = getattr(config, "_benchmarksession", None)
+    saving = config.getoption("benchmark_save") or config.getoption("benchmark_autosave")
+    if saving and benchmarksession is not None and not benchmarksession.disabled:
+        left_out, kept = config.stash.get(LEFT_OUT, []), benchmarksession.benchmarks
+        outcome = f"the {len(kept)} complete benchmark(s) are saved." if kept else "no benchmark completed: nothing is saved."
+        if left_out:
+            terminalreporter.write_line("fanbench: not saved to the history, as they did not complete (interrupted or "
+                                        f"failed): {', '.join(left_out)}; {outcome}", yellow=True)
+        elif not kept:
+            terminalreporter.write_line(f"fanbench: {outcome}", yellow=True)
+
     differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
     if differences:
         refuse = bool(config.getoption("benchmark_compare_fail"))
@@ -196,6 +290,16 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_line(
             "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
             if refuse else "The comparison above is not like for like.")
+    regressions = config.stash.get(REGRESSIONS, [])
+    if regressions:
+        checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
+                          for check in config.getoption("benchmark_compare_fail"))
+        terminalreporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
+        for line in regressions:
+            terminalreporter.write_line(line, red=True)
+        terminalreporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
+                                    "--fail-on-regression (docs/ci.md).")
+
     results = config.stash.get(GATE_RESULTS, [])
     if results:
         passed = all(result.passed for result in results)

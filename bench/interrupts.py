@@ -38,3 +38,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def keep_complete(benchmarks: list, complete: set[str]) -> list[str]:
+    """Remove from pytest-benchmark's `benchmarks` list every benchmark whose test did not complete.
+
+    pytest-benchmark adds a benchmark to the list when its timing starts and marks it failed
+    only on an ordinary exception: a benchmark stopped by Ctrl-C or SIGTERM in its warm-up
+    (no rounds: saving it crashes on empty statistics) or in its timed rounds (some rounds,
+    none of fanbench's extra_info) would be saved as if complete, and so would one whose
+    outputs differ from serial's. `complete` holds the node ids whose test passed, teardown
+    included. Returns the names of the benchmarks removed.
+    """
+    removed = [bench.name for bench in benchmarks if bench.fullname not in complete]
+    benchmarks[:] = [bench for bench in benchmarks if bench.fullname in complete]
+    return removed

@@ -7,14 +7,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats import mannwhitneyu
 
-from bench.comparability import compared_workload_differences, workload_differences
-from bench.compare import compare_rounds, main, minimum_p
+from bench.comparability import compared_workload_differences, machine_differences, workload_differences
+from bench.compare import compare_rounds, history_regressions, main, minimum_p
 from bench.gates import Gate, evaluate, parse_gate, strategy_of
 from bench.limits import default_time_limit, parse_time_limit
 from bench.results import Measurement
@@ -129,6 +131,34 @@ def test_three_rounds_cannot_be_significant() -> None:
     assert result.verdict == "too few rounds"
 
 
+def saved_benchmark(rounds: list[float], **stats: float) -> dict:
+    return {"param": "serial-ort-defaults-offline", "extra_info": {"rounds_wall_s": rounds}, "stats": stats}
+
+
+def test_history_regressions_say_how_much_against_which_run_and_how_significant() -> None:
+    from pytest_benchmark.utils import parse_compare_fail
+
+    name = "bench/test_strategies.py::test_strategy[serial-ort-defaults-offline]"
+    saved = {"history/m/0001_base.json": {name: saved_benchmark(OLD, median=1.3)}}
+    slower = {name: saved_benchmark([value * 2 for value in OLD], median=2.6)}
+    noisy = {name: saved_benchmark([1.6, 1.0, 1.5, 1.1, 1.7, 1.2, 1.4], median=1.5)}  # overlaps OLD
+    short = {name: saved_benchmark([5.0, 5.2], median=5.1)}
+    median_10 = [parse_compare_fail("median:10%")]
+
+    [line] = history_regressions(median_10, slower, saved)
+    assert line.startswith("serial-ort-defaults-offline against 0001_base: median 1.3 s -> 2.6 s, +100.0% (limit +10%); "
+                           "significant: Mann-Whitney U p = 0.00058, 95% CI of new/old median ")
+    [line] = history_regressions(median_10, noisy, saved)
+    p_value = mannwhitneyu(noisy[name]["extra_info"]["rounds_wall_s"], OLD).pvalue
+    assert p_value > 0.05
+    assert line.endswith(f"+15.4% (limit +10%); not significant: Mann-Whitney U p = {p_value:.2g}, within the rounds' noise")
+    [line] = history_regressions([parse_compare_fail("median:0.5")], short, saved)
+    assert line.endswith("median 1.3 s -> 5.1 s, +3.8 s (limit +0.5 s); cannot be significant with 7 and 2 rounds "
+                         "(smallest possible p 0.056); run with --rounds 10 or more to tell")
+    assert history_regressions([parse_compare_fail("median:200%")], slower, saved) == []
+    assert history_regressions(median_10, {"other": slower[name]}, saved) == []  # not in the saved run
+
+
 def saved_run(path: Path, rounds: list[float], **extra: object) -> Path:
     info = {"frames": 4, "batch": 1, "models": ["a"], "model_set_hash": "abc", "provider": "cpu",
             "thread_settings": {"intra_op_num_threads": 1}, "rounds_wall_s": rounds, **extra}
@@ -169,6 +199,16 @@ def test_workload_differences_name_each_key() -> None:
     saved = {"run.json": {"x": {"extra_info": old}, "y": {"extra_info": old}}}
     assert compared_workload_differences({"x": {**old, "frames": 5}, "y": old, "z": {}}, saved) == [
         "x vs run.json: frames: 4 -> 5"]
+
+
+def test_machine_differences_name_what_both_runs_recorded() -> None:
+    old = {"node": "a", "cpu": {"hz_actual": [1, 0]}, "fanbench": {"onnxruntime": "1.31.0", "gpu": None,
+                                                                   "workload": {"frames": 8}}}
+    new = {"node": "a", "cpu": {"hz_actual": [2, 0], "brand_raw": "x"},
+           "fanbench": {"onnxruntime": "1.32.0", "gpus": [], "gpu": {"name": "H100"}, "workload": {"frames": 40}}}
+    # The clock reading and the requested workload are no machine difference; a key one run lacks is none either.
+    assert machine_differences(old, new) == ["fanbench.onnxruntime: '1.31.0' -> '1.32.0'",
+                                             "fanbench.gpu.name: None -> 'H100'"]
 
 
 # --- end to end: the flows a CI job follows -------------------------------------------------
@@ -218,10 +258,18 @@ def test_compare_fail_catches_a_real_slowdown_and_passes_an_unchanged_run(bench,
     base.assert_outcomes(passed=1)
 
     slow = bench(0.03, "--benchmark-save=slow", "--benchmark-compare=0001", "--benchmark-compare-fail=mean:50%")
-    assert slow.ret != 0  # pytest-benchmark's PerformanceRegression ends the process with status 1
-    slow.stderr.fnmatch_lines(["Performance has regressed:",
-                               "*test_strategy[[]serial_delayed-*] (0001_base) - Field 'mean' has failed*"])
-    slow.stdout.fnmatch_lines(["*= fanbench =*"])  # our table is still printed
+    # One block saying what regressed, by how much, against which run and how significantly; then pytest's own
+    # summary, and status 1 (not pytest-benchmark's PerformanceRegression traceback in place of the summary).
+    assert slow.ret == pytest.ExitCode.TESTS_FAILED
+    slow.assert_outcomes(passed=1)
+    slow.stdout.fnmatch_lines([
+        "*= fanbench =*",  # our table is still printed
+        "*= fanbench: slower than the saved run (--benchmark-compare-fail=mean:50%) =*",
+        "serial_delayed-*-offline against 0001_base: mean * s -> * s, +*% (limit +50%); significant: Mann-Whitney U "
+        "p = 0.00058, 95% CI of new/old median * .. *",
+        "For a noise-aware verdict on two saved runs: python -m bench.compare*",
+        "*= 1 passed in *"])
+    assert "Traceback" not in slow.stdout.str() + slow.stderr.str()
 
     same = bench(0.01, "--no-history", "--benchmark-compare=0001", "--benchmark-compare-fail=mean:100%")
     assert same.ret == 0, same.stdout.str()
@@ -234,6 +282,16 @@ def test_compare_fail_catches_a_real_slowdown_and_passes_an_unchanged_run(bench,
     assert compared.returncode == 1, compared.stdout + compared.stderr
     pytest.LineMatcher(compared.stdout.splitlines()).fnmatch_lines([
         "*test_strategy*serial_delayed*slower", "Slower (p < 0.05, more than 5% slower)*"])
+
+
+@pytest.mark.slow
+def test_compare_fail_without_a_saved_run_is_refused_before_the_run(bench, pytester: pytest.Pytester) -> None:
+    result = bench(0.0, "--benchmark-compare-fail=median:10%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --benchmark-compare-fail: no saved run of this machine in '*history' to compare "
+                                 "with; run once without it to save a baseline, or name one with --benchmark-compare=NUMBER."])
+    assert "test_strategy" not in result.stdout.str()  # nothing ran
+    assert not list((pytester.path / "history").rglob("*.json"))
 
 
 @pytest.mark.slow
@@ -261,3 +319,58 @@ def test_gate_naming_a_strategy_not_run_is_a_usage_error(pytester: pytest.Pytest
                                            "--no-history", "--strategy", "serial", "--gate", "threads >= 2x serial")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'threads' is not benchmarked in this run (--strategy selects serial)*"])
+
+
+# --- history anywhere, machine differences in one line ----------------------------------------
+
+def saved_files(storage: Path) -> list[Path]:
+    return sorted(storage.rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_history_outside_the_current_directory_compares_a_changed_workload(bench, tmp_path_factory) -> None:
+    storage = tmp_path_factory.mktemp("history-elsewhere")  # not under the run's current directory
+    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
+    changed = bench(0.0, f"--benchmark-storage=file://{storage}", "--frames", "5")
+    output = changed.stdout.str() + changed.stderr.str()
+    assert changed.ret == pytest.ExitCode.OK, output
+    assert "INTERNALERROR" not in output
+    changed.stdout.fnmatch_lines(["*fanbench: compared runs timed different work*", "*frames: 4 -> 5*"])
+    # Another workload is not another machine: the workload is compared per benchmark, above.
+    assert "machine_info is different" not in output
+    assert len(saved_files(storage)) == 2
+
+
+@pytest.mark.slow
+def test_a_different_machine_is_named_in_one_line(bench, pytester: pytest.Pytester, tmp_path_factory) -> None:
+    storage = tmp_path_factory.mktemp("history-elsewhere")
+    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
+    [saved] = saved_files(storage)
+    run = json.loads(saved.read_text())
+    run["machine_info"]["node"] = "other-host"
+    run["machine_info"]["cpu"]["hz_actual"] = [1, 0]  # a clock reading: differs between any two runs
+    # A run saved before these entries were recorded (as tests/data/history_small_1.json) lacks them: no difference.
+    for entry in ("workload", "gpu", "gpu_unavailable", "gpus", "cuda_options"):
+        run["machine_info"]["fanbench"].pop(entry, None)
+    saved.write_text(json.dumps(run))
+
+    result = bench(0.0, f"--benchmark-storage=file://{storage}")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    lines = [line for line in (result.stdout.lines + result.stderr.lines) if "machine_info is different" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"node: 'other-host' -> {platform.node()!r}"), lines[0]
+    assert len(lines[0]) < 300, lines[0]
+    # The new run is saved with this machine's own machine_info.
+    newest = json.loads(saved_files(storage)[-1].read_text())["machine_info"]
+    assert (newest["node"], "workload" in newest["fanbench"]) == (platform.node(), True)
+
+
+@pytest.mark.slow
+def test_unwritable_history_is_refused_before_the_run(bench, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a storage below a file cannot be created, whoever runs the tests (root included)
+    result = bench(0.0, f"--benchmark-storage=file://{blocker / 'history'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --benchmark-storage '*history': cannot save the history in '*' (Not a directory); "
+                                 "give a writable directory, or run with --no-history."])
+    assert "test_strategy" not in result.stdout.str()  # nothing ran
