@@ -304,7 +304,8 @@ def test_cuda_graph_creates_captures_and_replays_each_session_on_its_own_lifelon
         lanes = dict(recorder.created_on)
         assert {model: recorder.ran_on[model] for model in lanes} == {model: {lanes[model]} for model in lanes}
     assert sorted(lanes) == [0, 1, 2]
-    assert len(set(lanes.values())) == 3 and threading.main_thread() not in lanes.values()
+    assert len(set(lanes.values())) == 3
+    assert threading.main_thread() not in lanes.values()
     assert all(len(recorder.ran_on[model]) == 1 for model in lanes)
     assert not any(thread.is_alive() for thread in lanes.values())  # close ends the lanes
 
