@@ -13,6 +13,7 @@ from strategies.thread_spec import resolve
 
 from .comparability import compared_workload_differences, gpu_info
 from .gates import GateResult, check_references, evaluate
+from .harness import OVERHEAD_LINES
 from .interrupts import sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
 from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
@@ -181,6 +182,8 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
+    for line in config.stash.get(OVERHEAD_LINES, []):
+        terminalreporter.write_line(line)
     finish(terminalreporter, config, measurements)  # GPU note, report directory
     # The recommendation answers the offline question: which strategy gets through the video fastest.
     line = recommendation([m for m in measurements if m.scenario == "offline"])

@@ -60,9 +60,16 @@ class RoundHooks:
         self.warmup, self.frames_per_round = warmup, frames_per_round
         self.sampler, self.progress = sampler, progress
         self.rounds_done = 0
+        #: Run before each timed round, outside the timer and before the sampler starts: the
+        #: bare-loop baseline, paired round by round with what the benchmark times.
+        self.before_timed_round: Callable[[], None] | None = None
 
     def setup(self) -> None:
-        if self.sampler is not None and self.rounds_done >= self.warmup:
+        if self.rounds_done < self.warmup:
+            return
+        if self.before_timed_round is not None:
+            self.before_timed_round()
+        if self.sampler is not None:
             self.sampler.start()
 
     def teardown(self, *args: Any, **kwargs: Any) -> None:
