@@ -16,7 +16,7 @@ from .gates import GateResult, check_references, evaluate
 from .harness import OVERHEAD_LINES
 from .interrupts import sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
-from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
+from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process  # noqa: F401 (fixtures)
 from .recommend import recommendation
 from .results import Measurement
 from .table import format_table

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
-from .sampler import ResourceSummary, Sampler
+from .sampler import ResourceSummary, Sampler, SamplerProcess
 
 
 class Progress:
@@ -55,7 +55,7 @@ class Progress:
 class RoundHooks:
     """`setup`/`teardown` for `benchmark.pedantic`: the first `warmup` rounds are not sampled."""
 
-    def __init__(self, warmup: int, frames_per_round: int, sampler: Sampler | None = None,
+    def __init__(self, warmup: int, frames_per_round: int, sampler: Sampler | SamplerProcess | None = None,
                  progress: Progress | None = None) -> None:
         self.warmup, self.frames_per_round = warmup, frames_per_round
         self.sampler, self.progress = sampler, progress
