@@ -72,6 +72,7 @@ class CudaGraph(Strategy):
         self.outputs: list[list[Any]] = [[] for _ in range(count)]
         self.run_options = ort.RunOptions()
         self._capture_lock = threading.Lock()
+        self._stop.clear()  # set by a previous close; from here on it means "this open was interrupted"
         # One thread per model for the strategy's whole life: onnxruntime's CUDA provider keeps a
         # captured graph in the per-thread context of the thread that captured it, so the thread
         # that builds and captures a session must be the one that replays it, round after round.
