@@ -95,3 +95,22 @@ def test_the_summary_shows_device_table_spread_overhead_failures_and_skips(tmp_p
 def test_a_step_that_failed_without_a_report_points_to_its_log(tmp_path):
     result = read_step(Step("real", "real models", ("bench",)), 2, tmp_path)
     assert result.failures == ["pytest exited with 2: see real.log"]
+
+
+@pytest.mark.slow
+def test_a_real_benchmark_step_on_the_cpu_gives_a_summary_with_its_rows_and_overhead(tmp_path, monkeypatch):
+    """The subprocess, JUnit and benchmark-JSON path for real, on the CPU (the GPU flags left out)."""
+    from bench.gpu_check import run_step
+
+    monkeypatch.chdir(ROOT)
+    step = Step("writeup", "small CPU run", ("bench", "--frames", "2", "--model-size", "small", "--rounds", "1",
+                                             "--scenario", "offline", "--strategy", "serial", "--no-history"))
+    result = run_step(step, tmp_path)
+    assert result.returncode == 0, (tmp_path / "writeup.log").read_text()
+    assert result.failures == []
+    assert result.machine["usable_cores"] >= 1
+    text = summary([result], "python -m bench.gpu_check")
+    assert "## small CPU run: passed" in text
+    assert "| serial | ort-defaults |" in text
+    assert "- harness overhead of serial ort-defaults: " in text
+    assert "| yes | cpu |" in text
