@@ -146,6 +146,8 @@ def test_a_failing_model_stops_the_run_and_names_model_and_frame(strategy, make_
         with pytest.raises(StrategyError, match=rf"{strategy.name}: model '{workload.names[1]}' failed on frame 2: "
                                                 r"device lost"):
             running.run()
+    assert [name for name in (thread.name for thread in threading.enumerate())
+            if name.startswith(f"fanbench-{strategy.name}")] == []  # closing after a failed run ends the lanes
 
 
 def test_device_frames_uploads_each_frame_once_per_input_array_and_frees_it():
