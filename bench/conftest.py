@@ -17,9 +17,10 @@ from strategies.thread_spec import resolve
 from .comparability import compared_workload_differences, gpu_info, machine_differences
 from .compare import history_regressions
 from .gates import GateResult, check_references, evaluate
+from .harness import OVERHEAD_LINES
 from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
-from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
+from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process  # noqa: F401 (fixtures)
 from .recommend import recommendation
 from .results import Measurement
 from .table import format_table
@@ -264,6 +265,8 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
+    for line in config.stash.get(OVERHEAD_LINES, []):
+        terminalreporter.write_line(line)
     finish(terminalreporter, config, measurements)  # GPU note, report directory
     # The recommendation answers the offline question: which strategy gets through the video fastest.
     line = recommendation([m for m in measurements if m.scenario == "offline"])

@@ -1,14 +1,21 @@
-"""Opening strategies under pytest: skipped with the reason when they cannot run here."""
+"""Opening strategies under pytest (skipped with the reason when they cannot run here), and
+what the harness itself costs: the same sessions timed in a bare loop next to `serial`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from strategies import Strategy, StrategyUnavailable, ThreadSettings, Workload
+
+# Lines for the end-of-run summary: one per benchmark that measured its harness overhead.
+OVERHEAD_LINES = pytest.StashKey[list[str]]()
 
 
 @contextmanager
@@ -34,3 +41,39 @@ def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | N
     finally:
         strategy.stop()  # lanes still running (an interrupt, a failed lane) end at their next frame
         strategy.close()
+
+
+def bare_loop_s(sessions: Sequence[Any], input_names: Sequence[str], frames: Sequence[Any],
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds to run every session on every frame, as `serial` does, with nothing around it:
+    no arrivals, call records, output lists, error wrapping, hooks or sampler."""
+    start = clock()
+    for frame in range(len(frames[0])):
+        for session, name, model_frames in zip(sessions, input_names, frames, strict=True):
+            session.run(None, {name: model_frames[frame]})
+    return clock() - start
+
+
+@dataclass(frozen=True)
+class HarnessOverhead:
+    """The benchmark's timed rounds against bare loops over the same sessions and arrays,
+    one bare loop just before each timed round (so both see the same machine load)."""
+
+    harness_s: float  # median wall of the timed rounds, as the table reports it
+    bare_s: float  # median of the bare loops
+    rounds: int
+
+    @classmethod
+    def of(cls, harness_walls: Sequence[float], bare_walls: Sequence[float]) -> HarnessOverhead:
+        if not harness_walls or not bare_walls:
+            raise ValueError("harness overhead needs at least one timed round and one bare loop.")
+        return cls(statistics.median(harness_walls), statistics.median(bare_walls), len(bare_walls))
+
+    @property
+    def fraction(self) -> float:
+        """How much longer the harness took than the bare loop (0.02 = 2 %; negative: within noise)."""
+        return self.harness_s / self.bare_s - 1 if self.bare_s > 0 else 0.0
+
+    def line(self, label: str) -> str:
+        return (f"harness overhead of {label}: {self.fraction:+.1%} (timed rounds {self.harness_s:.4f} s, "
+                f"bare loop over the same sessions {self.bare_s:.4f} s, medians of {self.rounds} paired rounds)")

@@ -19,7 +19,7 @@ from strategies import usable_cores
 from .report import write_report
 from .results import Measurement
 from .rounds import Progress, RoundHooks
-from .sampler import GpuProbe, ProcessTreeReader, Sampler, open_gpu
+from .sampler import GpuProbe, SamplerProcess, open_gpu
 from .scenarios import Scenario, selected_scenarios
 
 GPU_ABSENT = pytest.StashKey[str | None]()
@@ -49,14 +49,27 @@ def gpu_probe(workload, pytestconfig: pytest.Config) -> Iterator[GpuProbe]:
         probe.shutdown()
 
 
+@pytest.fixture(scope="session")
+def sampler_process(workload, pytestconfig: pytest.Config) -> Iterator[SamplerProcess | None]:
+    """The resource sampler's own process (none with --no-sampler), started once per run, ended at its end.
+
+    A separate process, so its readings cannot take the benchmark's GIL in the middle of a timed round."""
+    if pytestconfig.getoption("no_sampler"):
+        yield None
+        return
+    process = SamplerProcess(workload.provider, rate_hz=pytestconfig.getoption("sample_rate"), cores=usable_cores())
+    try:
+        yield process
+    finally:
+        process.close()
+
+
 @pytest.fixture
-def round_hooks(request: pytest.FixtureRequest, workload, gpu_probe: GpuProbe) -> Iterator[RoundHooks]:
+def round_hooks(request: pytest.FixtureRequest, workload, gpu_probe: GpuProbe,
+                sampler_process: SamplerProcess | None) -> Iterator[RoundHooks]:
     """Sampler and progress bar around each round of this benchmark; stopped in every outcome."""
     config = request.config
-    sampler = None
-    if not config.getoption("no_sampler"):
-        sampler = Sampler(ProcessTreeReader(), gpu_probe.reader, rate_hz=config.getoption("sample_rate"),
-                          cores=usable_cores())
+    sampler = sampler_process.new() if sampler_process is not None else None
     progress = None
     if not config.getoption("no_progress"):
         capture = config.pluginmanager.getplugin("capturemanager")

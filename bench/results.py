@@ -56,7 +56,7 @@ class Measurement:
     gpu_absent: str | None = None  # why the GPU fields are None
     sampler_rate_hz: float | None = None  # None: sampling was off (--no-sampler)
     sampler_samples: int = 0
-    sampler_cpu_s: float | None = None  # CPU time the sampler thread spent
+    sampler_cpu_s: float | None = None  # CPU time the sampler spent (its own process)
     timeline: dict[str, Any] = field(default_factory=dict)
     provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
     tolerance: str = ""  # what "equal to serial" allowed (strategies.equivalence); "" in older histories

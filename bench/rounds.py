@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
-from .sampler import ResourceSummary, Sampler
+from .sampler import ResourceSummary, Sampler, SamplerProcess
 
 
 class Progress:
@@ -55,14 +55,21 @@ class Progress:
 class RoundHooks:
     """`setup`/`teardown` for `benchmark.pedantic`: the first `warmup` rounds are not sampled."""
 
-    def __init__(self, warmup: int, frames_per_round: int, sampler: Sampler | None = None,
+    def __init__(self, warmup: int, frames_per_round: int, sampler: Sampler | SamplerProcess | None = None,
                  progress: Progress | None = None) -> None:
         self.warmup, self.frames_per_round = warmup, frames_per_round
         self.sampler, self.progress = sampler, progress
         self.rounds_done = 0
+        #: Run before each timed round, outside the timer and before the sampler starts: the
+        #: bare-loop baseline, paired round by round with what the benchmark times.
+        self.before_timed_round: Callable[[], None] | None = None
 
     def setup(self) -> None:
-        if self.sampler is not None and self.rounds_done >= self.warmup:
+        if self.rounds_done < self.warmup:
+            return
+        if self.before_timed_round is not None:
+            self.before_timed_round()
+        if self.sampler is not None:
             self.sampler.start()
 
     def teardown(self, *args: Any, **kwargs: Any) -> None:

@@ -1,9 +1,12 @@
 """Resource sampling during the timed rounds: process-tree CPU and memory, GPU through NVML.
 
-A background thread reads the process tree (this process and every child, so worker
+A sampler reads the process tree (the benchmark process and every child, so worker
 processes and the multiprocessing manager count) and, when the workload runs on CUDA, the
 GPU, at a modest rate (2 Hz by default). Each `start()`/`stop()` pair is one segment, one
 per timed round, with a reading at both ends so even a short round has a full interval.
+The benchmark runs it in a process of its own (`SamplerProcess`): its readings never hold
+the benchmark's GIL, so they cannot delay the timed threads; it only competes for a core,
+like any other process, and its own CPU time and memory are left out of the tree's.
 
 Memory is PSS (proportional set size: a page shared by n processes counts 1/n to each) and
 USS (pages only that process holds), summed over the tree; RSS would count the shared
@@ -16,6 +19,7 @@ Clock, thread CPU clock and both readers are injected, so tests feed fabricated 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -62,11 +66,12 @@ class GpuReader(Protocol):
 class ProcessTreeReader:
     """Reads this process and all its descendants with psutil."""
 
-    def __init__(self, pid: int | None = None) -> None:
+    def __init__(self, pid: int | None = None, exclude: Collection[int] = ()) -> None:
         import psutil
 
         self.psutil = psutil
         self.root = psutil.Process(pid)
+        self.exclude = set(exclude)  # e.g. the sampler's own process, a child of the root
 
     def __call__(self) -> TreeReading:
         psutil = self.psutil
@@ -74,7 +79,8 @@ class ProcessTreeReader:
         uss, pss = 0, 0
         has_pss = True
         try:
-            processes = [self.root, *self.root.children(recursive=True)]
+            processes = [process for process in (self.root, *self.root.children(recursive=True))
+                         if process.pid not in self.exclude]
         except psutil.NoSuchProcess:
             processes = []
         for process in processes:
@@ -174,7 +180,8 @@ class ResourceSummary:
         return cls(0, None, None, None, None, None, None, None, None, 0.0)
 
 
-def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: float) -> ResourceSummary:
+def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: float,
+              sampler_in_tree: bool = True) -> ResourceSummary:
     """Combine the segments' samples.
 
     CPU: for each pair of consecutive samples in a segment, the CPU seconds the tree's
@@ -182,6 +189,8 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
     seconds between them. The mean is over all pairs' time together; the maximum is over
     pairs at least half an interval long (CPU times tick in 10 ms steps, so a short pair,
     such as the reading at `stop`, would show that jitter as a spike) and the mean itself.
+    The sampler's own CPU time is taken out only where it is part of the tree (a thread of
+    the benchmark process), not when it samples from a process the tree leaves out.
     """
     samples = [sample for segment in segments for sample in segment]
     busy_total, span_total, peak = 0.0, 0.0, None
@@ -191,7 +200,8 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
             if span <= 0:
                 continue
             busy = sum(after.tree.cpu_s[pid] - before.tree.cpu_s[pid] for pid in after.tree.cpu_s.keys() & before.tree.cpu_s)
-            busy = max(0.0, busy - (after.sampler_cpu_s - before.sampler_cpu_s))
+            if sampler_in_tree:
+                busy = max(0.0, busy - (after.sampler_cpu_s - before.sampler_cpu_s))
             busy_total += busy
             span_total += span
             if span >= interval_s / 2:
@@ -220,13 +230,15 @@ class Sampler:
     """Samples in a background thread between `start()` and `stop()`; one segment per pair."""
 
     def __init__(self, tree: TreeReader, gpu: GpuReader | None = None, *, rate_hz: float = DEFAULT_RATE_HZ,
-                 cores: int | None = None, clock: Clock = time.perf_counter, cpu_clock: Clock = time.thread_time) -> None:
+                 cores: int | None = None, clock: Clock = time.perf_counter, cpu_clock: Clock = time.thread_time,
+                 in_tree: bool = True) -> None:
         if rate_hz <= 0:
             raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
         self.tree, self.gpu = tree, gpu
         self.interval_s = 1.0 / rate_hz
         self.cores = cores or usable_cores()
         self.clock, self.cpu_clock = clock, cpu_clock
+        self.in_tree = in_tree  # False: the tree reader leaves the sampler's process out
         self.segments: list[list[Sample]] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -278,4 +290,125 @@ class Sampler:
             raise RuntimeError(f"the resource sampler failed: {error}") from error
 
     def summary(self) -> ResourceSummary:
-        return summarise([segment for segment in self.segments if segment], self.cores, self.interval_s)
+        return summarise([segment for segment in self.segments if segment], self.cores, self.interval_s, self.in_tree)
+
+
+def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) -> None:
+    """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the benchmark's to handle; it closes the pipe
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see SamplerProcess), now ignored
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    conn.send(("ok", None))
+    probe = open_gpu(provider)
+    tree = ProcessTreeReader(root_pid, exclude={os.getpid()})
+    sampler: Sampler | None = None
+    try:
+        while True:
+            try:
+                command = conn.recv()
+            except EOFError:  # the benchmark process is gone
+                return
+            try:
+                if command == "new":
+                    if sampler is not None:
+                        sampler.stop()
+                    # process_time: the whole sampler process's CPU (reported, not subtracted: it is not in the tree).
+                    sampler = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores, cpu_clock=time.process_time,
+                                      in_tree=False)
+                    answer: Any = None
+                elif command == "close":
+                    conn.send(("ok", None))
+                    return
+                elif sampler is None:
+                    raise RuntimeError(f"the sampler process got {command!r} before 'new'.")
+                else:
+                    answer = getattr(sampler, command)()  # start, stop, summary
+                conn.send(("ok", answer))
+            except Exception as error:
+                conn.send(("error", f"{type(error).__name__}: {error}"))
+    finally:
+        if sampler is not None:
+            with contextlib.suppress(Exception):
+                sampler.stop()
+        probe.shutdown()
+
+
+class SamplerProcess:
+    """Samples the benchmark process's tree from a separate process, one segment per start/stop.
+
+    Started once per benchmark session (a spawned interpreter takes about a second); `new()`
+    gives each benchmark a fresh sampler in it. The same start/stop/summary as `Sampler`, so
+    `RoundHooks` drives either. `close()` ends the process; so does the benchmark's exit
+    (the pipe closes), and the process ignores Ctrl-C so an interrupted run can still stop it.
+    """
+
+    def __init__(self, provider: str, *, rate_hz: float = DEFAULT_RATE_HZ, cores: int | None = None) -> None:
+        import multiprocessing
+        import os
+        import signal
+
+        if rate_hz <= 0:
+            raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime's threads
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, os.getpid(), provider, rate_hz, cores or usable_cores()),
+                                       name="fanbench-sampler", daemon=True)
+        # Blocked while the interpreter starts, which inherits the mask, until _serve ignores it:
+        # a Ctrl-C in that second would otherwise kill the sampler instead of reaching the benchmark.
+        blocking = hasattr(signal, "pthread_sigmask")
+        if blocking:
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.process.start()
+        finally:
+            if blocking:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        child.close()
+        self._running = False
+        self._answer()  # started and ignoring Ctrl-C
+
+    def _call(self, command: str) -> Any:
+        self._conn.send(command)
+        return self._answer()
+
+    def _answer(self) -> Any:
+        try:
+            status, answer = self._conn.recv()
+        except (EOFError, OSError) as error:
+            raise RuntimeError(f"the resource sampler process ended unexpectedly (exit code {self.process.exitcode}); "
+                               f"rerun, or measure without it (--no-sampler).") from error
+        if status != "ok":
+            raise RuntimeError(f"the resource sampler failed: {answer}")
+        return answer
+
+    def new(self) -> SamplerProcess:
+        self._call("new")
+        self._running = False
+        return self
+
+    def start(self) -> None:
+        self._call("start")
+        self._running = True
+
+    def stop(self) -> None:
+        """Safe to call when not running (as `Sampler.stop`)."""
+        if self._running:
+            self._running = False
+            self._call("stop")
+
+    def summary(self) -> ResourceSummary:
+        return self._call("summary")
+
+    def close(self) -> None:
+        """End the process; safe to call twice and after it died."""
+        if self.process.is_alive():
+            with contextlib.suppress(OSError, EOFError, RuntimeError):
+                self._call("close")
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+        self._conn.close()

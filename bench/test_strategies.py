@@ -7,7 +7,7 @@ import pytest
 from strategies import RunResult, RunTimeout
 from strategies.equivalence import first_mismatch, tolerance_for
 
-from .harness import opened
+from .harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
 from .limits import time_limit
 from .measuring import measurement_fields
 from .results import Measurement
@@ -23,7 +23,12 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
     limit = time_limit(pytestconfig.getoption("time_limit"), workload.frame_count, len(workload.models)) \
         + workload.frame_count * scenario.period
     timed_out: RunTimeout | None = None
+    bare: list[float] = []  # serial only: the same sessions over the same arrays, no harness
     with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
+        if case.strategy.name == "serial" and scenario.period == 0:
+            frames = [model.frames for model in workload.models]
+            round_hooks.before_timed_round = lambda: bare.append(
+                bare_loop_s(strategy.sessions, strategy.input_names, frames))
         # Sessions, pools, processes and event loops are built on opening, before the clock.
         # round_hooks sample resources and advance the progress bar outside the timed region.
         try:
@@ -52,5 +57,10 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
     measurement.strategy_options = dict(case.options)
     benchmark.extra_info.update(measurement.extra_info())
     benchmark.extra_info["packing_limit"] = packing_limit.as_dict()
+    if bare:
+        overhead = HarnessOverhead.of([run.wall_s for run in timed], bare)
+        benchmark.extra_info["harness_overhead"] = overhead.fraction
+        benchmark.extra_info["bare_loop_s"] = overhead.bare_s
+        pytestconfig.stash.setdefault(OVERHEAD_LINES, []).append(overhead.line(case.id))
     record(measurement)
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"

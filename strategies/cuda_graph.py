@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,14 +22,13 @@ from .base import (
 )
 from .cuda import device_id
 from .failures import model_failed
-from .local import ModelThreads
 from .sessions import io_names, make_session, onnxruntime, provider_used
 
 # The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
 GRAPH_REFUSED = "cannot use the CUDA Graph feature"
 
 
-class CudaGraph(ModelThreads, Strategy):
+class CudaGraph(Strategy):
     """A thread per model, each replaying its model's captured CUDA graph on every frame.
 
     With `enable_cuda_graph`, onnxruntime records every kernel launch of a run once and
@@ -35,8 +37,10 @@ class CudaGraph(ModelThreads, Strategy):
     time, so each model owns a pre-allocated input and output OrtValue, bound once; per frame
     the input is overwritten in place (`update_inplace`) and the graph replayed. Shapes are
     therefore fixed, which a model's frames are (one array). onnxruntime forbids running
-    such a session from several threads at once: each session is only ever run by its own
-    model's thread. `open` runs a few warm-up runs, which include the graph capture.
+    such a session from several threads at once, and its CUDA provider keeps the captured
+    graph per thread: each model has one thread of its own for the strategy's whole life,
+    which creates the session, warms it up, captures the graph (`open`, one model at a time)
+    and replays it on every frame of every run. `close` releases each session on its thread.
     """
 
     name = "cuda_graph"
@@ -57,19 +61,45 @@ class CudaGraph(ModelThreads, Strategy):
                 f"{self.workload.provider!r}; run on a CUDA host with `.[gpu]` installed and --provider cuda or auto.")
         # Fixed shapes hold by construction: a model's frames are one array (frames, *input shape).
         ort = onnxruntime()
-        options = dict(self.workload.provider_options)
+        self.options = dict(self.workload.provider_options)
         if self.workload.provider == "cuda":
-            options["enable_cuda_graph"] = "1"
-        self.device_id = device_id(options)
-        self.sessions: list[Any] = []
-        self.bindings: list[Any] = []
-        self.inputs: list[Any] = []
-        self.outputs: list[list[Any]] = []
+            self.options["enable_cuda_graph"] = "1"
+        self.device_id = device_id(self.options)
+        count = len(self.workload.models)
+        self.sessions: list[Any] = [None] * count
+        self.bindings: list[Any] = [None] * count
+        self.inputs: list[Any] = [None] * count
+        self.outputs: list[list[Any]] = [[] for _ in range(count)]
         self.run_options = ort.RunOptions()
-        for model in self.workload.models:
-            session = self._graph_session(model.name, model.path, options)
+        self._capture_lock = threading.Lock()
+        self._stop.clear()  # set by a previous close; from here on it means "this open was interrupted"
+        # One thread per model for the strategy's whole life: onnxruntime's CUDA provider keeps a
+        # captured graph in the per-thread context of the thread that captured it, so the thread
+        # that builds and captures a session must be the one that replays it, round after round.
+        self.lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fanbench-{self.name}-{model}")
+                      for model in range(count)]
+        wait([lane.submit(threading.get_ident) for lane in self.lanes])  # every lane's thread started first
+        setups = [lane.submit(self._set_up, model) for model, lane in enumerate(self.lanes)]
+        wait(setups)  # every capture has finished before any lane is timed (and before close on failure)
+        for future in setups:
+            if future.exception() is not None:
+                raise future.exception()
+        self.providers_used = [provider_used(session) for session in self.sessions]
+
+    def _set_up(self, model: int) -> None:
+        """On the model's own lane: create its session, bind its buffers, warm it and capture its graph.
+
+        One lane at a time (the lock): while a stream is capturing, CUDA forbids other threads'
+        synchronisations and allocations, which another session's creation or warm-up makes.
+        """
+        ort = onnxruntime()
+        spec = self.workload.models[model]
+        with self._capture_lock:
+            if self._stop.is_set():  # open was interrupted while this lane waited its turn
+                return
+            session = self._graph_session(spec.name, spec.path, self.options)
             input_name, output_names = io_names(session)
-            sample = np.ascontiguousarray(model.frames[0])
+            sample = np.ascontiguousarray(spec.frames[0])
             binding = session.io_binding()
             # A buffer of its own: on the CPU, ortvalue_from_numpy would wrap the frames array itself,
             # and update_inplace would then overwrite the workload's frames.
@@ -77,19 +107,19 @@ class CudaGraph(ModelThreads, Strategy):
             value.update_inplace(sample)
             binding.bind_ortvalue_input(input_name, value)
             outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.device, self.device_id)
-                       for array in self._output_templates(model.path, input_name, sample)]
+                       for array in self._output_templates(spec.path, input_name, sample)]
             for output_name, output in zip(output_names, outputs, strict=True):
                 binding.bind_ortvalue_output(output_name, output)
-            self.sessions.append(session)
-            self.bindings.append(binding)
-            self.inputs.append(value)
-            self.outputs.append(outputs)
-        self.providers_used = [provider_used(session) for session in self.sessions]
-        for model in range(len(self.sessions)):
+            self.sessions[model], self.bindings[model] = session, binding
+            self.inputs[model], self.outputs[model] = value, outputs
             for _ in range(self.warmup_runs):  # regular runs, then the capture, then a replay
-                self.sessions[model].run_with_iobinding(self.bindings[model], self.run_options)
-            self.bindings[model].synchronize_outputs()
-        self.start_pool(len(self.sessions))
+                session.run_with_iobinding(binding, self.run_options)
+            binding.synchronize_outputs()
+
+    def _release(self, model: int) -> None:
+        """On the model's own lane: drop its binding, buffers and session (and with it the captured graph)."""
+        self.bindings[model] = self.inputs[model] = self.sessions[model] = None
+        self.outputs[model] = []
 
     def _graph_session(self, name: str, path: Any, options: dict[str, str]) -> Any:
         """The model's session; StrategyUnavailable where onnxruntime refuses it CUDA graphs.
@@ -115,12 +145,15 @@ class CudaGraph(ModelThreads, Strategy):
         return probe.run(None, {input_name: sample})
 
     def close(self) -> None:
-        self.stop_pool()
-        # Bindings reference the buffers and the sessions' captured graphs: drop them first.
-        self.bindings = []
-        self.inputs = []
-        self.outputs = []
-        self.sessions = []
+        lanes, self.lanes = getattr(self, "lanes", []), []
+        # Each lane drops its own session (a graph is released by the thread that captured it), then ends.
+        # A lane still running (an interrupted setup, a stopped run) finishes its current call first.
+        for model, lane in enumerate(lanes):
+            with contextlib.suppress(RuntimeError):  # already shut down
+                lane.submit(self._release, model)
+        for lane in lanes:
+            lane.shutdown(wait=True, cancel_futures=False)
+        self.bindings, self.inputs, self.outputs, self.sessions = [], [], [], []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         models = self.workload.models
@@ -148,5 +181,5 @@ class CudaGraph(ModelThreads, Strategy):
             except Exception as error:
                 raise model_failed(self.name, self.workload.names[model], frame, error) from error
 
-        wait_for_lanes([self.pool.submit(lane, model) for model in range(len(models))], arrivals.stop_all)
+        wait_for_lanes([self.lanes[model].submit(lane, model) for model in range(len(models))], arrivals.stop_all)
         return results, calls

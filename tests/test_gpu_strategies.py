@@ -146,6 +146,8 @@ def test_a_failing_model_stops_the_run_and_names_model_and_frame(strategy, make_
         with pytest.raises(StrategyError, match=rf"{strategy.name}: model '{workload.names[1]}' failed on frame 2: "
                                                 r"device lost"):
             running.run()
+    assert [name for name in (thread.name for thread in threading.enumerate())
+            if name.startswith(f"fanbench-{strategy.name}")] == []  # closing after a failed run ends the lanes
 
 
 def test_device_frames_uploads_each_frame_once_per_input_array_and_frees_it():
@@ -231,6 +233,103 @@ def test_wait_for_lanes_cancels_the_others_and_raises_the_first_error():
     assert sorted(finished) == [0, 2]  # both had returned before wait_for_lanes raised
 
 
+class GraphRecorder:
+    """What a fake graph session saw: the thread of every run, and how many captures overlapped."""
+
+    def __init__(self, warmup_runs: int) -> None:
+        self.warmup_runs = warmup_runs
+        self.lock = threading.Lock()
+        self.created_on: dict[int, threading.Thread] = {}
+        self.ran_on: dict[int, set[threading.Thread]] = {}
+        self.capturing: set[int] = set()
+        self.most_capturing_at_once = 0
+
+    def created(self, model: int) -> None:
+        with self.lock:
+            self.created_on[model] = threading.current_thread()
+            self.ran_on[model] = set()
+            self.capturing.add(model)  # from creation to the end of its warm-up (capture) runs
+            self.most_capturing_at_once = max(self.most_capturing_at_once, len(self.capturing))
+
+
+class RecordingGraphSession:
+    """A real CPU session that records, for cuda_graph's logic, on which thread each run happens."""
+
+    def __init__(self, session: Any, model: int, recorder: GraphRecorder) -> None:
+        self.session, self.model, self.recorder, self.runs = session, model, recorder, 0
+        recorder.created(model)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+    def run_with_iobinding(self, binding: Any, *args: Any) -> None:
+        recorder = self.recorder
+        with recorder.lock:
+            recorder.ran_on[self.model].add(threading.current_thread())
+        self.runs += 1
+        if self.runs <= recorder.warmup_runs:
+            threading.Event().wait(0.01)  # a capture that takes a while: others would overlap it without the lock
+        self.session.run_with_iobinding(binding, *args)
+        if self.runs == recorder.warmup_runs:
+            with recorder.lock:
+                recorder.capturing.discard(self.model)
+
+
+class RecordedCudaGraph(CudaGraphBuffersOnCpu):
+    recorder: GraphRecorder
+    fail_model: int | None = None
+    fail_with: BaseException | None = None
+
+    def _graph_session(self, name: str, path: Any, options: dict[str, str]) -> Any:
+        model = self.workload.names.index(name)
+        if model == self.fail_model:
+            raise self.fail_with
+        return RecordingGraphSession(super()._graph_session(name, path, options), model, self.recorder)
+
+
+def lane_threads_alive() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("fanbench-cuda_graph")]
+
+
+def recorded_graph(**attributes: Any) -> type[RecordedCudaGraph]:
+    return type("Recorded", (RecordedCudaGraph,), {"recorder": GraphRecorder(CudaGraph.warmup_runs), **attributes})
+
+
+def test_cuda_graph_creates_captures_and_replays_each_session_on_its_own_lifelong_thread(make_workload):
+    """onnxruntime keeps a captured graph per thread: one thread per model does all of its runs."""
+    workload = make_workload(models=3, frames=4)
+    strategy = recorded_graph()
+    recorder = strategy.recorder
+    with strategy(workload) as running:
+        for _ in range(2):  # rounds: the same threads replay
+            running.run()
+        lanes = dict(recorder.created_on)
+        assert {model: recorder.ran_on[model] for model in lanes} == {model: {lanes[model]} for model in lanes}
+    assert sorted(lanes) == [0, 1, 2]
+    assert len(set(lanes.values())) == 3
+    assert threading.main_thread() not in lanes.values()
+    assert all(len(recorder.ran_on[model]) == 1 for model in lanes)
+    assert not any(thread.is_alive() for thread in lanes.values())  # close ends the lanes
+
+
+def test_cuda_graph_captures_one_session_at_a_time_before_any_lane_is_timed(make_workload):
+    workload = make_workload(models=3, frames=2)
+    strategy = recorded_graph()
+    with strategy(workload) as running:
+        assert strategy.recorder.capturing == set()  # every capture finished when open returns
+        running.run()
+    assert strategy.recorder.most_capturing_at_once == 1
+
+
+@pytest.mark.parametrize("error", [RuntimeError("out of memory"), KeyboardInterrupt()], ids=["failure", "interrupt"])
+def test_cuda_graph_releases_its_lane_threads_when_a_setup_fails(make_workload, error):
+    workload = make_workload(models=3, frames=2)
+    with pytest.raises(type(error)):
+        with recorded_graph(fail_model=1, fail_with=error)(workload):
+            pass
+    assert lane_threads_alive() == []
+
+
 # --- on a GPU (skipped here with the reason; fail under --require-gpu) ---
 
 def on_cuda(workload: Workload) -> Workload:
@@ -242,13 +341,18 @@ def on_cuda(workload: Workload) -> Workload:
 def test_every_strategy_runs_on_cuda_and_equals_serial_on_the_cpu(name, make_workload):
     """Every registered strategy, the GPU ones and the classic ones alike, really on CUDA.
 
+    Sessions per strategy differ (one per model, one merged session, one per worker process):
+    every session it built must run on CUDA, however many there are. Two runs, as the benchmark
+    makes rounds: what a strategy prepared once (bindings, captured graphs) must hold for both.
     The reference ran on the CPU in float32; the GPU computes in TF32 by default, hence its tolerance."""
     workload = make_workload(models=3, frames=6)
     reference = serial_outputs(workload)
     with opened(get_strategy(name), on_cuda(workload)) as running:
-        assert running.providers_used == ["cuda"] * 3
-        outputs = running.run().outputs
-    assert first_mismatch(reference, outputs, workload.names, tolerance_for(on_cuda(workload))) is None
+        assert running.providers_used, f"{name} reports no session's provider"
+        assert set(running.providers_used) == {"cuda"}, running.providers_used
+        runs = [running.run().outputs for _ in range(2)]
+    for outputs in runs:
+        assert first_mismatch(reference, outputs, workload.names, tolerance_for(on_cuda(workload))) is None
 
 
 @pytest.mark.gpu

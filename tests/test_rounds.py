@@ -80,3 +80,13 @@ def test_progress_is_quiet_off_a_terminal():
     progress.advance(10)
     progress.close()
     assert out.getvalue() == ""
+
+
+def test_the_paired_baseline_runs_before_each_timed_round_and_before_the_sampler_starts():
+    sampler = CountingSampler()
+    hooks = RoundHooks(warmup=1, frames_per_round=1, sampler=sampler)
+    hooks.before_timed_round = lambda: sampler.events.append("bare")
+    for _ in range(3):  # 1 warm-up round, then 2 timed ones
+        hooks.setup()
+        hooks.teardown()
+    assert sampler.events == ["stop", "bare", "start", "stop", "bare", "start", "stop"]

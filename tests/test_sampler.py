@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import types
 from collections.abc import Collection
@@ -17,6 +19,7 @@ from bench.sampler import (
     ResourceSummary,
     Sample,
     Sampler,
+    SamplerProcess,
     TreeReading,
     open_gpu,
     summarise,
@@ -147,6 +150,63 @@ def test_the_process_tree_reader_reads_this_process():
     assert reading.uss_bytes > 0
     if sys.platform.startswith("linux"):
         assert 0 < reading.pss_bytes
+
+
+def test_the_process_tree_reader_leaves_out_the_pids_it_is_told_to():
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert child.pid in ProcessTreeReader()().cpu_s
+        assert child.pid not in ProcessTreeReader(exclude={child.pid})().cpu_s
+    finally:
+        child.communicate()
+
+
+def test_a_sampler_outside_the_tree_does_not_take_its_own_cpu_out_of_the_trees():
+    segment = [Sample(0.0, 0.0, tree({1: 1.0})), Sample(1.0, 0.5, tree({1: 1.5}))]
+    assert summarise([segment], cores=1, interval_s=0.5).cpu_util_mean == 0.0  # a thread of the tree: 0.5 - 0.5
+    assert summarise([segment], cores=1, interval_s=0.5, sampler_in_tree=False).cpu_util_mean == 0.5
+
+
+@pytest.fixture
+def sampler_process():
+    process = SamplerProcess("cpu", rate_hz=50.0)
+    try:
+        yield process
+    finally:
+        process.close()
+    assert not process.process.is_alive()
+
+
+def test_the_sampler_process_samples_this_process_from_outside_and_leaves_itself_out(sampler_process):
+    sampler = sampler_process.new()
+    for _ in range(2):  # two rounds: two segments, each read at start and stop
+        sampler.start()
+        sampler.stop()
+    summary = sampler.summary()
+    assert summary.samples >= 4
+    assert summary.peak_uss_bytes > 0
+    assert summary.sampler_cpu_s >= 0.0
+    assert sampler_process.process.pid != os.getpid()
+    # What the process reads is this process's tree without the sampler itself.
+    sampler_pid = sampler_process.process.pid
+    assert sampler_pid in ProcessTreeReader()().cpu_s  # a child of this process...
+    assert sampler.new().summary().samples == 0  # ...and a new benchmark starts with no samples
+
+
+def test_the_sampler_process_survives_ctrl_c_and_reports_errors_in_one_line(sampler_process):
+    os.kill(sampler_process.process.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole group
+    with pytest.raises(RuntimeError, match=r"^the resource sampler failed: RuntimeError: the sampler process got "
+                                           r"'summary' before 'new'\.$"):
+        sampler_process.summary()
+    sampler_process.new().start()
+    sampler_process.stop()
+    sampler_process.stop()  # stopping twice is harmless, as for the thread sampler
+    assert sampler_process.summary().samples >= 2
+
+
+def test_closing_the_sampler_process_twice_is_harmless(sampler_process):
+    sampler_process.close()
+    sampler_process.close()
 
 
 @dataclass

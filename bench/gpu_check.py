@@ -1,0 +1,223 @@
+"""Every GPU check in one command, for a CUDA host: `python -m bench.gpu_check [--out DIR]`.
+
+Runs, each as its own pytest process with its output in OUT/<step>.log:
+
+1. `tests`: every `gpu`-marked test, under --require-gpu;
+2. `writeup`: the write-up workload with every strategy (offline, --frames 300, 3 rounds);
+3. `noise`: `serial` with onnxruntime's default thread pools (16 spinning intra-op threads per
+   session) next to one non-spinning thread per session, 5 rounds each, to tell run-to-run
+   noise that the CPU thread pools cause from noise of the device (docs/gpu.md);
+4. `real`: two real models (PP-OCR text detector and direction classifier), when the packages
+   that ship them are installed (fixtures/real_models.py), else skipped with the reason;
+
+then writes OUT/summary.md and prints it: the device, per step a table (median wall, the
+spread of the rounds, ratio to serial with onnxruntime's defaults, GPU use, equality and the
+tolerance used), the harness overhead, and every failure and skip with its reason.
+
+Without a GPU it refuses in one line (exit 4) before running anything. Exit 1 when a step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+USAGE_ERROR = 4
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    args: tuple[str, ...]
+    benchmarks: bool = True  # False: plain tests, no benchmark JSON
+
+
+def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequence[str]) -> list[Step]:
+    bench = ("bench", "--require-gpu", "--scenario", "offline", "--sample-rate", str(sample_rate), "--no-history")
+    listed = [
+        Step("tests", "gpu-marked tests", ("-m", "gpu", "--require-gpu", "tests"), benchmarks=False),
+        Step("writeup", f"write-up workload, every strategy, {frames} frames",
+             (*bench, "--workload", "writeup", "--frames", str(frames))),
+        Step("noise", f"serial's run-to-run spread: onnxruntime's thread pools or the device ({frames} frames)",
+             (*bench, "--workload", "writeup", "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
+              "--threads", "ort", "--threads", "intra=1,inter=1,spin=0")),
+    ]
+    if real_models:
+        listed.append(Step("real", f"real models, {real_frames} frames",
+                           (*bench, "--frames", str(real_frames), *(arg for model in real_models
+                                                                    for arg in ("--model", model)))))
+    return listed
+
+
+def real_model_args() -> tuple[list[str], str | None]:
+    """The real-model --model values, or the reason they are not installed."""
+    from fixtures.real_models import find_real_model, missing_reason
+
+    reason = missing_reason("det", "cls")
+    if reason is not None:
+        return [], reason
+    return [f"{find_real_model('det')}@640x640", f"{find_real_model('cls')}@48x192"], None
+
+
+# --- reading what the steps wrote ------------------------------------------------------------
+
+@dataclass
+class StepResult:
+    step: Step
+    returncode: int
+    benchmarks: list[dict[str, Any]] = field(default_factory=list)  # pytest-benchmark's, with extra_info
+    machine: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # "test id: first line of the failure"
+    skips: list[str] = field(default_factory=list)
+
+
+def read_junit(path: Path) -> tuple[list[str], list[str]]:
+    """(failures, skips) from a JUnit XML file, each 'test id: first line of the message'."""
+    if not path.is_file():
+        return [], []
+    failures, skips = [], []
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
+        for kind in ("failure", "error", "skipped"):
+            for element in case.findall(kind):
+                message = (element.get("message") or element.text or "").strip().splitlines()
+                line = f"{name}: {message[0] if message else kind}"
+                (skips if kind == "skipped" else failures).append(line)
+    return failures, skips
+
+
+def read_step(step: Step, returncode: int, out: Path) -> StepResult:
+    result = StepResult(step, returncode)
+    result.failures, result.skips = read_junit(out / f"{step.name}.xml")
+    bench_json = out / f"{step.name}.json"
+    if step.benchmarks and bench_json.is_file():
+        data = json.loads(bench_json.read_text())
+        result.benchmarks = data.get("benchmarks", [])
+        result.machine = data.get("machine_info", {}).get("fanbench", {})
+    if returncode != 0 and not result.failures:
+        result.failures.append(f"pytest exited with {returncode}: see {step.name}.log")
+    return result
+
+
+# --- the summary -------------------------------------------------------------------------------
+
+def _spread(walls: Sequence[float]) -> str:
+    if len(walls) < 2:
+        return "1 round"
+    low, high, middle = min(walls), max(walls), statistics.median(walls)
+    return f"{low:.3f}-{high:.3f} (+-{(high - low) / 2 / middle:.0%})"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def benchmark_table(benchmarks: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown rows: median wall, spread of the rounds, ratio to serial ort-defaults, GPU, equality."""
+    infos = [bench["extra_info"] for bench in benchmarks if bench.get("extra_info", {}).get("wall_s")]
+    base = next((info["wall_s"] for info in infos if info["strategy"] == "serial" and info.get("ort_defaults")), None)
+    rows = ["| strategy | settings | wall (s) | rounds min-max (spread) | x serial-ort-defaults | GPU util mean % "
+            "| GPU MB | equal | provider |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for info in infos:
+        ratio = f"{base / info['wall_s']:.2f}" if base else "-"
+        memory = info.get("gpu_memory_peak_bytes")
+        rows.append(f"| {info['strategy']} | {info['settings']} | {info['wall_s']:.3f} | "
+                    f"{_spread(info.get('rounds_wall_s') or [info['wall_s']])} | {ratio} | "
+                    f"{_percent(info.get('gpu_util_mean'))} | {'-' if memory is None else f'{memory / 2**20:.0f}'} | "
+                    f"{'yes' if info.get('equivalent') else 'NO'} | {info.get('provider', '-')} |")
+    return rows
+
+
+def device_lines(results: Sequence[StepResult]) -> list[str]:
+    machine = next((result.machine for result in results if result.machine), {})
+    gpu = machine.get("gpu") or {}
+    if not machine:
+        return ["- device: no benchmark step recorded its machine (see the logs)"]
+    return [f"- GPU: {gpu.get('name', '?')}, driver {gpu.get('driver', '?')}, CUDA driver {gpu.get('cuda_driver', '?')}, "
+            f"{gpu.get('memory_total_mb', 0):.0f} MB" if gpu else f"- GPU: none recorded ({machine.get('gpu_unavailable')})",
+            f"- onnxruntime {machine.get('onnxruntime', '?')} ({machine.get('onnxruntime_device', '?')}), "
+            f"providers {', '.join(machine.get('available_providers', []))}, {machine.get('usable_cores', '?')} cores, "
+            f"CUDA options {machine.get('cuda_options') or 'default'}"]
+
+
+def summary(results: Sequence[StepResult], command: str) -> str:
+    lines = ["# fanbench GPU check", "", f"`{command}`", "", *device_lines(results)]
+    for result in results:
+        status = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        lines += ["", f"## {result.step.title}: {status}", "", f"`pytest {' '.join(result.step.args)}`", ""]
+        if result.benchmarks:
+            lines += benchmark_table(result.benchmarks)
+            tolerances = sorted({bench["extra_info"].get("tolerance") for bench in result.benchmarks
+                                 if bench["extra_info"].get("tolerance")})
+            lines += [""] + [f"- equal to serial within: {tolerance}" for tolerance in tolerances]
+            for bench in result.benchmarks:
+                info = bench["extra_info"]
+                if info.get("harness_overhead") is not None:
+                    lines.append(f"- harness overhead of {info['strategy']} {info['settings']}: "
+                                 f"{info['harness_overhead']:+.1%} (bare loop {info['bare_loop_s']:.3f} s)")
+                if info.get("mismatch"):
+                    lines.append(f"- {info['strategy']} {info['settings']} NOT equal: {info['mismatch']}")
+        lines += [f"- failed: {line}" for line in result.failures]
+        lines += [f"- skipped: {line}" for line in result.skips]
+    return "\n".join(lines) + "\n"
+
+
+# --- running -----------------------------------------------------------------------------------
+
+def run_step(step: Step, out: Path) -> StepResult:
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *step.args,
+            f"--junitxml={out / f'{step.name}.xml'}"]
+    if step.benchmarks:
+        args += [f"--benchmark-json={out / f'{step.name}.json'}", f"--report-dir={out / f'{step.name}-report'}"]
+    print(f"fanbench gpu_check: {step.title} ...", flush=True)
+    with open(out / f"{step.name}.log", "w") as log:
+        returncode = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+    return read_step(step, returncode, out)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("reports/gpu-check"), help="where logs, JSON and "
+                        "summary.md go (default reports/gpu-check)")
+    parser.add_argument("--frames", type=int, default=300, help="frames of the write-up workload (default 300)")
+    parser.add_argument("--real-frames", type=int, default=100, help="frames of the real-model run (default 100)")
+    parser.add_argument("--sample-rate", type=float, default=10.0, help="resource samples per second (default 10)")
+    args = parser.parse_args(argv)
+    for name in ("frames", "real_frames", "sample_rate"):
+        if getattr(args, name) <= 0:
+            parser.exit(USAGE_ERROR, f"error: --{name.replace('_', '-')} must be above 0, got {getattr(args, name)}.\n")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from strategies.cuda import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        print(f"fanbench gpu_check needs a CUDA GPU: {reason}", file=sys.stderr)
+        return USAGE_ERROR
+    args.out.mkdir(parents=True, exist_ok=True)
+    real_models, missing = real_model_args()
+    results = [run_step(step, args.out) for step in steps(args.frames, args.real_frames, args.sample_rate, real_models)]
+    command = "python -m bench.gpu_check " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = summary(results, command.strip())
+    if missing:
+        text += f"\n## real models: skipped\n\n- {missing}\n"
+    (args.out / "summary.md").write_text(text)
+    print(text)
+    return 0 if all(result.returncode == 0 for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
