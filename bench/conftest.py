@@ -16,7 +16,7 @@ from .gates import GateResult, check_references, evaluate
 from .interrupts import sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
 from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
-from .recommend import recommendation
+from .recommend import recommendation, streaming_recommendation
 from .results import Measurement
 from .table import format_table
 
@@ -185,6 +185,9 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     # The recommendation answers the offline question: which strategy gets through the video fastest.
     line = recommendation([m for m in measurements if m.scenario == "offline"])
     if line:
+        terminalreporter.write_line(line)
+    # A stream asks another question: which strategy keeps up, frame by frame.
+    for line in streaming_recommendation(measurements):
         terminalreporter.write_line(line)
 
     differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
