@@ -16,7 +16,7 @@ from .gates import GateResult, check_references, evaluate
 from .interrupts import sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
 from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
-from .recommend import recommendation, streaming_recommendation
+from .report import recommendation_lines
 from .results import Measurement
 from .table import format_table
 
@@ -182,12 +182,8 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_sep("=", "fanbench")
         terminalreporter.write_line(format_table(measurements))
     finish(terminalreporter, config, measurements)  # GPU note, report directory
-    # The recommendation answers the offline question: which strategy gets through the video fastest.
-    line = recommendation([m for m in measurements if m.scenario == "offline"])
-    if line:
-        terminalreporter.write_line(line)
-    # A stream asks another question: which strategy keeps up, frame by frame.
-    for line in streaming_recommendation(measurements):
+    # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
+    for line in recommendation_lines(measurements):
         terminalreporter.write_line(line)
 
     differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
