@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .results import Measurement
-from .table import baseline
+from .table import CONFIDENCE, baseline, speedup
 
 
 def _figure(width: float, height: float, columns: int = 1):
@@ -41,15 +41,21 @@ def wall_and_speedup_chart(measurements: Sequence[Measurement], title: str, path
     labels = [m.key for m in measurements]
     figure, (wall_axes, speed_axes) = _figure(11, 1.2 + 0.35 * len(labels), 2)
     positions = range(len(labels))
-    wall_axes.barh(positions, [m.wall_s for m in measurements], color="tab:blue")
+    # Whiskers: the fastest and slowest round; on the speedups, their bootstrap interval.
+    wall_axes.barh(positions, [m.wall_s for m in measurements], color="tab:blue", ecolor="0.3", capsize=2,
+                   xerr=[[m.wall_s - min(m.rounds_wall_s or [m.wall_s]) for m in measurements],
+                         [max(m.rounds_wall_s or [m.wall_s]) - m.wall_s for m in measurements]])
     wall_axes.set_yticks(positions, labels)
     wall_axes.invert_yaxis()
-    wall_axes.set_xlabel("wall time (s), median of the timed rounds")
+    wall_axes.set_xlabel("wall time (s), median of the timed rounds (whiskers: fastest and slowest round)")
     if base is not None:
-        speed_axes.barh(positions, [base.wall_s / m.wall_s if m.wall_s > 0 else 0.0 for m in measurements],
-                        color="tab:green")
+        ratios = [speedup(base, m) for m in measurements]
+        speed_axes.barh(positions, [ratio.value for ratio in ratios], ecolor="0.3", capsize=2,
+                        color=["tab:gray" if ratio.within_noise else "tab:green" for ratio in ratios],
+                        xerr=[[ratio.value - ratio.low if ratio.judged else 0.0 for ratio in ratios],
+                              [ratio.high - ratio.value if ratio.judged else 0.0 for ratio in ratios]])
         speed_axes.axvline(1.0, color="0.4", linewidth=0.8)
-        speed_axes.set_xlabel(f"speedup over {base.key}")
+        speed_axes.set_xlabel(f"speedup over {base.key} ({CONFIDENCE:.0%} CI; grey: within noise)")
     else:
         speed_axes.set_xlabel("speedup: no serial run to compare with")
     figure.suptitle(title, fontsize=10)

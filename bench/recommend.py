@@ -16,7 +16,7 @@ from strategies.thread_spec import settings_from_dict, spec_text
 
 from .compare import compare_rounds
 from .results import Measurement
-from .table import CONFIDENCE, baseline, by_scenario, efficiency_text, speedup
+from .table import CONFIDENCE, NOISE_MARK, baseline, by_scenario, efficiency_text, speedup
 
 TIE = 0.05  # with a single round there is no spread: runs within 5% of each other count as ties
 MORE_ROUNDS = 10  # what to suggest when the rounds cannot separate the leaders
@@ -63,12 +63,14 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
     parts = [f"fanbench recommends {_label(best)}: wall {best.wall_s:.3f} s{_rounds(best)}"]
     if base is not None and base is not best:
         ratio = speedup(base, best)
-        parts.append(f"{ratio.value:.2f}x {base.key}" + (f" ({CONFIDENCE:.0%} CI {ratio.low:.2f}-{ratio.high:.2f})"
-                                                        if ratio.judged else ""))
+        mark = NOISE_MARK if ratio.within_noise else ""
+        parts.append(f"{mark}{ratio.value:.2f}x {base.key}" +
+                     (f" ({CONFIDENCE:.0%} CI {ratio.low:.2f}-{ratio.high:.2f})" if ratio.judged else ""))
     if efficiency_text(best) != "-":
         parts.append(f"efficiency {efficiency_text(best)} of the packing limit")
     line = ", ".join(parts)
-    ties = [m for m in equivalent if m is not best and not distinguishably_slower(best, m)]
+    ties = sorted((m for m in equivalent if m is not best and not distinguishably_slower(best, m)),
+                  key=lambda m: m.wall_s)
     if fastest is not best:
         line += f" (the fastest run, {fastest.key} at {fastest.wall_s:.3f} s, did not match serial)"
     if not ties:
