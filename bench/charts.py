@@ -34,6 +34,10 @@ def _save(figure, path: Path) -> Path:
 
 
 def wall_and_speedup_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
+    return _save(wall_and_speedup_figure(measurements, title), path)
+
+
+def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
     """Horizontal bars: median wall time, and speedup over the `serial` baseline of the same runs."""
     if not measurements:
         raise ValueError(f"{title}: no measurements to chart.")
@@ -59,7 +63,7 @@ def wall_and_speedup_chart(measurements: Sequence[Measurement], title: str, path
     else:
         speed_axes.set_xlabel("speedup: no serial run to compare with")
     figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return figure
 
 
 def latency_figure(measurements: Sequence[Measurement], title: str):

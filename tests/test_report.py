@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.charts import TrendPoint, latency_figure, trend_figure
+from bench.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
 from bench.report import HistoryError, load_run, main, measurement_from_info, same_workload_runs, trend_series, write_report
 
 DATA = Path(__file__).parent / "data"
@@ -85,6 +85,28 @@ def test_the_latency_chart_uses_a_log_axis_where_latencies_span_decades_so_the_d
     assert high > 27000
     close = [replace_latency(fast, 0.030, 0.035, 0.038), replace_latency(late, 0.031, 0.036, 0.039)]
     assert latency_figure(close, "t").axes[0].get_xscale() == "linear"  # within one decade: linear reads best
+
+
+def test_the_speedup_bars_carry_their_interval_and_grey_out_a_speedup_within_noise():
+    from dataclasses import replace
+
+    serial = load_run(FIRST).measurements()[0]
+    rows = [replace(serial, rounds_wall_s=[1.98, 2.0, 2.02], wall_s=2.0),
+            replace(serial, strategy="threads", rounds_wall_s=[0.99, 1.0, 1.01], wall_s=1.0),
+            replace(serial, strategy="asyncio", rounds_wall_s=[1.5, 1.9, 2.4], wall_s=1.9)]
+    wall_axes, speed_axes = wall_and_speedup_figure(rows, "t").axes
+    bars = list(speed_axes.patches)
+    assert [round(bar.get_width(), 2) for bar in bars] == [1.0, 2.0, 1.05]
+    assert [bar.get_facecolor() for bar in bars][2] != bars[1].get_facecolor()  # asyncio's 1.05x is within noise
+    assert len(whiskers(speed_axes)) == 3  # an interval per bar
+    assert [round(x, 2) for (x, _), _ in whiskers(wall_axes)] == [1.98, 0.99, 1.5]  # from each fastest round
+
+
+def whiskers(axes) -> list:
+    from matplotlib.container import ErrorbarContainer
+
+    (errorbars,) = [container for container in axes.containers if isinstance(container, ErrorbarContainer)]
+    return errorbars.lines[2][0].get_segments()
 
 
 def replace_latency(m, p50, p90, p99):
