@@ -95,7 +95,7 @@ def latency_figure(measurements: Sequence[Measurement], title: str):
     axes.invert_yaxis()
     axes.set_xlabel("latency (ms) from frame arrival to every model done" +
                     (", log scale" if axes.get_xscale() == "log" else ""))
-    axes.legend(fontsize=8, loc="lower right")
+    figure.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)  # never over a bar
     axes.set_title(title, fontsize=10)
     return figure
 

@@ -66,7 +66,9 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
         mark = NOISE_MARK if ratio.within_noise else ""
         parts.append(f"{mark}{ratio.value:.2f}x {base.key}" +
                      (f" ({CONFIDENCE:.0%} CI {ratio.low:.2f}-{ratio.high:.2f})" if ratio.judged else ""))
-    if efficiency_text(best) != "-":
+    if efficiency_text(best) == "above limit":
+        parts.append("beyond the packing limit (not an efficiency to act on: see the note under the table)")
+    elif efficiency_text(best) != "-":
         parts.append(f"efficiency {efficiency_text(best)} of the packing limit")
     line = ", ".join(parts)
     ties = sorted((m for m in equivalent if m is not best and not distinguishably_slower(best, m)),
