@@ -51,7 +51,7 @@ def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
                          [max(m.rounds_wall_s or [m.wall_s]) - m.wall_s for m in measurements]])
     wall_axes.set_yticks(positions, labels)
     wall_axes.invert_yaxis()
-    wall_axes.set_xlabel("wall time (s), median of the timed rounds (whiskers: fastest and slowest round)")
+    wall_axes.set_xlabel("wall time (s), median of the timed rounds\nwhiskers: fastest and slowest round")
     if base is not None:
         ratios = [speedup(base, m) for m in measurements]
         speed_axes.barh(positions, [ratio.value for ratio in ratios], ecolor="0.3", capsize=2,
@@ -59,7 +59,7 @@ def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
                         xerr=[[ratio.value - ratio.low if ratio.judged else 0.0 for ratio in ratios],
                               [ratio.high - ratio.value if ratio.judged else 0.0 for ratio in ratios]])
         speed_axes.axvline(1.0, color="0.4", linewidth=0.8)
-        speed_axes.set_xlabel(f"speedup over {base.key} ({CONFIDENCE:.0%} CI; grey: within noise)")
+        speed_axes.set_xlabel(f"speedup over {base.key}\nwhiskers: {CONFIDENCE:.0%} CI; grey: within noise")
     else:
         speed_axes.set_xlabel("speedup: no serial run to compare with")
     figure.suptitle(title, fontsize=10)
