@@ -97,7 +97,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> list[str]:
     """Before a long run starts: how many benchmarks, what is not streamed and why, and the
-    least time the streams take (pacing alone; the compute comes on top)."""
+    time pacing the streams takes (the compute comes on top)."""
     if not any(getattr(item, "originalname", None) == "test_strategy" for item in items):
         return []
     selected, left_out = benchmarks(config)
