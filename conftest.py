@@ -177,7 +177,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             loop=config.getoption("loop_video"), frame_size=(height, width), batch=config.getoption("batch"))
     except UserInputError as error:
         raise pytest.UsageError(str(error)) from None
-    gpu.require_gpu(config)  # --require-gpu: fail at once, before anything runs on the CPU
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    # --require-gpu: fail at once, before anything runs on the CPU. Here rather than in
+    # pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary).
+    gpu.require_gpu(session.config)
 
 
 def user_input(config: pytest.Config) -> UserInput | None:

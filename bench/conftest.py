@@ -20,9 +20,10 @@ from .gates import GateResult, check_references, evaluate
 from .harness import OVERHEAD_LINES
 from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
-from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process  # noqa: F401 (fixtures)
-from .recommend import recommendation
+from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
+from .report import recommendation_lines
 from .results import Measurement
+from .scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
 from .table import format_table
 
 # Strategy constructor arguments taken from command-line options: strategy -> {argument: option}.
@@ -77,11 +78,48 @@ def cases(config: pytest.Config) -> list[Case]:
     return selected
 
 
+def benchmarks(config: pytest.Config) -> tuple[list[tuple[Case, Scenario]], dict[str, str]]:
+    """Every (case, scenario) to time, and the cases left out of streaming with the reason."""
+    swept = bool(config.getoption("threads"))
+    selected, left_out = [], {}
+    for case in cases(config):
+        for scenario in scenarios(config):
+            reason = None if scenario.name != STREAMING else not_streamed(
+                case.strategy.per_frame, case.settings.ort_defaults, dict(case.options), swept)
+            if reason is None:
+                selected.append((case, scenario))
+            else:
+                left_out[case.id] = reason
+    return selected, left_out
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if {"case", "scenario"} <= set(metafunc.fixturenames):
+        selected, _ = benchmarks(metafunc.config)
+        metafunc.parametrize(("case", "scenario"), selected,
+                             ids=[f"{case.id}-{scenario.id}" for case, scenario in selected])
+        return
     if "case" in metafunc.fixturenames:
         selected = cases(metafunc.config)
         metafunc.parametrize("case", selected, ids=[case.id for case in selected])
     parametrize_scenarios(metafunc)  # offline and/or streaming
+
+
+def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> list[str]:
+    """Before a long run starts: how many benchmarks, what is not streamed and why, and the
+    time pacing the streams takes (the compute comes on top)."""
+    if not any(getattr(item, "originalname", None) == "test_strategy" for item in items):
+        return []
+    selected, left_out = benchmarks(config)
+    streams = [scenario for _, scenario in selected if scenario.name == STREAMING]
+    lines = [f"fanbench: {len(selected)} benchmarks ({len(selected) - len(streams)} offline, {len(streams)} streaming)"]
+    if streams:
+        rounds = config.getoption("rounds") + config.getoption("warmup")
+        least = sum(minimum_duration_s(config.getoption("frames"), scenario, rounds) for scenario in streams)
+        lines[0] += (f"; pacing the streams alone takes about {least:.0f} s ({config.getoption('frames')} frames at "
+                     f"{streams[0].fps:g} fps x {rounds} rounds x {len(streams)}), the compute comes on top")
+    lines += [f"fanbench: not streamed: {case_id}: {reason}" for case_id, reason in left_out.items()]
+    return lines
 
 
 def _previous_runs_exist(config: pytest.Config) -> bool:
@@ -268,9 +306,8 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
     for line in config.stash.get(OVERHEAD_LINES, []):
         terminalreporter.write_line(line)
     finish(terminalreporter, config, measurements)  # GPU note, report directory
-    # The recommendation answers the offline question: which strategy gets through the video fastest.
-    line = recommendation([m for m in measurements if m.scenario == "offline"])
-    if line:
+    # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
+    for line in recommendation_lines(measurements):
         terminalreporter.write_line(line)
 
     benchmarksession = getattr(config, "_benchmarksession", None)

@@ -5,9 +5,9 @@
 
 The directory holds `report.md` (the tables, the charts and the timelines), `wall-speedup-*.png`
 (wall time and speedup per strategy, per scenario), `latency-*.png` (streaming latency
-percentiles), `timelines/*.png` (one per benchmark) and, with `--trend`, `trend.png`.
-Given several history files (or a directory of them), the report shows the latest run and
-the trend chart spans them all.
+percentiles), `timelines/*.png` (one per benchmark) and, with `--trend`, `trend.png`; files
+an earlier report left there are removed first. Given several history files (or a directory
+of them), the report shows the latest run and the trend chart spans the runs of its workload.
 """
 
 from __future__ import annotations
@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from .charts import TrendPoint, latency_chart, trend_chart, wall_and_speedup_chart
+from .comparability import workload_differences
+from .recommend import recommendation, streaming_recommendation
 from .results import Measurement
 from .table import by_scenario, markdown_tables
 from .timeline import render_timeline
 
 REPORT_NAME = "report.md"
 TIMELINES = "timelines"
+#: What a report writes into its directory; all of it is removed first, so the directory
+#: holds exactly the last report (files the report does not own are left alone).
+OWNED = (REPORT_NAME, "wall-speedup-*.png", "latency-*.png", "trend.png", f"{TIMELINES}/*.png")
 
 
 def slug(text: str) -> str:
@@ -99,6 +104,25 @@ def history_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+def same_workload_runs(runs: Sequence[SavedRun]) -> tuple[list[SavedRun], list[str]]:
+    """The runs that timed the same work as the last one (every benchmark they share with it
+    has the same frames, batch, models, provider and thread settings), and why each other run
+    was left out: a trend joining 40-frame and 8-frame runs would show a 'fall' that is none."""
+    latest = {bench["name"]: bench.get("extra_info", {}) for bench in runs[-1].benchmarks}
+    kept, left_out = [], []
+    for run in runs:
+        shared = [bench for bench in run.benchmarks if bench["name"] in latest]
+        differences = next((lines for bench in shared
+                            if (lines := workload_differences(bench.get("extra_info", {}), latest[bench["name"]]))), [])
+        if not shared:
+            left_out.append(f"{run.path.name}: no benchmark in common with the latest run")
+        elif differences:
+            left_out.append(f"{run.path.name}: other workload ({'; '.join(differences)})")
+        else:
+            kept.append(run)
+    return kept, left_out
+
+
 def trend_series(runs: Sequence[SavedRun]) -> dict[str, list[TrendPoint]]:
     """Each benchmark's median round time in every run that has it."""
     series: dict[str, list[TrendPoint]] = {}
@@ -108,13 +132,21 @@ def trend_series(runs: Sequence[SavedRun]) -> dict[str, list[TrendPoint]]:
     return series
 
 
+def recommendation_lines(measurements: Sequence[Measurement]) -> list[str]:
+    """The closing answers, as the terminal prints them: offline first, then each stream."""
+    offline = recommendation([m for m in measurements if m.scenario == "offline"])
+    return [*(offline.splitlines() if offline else []), *streaming_recommendation(measurements)]
+
+
 def write_report(measurements: Sequence[Measurement], out_dir: Path, *, context: Sequence[str] = (),
                  trend: tuple[dict[str, list[TrendPoint]], list[str]] | None = None) -> Path:
     """Write report.md and its charts into `out_dir`; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in (out_dir / TIMELINES).glob("*.png"):  # a reused directory keeps no stale timelines
-        old.unlink()
-    lines = ["# fanbench report", "", *(f"- {line}" for line in context), "", "## Results", "",
+    for pattern in OWNED:  # a reused directory keeps nothing from an earlier report
+        for old in out_dir.glob(pattern):
+            old.unlink()
+    lines = ["# fanbench report", "", *(f"- {line}" for line in context), "", "## Recommendation", "",
+             *(f"- {line}" for line in recommendation_lines(measurements)), "", "## Results", "",
              markdown_tables(measurements), "", "## Charts", ""]
     for title, group in by_scenario(measurements).items():
         chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}", out_dir / f"wall-speedup-{slug(title)}.png")
@@ -160,14 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(machines) > 1:
                 raise HistoryError(f"--trend compares one machine's runs; these files come from {len(machines)} machines: "
                                    f"{'; '.join(machines)}. Give the files of one machine.")
-            trend = (trend_series(runs), [run.label for run in runs])
+            trend_runs, left_out = same_workload_runs(runs)
+            trend = (trend_series(trend_runs), [run.label for run in trend_runs])
     except HistoryError as error:
         parser.exit(2, f"error: {error}\n")
     context = [f"rebuilt from `{latest.path.name}`, saved {latest.label}", f"machine: {latest.machine}"]
     if latest.commit:
         context.append(f"commit: {latest.commit}")
     if trend is not None:
-        context.append(f"trend over {len(runs)} saved runs")
+        context.append(f"trend over {len(trend_runs)} saved runs of the latest run's workload")
+        context += [f"left out of the trend: {line}" for line in left_out]
+        for line in left_out:
+            print(f"note: left out of the trend: {line}")
     report = write_report(measurements, args.out, context=context, trend=trend)
     print(f"report written to {report}")
     return 0

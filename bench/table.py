@@ -7,7 +7,9 @@ resources table. The same cells render as plain text (terminal) or Markdown (rep
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from .compare import compare_rounds
 from .results import Measurement
 
 MB = 1024 * 1024
@@ -20,6 +22,59 @@ def baseline(measurements: Sequence[Measurement]) -> Measurement | None:
     serial = [m for m in measurements if m.strategy == "serial"]
     defaults = [m for m in serial if m.ort_defaults]
     return (defaults or serial or [None])[0]
+
+
+CONFIDENCE = 0.95  # of the speedup intervals (bootstrap over the rounds, bench.compare)
+NOISE_MARK = "~"  # before a ratio whose interval covers 1: within the rounds' noise, not a finding
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How many times faster `m` ran than the baseline: ratio of medians, with the bootstrap
+    interval over both benchmarks' rounds (None with fewer than two rounds on either side)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def judged(self) -> bool:
+        return self.low is not None
+
+    @property
+    def within_noise(self) -> bool:
+        """The rounds' spread covers the difference: the interval includes 1."""
+        return self.judged and self.low <= 1.0 <= self.high
+
+    def text(self) -> str:
+        if not self.judged:
+            return f"{self.value:.2f}"
+        mark = NOISE_MARK if self.within_noise else ""
+        return f"{mark}{self.value:.2f} ({self.low:.2f}-{self.high:.2f})"
+
+
+def speedup(base: Measurement, m: Measurement) -> Speedup:
+    """`base` wall over `m` wall, with the spread of both benchmarks' rounds."""
+    if m.wall_s <= 0:
+        return Speedup(0.0)
+    value = base.wall_s / m.wall_s
+    if m is base or len(base.rounds_wall_s) < 2 or len(m.rounds_wall_s) < 2:
+        return Speedup(value)
+    c = compare_rounds(m.key, base.rounds_wall_s, m.rounds_wall_s, confidence=CONFIDENCE)  # ratio m / base
+    return Speedup(value, 1 / c.ci_high, 1 / c.ci_low)
+
+
+OVER_LIMIT = 1.05  # no efficiency beyond this is printed: it cannot be real
+
+
+def efficiency_text(m: Measurement) -> str:
+    """Efficiency as printed everywhere: none on CUDA (the packing limit is no bound there),
+    never above 105%, and a value above 100% flagged as noise."""
+    if m.efficiency is None or "cuda" in m.provider:
+        return "-"
+    if m.efficiency > OVER_LIMIT:
+        return "above limit"
+    return f"{m.efficiency:.0%}" + (" (noise)" if m.efficiency > 1.0 else "")
 
 
 def scenario_title(m: Measurement) -> str:
@@ -66,7 +121,7 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     base = baseline(measurements)
     streaming = measurements[0].target_fps is not None
     header = ["strategy", "settings", "cumulative per model (s)", "wall (s)", "GPU MB", "GPU util % mean/max",
-              "fps", "overlap", f"x {base.key}" if base else "speedup",
+              "fps", "overlap", f"x {base.key} ({CONFIDENCE:.0%} CI)" if base else "speedup",
               "latency p50/p90/p99 (ms)" if streaming else "frame done p50/p90/p99 (ms)"]
     header += ["deadline misses"] if streaming else []
     header += ["efficiency", "equal to serial"]
@@ -74,9 +129,9 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     for m in measurements:
         row = [m.strategy, m.settings, " / ".join(f"{t:.2f}" for t in m.per_model_cumulative_s), f"{m.wall_s:.3f}",
                _number(m.gpu_memory_peak_bytes, 1 / MB, 0), _gpu_util(m), f"{m.fps:.1f}", f"{m.overlap:.2f}",
-               f"{base.wall_s / m.wall_s:.2f}" if base and m.wall_s > 0 else "-", _latency(m)]
+               speedup(base, m).text() if base and m.wall_s > 0 else "-", _latency(m)]
         row += [_misses(m)] if streaming else []
-        row += [f"{m.efficiency:.0%}" if m.efficiency is not None else "-", "yes" if m.equivalent else "NO"]
+        row += [efficiency_text(m), "yes" if m.equivalent else "NO"]
         rows.append(row)
     return title, header, rows
 
@@ -110,31 +165,31 @@ def preamble(measurements: Sequence[Measurement]) -> list[str]:
     lines = ["models, in the order of the per-model column: " + " / ".join(
         name if count is None else f"{name} ({count / 1e9:.2f} GFLOP per call)"
         for name, count in zip(first.models, flops, strict=True))]
-    if first.limit_s is not None:
-        basis = ("each model's time alone on the GPU, summed" if first.provider == "cuda" else
-                 "each model's single-thread time, summed, over the usable cores")
-        lines.append(f"packing limit {first.limit_s:.3f} s ({basis}); efficiency = limit / wall (offline)")
+    if first.limit_s is not None and "cuda" in first.provider:
+        lines.append(f"each model alone on the GPU, summed: {first.limit_s:.3f} s; not a bound on CUDA (concurrent "
+                     "models overlap their copies and launches with other models' kernels), so no efficiency is "
+                     "shown: GPU util % says how busy the device was")
+    elif first.limit_s is not None:
+        lines.append(f"packing limit {first.limit_s:.3f} s (each model's single-thread time, summed, over the usable "
+                     "cores); efficiency = limit / wall (offline)")
     if first.tolerance:
         lines.append(f"equal to serial: every frame's outputs within {first.tolerance}")
     return lines
 
 
-OVER_LIMIT = 1.05  # efficiency beyond this cannot be real; below it, timer noise
-
-
 def notes(measurements: Sequence[Measurement]) -> list[str]:
     """Why some cells are empty or suspect: each distinct reason once."""
     lines = []
-    over = [m for m in measurements if m.efficiency is not None and m.efficiency > OVER_LIMIT]
-    if any(m.provider == "cuda" for m in over):
-        # On one GPU a model's call alone leaves the device idle during its copies and launches;
-        # concurrent models fill those gaps, so beating the limit is real there.
-        lines.append("efficiency above 100% on CUDA: the models' CPU-side work (copies, kernel launches) overlapped "
-                     "the GPU's work, which the limit (each model's whole call, run alone) cannot.")
-    if any(m.provider != "cuda" for m in over):
-        # No run can beat perfect packing on CPU cores: the limit was measured while the machine was busier.
-        lines.append("efficiency above 100%: the machine was busier while the packing limit was measured than "
-                     "during those runs (another job on the cores?); rerun on a quiet machine to trust it.")
+    if any(efficiency_text(m) == "above limit" for m in measurements):
+        lines.append(f"efficiency 'above limit': more than {OVER_LIMIT:.0%} of the packing limit, which no schedule of "
+                     "single-thread calls can reach: batching or merging cut the per-call cost the limit is built "
+                     "from, or the machine was busier while the limit was measured; not an efficiency to act on.")
+    if any(efficiency_text(m).endswith("(noise)") for m in measurements):
+        lines.append("efficiency above 100% marked (noise): within timer and load noise of the limit, read as 100%.")
+    if any(speedup(base, m).within_noise for group in by_scenario(measurements).values()
+           if (base := baseline(group)) is not None for m in group):
+        lines.append(f"{NOISE_MARK} before a speedup: its {CONFIDENCE:.0%} interval over the rounds includes 1.00, so "
+                     "the rounds' spread covers the difference: within noise, not a finding.")
     for reason in dict.fromkeys(m.gpu_absent for m in measurements if m.gpu_absent):
         lines.append(f"GPU metrics absent: {reason}.")
     if any(not m.sampler_rate_hz for m in measurements):

@@ -25,10 +25,20 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
                  f"fanbench: report written to {report_dir / 'report.md'}"):
         assert line in result.stdout
     assert "deadline misses" in result.stdout
+    # Before the run: the count, what is not streamed and why, and the least time pacing takes.
+    assert "fanbench: 3 benchmarks (2 offline, 1 streaming); pacing the streams alone takes about 0 s" in result.stdout
+    assert "fanbench: not streamed: serial-ort-defaults: onnxruntime's defaults stream only when asked" in result.stdout
+    # After it: an answer per question, in the terminal and in the report.
+    answers = [line for line in result.stdout.splitlines() if "fanbench recommends" in line]
+    assert answers[0].startswith("fanbench recommends serial (--threads intra=2")
+    assert answers[1].startswith("for a 50 fps stream fanbench recommends serial (--threads intra=2")
+    assert len(answers) == 2
+    report = (report_dir / "report.md").read_text()
+    assert all(f"- {line}" in report for line in answers)
     names = sorted(path.relative_to(report_dir).as_posix() for path in report_dir.rglob("*.png"))
     assert names == ["latency-streaming_at_50_fps.png", "timelines/offline-serial-intra2-inter1-spin0.png",
                      "timelines/offline-serial-ort-defaults.png", "timelines/streaming-serial-intra2-inter1-spin0.png",
-                     "timelines/streaming-serial-ort-defaults.png", "wall-speedup-offline.png",
+                     "wall-speedup-offline.png",
                      "wall-speedup-streaming_at_50_fps.png"]
 
 

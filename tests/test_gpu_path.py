@@ -307,6 +307,7 @@ def test_require_gpu_fails_the_run_without_a_gpu():
         result = run_pytest(target, "--require-gpu", "--no-history", "--frames", "2", "--model-size", "tiny")
         assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
         assert "--require-gpu: no session really runs on CUDA here:" in result.stdout
+        assert (result.stdout + result.stderr).count("--require-gpu: no session") == 1  # said once
         assert " passed" not in result.stdout  # stopped before anything ran on the CPU
 
 

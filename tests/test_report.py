@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import HistoryError, load_run, main, measurement_from_info, trend_series, write_report
+from bench.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
+from bench.report import HistoryError, load_run, main, measurement_from_info, same_workload_runs, trend_series, write_report
 
 DATA = Path(__file__).parent / "data"
 FIRST, SECOND = DATA / "history_small_1.json", DATA / "history_small_2.json"
@@ -55,12 +56,96 @@ def test_the_report_from_history_has_the_tables_charts_and_a_timeline_per_benchm
         assert 100 <= height <= 1200, f"{image}: {width}x{height}"
 
 
-def test_a_reused_report_directory_keeps_no_stale_timelines(tmp_path):
-    stale = tmp_path / "timelines" / "offline-gone-strategy.png"
-    stale.parent.mkdir()
-    stale.write_bytes(b"old")
-    write_report(load_run(FIRST).measurements()[:1], tmp_path)
-    assert [path.name for path in (tmp_path / "timelines").iterdir()] == ["offline-serial-ort-defaults.png"]
+def test_a_reused_report_directory_holds_exactly_the_last_report(tmp_path):
+    write_report(load_run(FIRST).measurements(), tmp_path)  # both scenarios: a latency chart, 4 timelines
+    (tmp_path / "trend.png").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    write_report(load_run(FIRST).measurements()[:1], tmp_path)  # offline serial only
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()) == [
+        "notes.txt", "report.md", "timelines/offline-serial-ort-defaults.png", "wall-speedup-offline.png"]
+
+
+def test_the_report_carries_the_recommendation_lines(tmp_path):
+    measurements = load_run(FIRST).measurements()
+    text = write_report(measurements, tmp_path).read_text()
+    section = text.split("## Recommendation\n\n")[1].split("\n\n")[0].splitlines()
+    assert section[0].startswith("- fanbench recommends ")
+    assert section[-1].startswith("- for a 25 fps stream fanbench recommends ")
+
+
+def test_the_latency_chart_uses_a_log_axis_where_latencies_span_decades_so_the_deadline_shows():
+    fast, late = load_run(FIRST).measurements()[1], load_run(FIRST).measurements()[3]
+    assert fast.deadline_s == 0.04
+    fast.latency_p50_s, fast.latency_p90_s, fast.latency_p99_s = 0.030, 0.035, 0.104
+    late.latency_p50_s, late.latency_p90_s, late.latency_p99_s = 5.0, 20.0, 27.0
+    axes = latency_figure([fast, late], "t").axes[0]
+    assert axes.get_xscale() == "log"
+    low, high = axes.get_xlim()
+    assert low < 30  # the 30 ms bar, the 40 ms deadline and the 27 s bar all lie inside the axis
+    assert high > 27000
+    assert legend_inside_figure(latency_figure([fast, late], "t"))
+    close = [replace_latency(fast, 0.030, 0.035, 0.038), replace_latency(late, 0.031, 0.036, 0.039)]
+    assert latency_figure(close, "t").axes[0].get_xscale() == "linear"  # within one decade: linear reads best
+
+
+def test_the_speedup_bars_carry_their_interval_and_grey_out_a_speedup_within_noise():
+    from dataclasses import replace
+
+    serial = load_run(FIRST).measurements()[0]
+    rows = [replace(serial, rounds_wall_s=[1.98, 2.0, 2.02], wall_s=2.0),
+            replace(serial, strategy="threads", rounds_wall_s=[0.99, 1.0, 1.01], wall_s=1.0),
+            replace(serial, strategy="asyncio", rounds_wall_s=[1.5, 1.9, 2.4], wall_s=1.9)]
+    wall_axes, speed_axes = wall_and_speedup_figure(rows, "t").axes
+    bars = list(speed_axes.patches)
+    assert [round(bar.get_width(), 2) for bar in bars] == [1.0, 2.0, 1.05]
+    assert [bar.get_facecolor() for bar in bars][2] != bars[1].get_facecolor()  # asyncio's 1.05x is within noise
+    assert len(whiskers(speed_axes)) == 3  # an interval per bar
+    assert [round(x, 2) for (x, _), _ in whiskers(wall_axes)] == [1.98, 0.99, 1.5]  # from each fastest round
+
+
+def whiskers(axes) -> list:
+    from matplotlib.container import ErrorbarContainer
+
+    (errorbars,) = [container for container in axes.containers if isinstance(container, ErrorbarContainer)]
+    return errorbars.lines[2][0].get_segments()
+
+
+def replace_latency(m, p50, p90, p99):
+    from dataclasses import replace
+
+    return replace(m, latency_p50_s=p50, latency_p90_s=p90, latency_p99_s=p99)
+
+
+def legend_inside_figure(figure) -> bool:
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    legend = (figure.legends or [axes.get_legend() for axes in figure.axes if axes.get_legend()])[0]
+    box, page = legend.get_window_extent(renderer), figure.bbox
+    return page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+
+
+def test_a_trend_with_many_series_stays_readable():
+    runs = [f"2026-11-{day:02d} 10:00:00" for day in range(1, 6)]
+    series = {f"test_strategy[strategy{index}-intra1-inter1-spin0-offline]":
+              [TrendPoint(run, 0.5 + index * 0.1 + day * 0.01) for day, run in enumerate(runs)] for index in range(34)}
+    figure = trend_figure(series, runs, "t")
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 34
+    assert len({(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}) == 34
+    assert len(figure.legends[0].get_texts()) == 34
+    assert legend_inside_figure(figure)
+    assert figure.axes[0].get_yscale() == "linear"  # 0.5 .. 3.9 s: within one decade
+
+
+def test_a_trend_joins_only_runs_of_the_latest_runs_workload(tmp_path):
+    data = json.loads(FIRST.read_text())
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["frames"] = 40
+    other = tmp_path / "0000_forty_frames.json"
+    other.write_text(json.dumps(data))
+    kept, left_out = same_workload_runs([load_run(other), load_run(FIRST), load_run(SECOND)])
+    assert [run.path for run in kept] == [FIRST, SECOND]
+    assert left_out == ["0000_forty_frames.json: other workload (frames: 40 -> 3)"]
 
 
 def test_trend_series_follow_each_benchmark_across_runs():

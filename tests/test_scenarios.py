@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import frame_latencies, summarise_latencies
-from bench.scenarios import Scenario, selected_scenarios
+from bench.scenarios import Scenario, minimum_duration_s, not_streamed, selected_scenarios
 from strategies import Arrivals, CallLog, ModelInput, RunTimeout, Strategy, Workload
 
 
@@ -141,3 +141,20 @@ def test_selected_scenarios(choice, fps, expected):
 def test_invalid_selections_say_what_is_allowed(choice, fps, message):
     with pytest.raises(ValueError, match=message):
         selected_scenarios(choice, fps)
+
+
+@pytest.mark.parametrize(("per_frame", "ort_defaults", "options", "swept", "reason"), [
+    (True, False, {}, False, None),
+    (True, False, {"k": 1}, False, None),  # one frame per call: a stream like any other
+    (False, False, {}, False, "no per-frame completion"),
+    (True, False, {"k": 4}, False, "k=4 frames per call: each frame waits for 3 later ones, past the deadline"),
+    (True, True, {}, False, "onnxruntime's defaults stream only when asked (--threads ort)"),
+    (True, True, {}, True, None),  # a --threads sweep asked for them
+], ids=["tuned", "batched-k1", "whole-video", "batched-k4", "ort-defaults", "ort-defaults-swept"])
+def test_only_what_can_serve_a_stream_is_streamed(per_frame, ort_defaults, options, swept, reason):
+    assert not_streamed(per_frame, ort_defaults, options, swept) == reason
+
+
+def test_a_streams_least_duration_is_its_pacing_over_every_round():
+    assert minimum_duration_s(200, Scenario("streaming", 25.0), rounds=4) == pytest.approx(4 * 199 / 25)
+    assert minimum_duration_s(200, Scenario("offline"), rounds=4) == 0.0

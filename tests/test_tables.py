@@ -22,6 +22,7 @@ def cells(measurements: list[Measurement]) -> dict[str, list[dict[str, str]]]:
     return {title: [dict(zip(header, row, strict=True)) for row in rows] for title, header, rows in tables(measurements)}
 
 
+SPEEDUP = "x serial-ort-defaults (95% CI)"
 STREAMING = {"scenario": "streaming", "target_fps": 2.0, "deadline_s": 0.5, "latency_frames": 4}
 
 
@@ -36,13 +37,31 @@ def test_each_scenario_has_its_own_table_and_its_own_baseline():
     ])
     assert list(result) == ["offline", "streaming at 2 fps", "resources during the timed rounds (process tree)"]
     serial, threads = result["offline"]
-    assert (serial["x serial-ort-defaults"], threads["x serial-ort-defaults"]) == ("1.00", "2.00")
+    assert (serial[SPEEDUP], threads[SPEEDUP]) == ("1.00", "2.00")  # no rounds given: no interval
     assert serial["frame done p50/p90/p99 (ms)"] == "250.0 / 500.0 / 750.0"
     assert "deadline misses" not in serial  # offline has no deadline
     serial, threads = result["streaming at 2 fps"]
-    assert threads["x serial-ort-defaults"] == "2.00"  # against streaming serial (4 s), not offline serial (2 s)
+    assert threads[SPEEDUP] == "2.00"  # against streaming serial (4 s), not offline serial (2 s)
     assert (serial["deadline misses"], threads["deadline misses"]) == ("1/4", "0/4")
     assert threads["latency p50/p90/p99 (ms)"] == "62.5 / 125.0 / 250.0"
+
+
+def test_every_speedup_carries_the_rounds_spread_and_one_the_spread_covers_is_marked_as_noise():
+    result = cells([
+        measurement("serial", 2.0, rounds_wall_s=[1.98, 2.0, 2.02]),
+        measurement("threads", 1.0, rounds_wall_s=[0.99, 1.0, 1.01]),  # tight: a finding
+        measurement("asyncio", 1.9, rounds_wall_s=[1.5, 1.9, 2.4]),  # 1.05x, rounds over 45%
+    ])
+    serial, threads, asyncio = result["offline"]
+    assert serial[SPEEDUP] == "1.00"
+    low, high = (float(value) for value in threads[SPEEDUP].split("(")[1].rstrip(")").split("-"))
+    assert threads[SPEEDUP].startswith("2.00 (")
+    assert 1.9 < low <= 2.0 <= high < 2.1
+    assert asyncio[SPEEDUP].startswith("~1.05 (")
+    text = format_table([measurement("serial", 2.0, rounds_wall_s=[1.98, 2.0, 2.02]),
+                         measurement("asyncio", 1.9, rounds_wall_s=[1.5, 1.9, 2.4])])
+    assert "note: ~ before a speedup: its 95% interval over the rounds includes 1.00" in text
+    assert "within noise, not a finding" in text
 
 
 def test_a_strategy_without_per_frame_completion_is_marked_not_faked():
