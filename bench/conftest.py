@@ -15,7 +15,7 @@ from .comparability import compared_workload_differences, gpu_info
 from .gates import GateResult, check_references, evaluate
 from .interrupts import sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
-from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks  # noqa: F401 (fixtures)
+from .plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, scenarios  # noqa: F401 (fixtures)
 from .recommend import recommendation
 from .results import Measurement
 from .table import format_table
@@ -94,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
         check_references(config.getoption("gate"), list(STRATEGIES), config.getoption("strategy") or list(STRATEGIES))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+    scenarios(config)  # --scenario streaming with --fps 0: one usage-error line, not a collection error
+    check_report_dir(config)  # before the run, not after it
     if config.getoption("benchmark_disable") or config.getoption("benchmark_skip"):
         return
     if not config.getoption("no_history") and not config.getoption("benchmark_save") \
