@@ -1,5 +1,5 @@
-"""Bad --model/--video/--frames input ends `pytest bench` before any timing, with one line
-naming the file and the problem, exit status 4 (usage error), no traceback, and nothing left
+"""Bad --model/--video/--frames/--fps/--scenario/--report-dir input ends `pytest bench` before
+any timing, with one line naming the file or value and the problem, exit status 4 (usage error), no traceback, and nothing left
 behind (no child process, no shared memory, no file). Run in-process with pytester, as a
 user runs it: `pytest bench --model ...`."""
 
