@@ -86,7 +86,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--batch-k", type=_at_least(1), default=4, metavar="K",
                     help="Frames stacked into one call per model by the batched strategy (default 4).")
     # --- scenarios, resource sampling, progress, report directory (bench/plugin.py) ---
-    group.addoption("--fps", type=_non_negative_float, default=25.0, metavar="F",
+    from bench.scenarios import parse_fps
+
+    group.addoption("--fps", type=parse_fps, default=25.0, metavar="F",
                     help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
                          "rate); 0 runs the offline scenario only.")
     group.addoption("--scenario", choices=["both", "offline", "streaming"], default="both",

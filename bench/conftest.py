@@ -20,7 +20,8 @@ from .gates import GateResult, check_references, evaluate
 from .harness import OVERHEAD_LINES
 from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
-from .plugin import finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
+from .plugin import (  # noqa: F401 (fixtures)
+    check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios)
 from .report import recommendation_lines
 from .results import Measurement
 from .scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
@@ -143,6 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
         check_references(config.getoption("gate"), list(STRATEGIES), config.getoption("strategy") or list(STRATEGIES))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+    scenarios(config)  # --scenario streaming with --fps 0: one usage-error line, not a collection error
+    check_report_dir(config)  # before the run, not after it
     if config.getoption("benchmark_disable") or config.getoption("benchmark_skip"):
         return
     if not config.getoption("no_history") and not config.getoption("benchmark_save") \

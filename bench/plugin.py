@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import platform
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -89,6 +91,26 @@ def report_dir(config: pytest.Config) -> Path | None:
     return Path(config.getoption("report_dir"))
 
 
+def check_report_dir(config: pytest.Config) -> None:
+    """Refuse, before anything runs, a --report-dir the report could not be written to (it was
+    found only after the whole run, which then ended in a traceback before the summary lines)."""
+    directory = report_dir(config)
+    if directory is None:
+        return
+    if directory.exists() and not directory.is_dir():
+        raise pytest.UsageError(f"--report-dir {directory}: exists and is not a directory; give a directory "
+                                "(or --no-report).")
+    existing = next(folder for folder in (directory, *directory.parents) if folder.exists())
+    if not existing.is_dir():
+        raise pytest.UsageError(f"--report-dir {directory}: {existing} is a file, so no directory can be made "
+                                "under it; give another directory (or --no-report).")
+    try:  # really try: os.access says yes to root on a read-only file system or in /sys
+        os.rmdir(tempfile.mkdtemp(prefix=".fanbench-write-check-", dir=existing))
+    except OSError as error:
+        raise pytest.UsageError(f"--report-dir {directory}: cannot create anything in {existing} "
+                                f"({error.strerror or error}); give a writable directory (or --no-report).") from None
+
+
 def finish(terminalreporter, config: pytest.Config, measurements: Sequence[Measurement]) -> None:
     """After the table: the GPU note, then the report directory."""
     absent = config.stash.get(GPU_ABSENT, None)
@@ -101,5 +123,9 @@ def finish(terminalreporter, config: pytest.Config, measurements: Sequence[Measu
 
     context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
                f"onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
-    report = write_report(measurements, directory, context=context)
+    try:
+        report = write_report(measurements, directory, context=context)
+    except OSError as error:  # e.g. the disk filled during the run: say so, and let the summary go on
+        terminalreporter.write_line(f"fanbench: could not write the report to {directory}: {error}", red=True)
+        return
     terminalreporter.write_line(f"fanbench: report written to {report}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from strategies import RunResult, RunTimeout
+from strategies import RunResult, RunTimeout, StrategyError
 from strategies.equivalence import first_mismatch, tolerance_for
 
 from .harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
@@ -22,7 +22,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
     # A stream takes frames / fps by design: the limit counts from when the last frame arrives.
     limit = time_limit(pytestconfig.getoption("time_limit"), workload.frame_count, len(workload.models)) \
         + workload.frame_count * scenario.period
-    timed_out: RunTimeout | None = None
+    failed: StrategyError | None = None
     bare: list[float] = []  # serial only: the same sessions over the same arrays, no harness
     with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
         if case.strategy.name == "serial" and scenario.period == 0:
@@ -36,11 +36,12 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
                                setup=round_hooks.setup, teardown=round_hooks.teardown,
                                rounds=pytestconfig.getoption("rounds"), warmup_rounds=pytestconfig.getoption("warmup"),
                                iterations=1)
-        except RunTimeout as error:  # leaving `with` stops the strategy: lanes end, workers are killed
-            timed_out = error
+        except StrategyError as error:  # leaving `with` stops the strategy: lanes end, workers are killed
+            failed = error  # a model that failed, a worker that died or hung, the time limit: said in one line
         providers = set(strategy.providers_used)
-    if timed_out is not None:
-        pytest.fail(f"{case.id}: {timed_out} Raise the limit with --time-limit SECONDS if the run is just slow.", pytrace=False)
+    if failed is not None:
+        advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
+        pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
     timed = runs[-pytestconfig.getoption("rounds"):]
     tolerance = tolerance_for(workload)
     mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names, tolerance) for run in runs) if m),

@@ -22,6 +22,22 @@ class MergeError(ValueError):
     """The models cannot be combined into one graph; the message says why."""
 
 
+# protobuf cannot serialise a message of 2 GiB or more (onnx.save raises EncodeError, onnx.checker
+# refuses it), and a merged model holds every model's weights.
+MAX_MODEL_BYTES = onnx.checker.MAXIMUM_PROTOBUF
+
+
+def serialised_size(model: ModelProto) -> int:
+    """Bytes `model` takes serialised (weights included), computed without serialising it."""
+    return model.ByteSize()
+
+
+def _check_size(sizes: Sequence[int], what: str) -> None:
+    if sum(sizes) > MAX_MODEL_BYTES:
+        raise MergeError(f"{what} {sum(sizes) / 1e9:.2f} GB, over protobuf's limit of {MAX_MODEL_BYTES / 2**30:g} GiB "
+                         "for one model, so one merged graph cannot be saved.")
+
+
 @dataclass(frozen=True)
 class MergedModel:
     model: ModelProto
@@ -111,6 +127,9 @@ def merge_models(models: Sequence[ModelProto], names: Sequence[str], input_name:
         raise MergeError("merging needs at least one model.")
     if input_name.startswith("model") and "/" in input_name:
         raise MergeError(f"the shared input name {input_name!r} could clash with the per-model prefixes; choose another.")
+    sizes = [serialised_size(model) for model in models]
+    listed = ", ".join(f"{name!r} {size / 1e9:.2f} GB" for name, size in zip(names, sizes, strict=True))
+    _check_size(sizes, f"the models ({listed}) take")  # before copying every weight
     shared = _shared_input(models, names)
     opsets = _opsets(models, names)
     graph = helper.make_graph([], "merged", [], [])
@@ -149,6 +168,7 @@ def merge_models(models: Sequence[ModelProto], names: Sequence[str], input_name:
     graph.input.insert(0, shared)
     merged = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name="fanbench-merged")
     merged.ir_version = max(model.ir_version for model in models)
+    _check_size([serialised_size(merged)], "the merged graph takes")  # the prefixed names add a little
     try:
         onnx.checker.check_model(merged)
     except onnx.checker.ValidationError as error:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.managers import SyncManager
+from pathlib import Path
 from typing import Any
 
 from .base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings
 from .sessions import io_names, make_session, provider_used
-from .workers import DONE, FAILED, READY, TIMED_OUT, WorkerPool, context, detach_from_terminal_signals
+from .workers import DONE, FAILED, READY, TIMED_OUT, WorkerPool, answer_timeout, context, detach_from_terminal_signals
 
 
 def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
@@ -62,7 +66,12 @@ class Processes(Strategy):
 
     def frame_sources(self) -> list[Any]:
         """What each worker indexes for its frames. Models sharing one input array share one list."""
-        self.manager = context().Manager()
+        # The manager listens on a socket in a folder of ours: left to itself it makes a `pymp-*`
+        # folder that only the manager process removes, so it stayed behind when that was killed.
+        self.manager_dir = Path(tempfile.mkdtemp(prefix="fanbench_manager_"))
+        manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
+        manager.start()
+        self.manager = manager  # only once started: shutdown() exists from then on
         lists: dict[int, Any] = {}
         sources = []
         for model in self.workload.models:
@@ -83,10 +92,7 @@ class Processes(Strategy):
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
-        # The workers check the deadline at every frame themselves; the grace second covers a
-        # worker that hangs inside `session.run` (collect raises RunTimeout, close kills it).
-        timeout = None if arrivals.deadline is None else max(0.0, arrivals.deadline - self.clock()) + 1.0
-        answers = self.pool.collect(DONE, timeout)
+        answers = self.pool.collect(DONE, answer_timeout(arrivals, self.clock))  # past it: RunTimeout, close kills them
         outputs = [answer[0] for answer in answers]
         calls = [call for answer in answers for call in answer[1]]
         return outputs, calls
@@ -102,3 +108,7 @@ class Processes(Strategy):
         if manager is not None:
             manager.shutdown()
             self.manager = None
+        directory = getattr(self, "manager_dir", None)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+            self.manager_dir = None

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-from .base import Arrivals, CallRecord, Outputs, RunTimeout, Strategy, StrategyError, ThreadSettings
+from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, StrategyUnavailable, ThreadSettings
 from .processes import serve
-from .shared_frames import BlockSpec, SharedFrames, attach
-from .workers import DONE, FAILED, TIMED_OUT, WorkerPool, context, detach_from_terminal_signals, exit_reason
+from .shared_frames import BlockSpec, SharedFrames, SharedMemoryFull, attach, check_room
+from .workers import DONE, FAILED, WorkerPool, answer_timeout, context, detach_from_terminal_signals
 
 
 class StoppedByAnotherModel(RuntimeError):
@@ -65,7 +65,8 @@ class ProcessesShm(Strategy):
 
     Its costs: process start-up and one session per process (outside the clock; on a GPU a
     CUDA context per process: memory grows with the worker count), a copy of the frames in
-    shared memory, and the outputs pickled back once per run. Blocks are unlinked in `close`,
+    shared memory (where /dev/shm has no room for it, `open` raises StrategyUnavailable saying
+    how much it needs), and the outputs pickled back once per run. Blocks are unlinked in `close`,
     when `open` fails, and when a run is interrupted or a worker dies (the strategy is then
     closed; open a new one). When one model fails, the others stop at their next frame and
     the run raises a StrategyError naming the model and frame. Default settings: cores /
@@ -83,12 +84,13 @@ class ProcessesShm(Strategy):
             raise
 
     def _open(self) -> None:
-        self.frames = SharedFrames()
-        specs: dict[int, BlockSpec] = {}
-        for model in self.workload.models:
-            key = id(model.frames)  # models sharing one array share one block
-            if key not in specs:
-                specs[key] = self.frames.share(model.frames)
+        arrays = {id(model.frames): model.frames for model in self.workload.models}  # models sharing one array share one block
+        try:
+            check_room(sum(array.nbytes for array in arrays.values()))
+            self.frames = SharedFrames()
+            specs = {key: self.frames.share(array) for key, array in arrays.items()}
+        except SharedMemoryFull as error:
+            raise StrategyUnavailable(f"{self.name}: {error}") from None
         self.stop_event = context().Event()
         models = self.workload.models
         self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))], self.workload.names)
@@ -120,54 +122,17 @@ class ProcessesShm(Strategy):
             raise StrategyError(f"{self.name}: the strategy is closed (an earlier run was interrupted or lost a "
                                 "worker, which closes it); open a new one.")
         self.stop_event.clear()
-        timeout = None if arrivals.deadline is None else max(0.0, arrivals.deadline - self.clock()) + 1.0
         try:
             self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
-            answers, failure = self._gather(timeout)
-        except BaseException:
-            # A dead worker, a timeout or an interrupt leaves answers in flight: nothing
-            # reliable can follow, so release processes and shared memory now.
-            self.close()
+            # The first failure stops the other workers at their next frame (they answer then).
+            answers = self.pool.collect(DONE, answer_timeout(arrivals, self.clock), stop=self.stop_event.set)
+        except BaseException as error:
+            if not isinstance(error, StrategyError) or self.pool.busy:
+                # A dead worker, a timeout or an interrupt leaves answers in flight: nothing
+                # reliable can follow, so release processes and shared memory now. (A model
+                # that failed leaves every worker answered and usable.)
+                self.close()
             raise
-        if failure is not None:
-            raise StrategyError(f"{self.name}: {failure}")
-        outputs = [answers[index][0] for index in range(len(answers))]
-        calls = [call for index in range(len(answers)) for call in answers[index][1]]
+        outputs = [answer[0] for answer in answers]
+        calls = [call for answer in answers for call in answer[1]]
         return outputs, calls
-
-    def _gather(self, timeout: float | None) -> tuple[dict[int, Any], str | None]:
-        """Every worker's answer to this run. The first failure stops the others (they answer
-        at their next frame) and is returned; a dead worker raises at once."""
-        pool = self.pool
-        answers: dict[int, Any] = {}
-        failure: str | None = None
-        waiting = {pipe: index for index, pipe in enumerate(pool.pipes)}
-        sentinels = {process.sentinel: index for index, process in enumerate(pool.processes)}
-        while waiting:
-            ready = wait([*waiting, *sentinels], timeout)
-            if not ready:
-                raise StrategyError(f"{self.name}: workers {sorted(pool.lanes[i] for i in waiting.values())} "
-                                    f"did not answer within {timeout} s.")
-            for handle in ready:
-                if handle in waiting:
-                    index = waiting[handle]
-                    try:
-                        kind, payload = handle.recv()
-                    except EOFError:
-                        continue  # its sentinel reports the death with the exit code
-                    del waiting[handle]
-                    if kind == DONE:
-                        answers[index] = payload
-                    elif kind == TIMED_OUT:
-                        self.stop_event.set()
-                        raise RunTimeout(f"{self.name}: {payload}")
-                    elif kind == FAILED and failure is None:
-                        failure = payload  # later ones are the others stopping because of it
-                        self.stop_event.set()
-                elif sentinels[handle] in waiting.values():
-                    index = sentinels[handle]
-                    process = pool.processes[index]
-                    process.join(1.0)
-                    raise StrategyError(f"{self.name}: worker {pool.lanes[index]!r} (model "
-                                        f"{self.workload.names[index]!r}) died ({exit_reason(process.exitcode)}).")
-        return answers, failure

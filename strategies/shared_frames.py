@@ -13,12 +13,21 @@ block when it exits, under the parent's feet. So workers attach without register
 Python 3.13's `track=False`, or on older Pythons the registration call suppressed for the
 duration of the attach. The parent keeps its registration, so if the parent is killed
 before it can unlink, the tracker still removes the blocks.
+
+Room in /dev/shm: a block is created at its full size without the memory behind it, and
+writing to a page a full tmpfs cannot supply does not raise, it kills the process with SIGBUS
+(a container's default /dev/shm is 64 MB). So `check_room` compares the bytes needed with the
+free space first, and `share` reserves each block's pages (posix_fallocate) before writing:
+both end in `SharedMemoryFull`, whose message says how much is needed and how to get it.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import secrets
+import shutil
 import sys
 import threading
 from dataclasses import dataclass
@@ -28,7 +37,53 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 PREFIX = "fanbench_"
+SHM_DIR = "/dev/shm"  # where Linux keeps POSIX shared memory
 _attach_lock = threading.Lock()
+
+
+class SharedMemoryFull(OSError):
+    """/dev/shm has no room for the frames; the message says how much they need and how to give it."""
+
+
+def shared_memory_free() -> int | None:
+    """Bytes free in /dev/shm; None where that cannot be read (no /dev/shm: not Linux)."""
+    try:
+        return shutil.disk_usage(SHM_DIR).free
+    except OSError:
+        return None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def room_message(needed: int, free: int) -> str:
+    # A container's /dev/shm is set when it starts; a quarter more than needed leaves room for others' blocks.
+    gigabytes = max(1, math.ceil(needed * 1.25 / 1e9))
+    return (f"the frames need {_megabytes(needed)} of shared memory but {SHM_DIR} has {_megabytes(free)} free; "
+            f"give {SHM_DIR} more room (a Docker container: `docker run --shm-size={gigabytes}g`) "
+            "or lower --frames, --frame-size or --batch.")
+
+
+def check_room(needed: int) -> None:
+    """Raise SharedMemoryFull unless /dev/shm has `needed` bytes free (where it can be told)."""
+    free = shared_memory_free()
+    if free is not None and needed > free:
+        raise SharedMemoryFull(room_message(needed, free))
+
+
+def _reserve(block: SharedMemory) -> None:
+    """Allocate the block's pages now, so a full /dev/shm raises here instead of SIGBUS on the write
+    (another process may have filled it since `check_room`)."""
+    descriptor = getattr(block, "_fd", -1)  # SharedMemory keeps its descriptor open on POSIX
+    if descriptor < 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(descriptor, 0, block.size)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise SharedMemoryFull(room_message(block.size, shared_memory_free() or 0)) from None
 
 
 def block_prefix(pid: int | None = None) -> str:
@@ -60,6 +115,7 @@ class SharedFrames:
         # A zero-byte block is refused by the OS; an empty array still gets one byte.
         block = SharedMemory(name=block_prefix() + secrets.token_hex(6), create=True, size=max(1, array.nbytes))
         self.blocks.append(block)  # owned from here on, so close() unlinks it whatever happens next
+        _reserve(block)
         view = np.ndarray(array.shape, array.dtype, buffer=block.buf)
         view[...] = array
         del view  # no exported buffer may outlive the block's close()

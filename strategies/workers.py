@@ -15,10 +15,18 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .base import RunTimeout, StrategyError
+from .base import Arrivals, Clock, RunTimeout, StrategyError
 
 READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
 JOIN_TIMEOUT_S = 5.0
+GRACE_S = 1.0
+
+
+def answer_timeout(arrivals: Arrivals, clock: Clock) -> float | None:
+    """How long the parent waits for every worker's answer to a run: until the run's deadline
+    plus a grace second. The workers check the deadline at every frame themselves; the grace
+    covers a worker that hangs inside `session.run` or is stopped (SIGSTOP)."""
+    return None if arrivals.deadline is None else max(0.0, arrivals.deadline - clock()) + GRACE_S
 
 
 def context() -> Any:
@@ -94,16 +102,24 @@ class WorkerPool:
 
     def send_all(self, message: Any) -> None:
         self.busy = True
-        for pipe in self.pipes:
-            pipe.send(message)
+        for index, pipe in enumerate(self.pipes):
+            try:
+                pipe.send(message)
+            except OSError:  # the worker died since its last answer: say so with its exit code
+                raise self._died(index) from None
 
-    def collect(self, expected: str, timeout: float | None = None) -> list[Any]:
+    def collect(self, expected: str, timeout: float | None = None,
+                stop: Callable[[], None] | None = None) -> list[Any]:
         """One `expected` answer from every worker, in lane order.
 
-        Fails at once when a worker reports an error or dies (StrategyError), and with
-        RunTimeout when not every worker has answered within `timeout` seconds.
+        Fails at once when a worker dies (StrategyError), and with RunTimeout when not every
+        worker has answered within `timeout` seconds. A worker that reports an error fails
+        the collection at once too, unless `stop` is given: then `stop()` tells the others to
+        end early, their answers are gathered (the pool is idle again, its workers usable)
+        and the first failure is raised.
         """
         answers: dict[int, Any] = {}
+        failure: StrategyError | None = None
         waiting = {pipe: index for index, pipe in enumerate(self.pipes)}
         sentinels = {process.sentinel: index for index, process in enumerate(self.processes)}
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -119,17 +135,25 @@ class WorkerPool:
                     index = waiting[handle]
                     try:
                         kind, payload = handle.recv()
-                    except EOFError:  # the worker is gone: report it with its exit code
-                        raise self._died(index) from None
-                    if kind == FAILED:
-                        raise StrategyError(f"{self.strategy}: {self.describe(index)} failed: {payload}")
+                    except (EOFError, OSError):  # the worker is gone (a reset when it died with
+                        raise self._died(index) from None  # our message unread): report its exit code
+                    del waiting[handle]
                     if kind == TIMED_OUT:
                         raise RunTimeout(f"{self.strategy}: {self.describe(index)} stopped: {payload}")
+                    if kind == FAILED:
+                        error = StrategyError(f"{self.strategy}: {self.describe(index)} failed: {payload}")
+                        if stop is None:
+                            raise error
+                        if failure is None:  # later ones are the others stopping because of it
+                            failure = error
+                            stop()
+                        continue
                     answers[index] = payload
-                    del waiting[handle]
                 elif sentinels[handle] in waiting.values():
                     raise self._died(sentinels[handle])
         self.busy = False
+        if failure is not None:
+            raise failure
         return [answers[index] for index in range(len(self.pipes))]
 
     def _died(self, index: int) -> StrategyError:

@@ -1,5 +1,5 @@
-"""Bad --model/--video/--frames input ends `pytest bench` before any timing, with one line
-naming the file and the problem, exit status 4 (usage error), no traceback, and nothing left
+"""Bad --model/--video/--frames/--fps/--scenario/--report-dir input ends `pytest bench` before
+any timing, with one line naming the file or value and the problem, exit status 4 (usage error), no traceback, and nothing left
 behind (no child process, no shared memory, no file). Run in-process with pytester, as a
 user runs it: `pytest bench --model ...`."""
 
@@ -69,8 +69,23 @@ CASES = [
     ("video-shorter-than-frames", ["--video", "short.mp4", "--frames", "5"],
      r"ERROR: --video short\.mp4: the video has only 3 frames but 5 were asked for; ask for fewer frames or pass "
      r"--loop-video to repeat it\."),
+    ("video-is-a-folder", ["--video", "folder.onnx"],
+     r"ERROR: --video folder\.onnx: is a directory, not a video file; give the path of the video file itself\."),
     ("video-bad-with-model", ["--model", "good.onnx", "--video", "absent.mp4"],
      r"ERROR: --video absent\.mp4: no such video file\."),
+    ("fps-too-low", ["--fps", "1e-300"],
+     r"argument --fps: must be 0 \(offline only\) or a finite frame rate of at least 0\.001 \(one frame every "
+     r"1000 s\), got '1e-300'\."),
+    ("fps-not-a-number", ["--fps", "nan"], r"argument --fps: must be 0 \(offline only\) or a finite frame rate"),
+    ("streaming-without-fps", ["--fps", "0", "--scenario", "streaming"],
+     r"ERROR: --scenario streaming needs a frame rate: give --fps above 0\."),
+    ("report-dir-is-a-file", ["--report-dir", "text.mp4"],
+     r"ERROR: --report-dir text\.mp4: exists and is not a directory; give a directory \(or --no-report\)\."),
+    ("report-dir-under-a-file", ["--report-dir", "text.mp4/report"],
+     r"ERROR: --report-dir text\.mp4/report: text\.mp4 is a file, so no directory can be made under it"),
+    ("report-dir-unwritable", ["--report-dir", "/sys/fanbench-report"],
+     r"ERROR: --report-dir /sys/fanbench-report: cannot create anything in /sys \(.+\); give a writable directory "
+     r"\(or --no-report\)\."),
     ("frames-zero", ["--frames", "0", "--model", "good.onnx"], r"argument --frames: must be at least 1, got 0\."),
     ("frames-negative", ["--frames", "-3", "--video", "short.mp4"], r"argument --frames: must be at least 1, got -3\."),
     ("frames-not-a-number", ["--frames", "many"], r"argument --frames: expected a whole number, got 'many'\."),

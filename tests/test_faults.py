@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from strategies import RunStopped, RunTimeout, StrategyError, Workload, get_strategy
+from strategies import STRATEGIES, RunStopped, RunTimeout, StrategyError, Workload, get_strategy
 from strategies.processes import Processes
+from strategies.shared_frames import SHM_DIR, block_prefix
 from tests.fault_helpers import FaultyProcesses, FaultySession, fault, small_workload
 
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
 LONG_PERIOD = 0.05  # with LONG_FRAMES, a run that would take 5 s unless stopped
 LONG_FRAMES = 100
 
@@ -143,6 +148,58 @@ def test_interrupt_while_workers_run_kills_them(long: Workload) -> None:
         later(0.5, interrupt)  # Ctrl-C mid-run
         strategy.run(period=LONG_PERIOD, time_limit=60)
     assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_leftover_children")
+def test_killed_manager_leaves_no_temporary_folder(long: Workload) -> None:
+    """The Manager serving `processes`' frames listens on a socket in a temporary folder; killed,
+    it cannot remove the folder itself (it left a `pymp-*` folder behind): `close` removes it."""
+    before = set(os.listdir(tempfile.gettempdir()))
+    with Processes(long) as strategy:
+        os.kill(strategy.manager._process.pid, signal.SIGKILL)
+        with pytest.raises(StrategyError, match=r"processes: worker 'process-\d' .* failed: model .* failed on frame 0"):
+            strategy.run(period=LONG_PERIOD, time_limit=60)
+    assert set(os.listdir(tempfile.gettempdir())) <= before
+
+
+def run_bench(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """`pytest bench` in this process (its workers are this test's children), on a tiny workload."""
+    return pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                              "-p", "no:cacheprovider", "--frames", "4", "--models", "2", "--model-size", "tiny",
+                              "--frame-size", "16x16", "--rounds", "1", "--warmup", "0", "--no-history", "--no-report",
+                              "--no-progress", "--threads", "default", "--scenario", "offline", *args)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_leftover_children")
+@pytest.mark.parametrize("name", ["processes", "processes_shm"])
+@pytest.mark.parametrize(("signum", "args", "reason"), [
+    (signal.SIGKILL, [], r"died \(killed by signal SIGKILL\)\.$"),
+    (signal.SIGSTOP, ["--time-limit", "1"], r"did not answer within \d+\.\d s; the workers are stopped\. "
+                                            r"Raise the limit with --time-limit SECONDS if the run is just slow\.$"),
+], ids=["killed", "stopped"])
+def test_a_lost_worker_fails_its_benchmark_in_one_line(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                       name: str, signum: signal.Signals, args: list[str],
+                                                       reason: str) -> None:
+    """A worker killed (or stopped, then past --time-limit) as the run starts: the benchmark fails
+    with one line naming the worker, its model and the cause, not a traceback; nothing is left."""
+    cls = STRATEGIES[name]
+    execute = cls._execute
+
+    def lose_a_worker(self, arrivals):
+        os.kill(self.pool.pids[1], signum)
+        return execute(self, arrivals)
+
+    monkeypatch.setattr(cls, "_execute", lose_a_worker)
+    result = run_bench(pytester, "--strategy", name, *args)
+    output = result.outlines + result.errlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, "\n".join(output)
+    line = rf"^{name}-intra\S+: {name}: worker 'process-1' \(model '[^']+'\) {reason}"
+    assert [text for text in output if re.search(line, text)], "\n".join(output)
+    assert not [text for text in output if "Traceback" in text or text.startswith("E ") or "strategies/" in text], \
+        "\n".join(output)
+    assert not [entry for entry in os.listdir(SHM_DIR) if entry.startswith(block_prefix())]
 
 
 # --- lanes in this process ---------------------------------------------------------------

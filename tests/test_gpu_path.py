@@ -300,15 +300,20 @@ def no_gpu_here() -> str | None:
 
 
 @pytest.mark.slow
-def test_require_gpu_fails_the_run_without_a_gpu():
+@pytest.mark.parametrize("option", [["--require-gpu"], ["--provider", "cuda"]], ids=["require-gpu", "provider-cuda"])
+def test_require_gpu_fails_the_run_without_a_gpu(option):
+    """--provider cuda too: one line at the start, not a ProviderError traceback in every benchmark."""
     if no_gpu_here() is None:
         pytest.skip("a session really runs on CUDA here; this test is for machines without one")
     for target in ("bench", "tests/test_gpu_strategies.py"):
-        result = run_pytest(target, "--require-gpu", "--no-history", "--frames", "2", "--model-size", "tiny")
+        result = run_pytest(target, *option, "--no-history", "--frames", "2", "--model-size", "tiny")
         assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
-        assert "--require-gpu: no session really runs on CUDA here:" in result.stdout
-        assert (result.stdout + result.stderr).count("--require-gpu: no session") == 1  # said once
+        assert f"{option[0]}{' cuda' if len(option) > 1 else ''}: no session really runs on CUDA here:" in result.stdout
+        said = f"{option[0]}{' cuda' if len(option) > 1 else ''}: no session"
+        assert (result.stdout + result.stderr).count(said) == 1  # said once
         assert " passed" not in result.stdout  # stopped before anything ran on the CPU
+        assert "Traceback" not in result.stdout + result.stderr
+        assert "ProviderError" not in result.stdout
 
 
 @pytest.mark.slow
@@ -357,5 +362,5 @@ def test_real_onnxruntime_gpu_without_a_usable_gpu_fails_with_the_fall_back_mess
     result = run_pytest("bench", "--provider", "cuda", "--strategy", "serial", "--no-history", "--frames", "2",
                         "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "1", "--warmup", "1")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
-    assert "ProviderError" in result.stdout
+    assert "--provider cuda: no session really runs on CUDA here:" in result.stdout  # one line, before any benchmark
     assert "fell back to CPUExecutionProvider" in result.stdout

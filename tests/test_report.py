@@ -217,3 +217,34 @@ def test_older_history_without_the_new_fields_still_loads():
 def test_extra_info_that_is_not_a_measurement_is_an_error():
     with pytest.raises(HistoryError, match="bench-x: extra_info is not a fanbench measurement"):
         measurement_from_info({"strategy": "serial"}, "bench-x")
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_goes_on(tmp_path, monkeypatch):
+    """The disk filled during the run (--report-dir itself is checked before it): one line, no traceback
+    that would cut off the recommendation and gate lines printed after the report."""
+    from bench import plugin
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def write_line(self, line: str, **markup) -> None:
+            self.lines.append(line)
+
+    class Config:
+        def __init__(self) -> None:
+            self.stash: dict = {}
+            self.options = {"no_report": False, "benchmark_disable": False, "benchmark_skip": False,
+                            "report_dir": str(tmp_path / "report")}
+
+        def getoption(self, name: str):
+            return self.options[name]
+
+    monkeypatch.setattr(plugin, "write_report", disk_full)
+    reporter = Reporter()
+    plugin.finish(reporter, Config(), load_run(FIRST).measurements())
+    assert reporter.lines == [f"fanbench: could not write the report to {tmp_path / 'report'}: "
+                              "[Errno 28] No space left on device"]

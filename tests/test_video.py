@@ -82,3 +82,22 @@ def test_frames_tensor_stacks_frames_in_order(clip):
     assert tensor.shape == (3, 2, 3, 8, 8)
     for index, image in enumerate(images):
         np.testing.assert_array_equal(tensor[index], to_batch(image, 8, 8, 2))
+
+
+def test_an_interrupted_write_leaves_no_partial_video(tmp_path, monkeypatch):
+    """Ctrl-C while the synthetic video is written (a large --frames): the partial file is removed."""
+    import cv2
+
+    rectangle, drawn = cv2.rectangle, []
+
+    def interrupt_at_the_fifth_frame(*args, **kwargs):
+        drawn.append(1)
+        if len(drawn) == 5:
+            raise KeyboardInterrupt  # as Python's SIGINT handler raises it in the running code
+        return rectangle(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "rectangle", interrupt_at_the_fifth_frame)
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic_video(tmp_path / "long.mp4", frames=1000, height=48, width=64)
+    assert len(drawn) == 5  # it was interrupted midway, after writing frames
+    assert list(tmp_path.iterdir()) == []
