@@ -20,8 +20,7 @@ from .gates import GateResult, check_references, evaluate
 from .harness import OVERHEAD_LINES
 from .interrupts import keep_complete, sigterm_as_interrupt
 from .limit import PackingLimit, measure_packing_limit
-from .plugin import (  # noqa: F401 (fixtures)
-    check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios)
+from .plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
 from .report import recommendation_lines
 from .results import Measurement
 from .scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
