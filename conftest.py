@@ -301,3 +301,12 @@ def reference(workload):
 
     with get_strategy("serial")(workload) as serial:
         return serial.run().outputs
+
+
+@pytest.fixture(scope="session")
+def calibration(workload, reference):
+    """Each model's measured tolerance: noise floor and discrimination (strategies/equivalence.py),
+    measured once per run with the reference, outside every timed region."""
+    from strategies.equivalence import measure_calibration
+
+    return measure_calibration(workload, reference)

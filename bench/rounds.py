@@ -60,6 +60,8 @@ class RoundHooks:
         self.warmup, self.frames_per_round = warmup, frames_per_round
         self.sampler, self.progress = sampler, progress
         self.rounds_done = 0
+        self.after_round: Callable[[], None] | None = None  # e.g. check the round's outputs, then drop them
+
 
     def setup(self) -> None:
         if self.sampler is not None and self.rounds_done >= self.warmup:
@@ -69,6 +71,8 @@ class RoundHooks:
         if self.sampler is not None:
             self.sampler.stop()
         self.rounds_done += 1
+        if self.after_round is not None:
+            self.after_round()
         if self.progress is not None:
             self.progress.advance(self.frames_per_round)
 

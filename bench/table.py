@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from strategies.equivalence import ModelCheck
+
 from .results import Measurement
 
 MB = 1024 * 1024
@@ -116,6 +118,9 @@ def preamble(measurements: Sequence[Measurement]) -> list[str]:
         lines.append(f"packing limit {first.limit_s:.3f} s ({basis}); efficiency = limit / wall (offline)")
     if first.tolerance:
         lines.append(f"equal to serial: every frame's outputs within {first.tolerance}")
+    # The measured check of each model: noise floor, how far apart frames are, the tolerance between.
+    lines += [f"equivalence {ModelCheck.from_dict(name, check).line()}"
+              for name, check in first.equivalence.get("models", {}).items()]
     return lines
 
 
