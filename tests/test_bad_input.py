@@ -77,11 +77,11 @@ CASES = [
      r"tensor outputs only: export the model without sequence or map outputs"),
     # Runs that cannot fit in memory: refused before any video is written or decoded.
     ("frames-beyond-memory", ["--frames", "1000000000"],
-     r"ERROR: this run needs about [\d.]+ GiB of memory \(preprocessed frames .*\) but only .* is available; "
+     r"ERROR: this run needs about [\d.]+ [GT]iB of memory \(preprocessed frames .*\) but only .* is available; "
      r"lower --frames \(about [\d.]+ MiB per frame\), --frame-size or @HxW, or --batch\."),
-    ("frame-size-beyond-memory", ["--frame-size", "99999x100000"], r"ERROR: this run needs about [\d.]+ GiB of memory"),
+    ("frame-size-beyond-memory", ["--frame-size", "99999x100000"], r"ERROR: this run needs about [\d.]+ [GT]iB of memory"),
     ("model-size-beyond-memory", ["--model", "good.onnx@99999x100000"],
-     r"ERROR: this run needs about [\d.]+ GiB of memory"),
+     r"ERROR: this run needs about [\d.]+ [GT]iB of memory"),
     ("frames-zero", ["--frames", "0", "--model", "good.onnx"], r"argument --frames: must be at least 1, got 0\."),
     ("frames-negative", ["--frames", "-3", "--video", "short.mp4"], r"argument --frames: must be at least 1, got -3\."),
     ("frames-not-a-number", ["--frames", "many"], r"argument --frames: expected a whole number, got 'many'\."),
