@@ -13,9 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from fixtures.models import SIZES, build_model, model_set
-from fixtures.video import decode_video, frames_tensor, write_synthetic_video
 from fixtures.real_models import find_real_model, missing_reason
 from fixtures.user import ModelRequest, load_models, synthetic_images
+from fixtures.video import decode_video, frames_tensor, write_synthetic_video
 from strategies import RunResult, ThreadSettings, Tolerance, Workload, assert_equivalent, get_strategy
 from strategies.base import empty_outputs
 from strategies.equivalence import (
@@ -183,7 +183,8 @@ def test_garbage_never_passes_against_a_reference_with_non_finite_values(referen
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         message = first_mismatch(odd, bad, tiny_workload.names)
-    assert message is not None and message.startswith(f"model {tiny_workload.names[0]!r} frame 0 output 0: ")
+    assert message is not None
+    assert message.startswith(f"model {tiny_workload.names[0]!r} frame 0 output 0: ")
 
 
 # --- the measured tolerance: noise floor, discrimination, a tolerance between them ---
@@ -193,7 +194,8 @@ def test_tf32_noise_is_measured_and_the_tolerance_lies_between_noise_and_discrim
     calibration = calibrate(tf32, float32, names, "tf32", "float32")
     for check in calibration.models:
         assert 0 < check.noise < check.tolerance < check.separation, check
-        assert check.tells_frames_apart and check.verdict() == "tells adjacent frames apart"
+        assert check.tells_frames_apart
+        assert check.verdict() == "tells adjacent frames apart"
     assert first_mismatch(tf32, float32, names, calibration.tolerances) is None
     for frame in range(len(tf32[0]) - 1):
         swapped = copy(float32)
@@ -241,7 +243,8 @@ def test_a_model_that_cannot_tell_frames_apart_is_said_so_instead_of_failing(nea
     assert first_mismatch(float32, tf32, names, TF32) is not None  # the false failure of a fixed tolerance
     calibration = calibrate(float32, tf32, names, "tf32", "tf32 emulation")
     (check,) = calibration.models
-    assert check.noise >= check.separation_median and not check.tells_frames_apart
+    assert check.noise >= check.separation_median
+    assert not check.tells_frames_apart
     assert check.verdict().startswith("cannot tell these frames apart")
     assert "cannot tell these frames apart" in calibration.lines()[0]
     assert first_mismatch(float32, tf32, names, calibration.tolerances) is None
@@ -258,7 +261,8 @@ def test_the_calibration_is_measured_on_the_workload_and_recorded(reference, tin
     assert set(stored["models"]) == set(tiny_workload.names)
     for check in calibration.models:
         assert ModelCheck.from_dict(check.name, stored["models"][check.name]) == check
-        assert check.tells_frames_apart and check.tolerance >= MARGIN * NOISE_FLOOR["float32"]
+        assert check.tells_frames_apart
+        assert check.tolerance >= MARGIN * NOISE_FLOOR["float32"]
     swapped = copy(reference)
     swapped[2][1], swapped[2][2] = swapped[2][2], swapped[2][1]
     assert "frame 1 output 0" in first_mismatch(reference, swapped, tiny_workload.names, calibration.tolerances)
@@ -286,7 +290,8 @@ def test_each_round_is_checked_once_then_its_outputs_dropped(reference, tiny_wor
     runs = [RunResult(outputs, [], 0.0, 1.0) for outputs in (good, bad, copy(reference))]
     check = RoundCheck(reference, tiny_workload.names, FLOAT32)
     check(runs[:1])
-    assert check.mismatch is None and runs[0].outputs == empty_outputs(len(reference), len(reference[0]))
+    assert check.mismatch is None
+    assert runs[0].outputs == empty_outputs(len(reference), len(reference[0]))
     check(runs)
     assert "frame 0 output 0" in check.mismatch
     assert all(all(frame == () for model in run.outputs for frame in model) for run in runs)
