@@ -183,10 +183,12 @@ class ModelCheck:
 
     @property
     def tells_frames_apart(self) -> bool:
-        return self.pairs_within_noise == 0
+        return self.pairs > self.identical_pairs and self.pairs_within_noise == 0
 
     def verdict(self) -> str:
         distinct = self.pairs - self.identical_pairs
+        if distinct == 0:
+            return "no two adjacent frames give different outputs: there is no frame order to check"
         if self.tells_frames_apart:
             return "tells adjacent frames apart"
         if self.pairs_within_noise == distinct:

@@ -295,3 +295,13 @@ def test_each_round_is_checked_once_then_its_outputs_dropped(reference, tiny_wor
     check(runs)
     assert "frame 0 output 0" in check.mismatch
     assert all(all(frame == () for model in run.outputs for frame in model) for run in runs)
+
+
+def test_frames_with_identical_outputs_have_no_order_to_check(reference, tiny_workload):
+    still = [[model[0]] * 3 for model in reference]  # a camera on a still scene: every frame the same
+    calibration = calibrate(still, still, tiny_workload.names)
+    for check in calibration.models:
+        assert (check.pairs, check.identical_pairs, check.tells_frames_apart) == (2, 2, False)
+        assert check.verdict() == "no two adjacent frames give different outputs: there is no frame order to check"
+        assert "no differing frames" in check.line()
+    assert first_mismatch(still, still, tiny_workload.names, calibration.tolerances) is None
