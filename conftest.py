@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from fixtures import gpu
-from fixtures.models import SIZES, ModelSpec, file_digest, flops_per_image, model_set, write_model
+from fixtures.models import SIZES, ModelSpec, file_digest, flops_per_image, model_set, weight_bytes, write_model
 from fixtures.user import UserInput, UserInputError, load_user_input, model_option
-from fixtures.video import decode_video, write_synthetic_video
-from fixtures.workloads import synthetic_workload
+from fixtures.video import decode_video, video_frame_shape, write_synthetic_video
+from fixtures.workloads import MemoryRefused, check_memory, estimate_memory, synthetic_workload
 
 
 def _at_least(minimum: int):
@@ -174,10 +174,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     height, width = config.getoption("frame_size")
     try:
+        if not config.getoption("model"):  # the synthetic models: refused before any video is written or decoded
+            check_memory(synthetic_memory(WorkloadConfig.from_config(config), video_frame_shape(config.getoption("video"))))
         config.stash[USER_INPUT] = load_user_input(
             config.getoption("model"), config.getoption("video"), frames=config.getoption("frames"),
             loop=config.getoption("loop_video"), frame_size=(height, width), batch=config.getoption("batch"))
-    except UserInputError as error:
+    except (UserInputError, MemoryRefused) as error:
         raise pytest.UsageError(str(error)) from None
 
 
@@ -216,6 +218,14 @@ class WorkloadConfig:
         base = SIZES[self.model_size]
         return model_set(ModelSpec(width=base.width, stages=base.stages, blocks=base.blocks, classes=base.classes,
                                    height=self.height, width_px=self.width), self.model_count)
+
+
+def synthetic_memory(cfg: WorkloadConfig, image_shape: tuple[int, int, int]):
+    """The memory estimate of a run of the synthetic models (fixtures/workloads.py)."""
+    specs = cfg.model_specs()
+    return estimate_memory(cfg.frames, [(cfg.batch, 3, cfg.height, cfg.width)], image_shape,
+                           [weight_bytes(spec) for spec in specs],
+                           output_bytes=sum(4 * cfg.batch * spec.classes for spec in specs))
 
 
 def resolve_provider(requested: str, probe_model: Path, cuda_options: dict[str, str] | None = None) -> str:
@@ -309,3 +319,12 @@ def reference(workload):
 
     with get_strategy("serial")(workload) as serial:
         return serial.run().outputs
+
+
+@pytest.fixture(scope="session")
+def calibration(workload, reference):
+    """Each model's measured tolerance: noise floor and discrimination (strategies/equivalence.py),
+    measured once per run with the reference, outside every timed region."""
+    from strategies.equivalence import measure_calibration
+
+    return measure_calibration(workload, reference)

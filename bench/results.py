@@ -60,6 +60,8 @@ class Measurement:
     timeline: dict[str, Any] = field(default_factory=dict)
     provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
     tolerance: str = ""  # what "equal to serial" allowed (strategies.equivalence); "" in older histories
+    # Per model: measured noise, discrimination and tolerance (strategies.equivalence.Calibration.as_dict)
+    equivalence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

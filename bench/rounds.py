@@ -63,6 +63,8 @@ class RoundHooks:
         #: Run before each timed round, outside the timer and before the sampler starts: the
         #: bare-loop baseline, paired round by round with what the benchmark times.
         self.before_timed_round: Callable[[], None] | None = None
+        self.after_round: Callable[[], None] | None = None  # e.g. check the round's outputs, then drop them
+
 
     def setup(self) -> None:
         if self.rounds_done < self.warmup:
@@ -76,6 +78,8 @@ class RoundHooks:
         if self.sampler is not None:
             self.sampler.stop()
         self.rounds_done += 1
+        if self.after_round is not None:
+            self.after_round()
         if self.progress is not None:
             self.progress.advance(self.frames_per_round)
 

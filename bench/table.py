@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from strategies.equivalence import ModelCheck
+
 from .compare import compare_rounds
 from .results import Measurement
 
@@ -174,6 +176,9 @@ def preamble(measurements: Sequence[Measurement]) -> list[str]:
                      "cores); efficiency = limit / wall (offline)")
     if first.tolerance:
         lines.append(f"equal to serial: every frame's outputs within {first.tolerance}")
+    # The measured check of each model: noise floor, how far apart frames are, the tolerance between.
+    lines += [f"equivalence {ModelCheck.from_dict(name, check).line()}"
+              for name, check in first.equivalence.get("models", {}).items()]
     return lines
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strategies import RunResult, RunTimeout, StrategyError
-from strategies.equivalence import first_mismatch, tolerance_for
+from strategies.equivalence import RoundCheck
 
 from .harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
 from .limits import time_limit
@@ -14,7 +14,7 @@ from .results import Measurement
 from .scenarios import STREAMING
 
 
-def test_strategy(benchmark, case, scenario, workload, reference, model_facts, workload_config, pytestconfig, record,
+def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, workload_config, pytestconfig, record,
                   packing_limit, round_hooks, gpu_probe):
     if scenario.name == STREAMING and not case.strategy.per_frame:
         pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
@@ -24,6 +24,9 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
         + workload.frame_count * scenario.period
     failed: StrategyError | None = None
     bare: list[float] = []  # serial only: the same sessions over the same arrays, no harness
+    # Each round's outputs are checked once it is done, outside the timer, then dropped.
+    check = RoundCheck(reference, workload.names, calibration.tolerances)
+    round_hooks.after_round = lambda: check(runs)
     with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
         if case.strategy.name == "serial" and scenario.period == 0:
             frames = [model.frames for model in workload.models]
@@ -42,16 +45,16 @@ def test_strategy(benchmark, case, scenario, workload, reference, model_facts, w
     if failed is not None:
         advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
         pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
+    check(runs)  # rounds no teardown saw (--benchmark-disable runs once, without one)
     timed = runs[-pytestconfig.getoption("rounds"):]
-    tolerance = tolerance_for(workload)
-    mismatch = next((m for m in (first_mismatch(reference, run.outputs, workload.names, tolerance) for run in runs) if m),
-                    None)
+    mismatch = check.mismatch
     extra = measurement_fields(timed, scenario, per_frame=case.strategy.per_frame, resources=round_hooks.resources(),
                                sampler_rate_hz=pytestconfig.getoption("sample_rate"), gpu_absent=gpu_probe.reason)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
         batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
-        provider_options=workload.provider_options, tolerance=str(tolerance), **model_facts, **extra)
+        provider_options=workload.provider_options, tolerance=str(calibration),
+        equivalence=calibration.as_dict(), **model_facts, **extra)
     measurement.limit_s = packing_limit.limit_s
     # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
     measurement.efficiency = packing_limit.efficiency(measurement.wall_s) if scenario.period == 0 else None

@@ -15,7 +15,7 @@ from .base import (
     Workload,
     usable_cores,
 )
-from .equivalence import Tolerance, assert_equivalent
+from .equivalence import Calibration, Tolerance, assert_equivalent
 from .registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
 from .sessions import ProviderError, make_session
 
@@ -23,6 +23,7 @@ __all__ = [
     "CLASSIC",
     "STRATEGIES",
     "Arrivals",
+    "Calibration",
     "CallLog",
     "CallRecord",
     "ModelInput",

@@ -178,6 +178,11 @@ class RunResult:
             totals[call.model] += call.duration
         return totals
 
+    def drop_outputs(self) -> None:
+        """Release the output arrays once they have been checked; the model and frame counts
+        stay (the metrics read them), as empty outputs."""
+        self.outputs = empty_outputs(len(self.outputs), len(self.outputs[0]) if self.outputs else 0)
+
     def overlap(self) -> float:
         """Sum of per-call durations over wall time: above 1 means calls overlapped."""
         return sum(call.duration for call in self.calls) / self.wall_s if self.wall_s > 0 else 0.0

@@ -28,6 +28,7 @@ def write_inputs(folder: Path) -> None:
     write_image_model(folder / "fixed.onnx", ["N", 3, 32, 32])
     write_image_model(folder / "two.onnx", ["N", 3, "H", "W"], extra_inputs=["mask"])
     write_image_model(folder / "nchw4.onnx", ["N", 4, 32, 32])
+    write_image_model(folder / "zipmap.onnx", ["N", 3, "H", "W"], zipmap=True)
     (folder / "empty.onnx").write_bytes(b"")
     (folder / "text.onnx").write_text("this is not a model\n")
     (folder / "truncated.onnx").write_bytes(good.read_bytes()[:60])
@@ -86,6 +87,16 @@ CASES = [
     ("report-dir-unwritable", ["--report-dir", "/sys/fanbench-report"],
      r"ERROR: --report-dir /sys/fanbench-report: cannot create anything in /sys \(.+\); give a writable directory "
      r"\(or --no-report\)\."),
+    ("model-zipmap-output", ["--model", "zipmap.onnx"],
+     r"ERROR: --model zipmap\.onnx: output 'y' is seq\(map\(int64,tensor\(float\)\)\); fanbench compares numeric "
+     r"tensor outputs only: export the model without sequence or map outputs"),
+    # Runs that cannot fit in memory: refused before any video is written or decoded.
+    ("frames-beyond-memory", ["--frames", "1000000000"],
+     r"ERROR: this run needs about [\d.]+ [GT]iB of memory \(preprocessed frames .*\) but only .* is available; "
+     r"lower --frames \(about [\d.]+ MiB per frame\), --frame-size or @HxW, or --batch\."),
+    ("frame-size-beyond-memory", ["--frame-size", "99999x100000"], r"ERROR: this run needs about [\d.]+ [GT]iB of memory"),
+    ("model-size-beyond-memory", ["--model", "good.onnx@99999x100000"],
+     r"ERROR: this run needs about [\d.]+ [GT]iB of memory"),
     ("frames-zero", ["--frames", "0", "--model", "good.onnx"], r"argument --frames: must be at least 1, got 0\."),
     ("frames-negative", ["--frames", "-3", "--video", "short.mp4"], r"argument --frames: must be at least 1, got -3\."),
     ("frames-not-a-number", ["--frames", "many"], r"argument --frames: expected a whole number, got 'many'\."),

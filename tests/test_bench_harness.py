@@ -30,7 +30,11 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
     assert "fanbench: 4 models x 2 frames, batch 4, provider cpu" in out
-    assert "equal to serial: every frame's outputs within float32: rtol=0.0001, atol=0.0001 x max|reference|" in out
+    assert "equal to serial: every frame's outputs within a tolerance measured per model (float32 arithmetic" in out
+    # Each model's noise floor, discrimination and tolerance, printed above the table.
+    assert len(re.findall(r"^equivalence cnn_\S+: noise [\d.e-]+, adjacent frames differ by >= [\d.e-]+ "
+                          r"\(median [\d.e-]+\), tolerance [\d.e-]+ x max\|output\|: tells adjacent frames apart$",
+                          out, re.MULTILINE)) == 4
     for row in (r"serial\s+intra\d", r"serial\s+ort-defaults", r"threads\s+intra\d", r"threads\s+ort-defaults"):
         assert re.search(rf"^{row}.*\byes\s*$", out, re.MULTILINE), row
     assert "Comparing against" not in out
@@ -46,7 +50,13 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     for info in benches:
         assert info["equivalent"] is True
         assert info["provider"] == "cpu"
-        assert info["tolerance"].startswith("float32: rtol=0.0001")
+        assert info["tolerance"].startswith("a tolerance measured per model (float32 arithmetic")
+        assert info["equivalence"]["precision"] == "float32"
+        assert set(info["equivalence"]["models"]) == set(info["models"])
+        for check in info["equivalence"]["models"].values():
+            assert check["pairs"] == 1
+            assert check["tells_frames_apart"] is True
+            assert check["noise"] < check["tolerance"] < check["separation_min"]
         assert info["frames"] == 2
         assert info["batch"] == 4
         assert len(info["models"]) == 4

@@ -1,12 +1,15 @@
 """How a user's --model and --video are read: the @HxW syntax, names, the input plan (layout,
-batch, channels, size precedence), preprocessing, shared frames arrays and the dry run."""
+batch, channels, size precedence), preprocessing, shared frames arrays and the dry run; the
+memory estimate and refusal, and outputs that cannot be compared."""
 
 from __future__ import annotations
 
 import argparse
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from onnx import TensorProto
 
@@ -22,7 +25,15 @@ from fixtures.user import (
     plan_input,
     preprocess,
 )
-from fixtures.video import write_synthetic_video
+from fixtures.video import frames_tensor, write_synthetic_video
+from fixtures.workloads import (
+    SESSION_INPUT_FACTOR,
+    SESSION_WEIGHT_FACTOR,
+    MemoryRefused,
+    available_memory,
+    check_memory,
+    estimate_memory,
+)
 from strategies import Workload, get_strategy
 from strategies.equivalence import first_mismatch
 
@@ -195,3 +206,77 @@ def test_user_video_is_decoded_and_feeds_the_models(tmp_path):
     assert video_only.models is None
     assert len(video_only.images) == 3
     assert load_user_input([], None, frames=3, loop=False, frame_size=(16, 16), batch=1) is None
+
+
+# ---------------------------------------------------------------- memory: estimate, refusal, preprocessing peak
+
+MIB = 2**20
+
+
+def test_the_estimate_counts_frames_their_shared_copy_video_outputs_and_sessions():
+    estimate = estimate_memory(10, [(4, 3, 256, 256)], (240, 320, 3), [MIB, 2 * MIB], output_bytes=1600)
+    frame = 4 * 3 * 256 * 256 * 4  # 3 MiB: batch 4 of 3x256x256 float32
+    assert estimate.parts == {
+        "preprocessed frames": 10 * frame, "their shared copy": 10 * frame, "decoded video": 10 * 240 * 320 * 3,
+        "outputs": 2 * 10 * 1600,
+        "model sessions": 2 * sum(int(SESSION_WEIGHT_FACTOR * size) + SESSION_INPUT_FACTOR * frame
+                                  for size in (MIB, 2 * MIB))}
+    assert estimate.total == sum(estimate.parts.values())
+
+
+def test_a_run_that_cannot_fit_is_refused_with_one_line_saying_what_to_lower():
+    estimate = estimate_memory(1000, [(4, 3, 256, 256)], (240, 320, 3), [MIB])
+    check_memory(estimate, available=estimate.total)  # fits exactly: no refusal
+    with pytest.raises(MemoryRefused) as refused:
+        check_memory(estimate, available=estimate.total - 1)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("this run needs about 6.1 GiB of memory (preprocessed frames 2.9 GiB, their shared "
+                              "copy 2.9 GiB, decoded video 219.7 MiB, model sessions")
+    assert message.endswith("is available; lower --frames (about 6.2 MiB per frame), --frame-size or @HxW, or --batch.")
+
+
+def test_the_probe_takes_the_smaller_of_free_memory_and_a_containers_limit(tmp_path):
+    (tmp_path / "memory.max").write_text("1073741824\n")  # a container limited to 1 GiB, 256 MiB of it used
+    (tmp_path / "memory.current").write_text(f"{256 * MIB}\n")
+    assert available_memory(tmp_path) == 768 * MIB
+    (tmp_path / "memory.max").write_text("max\n")
+    assert 768 * MIB < available_memory(tmp_path) <= psutil.virtual_memory().total
+    assert available_memory(tmp_path / "absent") <= psutil.virtual_memory().total
+
+
+@pytest.mark.parametrize("size", [None, (20000, 20000)], ids=["frames", "at-size"])
+def test_user_models_that_cannot_fit_are_refused_before_the_video_is_decoded(tmp_path, monkeypatch, size):
+    model = write_image_model(tmp_path / "m.onnx", ["N", 3, "H", "W"])
+    video = write_synthetic_video(tmp_path / "clip.mp4", 2, height=48, width=64)
+    monkeypatch.setattr("fixtures.workloads.available_memory", lambda: 64 * MIB)  # a faked probe
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the video was decoded before the memory check")
+
+    monkeypatch.setattr("fixtures.user.decode_video", no_decoding)
+    frames = 10 if size else 100_000
+    with pytest.raises(UserInputError, match=r"^this run needs about .* but only 64\.0 MiB is available; lower --frames"):
+        load_user_input([ModelRequest(model, size)], video, frames=frames, loop=True, frame_size=(64, 64), batch=1)
+
+
+def test_a_sequence_of_maps_output_is_refused_at_set_up(tmp_path, images):
+    path = write_image_model(tmp_path / "zipmap.onnx", ["N", 3, "H", "W"], zipmap=True)
+    with pytest.raises(UserInputError, match=r"output 'y' is seq\(map\(int64,tensor\(float\)\)\); .*'zipmap': False"):
+        load_models([ModelRequest(path)], images, frame_size=(8, 8), batch=1)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_preprocessing_holds_the_frames_once(images, channels):
+    many = [images[i % 3] for i in range(40)]
+    plan = InputPlan("x", "NCHW", 4, channels, 64, 64)
+    tracemalloc.start()
+    try:
+        frames = preprocess(many, plan)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert frames.shape == (40, *plan.shape)
+    assert peak < 1.25 * frames.nbytes  # a list of every frame, then their stack, would peak at twice
+    assert peak < frames.nbytes + 4 * frames[0].nbytes
+    np.testing.assert_array_equal(frames_tensor(many, 64, 64, 4), preprocess(many, InputPlan("x", "NCHW", 4, 3, 64, 64)))
