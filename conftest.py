@@ -39,7 +39,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _thread_spec(text: str):
-    from strategies.thread_spec import ThreadSpecError, parse_thread_spec
+    from strategies.settings import ThreadSpecError, parse_thread_spec
 
     try:
         return parse_thread_spec(text)
@@ -86,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--batch-k", type=_at_least(1), default=4, metavar="K",
                     help="Frames stacked into one call per model by the batched strategy (default 4).")
     # --- scenarios, resource sampling, progress, report directory (bench/plugin.py) ---
-    from bench.scenarios import parse_fps
+    from bench.measure.scenarios import parse_fps
 
     group.addoption("--fps", type=parse_fps, default=25.0, metavar="F",
                     help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
@@ -117,9 +117,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cuda-option", action="append", default=[], type=gpu.cuda_option_type, metavar="KEY=VALUE",
                     help="A CUDA provider option for every session, e.g. cudnn_conv_algo_search=HEURISTIC or "
                          "device_id=1; repeat for several. Recorded with every result.")
-    # --- reliability and gating: parsing and evaluation live in bench/limits.py, bench/gates.py
-    from bench.gates import SYNTAX, parse_gate
-    from bench.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
+    # --- reliability and gating: parsing and evaluation live in bench/measure/limits.py, bench/compare/gates.py
+    from bench.compare.gates import SYNTAX, parse_gate
+    from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
 
     group.addoption("--time-limit", type=parse_time_limit, default=None, metavar="SECONDS",
                     help=f"Fail a benchmark whose single run takes longer, and stop its strategy (default: "
@@ -153,7 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
     apply_named_workload(config)
     gpu.configure(config)
     from strategies import STRATEGIES
-    from strategies.sessions import onnxruntime
+    from strategies.runtime.sessions import onnxruntime
 
     try:
         onnxruntime()
@@ -235,7 +235,7 @@ def resolve_provider(requested: str, probe_model: Path, cuda_options: dict[str, 
     import onnxruntime as ort
 
     from strategies import ThreadSettings
-    from strategies.sessions import make_session, provider_used
+    from strategies.runtime.sessions import make_session, provider_used
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return "cpu"

@@ -11,20 +11,19 @@ from typing import Any
 
 import pytest
 
+from bench.compare.comparability import compared_workload_differences, gpu_info, machine_differences
+from bench.compare.gates import GateResult, check_references, evaluate
+from bench.compare.stats import history_regressions
+from bench.measure.harness import OVERHEAD_LINES
+from bench.measure.interrupts import keep_complete, sigterm_as_interrupt
+from bench.measure.limit import PackingLimit, measure_packing_limit
+from bench.measure.measurement import Measurement
+from bench.measure.scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
+from bench.plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
+from bench.report.markdown import recommendation_lines
+from bench.report.table import format_table
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
-from strategies.thread_spec import resolve
-
-from .comparability import compared_workload_differences, gpu_info, machine_differences
-from .compare import history_regressions
-from .gates import GateResult, check_references, evaluate
-from .harness import OVERHEAD_LINES
-from .interrupts import keep_complete, sigterm_as_interrupt
-from .limit import PackingLimit, measure_packing_limit
-from .plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
-from .report import recommendation_lines
-from .results import Measurement
-from .scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
-from .table import format_table
+from strategies.settings import resolve
 
 # Strategy constructor arguments taken from command-line options: strategy -> {argument: option}.
 STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
@@ -222,10 +221,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
                      ("frames", "batch", "frame_size", "models", "model_size", "provider")},
     }
     # GPU and CUDA provider options: what makes a GPU run comparable with another.
+    from bench.measure.machine import gpu_machine_info
     from fixtures.gpu import configured_cuda_options
-    from strategies.cuda import device_id
-
-    from .gpu_info import gpu_machine_info
+    from strategies.runtime.cuda import device_id
 
     cuda_options = dict(configured_cuda_options(config))
     machine_info["fanbench"].update(gpu_machine_info(device_id(cuda_options)), cuda_options=cuda_options)
@@ -243,7 +241,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
-    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/interrupts.py.
+    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/measure/interrupts.py.
     with sigterm_as_interrupt():
         try:
             return (yield)
@@ -352,7 +350,7 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def packing_limit(workload) -> PackingLimit:
-    """This machine's packing limit for the workload (bench/limit.py), measured once per run."""
+    """This machine's packing limit for the workload (bench/measure/limit.py), measured once per run."""
     return measure_packing_limit(workload)
 
 

@@ -8,7 +8,7 @@ Runs, each as its own pytest process with its output in OUT/<step>.log:
    session) next to one non-spinning thread per session, 5 rounds each, to tell run-to-run
    noise that the CPU thread pools cause from noise of the device (docs/gpu.md);
 4. `real`: two real models (PP-OCR text detector and direction classifier), when the packages
-   that ship them are installed (fixtures/real_models.py), else skipped with the reason;
+   that ship them are installed (tests/helpers/real_models.py), else skipped with the reason;
 
 then writes OUT/summary.md and prints it: the device, per step a table (median wall, the
 spread of the rounds, ratio to serial with onnxruntime's defaults, GPU use, equality and the
@@ -60,7 +60,7 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
 
 def real_model_args() -> tuple[list[str], str | None]:
     """The real-model --model values, or the reason they are not installed."""
-    from fixtures.real_models import find_real_model, missing_reason
+    from tests.helpers.real_models import find_real_model, missing_reason
 
     reason = missing_reason("det", "cls")
     if reason is not None:
@@ -201,7 +201,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from strategies.cuda import cuda_unavailable_reason
+    from strategies.runtime.cuda import cuda_unavailable_reason
 
     reason = cuda_unavailable_reason()
     if reason is not None:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.measure.measurement import Measurement
+from bench.measure.rounds import Progress, RoundHooks
+from bench.measure.sampler import GpuProbe, SamplerProcess, open_gpu
+from bench.measure.scenarios import Scenario, selected_scenarios
+from bench.report.markdown import write_report
 from strategies import usable_cores
-
-from .report import write_report
-from .results import Measurement
-from .rounds import Progress, RoundHooks
-from .sampler import GpuProbe, SamplerProcess, open_gpu
-from .scenarios import Scenario, selected_scenarios
 
 GPU_ABSENT = pytest.StashKey[str | None]()
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from bench.measure.harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
+from bench.measure.limits import time_limit
+from bench.measure.measurement import Measurement
+from bench.measure.measuring import measurement_fields
+from bench.measure.scenarios import STREAMING
 from strategies import RunResult, RunTimeout, StrategyError
 from strategies.equivalence import RoundCheck
-
-from .harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
-from .limits import time_limit
-from .measuring import measurement_fields
-from .results import Measurement
-from .scenarios import STREAMING
 
 
 def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, workload_config, pytestconfig, record,

@@ -1,6 +1,6 @@
 """Interchangeable ways of running several ONNX models on every frame, behind one interface."""
 
-from .base import (
+from strategies.base import (
     Arrivals,
     CallLog,
     CallRecord,
@@ -15,9 +15,9 @@ from .base import (
     Workload,
     usable_cores,
 )
-from .equivalence import Calibration, Tolerance, assert_equivalent
-from .registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
-from .sessions import ProviderError, make_session
+from strategies.equivalence import Calibration, Tolerance, assert_equivalent
+from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
+from strategies.runtime.sessions import ProviderError, make_session
 
 __all__ = [
     "CLASSIC",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Future, wait
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from .coroutines import EventLoopOwner, run_models, until_arrival
-from .failures import model_failed
-from .local import ModelThreads, SessionStrategy
+from strategies.asyncio import EventLoopOwner, run_models, until_arrival
+from strategies.base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from strategies.failures import model_failed
+from strategies.lanes import ModelThreads, SessionStrategy
 
 
 class AsyncioThreads(EventLoopOwner, ModelThreads, SessionStrategy):

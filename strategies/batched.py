@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .base import (
+from strategies.base import (
     Arrivals,
     CallLog,
     CallRecord,
@@ -19,8 +19,8 @@ from .base import (
     empty_outputs,
     usable_cores,
 )
-from .failures import model_failed
-from .local import SessionStrategy
+from strategies.failures import model_failed
+from strategies.lanes import SessionStrategy
 
 DEFAULT_K = 4
 

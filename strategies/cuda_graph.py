@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import (
+from strategies.base import (
     Arrivals,
     CallRecord,
     Outputs,
@@ -20,9 +20,9 @@ from .base import (
     empty_outputs,
     wait_for_lanes,
 )
-from .cuda import device_id
-from .failures import model_failed
-from .sessions import io_names, make_session, onnxruntime, provider_used
+from strategies.failures import model_failed
+from strategies.runtime.cuda import device_id
+from strategies.runtime.sessions import io_names, make_session, onnxruntime, provider_used
 
 # The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
 GRAPH_REFUSED = "cannot use the CUDA Graph feature"

@@ -14,7 +14,7 @@ GEMMs with TF32 tensor-core math unless `use_tf32=0` (its default is on). TF32 r
 operands to 10 mantissa bits, and every session runs its own cuDNN algorithm search, so two
 sessions of one model (serial's and a strategy's) may run different kernels whose results
 differ at TF32 precision, not float32's. An emulation on the CPU (operands of every Conv and
-Gemm rounded to 10 mantissa bits; tests/test_equivalence.py) puts that difference at up to
+Gemm rounded to 10 mantissa bits; tests/unit/test_equivalence.py) puts that difference at up to
 about 1e-3 of the largest output on fanbench's models, ten times the float32 tolerance;
 adjacent video frames still differ by more than 1e-2. Runs that may use TF32 are therefore
 checked at rtol 1e-3 plus 5e-3 of the largest magnitude, which still fails a reordered frame.
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Outputs, RunResult, Workload
+from strategies.base import Outputs, RunResult, Workload
 
 
 @dataclass(frozen=True)
@@ -265,9 +265,9 @@ def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs
     The second way: `batched` (NOISE_K frames per call) with other thread settings, or, where
     a model's batch axis is fixed, `serial` with other thread settings: another session, other
     kernels, the same arithmetic."""
-    from .base import StrategyError, StrategyUnavailable, ThreadSettings, usable_cores
-    from .batched import Batched
-    from .serial import Serial
+    from strategies.base import StrategyError, StrategyUnavailable, ThreadSettings, usable_cores
+    from strategies.batched import Batched
+    from strategies.serial import Serial
 
     count = min(frames, workload.frame_count)
     subset = replace(workload, models=tuple(replace(model, frames=model.frames[:count]) for model in workload.models))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import StrategyError
+from strategies.base import StrategyError
 
 
 def model_failed(strategy: str, model: str, frame: int, error: BaseException, last: int | None = None) -> StrategyError:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from concurrent.futures import wait
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from .failures import model_failed
-from .local import ModelThreads, SessionStrategy
+from strategies.base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from strategies.failures import model_failed
+from strategies.lanes import ModelThreads, SessionStrategy
 
 
 class Fanout(ModelThreads, SessionStrategy):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs, wait_for_lanes
-from .cuda import device_id
-from .device_frames import Cancelled, DeviceFrames
-from .failures import model_failed
-from .local import ModelThreads
-from .sessions import io_names, make_session, provider_used
+from strategies.base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs, wait_for_lanes
+from strategies.failures import model_failed
+from strategies.lanes import ModelThreads
+from strategies.runtime.cuda import device_id
+from strategies.runtime.device_frames import Cancelled, DeviceFrames
+from strategies.runtime.sessions import io_names, make_session, provider_used
 
 
 class IOBinding(ModelThreads, Strategy):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from .base import (
+from strategies.base import (
     Arrivals,
     CallLog,
     CallRecord,
@@ -19,9 +19,9 @@ from .base import (
     empty_outputs,
     usable_cores,
 )
-from .failures import model_failed
-from .merge import MergeError, merge_models, prefix_for
-from .sessions import io_names, make_session, provider_used
+from strategies.failures import model_failed
+from strategies.runtime.merge import MergeError, merge_models, prefix_for
+from strategies.runtime.sessions import io_names, make_session, provider_used
 
 
 class Merged(Strategy):

@@ -10,9 +10,18 @@ from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings
-from .sessions import io_names, make_session, provider_used
-from .workers import DONE, FAILED, READY, TIMED_OUT, WorkerPool, answer_timeout, context, detach_from_terminal_signals
+from strategies.base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings
+from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.runtime.workers import (
+    DONE,
+    FAILED,
+    READY,
+    TIMED_OUT,
+    WorkerPool,
+    answer_timeout,
+    context,
+    detach_from_terminal_signals,
+)
 
 
 def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from .base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, StrategyUnavailable, ThreadSettings
-from .processes import serve
-from .shared_frames import BlockSpec, SharedFrames, SharedMemoryFull, attach, check_room
-from .workers import DONE, FAILED, WorkerPool, answer_timeout, context, detach_from_terminal_signals
+from strategies.base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, StrategyUnavailable, ThreadSettings
+from strategies.processes import serve
+from strategies.runtime.shared_frames import BlockSpec, SharedFrames, SharedMemoryFull, attach, check_room
+from strategies.runtime.workers import DONE, FAILED, WorkerPool, answer_timeout, context, detach_from_terminal_signals
 
 
 class StoppedByAnotherModel(RuntimeError):

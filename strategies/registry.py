@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from .asyncio_threads import AsyncioThreads
-from .base import Strategy
-from .batched import Batched
-from .coroutines import Asyncio
-from .cuda_graph import CudaGraph
-from .fanout import Fanout
-from .iobinding import IOBinding
-from .merged import Merged
-from .processes import Processes
-from .processes_shm import ProcessesShm
-from .run_async import RunAsync
-from .serial import Serial
-from .threads import Threads
+from strategies.asyncio import Asyncio
+from strategies.asyncio_threads import AsyncioThreads
+from strategies.base import Strategy
+from strategies.batched import Batched
+from strategies.cuda_graph import CudaGraph
+from strategies.fanout import Fanout
+from strategies.iobinding import IOBinding
+from strategies.merged import Merged
+from strategies.processes import Processes
+from strategies.processes_shm import ProcessesShm
+from strategies.run_async import RunAsync
+from strategies.serial import Serial
+from strategies.threads import Threads
 
 # Order is the order of the table: the reference first, then the write-up's classics, then
 # the strategies that fix their flaws, then the GPU techniques (which also run on the CPU).

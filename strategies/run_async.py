@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .base import (
+from strategies.base import (
     Arrivals,
     CallLog,
     CallRecord,
@@ -18,8 +18,8 @@ from .base import (
     empty_outputs,
     split_cores,
 )
-from .failures import model_failed
-from .local import SessionStrategy
+from strategies.failures import model_failed
+from strategies.lanes import SessionStrategy
 
 NO_POOL_THREAD = "at least one thread for RunAsync"  # onnxruntime's error when intra_op_num_threads is 1
 
@@ -48,7 +48,7 @@ class RunAsync(SessionStrategy):
         return replace(shared, intra_op=shared.intra_op + 1)
 
     def open(self) -> None:
-        from .sessions import onnxruntime
+        from strategies.runtime.sessions import onnxruntime
 
         if not hasattr(onnxruntime().InferenceSession, "run_async"):
             raise StrategyUnavailable(f"run_async: onnxruntime {onnxruntime().__version__} has no InferenceSession.run_async "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from .failures import model_failed
-from .local import SessionStrategy
+from strategies.base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
+from strategies.failures import model_failed
+from strategies.lanes import SessionStrategy
 
 
 class Serial(SessionStrategy):

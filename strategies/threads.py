@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import (
+from strategies.base import (
     Arrivals,
     CallLog,
     CallRecord,
@@ -10,8 +10,8 @@ from .base import (
     empty_outputs,
     wait_for_lanes,
 )
-from .failures import model_failed
-from .local import ModelThreads, SessionStrategy
+from strategies.failures import model_failed
+from strategies.lanes import ModelThreads, SessionStrategy
 
 
 class Threads(ModelThreads, SessionStrategy):

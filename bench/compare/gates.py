@@ -1,0 +1,120 @@
+"""Within-run gates: "strategy A is at least F times as fast as strategy B, in this run".
+
+Both sides are timed in the same session on the same machine, so the gate is immune to the
+drift between CI machines that makes absolute thresholds noisy.
+
+Syntax of one gate (the value of `--gate`, repeatable):
+
+    FAST >= FACTORx SLOW        e.g.  "threads >= 1.3x serial-ort-defaults"
+
+FAST and SLOW name a benchmark: a strategy name (`threads`: that strategy with its own
+default thread settings) or a full benchmark id (`serial-ort-defaults`,
+`threads-intra1-inter1-spin0`). The gate holds when median wall time of SLOW divided by the
+median wall time of FAST is at least FACTOR. FACTOR below 1 bounds a slowdown instead:
+"asyncio >= 0.9x serial" allows asyncio to be at most about 11% slower than serial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bench.measure.measurement import Measurement
+
+SYNTAX = "FAST >= FACTORx SLOW, e.g. 'threads >= 1.3x serial-ort-defaults'"
+_GATE = re.compile(r"^\s*(?P<fast>[\w.-]+?)\s*>=\s*(?P<factor>\d+(?:\.\d*)?|\.\d+)\s*x\s*(?P<slow>[\w.-]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    fast: str
+    factor: float
+    slow: str
+
+    def __str__(self) -> str:
+        return f"{self.fast} >= {self.factor:g}x {self.slow}"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: Gate
+    passed: bool
+    speedup: float | None  # median wall of SLOW / median wall of FAST; None when not measured
+    reason: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.gate}: {self.reason}"
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse one --gate value; the error says what the syntax is."""
+    match = _GATE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected {SYNTAX}; got {text!r}.")
+    factor = float(match["factor"])
+    if factor <= 0:
+        raise argparse.ArgumentTypeError(f"the factor must be positive, got {match['factor']!r} in {text!r}.")
+    if match["fast"] == match["slow"]:
+        raise argparse.ArgumentTypeError(f"a gate compares two different benchmarks, got {text!r}.")
+    return Gate(match["fast"], factor, match["slow"])
+
+
+def strategy_of(reference: str, strategies: Sequence[str]) -> str | None:
+    """The strategy a benchmark reference belongs to ('threads-ort-defaults' -> 'threads')."""
+    if reference in strategies:
+        return reference
+    # Longest first: 'processes_shm-...' must not resolve to 'processes'.
+    for name in sorted(strategies, key=len, reverse=True):
+        if reference.startswith(f"{name}-"):
+            return name
+    return None
+
+
+def check_references(gates: Sequence[Gate], strategies: Sequence[str], selected: Sequence[str]) -> None:
+    """Raise ValueError for a gate naming an unknown strategy, or one not selected to run."""
+    for gate in gates:
+        for reference in (gate.fast, gate.slow):
+            name = strategy_of(reference, strategies)
+            if name is None:
+                raise ValueError(f"--gate {str(gate)!r}: {reference!r} names no strategy; use a strategy name "
+                                 f"({', '.join(strategies)}) or a benchmark id such as '{strategies[0]}-ort-defaults'.")
+            if name not in selected:
+                raise ValueError(f"--gate {str(gate)!r}: {name!r} is not benchmarked in this run "
+                                 f"(--strategy selects {', '.join(selected)}).")
+
+
+def evaluate(gates: Sequence[Gate], measurements: Sequence[Measurement], default_labels: Mapping[str, str]) -> list[GateResult]:
+    """Evaluate every gate on this run's measurements.
+
+    `default_labels` maps a strategy name to the settings label of its default-settings
+    benchmark, which is what a bare strategy name in a gate refers to.
+    """
+    by_key = {measurement.key: measurement for measurement in measurements}
+
+    def find(reference: str) -> Measurement | None:
+        key = f"{reference}-{default_labels[reference]}" if reference in default_labels else reference
+        return by_key.get(key)
+
+    results = []
+    for gate in gates:
+        fast, slow = find(gate.fast), find(gate.slow)
+        missing = [ref for ref, found in ((gate.fast, fast), (gate.slow, slow)) if found is None]
+        if missing or fast is None or slow is None:
+            results.append(GateResult(gate, False, None, f"no measurement of {', '.join(map(repr, missing))} "
+                                      "(its benchmark failed before timing, or was deselected)."))
+            continue
+        fast_s, slow_s = median_wall(fast), median_wall(slow)
+        speedup = slow_s / fast_s if fast_s > 0 else float("inf")
+        passed = speedup >= gate.factor
+        results.append(GateResult(gate, passed, speedup,
+                                  f"{fast.key} {fast_s:.4g} s vs {slow.key} {slow_s:.4g} s (median wall per run): "
+                                  f"{speedup:.2f}x, {'at least' if passed else 'below'} {gate.factor:g}x."))
+    return results
+
+
+def median_wall(measurement: Measurement) -> float:
+    """Median wall time of the timed rounds (the measurement's own wall time when none are listed)."""
+    return statistics.median(measurement.rounds_wall_s) if measurement.rounds_wall_s else measurement.wall_s

@@ -1,0 +1,249 @@
+"""Is a run statistically slower than an earlier one? `python -m bench.compare OLD.json NEW.json`
+
+For every benchmark in both saved runs (pytest-benchmark's JSON, e.g. from .benchmarks/),
+it compares the per-round wall times (`extra_info.rounds_wall_s`, stored by every fanbench
+benchmark; else pytest-benchmark's `stats.data` from --benchmark-save-data) and reports:
+
+- the ratio of medians NEW / OLD (above 1: slower),
+- its bootstrap confidence interval (scipy.stats.bootstrap, percentile method),
+- the two-sided Mann-Whitney U p-value (scipy.stats.mannwhitneyu): how likely rounds this
+  different are if nothing changed.
+
+A benchmark is a regression when p < --alpha AND the ratio exceeds 1 + --min-effect: both
+significant and large enough to matter. With --fail-on-regression the exit status is 1 when
+any benchmark regressed. Runs that timed different work (frames, batch, models, provider,
+thread settings) are refused with status 2 unless --force; a different machine or software
+is reported and allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bench.compare.comparability import machine_differences, one_unmeasured, workload_differences
+
+EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    old_median: float
+    new_median: float
+    ratio: float  # new / old median wall time
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    min_p: float  # smallest p-value reachable with these round counts
+    verdict: str  # 'slower', 'faster', 'no significant change', 'too few rounds'
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict == "slower"
+
+
+def rounds_of(benchmark: Mapping[str, Any]) -> list[float]:
+    """Per-round wall times of one saved benchmark."""
+    rounds = benchmark.get("extra_info", {}).get("rounds_wall_s") or benchmark.get("stats", {}).get("data")
+    if not rounds:
+        raise ValueError(f"benchmark {benchmark.get('fullname')!r} has no per-round times: it needs "
+                         "extra_info.rounds_wall_s (fanbench benchmarks) or stats.data (--benchmark-save-data).")
+    return [float(value) for value in rounds]
+
+
+def _median_ratio(old: np.ndarray, new: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(new, axis=axis) / np.median(old, axis=axis)
+
+
+def minimum_p(old_count: int, new_count: int) -> float:
+    """The smallest two-sided exact Mann-Whitney p-value for samples of these sizes."""
+    return min(1.0, 2.0 / math.comb(old_count + new_count, old_count))
+
+
+def compare_rounds(name: str, old: Sequence[float], new: Sequence[float], *, alpha: float = 0.05,
+                   min_effect: float = 0.05, confidence: float = 0.95, resamples: int = 9999,
+                   seed: int = 0) -> Comparison:
+    """Compare two samples of per-round wall times of one benchmark."""
+    old_a, new_a = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
+    old_median, new_median = float(np.median(old_a)), float(np.median(new_a))
+    ratio = new_median / old_median
+    min_p = minimum_p(len(old_a), len(new_a))
+    if len(old_a) < 2 or len(new_a) < 2:
+        return Comparison(name, old_median, new_median, ratio, None, None, None, min_p, "too few rounds")
+    p_value = float(stats.mannwhitneyu(new_a, old_a, alternative="two-sided").pvalue)
+    ci_low = ci_high = None
+    if np.ptp(old_a) > 0 or np.ptp(new_a) > 0:  # with no spread at all there is nothing to resample
+        interval = stats.bootstrap((old_a, new_a), _median_ratio, paired=False, vectorized=True,
+                                   confidence_level=confidence, n_resamples=resamples, method="percentile",
+                                   rng=np.random.default_rng(seed)).confidence_interval
+        ci_low, ci_high = float(interval.low), float(interval.high)
+    else:
+        ci_low = ci_high = ratio
+    if p_value < alpha and ratio > 1 + min_effect:
+        verdict = "slower"
+    elif p_value < alpha and ratio < 1 / (1 + min_effect):
+        verdict = "faster"
+    elif min_p >= alpha:
+        verdict = "too few rounds"
+    else:
+        verdict = "no significant change"
+    return Comparison(name, old_median, new_median, ratio, ci_low, ci_high, p_value, min_p, verdict)
+
+
+def significance(name: str, old: Mapping[str, Any], new: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """Whether the rounds of two saved benchmarks differ significantly, in words (Mann-Whitney U, bootstrap CI)."""
+    try:
+        comparison = compare_rounds(name, rounds_of(old), rounds_of(new), alpha=alpha)
+    except ValueError:
+        return "significance unknown: a run has no per-round times"
+    if comparison.p_value is None or comparison.min_p >= alpha:
+        return (f"cannot be significant with {len(rounds_of(old))} and {len(rounds_of(new))} rounds (smallest possible "
+                f"p {comparison.min_p:.2g}); run with --rounds 10 or more to tell")
+    if comparison.p_value < alpha:
+        return (f"significant: Mann-Whitney U p = {comparison.p_value:.2g}, 95% CI of new/old median "
+                f"{comparison.ci_low:.2f} .. {comparison.ci_high:.2f}")
+    return f"not significant: Mann-Whitney U p = {comparison.p_value:.2g}, within the rounds' noise"
+
+
+def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str, Any]],
+                        compared: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """One line per benchmark and --benchmark-compare-fail check it fails against a saved run.
+
+    `checks` are pytest-benchmark's parsed --benchmark-compare-fail values (`field`, `threshold`,
+    `fails(current_stats, saved_stats)`); `current` maps a full name to this run's benchmark as
+    saved (stats, extra_info); `compared` maps a saved run's path to {full name: saved benchmark}.
+    """
+    lines = []
+    for path, saved_run in compared.items():
+        for fullname, now in current.items():
+            saved = saved_run.get(fullname)
+            if saved is None or one_unmeasured(saved.get("extra_info", {}), now.get("extra_info", {})):
+                continue
+            for check in checks:
+                if not check.fails(now["stats"], saved["stats"]):
+                    continue
+                old_value, new_value = saved["stats"][check.field], now["stats"][check.field]
+                percentage = type(check).__name__.startswith("Percentage")
+                change = f"{new_value / old_value - 1:+.1%}" if percentage and old_value else f"{new_value - old_value:+.4g} s"
+                limit = f"+{check.threshold}%" if percentage else f"+{check.threshold:g} s"
+                lines.append(f"{now.get('param') or fullname} against {Path(path).stem}: {check.field} {old_value:.4g} s "
+                             f"-> {new_value:.4g} s, {change} (limit {limit}); {significance(fullname, saved, now)}")
+    return lines
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read saved run {str(path)!r}: {error}") from None
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError(f"{str(path)!r} is not a pytest-benchmark saved run (no 'benchmarks' list).")
+    return data
+
+
+def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:
+    header = ("benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict")
+    rows = [header]
+    for c in comparisons:
+        ci = "-" if c.ci_low is None else f"{c.ci_low:.3f} .. {c.ci_high:.3f}"
+        rows.append((c.name, f"{c.old_median:.4g}", f"{c.new_median:.4g}", f"{c.ratio:.3f}", ci,
+                     "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("old", type=Path, help="the saved run to compare against (e.g. .benchmarks/<machine>/0001_*.json)")
+    parser.add_argument("new", type=Path, help="the saved run under test")
+    parser.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--min-effect", type=_percent, default=0.05, metavar="PERCENT",
+                        help="smallest slowdown that counts, e.g. 5%% (default 5%%)")
+    parser.add_argument("--confidence", type=_fraction, default=0.95, help="confidence level of the interval (default 0.95)")
+    parser.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples (default 9999)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0: reproducible)")
+    parser.add_argument("--fail-on-regression", action="store_true", help="exit with status 1 when a benchmark is slower")
+    parser.add_argument("--force", action="store_true", help="compare even when the runs timed different work")
+    args = parser.parse_args(argv)
+    try:
+        old, new = load(args.old), load(args.new)
+    except ValueError as error:
+        parser.error(str(error))
+    for line in machine_differences(old.get("machine_info", {}), new.get("machine_info", {})):
+        print(f"note: different machine or software: {line}")
+
+    old_by_name = {bench["fullname"]: bench for bench in old["benchmarks"]}
+    new_by_name = {bench["fullname"]: bench for bench in new["benchmarks"]}
+    common = [name for name in new_by_name if name in old_by_name]
+    unmeasured = [name for name in common
+                  if one_unmeasured(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))]
+    for name in unmeasured:
+        print(f"note: {name} is not compared: a run saved it without fanbench's measurements "
+              "(interrupted, and saved by an older fanbench)")
+    common = [name for name in common if name not in unmeasured]
+    different = {name: workload_differences(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))
+                 for name in common}
+    different = {name: lines for name, lines in different.items() if lines}
+    for name, lines in different.items():
+        print(f"{'warning' if args.force else 'error'}: {name} timed different work: {'; '.join(lines)}")
+    if different and not args.force:
+        print("Refusing to compare runs of different workloads (pass --force to compare anyway).", file=sys.stderr)
+        return EXIT_REFUSED
+    for name in sorted(set(old_by_name) ^ set(new_by_name)):
+        print(f"note: {name} is only in {'OLD' if name in old_by_name else 'NEW'}")
+    if not common:
+        print("No benchmark is in both runs: nothing to compare.", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        comparisons = [compare_rounds(name, rounds_of(old_by_name[name]), rounds_of(new_by_name[name]), alpha=args.alpha,
+                                      min_effect=args.min_effect, confidence=args.confidence, resamples=args.resamples,
+                                      seed=args.seed) for name in common]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(format_report(comparisons, args.confidence))
+    if any(c.verdict == "too few rounds" for c in comparisons):
+        print(f"note: with these round counts no p-value can fall below alpha={args.alpha:g}; "
+              "run `pytest bench --rounds 10` or more for a meaningful test.")
+    regressed = [c.name for c in comparisons if c.regressed]
+    if regressed:
+        print(f"Slower (p < {args.alpha:g}, more than {args.min_effect:.0%} slower): {', '.join(regressed)}")
+    return EXIT_REGRESSION if regressed and args.fail_on_regression else EXIT_OK
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}.") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}.")
+    return value
+
+
+def _percent(text: str) -> float:
+    """'5%' or '0.05' -> 0.05."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 5%, got {text!r}.") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}.")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

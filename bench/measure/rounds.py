@@ -1,0 +1,101 @@
+"""Around each benchmark round: sample resources during the timed rounds, show progress after each.
+
+`benchmark.pedantic` calls `setup` before and `teardown` after every round (warm-up and
+timed alike) outside its timer, so starting the sampler and updating the progress bar
+there adds nothing to the measured time.
+
+Progress is updated once per round (frames done out of frames to do), not from inside a
+run: strategies have no hook in their loop, and a monitor thread polling them would compete
+for the GIL and the cores with what it watches. A round of a long run can take a while;
+the bar then moves in steps of one round's frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import IO, Any
+
+from bench.measure.sampler import ResourceSummary, Sampler, SamplerProcess
+
+
+class Progress:
+    """A tqdm bar of frames done, drawn with pytest's output capture suspended.
+
+    Quiet unless stderr is a terminal (tqdm's `disable=None`), so CI logs and pytester runs
+    stay clean; `--no-progress` turns it off everywhere.
+    """
+
+    def __init__(self, total_frames: int, label: str,
+                 suspend_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+                 file: IO[str] | None = None, disable: bool | None = None) -> None:
+        self.total, self.label, self.suspend_capture = total_frames, label, suspend_capture
+        self.file, self.disable = file, disable
+        self.bar: Any = None
+
+    def advance(self, frames: int) -> None:
+        from tqdm import tqdm
+
+        with self.suspend_capture():
+            if self.bar is None:
+                # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.
+                self.bar = tqdm(total=self.total, desc=self.label, unit="frame", leave=False,
+                                file=self.file or sys.stderr, disable=self.disable, miniters=1, mininterval=0)
+            self.bar.update(frames)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            with self.suspend_capture():
+                self.bar.close()
+            self.bar = None
+
+
+class RoundHooks:
+    """`setup`/`teardown` for `benchmark.pedantic`: the first `warmup` rounds are not sampled."""
+
+    def __init__(self, warmup: int, frames_per_round: int, sampler: Sampler | SamplerProcess | None = None,
+                 progress: Progress | None = None) -> None:
+        self.warmup, self.frames_per_round = warmup, frames_per_round
+        self.sampler, self.progress = sampler, progress
+        self.rounds_done = 0
+        #: Run before each timed round, outside the timer and before the sampler starts: the
+        #: bare-loop baseline, paired round by round with what the benchmark times.
+        self.before_timed_round: Callable[[], None] | None = None
+        self.after_round: Callable[[], None] | None = None  # e.g. check the round's outputs, then drop them
+
+
+    def setup(self) -> None:
+        if self.rounds_done < self.warmup:
+            return
+        if self.before_timed_round is not None:
+            self.before_timed_round()
+        if self.sampler is not None:
+            self.sampler.start()
+
+    def teardown(self, *args: Any, **kwargs: Any) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.rounds_done += 1
+        if self.after_round is not None:
+            self.after_round()
+        if self.progress is not None:
+            self.progress.advance(self.frames_per_round)
+
+    def resources(self) -> ResourceSummary | None:
+        """What the timed rounds used. Stops a sampler still running first: with
+        --benchmark-disable, pedantic calls `setup` but never `teardown`."""
+        if self.sampler is None:
+            return None
+        self.sampler.stop()
+        return self.sampler.summary()
+
+    def close(self) -> None:
+        """Stop what a failed round left running. Idempotent."""
+        try:
+            if self.sampler is not None:
+                self.sampler.stop()
+        finally:
+            if self.progress is not None:
+                self.progress.close()

@@ -1,0 +1,113 @@
+"""The closing recommendations: the fastest strategy whose outputs matched serial's (offline),
+and the one that keeps up best with a stream.
+
+A run's medians alone would flip with noise: two runs on a busy machine can rank the top
+strategies either way. So the line says which strategies cannot be told apart from the
+fastest, judged by the spread of their rounds (the bootstrap interval of bench.compare: the
+ratio of medians is a finding only when its interval excludes 1), and what to do to separate
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.compare.stats import compare_rounds
+from bench.measure.measurement import Measurement
+from bench.report.table import CONFIDENCE, NOISE_MARK, baseline, by_scenario, efficiency_text, speedup
+from strategies.settings import settings_from_dict, spec_text
+
+TIE = 0.05  # with a single round there is no spread: runs within 5% of each other count as ties
+MORE_ROUNDS = 10  # what to suggest when the rounds cannot separate the leaders
+
+
+def _label(m: Measurement) -> str:
+    options = "".join(f", {key}={value}" for key, value in m.strategy_options.items())
+    return f"{m.strategy} (--threads {spec_text(settings_from_dict(m.thread_settings))}{options})"
+
+
+def _judged(m: Measurement) -> bool:
+    return len(m.rounds_wall_s) >= 2
+
+
+def distinguishably_slower(best: Measurement, other: Measurement) -> bool:
+    """`other` is slower than `best` beyond the rounds' spread: the whole bootstrap interval of
+    its median over `best`'s lies above 1. Without two rounds on each side, beyond TIE."""
+    if not (_judged(best) and _judged(other)):
+        return other.wall_s > best.wall_s * (1 + TIE)
+    c = compare_rounds(other.key, best.rounds_wall_s, other.rounds_wall_s, confidence=CONFIDENCE)
+    return c.ci_low is not None and c.ci_low > 1.0
+
+
+def _spread(m: Measurement) -> float:
+    """(slowest - fastest round) / median: how much the rounds varied."""
+    return (max(m.rounds_wall_s) - min(m.rounds_wall_s)) / m.wall_s if _judged(m) and m.wall_s > 0 else 0.0
+
+
+def _rounds(m: Measurement) -> str:
+    return f" (rounds {min(m.rounds_wall_s):.3f}-{max(m.rounds_wall_s):.3f})" if _judged(m) else ""
+
+
+def recommendation(measurements: Sequence[Measurement]) -> str | None:
+    """The fastest equivalent strategy with its settings, speedup and efficiency, and which
+    others cannot be told apart from it at this run's noise (one or two lines)."""
+    if not measurements:
+        return None
+    equivalent = [m for m in measurements if m.equivalent and m.wall_s > 0]
+    if not equivalent:
+        return "fanbench recommends nothing: no strategy's outputs matched the serial reference."
+    best = min(equivalent, key=lambda m: m.wall_s)
+    fastest = min(measurements, key=lambda m: m.wall_s)
+    base = baseline(measurements)
+    parts = [f"fanbench recommends {_label(best)}: wall {best.wall_s:.3f} s{_rounds(best)}"]
+    if base is not None and base is not best:
+        ratio = speedup(base, best)
+        mark = NOISE_MARK if ratio.within_noise else ""
+        parts.append(f"{mark}{ratio.value:.2f}x {base.key}" +
+                     (f" ({CONFIDENCE:.0%} CI {ratio.low:.2f}-{ratio.high:.2f})" if ratio.judged else ""))
+    if efficiency_text(best) == "above limit":
+        parts.append("beyond the packing limit (not an efficiency to act on: see the note under the table)")
+    elif efficiency_text(best) != "-":
+        parts.append(f"efficiency {efficiency_text(best)} of the packing limit")
+    line = ", ".join(parts)
+    ties = sorted((m for m in equivalent if m is not best and not distinguishably_slower(best, m)),
+                  key=lambda m: m.wall_s)
+    if fastest is not best:
+        line += f" (the fastest run, {fastest.key} at {fastest.wall_s:.3f} s, did not match serial)"
+    if not ties:
+        return line + ("; every other equivalent strategy was slower beyond the rounds' spread." if _judged(best) else
+                       f"; every other equivalent strategy was more than {TIE:.0%} slower (one round: no spread to "
+                       "judge noise by).")
+    names = ", ".join(f"{m.key} ({m.wall_s:.3f} s)" for m in ties)
+    if not _judged(best):
+        return (f"{line}\nwithin {TIE:.0%} of it, so not told apart by a single round: {names}. Run --rounds "
+                f"{MORE_ROUNDS} to judge by the rounds' spread.")
+    group = [best, *ties]
+    difference = max(m.wall_s for m in group) / best.wall_s - 1
+    return (f"{line}\ncannot be told apart from it at this run's noise ({CONFIDENCE:.0%} interval of the ratio "
+            f"includes 1): {names}. Any of these is as good on this evidence: their rounds varied by up to "
+            f"{max(_spread(m) for m in group):.0%}, their medians differ by at most {difference:.0%}. To separate "
+            f"them, run --rounds {MORE_ROUNDS} on a quieter machine (no other jobs on the cores).")
+
+
+def streaming_recommendation(measurements: Sequence[Measurement]) -> list[str]:
+    """Per stream rate: the equivalent strategy that missed the fewest deadlines, at the lowest
+    p99 latency, with its settings; others with as few misses and a p99 within TIE follow."""
+    lines = []
+    for group in by_scenario(measurements).values():
+        served = [m for m in group if m.equivalent and m.deadline_misses is not None and m.latency_p99_s is not None]
+        if group[0].target_fps is None or not served:
+            continue
+        best = min(served, key=lambda m: (m.deadline_misses, m.latency_p99_s))
+        line = (f"for a {best.target_fps:g} fps stream fanbench recommends {_label(best)}: "
+                f"{best.deadline_misses}/{best.latency_frames} frames missed the "
+                f"{best.deadline_s * 1000:.0f} ms deadline, latency p50 {best.latency_p50_s * 1000:.1f} ms, "
+                f"p99 {best.latency_p99_s * 1000:.1f} ms")
+        if best.deadline_misses == best.latency_frames:
+            line += " (no strategy kept up: every frame was late; lower --fps or use a faster machine)"
+        ties = [m.key for m in served if m is not best and m.deadline_misses == best.deadline_misses
+                and m.latency_p99_s <= best.latency_p99_s * (1 + TIE)]
+        if ties:
+            line += f"; as few misses and p99 within {TIE:.0%}: {', '.join(ties)}"
+        lines.append(line)
+    return lines

@@ -1,0 +1,237 @@
+"""The results tables, in the write-up's shape plus throughput, speedup, latency and resources.
+
+One timing table per scenario (speedups are against `serial` of the same scenario), then one
+resources table. The same cells render as plain text (terminal) or Markdown (report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.compare.stats import compare_rounds
+from bench.measure.measurement import Measurement
+from strategies.equivalence import ModelCheck
+
+MB = 1024 * 1024
+Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
+
+
+def baseline(measurements: Sequence[Measurement]) -> Measurement | None:
+    """What speedups are measured against: `serial` with onnxruntime's defaults, as the
+    write-up ran it, else the first `serial` run."""
+    serial = [m for m in measurements if m.strategy == "serial"]
+    defaults = [m for m in serial if m.ort_defaults]
+    return (defaults or serial or [None])[0]
+
+
+CONFIDENCE = 0.95  # of the speedup intervals (bootstrap over the rounds, bench.compare)
+NOISE_MARK = "~"  # before a ratio whose interval covers 1: within the rounds' noise, not a finding
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How many times faster `m` ran than the baseline: ratio of medians, with the bootstrap
+    interval over both benchmarks' rounds (None with fewer than two rounds on either side)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def judged(self) -> bool:
+        return self.low is not None
+
+    @property
+    def within_noise(self) -> bool:
+        """The rounds' spread covers the difference: the interval includes 1."""
+        return self.judged and self.low <= 1.0 <= self.high
+
+    def text(self) -> str:
+        if not self.judged:
+            return f"{self.value:.2f}"
+        mark = NOISE_MARK if self.within_noise else ""
+        return f"{mark}{self.value:.2f} ({self.low:.2f}-{self.high:.2f})"
+
+
+def speedup(base: Measurement, m: Measurement) -> Speedup:
+    """`base` wall over `m` wall, with the spread of both benchmarks' rounds."""
+    if m.wall_s <= 0:
+        return Speedup(0.0)
+    value = base.wall_s / m.wall_s
+    if m is base or len(base.rounds_wall_s) < 2 or len(m.rounds_wall_s) < 2:
+        return Speedup(value)
+    c = compare_rounds(m.key, base.rounds_wall_s, m.rounds_wall_s, confidence=CONFIDENCE)  # ratio m / base
+    return Speedup(value, 1 / c.ci_high, 1 / c.ci_low)
+
+
+OVER_LIMIT = 1.05  # no efficiency beyond this is printed: it cannot be real
+
+
+def efficiency_text(m: Measurement) -> str:
+    """Efficiency as printed everywhere: none on CUDA (the packing limit is no bound there),
+    never above 105%, and a value above 100% flagged as noise."""
+    if m.efficiency is None or "cuda" in m.provider:
+        return "-"
+    if m.efficiency > OVER_LIMIT:
+        return "above limit"
+    return f"{m.efficiency:.0%}" + (" (noise)" if m.efficiency > 1.0 else "")
+
+
+def scenario_title(m: Measurement) -> str:
+    return "offline" if m.target_fps is None else f"streaming at {m.target_fps:g} fps"
+
+
+def by_scenario(measurements: Sequence[Measurement]) -> dict[str, list[Measurement]]:
+    """Measurements grouped by scenario, in order of first appearance."""
+    groups: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault(scenario_title(m), []).append(m)
+    return groups
+
+
+def _number(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _latency(m: Measurement) -> str:
+    if not m.per_frame:
+        return "n/a (no per-frame completion)"
+    if m.latency_p50_s is None:
+        return "-"
+    return " / ".join(_number(value, 1000) for value in (m.latency_p50_s, m.latency_p90_s, m.latency_p99_s))
+
+
+def _misses(m: Measurement) -> str:
+    if not m.per_frame:
+        return "n/a"
+    return "-" if m.deadline_misses is None else f"{m.deadline_misses}/{m.latency_frames}"
+
+
+def _gpu_util(m: Measurement) -> str:
+    return "-" if m.gpu_util_mean is None else f"{m.gpu_util_mean:.0f} / {m.gpu_util_max:.0f}"
+
+
+def _sampler(m: Measurement) -> str:
+    if not m.sampler_rate_hz:
+        return "off"
+    return f"{m.sampler_samples}" + ("" if m.sampler_cpu_s is None else f" ({m.sampler_cpu_s * 1000:.0f} ms)")
+
+
+def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
+    base = baseline(measurements)
+    streaming = measurements[0].target_fps is not None
+    header = ["strategy", "settings", "cumulative per model (s)", "wall (s)", "GPU MB", "GPU util % mean/max",
+              "fps", "overlap", f"x {base.key} ({CONFIDENCE:.0%} CI)" if base else "speedup",
+              "latency p50/p90/p99 (ms)" if streaming else "frame done p50/p90/p99 (ms)"]
+    header += ["deadline misses"] if streaming else []
+    header += ["efficiency", "equal to serial"]
+    rows = []
+    for m in measurements:
+        row = [m.strategy, m.settings, " / ".join(f"{t:.2f}" for t in m.per_model_cumulative_s), f"{m.wall_s:.3f}",
+               _number(m.gpu_memory_peak_bytes, 1 / MB, 0), _gpu_util(m), f"{m.fps:.1f}", f"{m.overlap:.2f}",
+               speedup(base, m).text() if base and m.wall_s > 0 else "-", _latency(m)]
+        row += [_misses(m)] if streaming else []
+        row += [efficiency_text(m), "yes" if m.equivalent else "NO"]
+        rows.append(row)
+    return title, header, rows
+
+
+def resources_table(measurements: Sequence[Measurement]) -> Table:
+    header = ["strategy", "settings", "scenario", "CPU % mean/max", "peak PSS MB", "peak USS MB", "GPU MB (device)",
+              "samples (sampler CPU)"]
+    rows = [[m.strategy, m.settings, scenario_title(m),
+             "-" if m.cpu_util_mean is None else f"{m.cpu_util_mean * 100:.0f} / {m.cpu_util_max * 100:.0f}",
+             _number(m.peak_pss_bytes, 1 / MB, 0), _number(m.peak_uss_bytes, 1 / MB, 0),
+             _number(m.gpu_device_memory_peak_bytes, 1 / MB, 0), _sampler(m)]
+            for m in measurements]
+    return "resources during the timed rounds (process tree)", header, rows
+
+
+def tables(measurements: Sequence[Measurement]) -> list[Table]:
+    return [timing_table(title, group) for title, group in by_scenario(measurements).items()] + \
+        [resources_table(measurements)]
+
+
+def caption(measurements: Sequence[Measurement]) -> str:
+    first = measurements[0]
+    return (f"{len(first.models)} models x {first.frames} frames, batch {first.batch}, provider {first.provider} "
+            f"(median of the timed rounds; latency over every timed round's frames)")
+
+
+def preamble(measurements: Sequence[Measurement]) -> list[str]:
+    """The models (in the per-model column's order, with FLOPs where known) and the packing limit."""
+    first = measurements[0]
+    flops = first.model_flops or [None] * len(first.models)
+    lines = ["models, in the order of the per-model column: " + " / ".join(
+        name if count is None else f"{name} ({count / 1e9:.2f} GFLOP per call)"
+        for name, count in zip(first.models, flops, strict=True))]
+    if first.limit_s is not None and "cuda" in first.provider:
+        lines.append(f"each model alone on the GPU, summed: {first.limit_s:.3f} s; not a bound on CUDA (concurrent "
+                     "models overlap their copies and launches with other models' kernels), so no efficiency is "
+                     "shown: GPU util % says how busy the device was")
+    elif first.limit_s is not None:
+        lines.append(f"packing limit {first.limit_s:.3f} s (each model's single-thread time, summed, over the usable "
+                     "cores); efficiency = limit / wall (offline)")
+    if first.tolerance:
+        lines.append(f"equal to serial: every frame's outputs within {first.tolerance}")
+    # The measured check of each model: noise floor, how far apart frames are, the tolerance between.
+    lines += [f"equivalence {ModelCheck.from_dict(name, check).line()}"
+              for name, check in first.equivalence.get("models", {}).items()]
+    return lines
+
+
+def notes(measurements: Sequence[Measurement]) -> list[str]:
+    """Why some cells are empty or suspect: each distinct reason once."""
+    lines = []
+    if any(efficiency_text(m) == "above limit" for m in measurements):
+        lines.append(f"efficiency 'above limit': more than {OVER_LIMIT:.0%} of the packing limit, which no schedule of "
+                     "single-thread calls can reach: batching or merging cut the per-call cost the limit is built "
+                     "from, or the machine was busier while the limit was measured; not an efficiency to act on.")
+    if any(efficiency_text(m).endswith("(noise)") for m in measurements):
+        lines.append("efficiency above 100% marked (noise): within timer and load noise of the limit, read as 100%.")
+    if any(speedup(base, m).within_noise for group in by_scenario(measurements).values()
+           if (base := baseline(group)) is not None for m in group):
+        lines.append(f"{NOISE_MARK} before a speedup: its {CONFIDENCE:.0%} interval over the rounds includes 1.00, so "
+                     "the rounds' spread covers the difference: within noise, not a finding.")
+    for reason in dict.fromkeys(m.gpu_absent for m in measurements if m.gpu_absent):
+        lines.append(f"GPU metrics absent: {reason}.")
+    if any(not m.sampler_rate_hz for m in measurements):
+        lines.append("resource sampling was off (--no-sampler) for some rows.")
+    return lines
+
+
+def _render(table: Table, line: Callable[[list[str], list[int]], str], rule: Callable[[list[int]], str]) -> list[str]:
+    _, header, rows = table
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return [line(header, widths), rule(widths), *(line(row, widths) for row in rows)]
+
+
+def format_table(measurements: Sequence[Measurement]) -> str:
+    """Plain-text tables for the terminal."""
+    if not measurements:
+        return "fanbench: no strategy was measured."
+    lines = [f"fanbench: {caption(measurements)}", *preamble(measurements)]
+    for table in tables(measurements):
+        lines += ["", f"{table[0]}:"]
+        lines += _render(table, lambda cells, widths: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)),
+                         lambda widths: "  ".join("-" * w for w in widths))
+    lines += [f"note: {note}" for note in notes(measurements)]
+    return "\n".join(lines)
+
+
+def _markdown_row(cells: list[str], widths: list[int]) -> str:
+    return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+
+
+def markdown_tables(measurements: Sequence[Measurement]) -> str:
+    """The same tables in Markdown, each under a heading."""
+    if not measurements:
+        return "No strategy was measured."
+    lines = [caption(measurements).capitalize() + ".", "", *(f"- {line}" for line in preamble(measurements))]
+    for table in tables(measurements):
+        lines += ["", f"### {table[0].capitalize()}", ""]
+        lines += _render(table, _markdown_row, lambda widths: "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    if notes(measurements):
+        lines += ["", *(f"- {note}" for note in notes(measurements))]
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Building onnxruntime sessions, and refusing a session that silently fell back to the CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+from strategies.base import ThreadSettings
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class ProviderError(RuntimeError):
+    """The session does not run on the provider that was asked for."""
+
+
+def onnxruntime() -> Any:
+    """Import onnxruntime, or say in one line which package to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        raise ImportError(
+            "onnxruntime is not installed: run `pip install -e '.[cpu]'` (or `.[gpu]` on a CUDA host).") from error
+    return ort
+
+
+def session_options(settings: ThreadSettings) -> Any:
+    ort = onnxruntime()
+    options = ort.SessionOptions()
+    if settings.intra_op is not None:
+        options.intra_op_num_threads = settings.intra_op
+    if settings.inter_op is not None:
+        options.inter_op_num_threads = settings.inter_op
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if settings.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    if settings.spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings.spinning else "0")
+    return options
+
+
+_preload_lock = threading.Lock()
+_preload_report: str | None = None  # None until preload_cuda_libraries() ran in this process
+
+
+def preload_cuda_libraries() -> str:
+    """Call `onnxruntime.preload_dlls()` once per process, before the first CUDA session.
+
+    onnxruntime-gpu (>= 1.21) loads the CUDA and cuDNN libraries installed as pip wheels
+    (the `.[gpu]` extra) this way, so no system CUDA toolkit is needed. It reports missing
+    libraries by printing them; that text is returned (and kept) so a later fall-back error
+    can quote it. Worker processes call this through `make_session` too: the flag is per process.
+    """
+    global _preload_report
+    with _preload_lock:
+        if _preload_report is None:
+            ort = onnxruntime()
+            printed = io.StringIO()
+            preload = getattr(ort, "preload_dlls", None)
+            if preload is None:
+                _preload_report = ""  # onnxruntime < 1.21: libraries come from the system search path
+            else:
+                try:
+                    with contextlib.redirect_stdout(printed):
+                        preload()
+                except Exception as error:  # e.g. RuntimeError for a bad directory: keep it for the message
+                    printed.write(f"onnxruntime.preload_dlls() raised {type(error).__name__}: {error}\n")
+                _preload_report = printed.getvalue().strip()
+        return _preload_report
+
+
+def fallback_message(source: str, wanted: str, actual: str, preload_report: str) -> str:
+    """Why a CUDA session ended up elsewhere, and what to do about it."""
+    message = (
+        f"{source}: asked for {wanted} but the session fell back to {actual}. onnxruntime-gpu does this "
+        "silently when the CUDA provider cannot load, usually because the CUDA 13 / cuDNN 9 libraries are "
+        "missing or not found. Install them with `pip install -e '.[gpu]'` (onnxruntime-gpu[cuda,cudnn]); "
+        "fanbench calls onnxruntime.preload_dlls() before creating CUDA sessions so the pip-installed "
+        "libraries are found. Check the driver with `nvidia-smi`, or run with --provider cpu.")
+    if preload_report:
+        message += f" onnxruntime.preload_dlls() reported: {' | '.join(preload_report.splitlines())}"
+    return message
+
+
+def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: str = "cpu",
+                 provider_options: dict[str, Any] | None = None) -> Any:
+    """An InferenceSession on `provider`, checked against what it really runs on.
+
+    `path` is a model file, or the serialised model itself (bytes). onnxruntime-gpu lists
+    CUDAExecutionProvider as available even where the CUDA libraries cannot load, then
+    builds the session on the CPU with only a log line. The check below reads
+    `session.get_providers()`, which tells the truth.
+    """
+    ort = onnxruntime()
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}.")
+    wanted = PROVIDERS[provider]
+    source = "<in-memory model>" if isinstance(path, bytes) else str(path)
+    preload_report = ""
+    if provider == "cpu":
+        providers: list[Any] = [wanted]
+    else:
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise ProviderError(
+                f"{source}: asked for {wanted} but this onnxruntime {ort.__version__} (device {ort.get_device()}) "
+                f"does not have it; it has {', '.join(available)}. Install the GPU build on a CUDA host: "
+                "`pip uninstall -y onnxruntime && pip install -e '.[gpu]'`, or run with --provider cpu.")
+        preload_report = preload_cuda_libraries()
+        providers = [(wanted, provider_options or {}), "CPUExecutionProvider"]
+    session = ort.InferenceSession(path if isinstance(path, bytes) else source, session_options(settings),
+                                   providers=providers)
+    actual = session.get_providers()[0]
+    if actual != wanted:
+        raise ProviderError(fallback_message(source, wanted, actual, preload_report))
+    return session
+
+
+def provider_used(session: Any) -> str:
+    """'cuda' or 'cpu', from the provider the session really runs on."""
+    return "cuda" if session.get_providers()[0] == PROVIDERS["cuda"] else "cpu"
+
+
+def io_names(session: Any) -> tuple[str, list[str]]:
+    """The single input's name and the output names, read from the model."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ValueError(f"the model has {len(inputs)} inputs ({names}); fanbench feeds one image input per model.")
+    return inputs[0].name, [output.name for output in session.get_outputs()]

@@ -1,0 +1,189 @@
+"""Worker processes with a pipe each: start, command, collect, and always clean up.
+
+A worker that dies (killed, segfault, out of memory) is noticed through its process
+sentinel while the parent waits for its answer, so a run fails within moments, naming the
+worker's model and its exit code or signal, instead of hanging on a pipe that never answers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from strategies.base import Arrivals, Clock, RunTimeout, StrategyError
+
+READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
+JOIN_TIMEOUT_S = 5.0
+GRACE_S = 1.0
+
+
+def answer_timeout(arrivals: Arrivals, clock: Clock) -> float | None:
+    """How long the parent waits for every worker's answer to a run: until the run's deadline
+    plus a grace second. The workers check the deadline at every frame themselves; the grace
+    covers a worker that hangs inside `session.run` or is stopped (SIGSTOP)."""
+    return None if arrivals.deadline is None else max(0.0, arrivals.deadline - clock()) + GRACE_S
+
+
+def context() -> Any:
+    # spawn, not fork: forking a process that already runs onnxruntime's thread pools (or
+    # holds a CUDA context) copies locks in unknown states.
+    return multiprocessing.get_context("spawn")
+
+
+def detach_from_terminal_signals() -> None:
+    """Called first in a worker: Ctrl-C goes to the parent, which stops the workers itself,
+    and on Linux the worker is killed if the parent dies without cleaning up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def exit_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class WorkerPool:
+    """One process per lane, each talking to the parent over its own pipe.
+
+    `models` names what each worker runs, for error messages (defaults to the lane names).
+    While commands are out (`send_all` until `collect` has every answer) the pool is busy:
+    closing a busy pool (a failure, a time-out, Ctrl-C) kills the workers at once instead of
+    waiting for them to finish their frames.
+    """
+
+    def __init__(self, strategy: str, lanes: Sequence[str], models: Sequence[str] | None = None):
+        self.strategy = strategy
+        self.lanes = list(lanes)
+        self.models = list(models) if models is not None else list(self.lanes)
+        if len(self.models) != len(self.lanes):
+            raise ValueError(f"WorkerPool needs one model name per lane, got {len(self.models)} for {len(self.lanes)}.")
+        self.processes: list[Any] = []
+        self.pipes: list[Connection] = []
+        self.busy = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers, in lane order (tests kill them; monitors sample them)."""
+        return [process.pid for process in self.processes]
+
+    def describe(self, index: int) -> str:
+        """"worker 'process-1' (model 'm1')" for messages (as processes_shm words it)."""
+        if self.models[index] == self.lanes[index]:
+            return f"worker {self.lanes[index]!r}"
+        return f"worker {self.lanes[index]!r} (model {self.models[index]!r})"
+
+    def start(self, target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]]) -> list[Any]:
+        """Start one worker per lane as `target(conn, *args_for(index))`; return their ready answers."""
+        ctx = context()
+        self.busy = True
+        for index, lane in enumerate(self.lanes):
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=target, args=(child, *args_for(index)), name=f"fanbench-{lane}", daemon=True)
+            process.start()
+            child.close()
+            self.processes.append(process)
+            self.pipes.append(parent)
+        return self.collect(READY)
+
+    def send_all(self, message: Any) -> None:
+        self.busy = True
+        for index, pipe in enumerate(self.pipes):
+            try:
+                pipe.send(message)
+            except OSError:  # the worker died since its last answer: say so with its exit code
+                raise self._died(index) from None
+
+    def collect(self, expected: str, timeout: float | None = None,
+                stop: Callable[[], None] | None = None) -> list[Any]:
+        """One `expected` answer from every worker, in lane order.
+
+        Fails at once when a worker dies (StrategyError), and with RunTimeout when not every
+        worker has answered within `timeout` seconds. A worker that reports an error fails
+        the collection at once too, unless `stop` is given: then `stop()` tells the others to
+        end early, their answers are gathered (the pool is idle again, its workers usable)
+        and the first failure is raised.
+        """
+        answers: dict[int, Any] = {}
+        failure: StrategyError | None = None
+        waiting = {pipe: index for index, pipe in enumerate(self.pipes)}
+        sentinels = {process.sentinel: index for index, process in enumerate(self.processes)}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while waiting:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait([*waiting, *sentinels], left)
+            if not ready:
+                late = ", ".join(self.describe(index) for index in sorted(waiting.values()))
+                raise RunTimeout(f"{self.strategy}: {late} did not answer within {timeout:.1f} s; "
+                                 "the workers are stopped.")
+            for handle in ready:
+                if handle in waiting:
+                    index = waiting[handle]
+                    try:
+                        kind, payload = handle.recv()
+                    except (EOFError, OSError):  # the worker is gone (a reset when it died with
+                        raise self._died(index) from None  # our message unread): report its exit code
+                    del waiting[handle]
+                    if kind == TIMED_OUT:
+                        raise RunTimeout(f"{self.strategy}: {self.describe(index)} stopped: {payload}")
+                    if kind == FAILED:
+                        error = StrategyError(f"{self.strategy}: {self.describe(index)} failed: {payload}")
+                        if stop is None:
+                            raise error
+                        if failure is None:  # later ones are the others stopping because of it
+                            failure = error
+                            stop()
+                        continue
+                    answers[index] = payload
+                elif sentinels[handle] in waiting.values():
+                    raise self._died(sentinels[handle])
+        self.busy = False
+        if failure is not None:
+            raise failure
+        return [answers[index] for index in range(len(self.pipes))]
+
+    def _died(self, index: int) -> StrategyError:
+        process = self.processes[index]
+        process.join(JOIN_TIMEOUT_S)  # the exit code is there once the process is reaped
+        return StrategyError(f"{self.strategy}: {self.describe(index)} died ({exit_reason(process.exitcode)}).")
+
+    def close(self) -> None:
+        """Stop every worker and release the pipes. Idempotent.
+
+        An idle pool asks its workers to stop and gives them JOIN_TIMEOUT_S in all; a busy one
+        (or whatever did not stop in time) is killed: a worker that hangs or is stopped with
+        SIGSTOP ignores polite requests, and it holds nothing the parent does not clean up.
+        """
+        if not self.busy:
+            for pipe in self.pipes:
+                try:
+                    pipe.send(("stop", None))
+                except (OSError, ValueError):
+                    pass
+            alive = [process.sentinel for process in self.processes if process.exitcode is None]
+            deadline = time.monotonic() + JOIN_TIMEOUT_S
+            while alive and time.monotonic() < deadline:
+                for sentinel in wait(alive, max(0.0, deadline - time.monotonic())):
+                    alive.remove(sentinel)
+        for process in self.processes:
+            if process.exitcode is None:
+                process.kill()
+            process.join()
+            process.close()
+        for pipe in self.pipes:
+            pipe.close()
+        self.processes, self.pipes, self.busy = [], [], False

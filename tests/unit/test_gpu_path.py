@@ -1,0 +1,366 @@
+"""The provider really used, CUDA options, --require-gpu, the `gpu` marker, and the writeup workload.
+
+onnxruntime-gpu's silent fall-back is faked here by an onnxruntime whose sessions report the
+CPU provider, as the real one does when the CUDA libraries cannot load; where
+onnxruntime-gpu itself is installed on a machine without a GPU, the slow test at the end
+checks the same path for real.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import strategies.runtime.sessions as sessions
+from bench.measure.machine import gpu_machine_info
+from fixtures.models import SIZES, flops_per_image
+from fixtures.named_workloads import WORKLOADS, apply_named_workload
+from strategies import ProviderError, ThreadSettings
+from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the provider really used --------------------------------------------------------------
+
+class FellBackSession:
+    """What onnxruntime-gpu returns when the CUDA provider cannot load: a CPU session."""
+
+    def __init__(self, path: Any, options: Any, providers: list[Any]):
+        self.providers_asked = providers
+
+    def get_providers(self) -> list[str]:
+        return ["CPUExecutionProvider"]
+
+
+@pytest.fixture
+def gpu_package_without_cuda_libraries(monkeypatch):
+    """onnxruntime as onnxruntime-gpu behaves on a host without the CUDA 13 / cuDNN 9 libraries."""
+    ort = sessions.onnxruntime()
+    preloads: list[int] = []
+
+    def preload_dlls() -> None:
+        preloads.append(1)
+        print("Failed to load libcudnn.so.9: cannot open shared object file")
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FellBackSession)
+    monkeypatch.setattr(ort, "preload_dlls", preload_dlls, raising=False)
+    monkeypatch.setattr(sessions, "_preload_report", None)  # as in a fresh process
+    return preloads
+
+
+def test_a_session_that_fell_back_fails_with_the_cause_and_the_fix(gpu_package_without_cuda_libraries, tmp_path):
+    with pytest.raises(ProviderError) as raised:
+        sessions.make_session(tmp_path / "m.onnx", ThreadSettings(), "cuda", {"device_id": "0"})
+    message = str(raised.value)
+    for part in (f"{tmp_path / 'm.onnx'}: asked for CUDAExecutionProvider but the session fell back to "
+                 "CPUExecutionProvider", "CUDA 13 / cuDNN 9", "pip install -e '.[gpu]'", "onnxruntime.preload_dlls()",
+                 "reported: Failed to load libcudnn.so.9", "--provider cpu"):
+        assert part in message
+
+
+def test_preload_dlls_runs_once_per_process_before_cuda_sessions(gpu_package_without_cuda_libraries, tmp_path):
+    for _ in range(3):
+        with pytest.raises(ProviderError):
+            sessions.make_session(tmp_path / "m.onnx", ThreadSettings(), "cuda")
+    assert gpu_package_without_cuda_libraries == [1]
+
+
+def test_a_failing_preload_is_reported_not_raised(gpu_package_without_cuda_libraries, monkeypatch):
+    def broken() -> None:
+        raise RuntimeError("Invalid parameter of directory")
+
+    monkeypatch.setattr(sessions.onnxruntime(), "preload_dlls", broken)
+    assert sessions.preload_cuda_libraries() == "onnxruntime.preload_dlls() raised RuntimeError: Invalid parameter of directory"
+
+
+def test_the_cpu_package_asked_for_cuda_says_to_install_the_gpu_build(tmp_path, monkeypatch):
+    ort = sessions.onnxruntime()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ProviderError, match=r"does not have it; it has CPUExecutionProvider\. Install the GPU build"):
+        sessions.make_session(tmp_path / "m.onnx", ThreadSettings(), "cuda")
+
+
+def test_the_gpu_probe_reports_the_fall_back(gpu_package_without_cuda_libraries):
+    reason = cuda_unavailable_reason()
+    assert reason is not None
+    assert "<in-memory model>: asked for CUDAExecutionProvider but the session fell back" in reason
+
+
+def test_the_gpu_probe_reports_a_cpu_only_onnxruntime(monkeypatch):
+    monkeypatch.setattr(sessions.onnxruntime(), "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert "has no CUDAExecutionProvider" in cuda_unavailable_reason()
+
+
+# --- CUDA provider options -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "error"), [
+    pytest.param("cudnn_conv_algo_search", "expected KEY=VALUE", id="no-equals"),
+    pytest.param("device_id=", "expected KEY=VALUE", id="empty-value"),
+    pytest.param("=1", "expected KEY=VALUE", id="empty-key"),
+    pytest.param("gpu_memory=1", "unknown CUDA option 'gpu_memory'; known options: arena_extend_strategy", id="unknown"),
+    pytest.param("device_id=one", "device_id: expected a whole number >= 0, got 'one'", id="not-a-number"),
+    pytest.param("device_id=-1", "device_id: expected a whole number >= 0, got '-1'", id="negative"),
+    pytest.param("gpu_mem_limit=0", "gpu_mem_limit: expected a whole number >= 1, got '0'", id="zero-limit"),
+    pytest.param("do_copy_in_default_stream=maybe", "expected 1/0 (or true/false), got 'maybe'", id="bad-bool"),
+    pytest.param("cudnn_conv_algo_search=FAST", "expected one of EXHAUSTIVE, HEURISTIC, DEFAULT, got 'FAST'",
+                 id="bad-choice"),
+    pytest.param("arena_extend_strategy=nextpoweroftwo", "expected one of kNextPowerOfTwo, kSameAsRequested",
+                 id="choice-is-case-sensitive"),
+    pytest.param("enable_cuda_graph=1", "cannot be set here: the cuda_graph strategy sets it", id="cuda-graph"),
+    pytest.param("user_compute_stream=140000", "cannot be set here: it is the address of a CUDA stream",
+                 id="user-stream"),
+])
+def test_a_bad_cuda_option_says_what_is_allowed(text, error):
+    with pytest.raises(CudaOptionError, match=error.replace("(", r"\(").replace(")", r"\)")):
+        parse_cuda_option(text)
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("device_id=1", ("device_id", "1")),
+    ("gpu_mem_limit=2147483648", ("gpu_mem_limit", "2147483648")),
+    ("do_copy_in_default_stream=false", ("do_copy_in_default_stream", "0")),
+    ("use_tf32=True", ("use_tf32", "1")),
+    (" cudnn_conv_algo_search = HEURISTIC ", ("cudnn_conv_algo_search", "HEURISTIC")),
+])
+def test_cuda_options_are_normalised_for_onnxruntime(text, parsed):
+    assert parse_cuda_option(text) == parsed
+
+
+def test_cuda_options_given_twice_are_refused_and_the_rest_sorted():
+    assert cuda_options([("device_id", "1"), ("arena_extend_strategy", "kSameAsRequested")]) == (
+        ("arena_extend_strategy", "kSameAsRequested"), ("device_id", "1"))
+    with pytest.raises(CudaOptionError, match=r"device_id given twice \('1' and '2'\)"):
+        cuda_options([("device_id", "1"), ("device_id", "2")])
+
+
+def test_a_workload_passes_cuda_options_only_to_cuda_sessions(tiny_workload):
+    from dataclasses import replace
+
+    with_options = replace(tiny_workload, cuda_options=(("device_id", "1"),))
+    assert with_options.provider_options == {}  # provider cpu
+    assert replace(with_options, provider="cuda").provider_options == {"device_id": "1"}
+
+
+# --- the GPU in the saved machine info -----------------------------------------------------
+
+class FakeNvml(types.ModuleType):
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, fail_init: bool = False):
+        super().__init__("pynvml")
+        self.fail_init, self.shutdowns = fail_init, 0
+
+    def nvmlInit(self) -> None:
+        if self.fail_init:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:
+        return b"NVIDIA H100 80GB HBM3"
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "580.65.06"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 13000
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
+        return types.SimpleNamespace(total=80 * 2**30)
+
+
+def test_machine_info_records_the_gpu_name_driver_and_memory(monkeypatch):
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    info = gpu_machine_info(1)
+    assert info == {"gpu": {"index": 1, "name": "NVIDIA H100 80GB HBM3", "driver": "580.65.06", "cuda_driver": "13.0",
+                            "memory_total_mb": 80 * 1024, "cuda_visible_devices": "1"}}
+    assert nvml.shutdowns == 1
+
+
+def test_machine_info_says_why_there_is_no_gpu(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail_init=True))
+    assert gpu_machine_info() == {"gpu": None, "gpu_unavailable": "NVML could not start: Driver Not Loaded"}
+
+
+# --- the writeup workload ------------------------------------------------------------------
+
+class OptionsOnly:
+    """The part of pytest.Config the workload options use, with the root conftest's defaults."""
+
+    def __init__(self, *args: str, **given: Any):
+        self.invocation_params = types.SimpleNamespace(args=args)
+        defaults = {"frames": 40, "batch": 4, "frame_size": (256, 256), "models": 4, "model_size": "medium",
+                    "provider": "auto", "cuda_option": [], "workload": "writeup"}
+        self.option = types.SimpleNamespace(**{**defaults, **given})
+
+    def getoption(self, name: str) -> Any:
+        return getattr(self.option, name)
+
+    def getini(self, name: str) -> list[str]:
+        return []
+
+
+@pytest.fixture
+def root_conftest(monkeypatch):
+    """The repository's conftest.py under its own module name (pytest's own copy is 'conftest')."""
+    spec = importlib.util.spec_from_file_location("fanbench_root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_writeup_is_four_resnet18_sized_models_at_256_batch_4_and_1000_frames(root_conftest, monkeypatch):
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    config = OptionsOnly()
+    assert apply_named_workload(config) is WORKLOADS["writeup"]
+    resolved = root_conftest.WorkloadConfig.from_config(config)
+    assert (resolved.frames, resolved.batch, resolved.height, resolved.width, resolved.model_count) == (1000, 4, 256, 256, 4)
+    specs = resolved.model_specs()
+    base = SIZES["resnet18"]
+    assert [(s.width, s.stages, s.blocks, s.classes, s.height, s.width_px) for s in specs] == [
+        (base.width, base.stages, base.blocks, base.classes, 256, 256)] * 4
+    assert len({spec.seed for spec in specs}) == 4  # four similar models, not one model four times
+    assert 4.0e9 < flops_per_image(specs[0]) < 4.7e9  # a ResNet-18 at 256x256 is ~4.7 GFLOP
+
+
+@pytest.mark.parametrize("given", [("--frames", "12"), ("--frames=12",)])
+def test_writeup_frames_can_be_overridden(given, monkeypatch):
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    config = OptionsOnly(*given, frames=12)
+    apply_named_workload(config)
+    assert config.option.frames == 12
+    assert config.option.model_size == "resnet18"
+
+
+def test_writeup_frames_can_be_overridden_through_pytest_addopts(monkeypatch):
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--frames 7")
+    config = OptionsOnly(frames=7)
+    apply_named_workload(config)
+    assert config.option.frames == 7
+
+
+def test_writeup_refuses_another_model_count_but_accepts_its_own(monkeypatch):
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    with pytest.raises(pytest.UsageError, match=r"--workload writeup fixes --models to 4; drop --models"):
+        apply_named_workload(OptionsOnly("--models", "3", models=3))
+    with pytest.raises(pytest.UsageError, match=r"fixes --frame-size to 256x256"):
+        apply_named_workload(OptionsOnly("--frame-size", "128x128", frame_size=(128, 128)))
+    apply_named_workload(OptionsOnly("--models", "4", models=4))
+
+
+def test_without_workload_nothing_changes():
+    config = OptionsOnly(workload=None)
+    assert apply_named_workload(config) is None
+    assert config.option.frames == 40
+    assert config.option.model_size == "medium"
+
+
+@pytest.mark.parametrize(("resolved", "warmup", "stops"), [("cuda", 0, True), ("cuda", 1, False), ("cpu", 0, False)])
+def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(root_conftest, monkeypatch, tmp_path, resolved, warmup,
+                                                               stops):
+    """--provider auto only learns it runs on CUDA when the workload is built: a cold start ends the run there."""
+    monkeypatch.setattr(root_conftest, "resolve_provider", lambda requested, path, options: resolved)
+    config = OptionsOnly(warmup=warmup)
+    if stops:
+        with pytest.raises(pytest.exit.Exception, match=r"--provider auto resolved to cuda: --warmup 0 on the CUDA "
+                                                        r"provider would time cuDNN's") as stopped:
+            root_conftest.checked_provider(config, "auto", tmp_path / "model.onnx", {})
+        assert stopped.value.returncode == pytest.ExitCode.USAGE_ERROR
+    else:
+        assert root_conftest.checked_provider(config, "auto", tmp_path / "model.onnx", {}) == resolved
+
+
+# --- end to end: --require-gpu, the gpu marker, usage errors --------------------------------
+
+def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def no_gpu_here() -> str | None:
+    return cuda_unavailable_reason()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", [["--require-gpu"], ["--provider", "cuda"]], ids=["require-gpu", "provider-cuda"])
+def test_require_gpu_fails_the_run_without_a_gpu(option):
+    """--provider cuda too: one line at the start, not a ProviderError traceback in every benchmark."""
+    if no_gpu_here() is None:
+        pytest.skip("a session really runs on CUDA here; this test is for machines without one")
+    for target in ("bench", "tests/unit/test_gpu_strategies.py"):
+        result = run_pytest(target, *option, "--no-history", "--frames", "2", "--model-size", "tiny")
+        assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
+        assert f"{option[0]}{' cuda' if len(option) > 1 else ''}: no session really runs on CUDA here:" in result.stdout
+        said = f"{option[0]}{' cuda' if len(option) > 1 else ''}: no session"
+        assert (result.stdout + result.stderr).count(said) == 1  # said once
+        assert " passed" not in result.stdout  # stopped before anything ran on the CPU
+        assert "Traceback" not in result.stdout + result.stderr
+        assert "ProviderError" not in result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_marked_tests_skip_with_the_reason_without_a_gpu():
+    reason = no_gpu_here()
+    if reason is None:
+        pytest.skip("a session really runs on CUDA here; this test is for machines without one")
+    result = run_pytest("tests/unit/test_gpu_strategies.py", "-m", "gpu", "-rs")
+    assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
+    assert re.search(r"^=+ \d+ skipped, \d+ deselected in ", result.stdout, re.MULTILINE), result.stdout
+    assert f"needs a CUDA GPU: {reason}"[:80] in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "error"), [
+    (["--cuda-option", "cudnn_conv_algo_search=FAST"], "argument --cuda-option: CUDA option cudnn_conv_algo_search: "
+                                                       "expected one of EXHAUSTIVE, HEURISTIC, DEFAULT, got 'FAST'"),
+    (["--provider", "cpu", "--require-gpu"], "--require-gpu contradicts --provider cpu"),
+    (["--workload", "writeup", "--batch", "8"], "--workload writeup fixes --batch to 4"),
+    (["--provider", "cuda", "--warmup", "0"], "--warmup 0 on the CUDA provider would time cuDNN's"),
+    (["--require-gpu", "--warmup", "0"], "--warmup 0 on the CUDA provider would time cuDNN's"),
+], ids=["bad-cuda-option", "cpu-and-require-gpu", "writeup-conflict", "cuda-cold-start", "require-gpu-cold-start"])
+def test_usage_errors_on_the_command_line(args, error):
+    result = run_pytest("bench", "--no-history", *args)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert error in result.stderr
+
+
+def onnxruntime_gpu_installed() -> bool:
+    try:
+        importlib.metadata.distribution("onnxruntime-gpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not onnxruntime_gpu_installed(), reason="onnxruntime-gpu is not installed in this environment "
+                    "(install `.[gpu]` into a separate virtual environment to run this check)")
+def test_real_onnxruntime_gpu_without_a_usable_gpu_fails_with_the_fall_back_message(tiny_workload):
+    if no_gpu_here() is None:
+        pytest.skip("a session really runs on CUDA here; this test is for machines without one")
+    with pytest.raises(ProviderError, match=r"asked for CUDAExecutionProvider but the session fell back to "
+                                            r"CPUExecutionProvider.*CUDA 13 / cuDNN 9"):
+        sessions.make_session(tiny_workload.models[0].path, ThreadSettings(), "cuda")
+    result = run_pytest("bench", "--provider", "cuda", "--strategy", "serial", "--no-history", "--frames", "2",
+                        "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "1", "--warmup", "1")
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
+    assert "--provider cuda: no session really runs on CUDA here:" in result.stdout  # one line, before any benchmark
+    assert "fell back to CPUExecutionProvider" in result.stdout

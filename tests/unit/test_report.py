@@ -1,0 +1,258 @@
+"""The report rendered from saved history (checked-in files made by a real small run, trimmed)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from bench.report.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
+from bench.report.markdown import (
+    HistoryError,
+    load_run,
+    main,
+    measurement_from_info,
+    same_workload_runs,
+    trend_series,
+    write_report,
+)
+
+DATA = Path(__file__).parents[1] / "data"
+FIRST, SECOND = DATA / "history_small_1.json", DATA / "history_small_2.json"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's signature and IHDR chunk; fails on anything else."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_a_saved_run_gives_back_its_measurements():
+    run = load_run(FIRST)
+    measurements = run.measurements()
+    saved = json.loads(FIRST.read_text())["benchmarks"]
+    assert [m.key for m in measurements] == ["serial-ort-defaults", "serial-ort-defaults",
+                                            "threads-intra1-inter1-spin0", "threads-intra1-inter1-spin0"]
+    assert [m.scenario for m in measurements] == ["offline", "streaming"] * 2
+    assert [m.wall_s for m in measurements] == [bench["extra_info"]["wall_s"] for bench in saved]
+    assert run.machine == "vm (AMD EPYC)"
+    assert run.label == json.loads(FIRST.read_text())["datetime"][:19].replace("T", " ")
+
+
+def test_the_report_from_history_has_the_tables_charts_and_a_timeline_per_benchmark(tmp_path):
+    measurements = load_run(FIRST).measurements()
+    report = write_report(measurements, tmp_path, context=["from a test"])
+    text = report.read_text()
+    serial = measurements[0]
+    assert "### Offline" in text
+    assert "### Streaming at 25 fps" in text
+    assert "| serial   | ort-defaults" in text
+    assert f"| {serial.wall_s:.3f}" in text
+    assert "latency p50/p90/p99 (ms)" in text
+    assert "deadline misses" in text
+    assert "GPU metrics absent: the workload runs on the 'cpu' provider, not on a GPU." in text
+    images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert len([image for image in images if image.startswith("timelines/")]) == 4
+    assert {"wall-speedup-offline.png", "wall-speedup-streaming_at_25_fps.png", "latency-streaming_at_25_fps.png"} <= set(images)
+    for image in images:
+        width, height = png_size(tmp_path / image)
+        assert 800 <= width <= 1600, f"{image}: {width}x{height}"
+        assert 100 <= height <= 1200, f"{image}: {width}x{height}"
+
+
+def test_a_reused_report_directory_holds_exactly_the_last_report(tmp_path):
+    write_report(load_run(FIRST).measurements(), tmp_path)  # both scenarios: a latency chart, 4 timelines
+    (tmp_path / "trend.png").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    write_report(load_run(FIRST).measurements()[:1], tmp_path)  # offline serial only
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()) == [
+        "notes.txt", "report.md", "timelines/offline-serial-ort-defaults.png", "wall-speedup-offline.png"]
+
+
+def test_the_report_carries_the_recommendation_lines(tmp_path):
+    measurements = load_run(FIRST).measurements()
+    text = write_report(measurements, tmp_path).read_text()
+    section = text.split("## Recommendation\n\n")[1].split("\n\n")[0].splitlines()
+    assert section[0].startswith("- fanbench recommends ")
+    assert section[-1].startswith("- for a 25 fps stream fanbench recommends ")
+
+
+def test_the_latency_chart_uses_a_log_axis_where_latencies_span_decades_so_the_deadline_shows():
+    fast, late = load_run(FIRST).measurements()[1], load_run(FIRST).measurements()[3]
+    assert fast.deadline_s == 0.04
+    fast.latency_p50_s, fast.latency_p90_s, fast.latency_p99_s = 0.030, 0.035, 0.104
+    late.latency_p50_s, late.latency_p90_s, late.latency_p99_s = 5.0, 20.0, 27.0
+    axes = latency_figure([fast, late], "t").axes[0]
+    assert axes.get_xscale() == "log"
+    low, high = axes.get_xlim()
+    assert low < 30  # the 30 ms bar, the 40 ms deadline and the 27 s bar all lie inside the axis
+    assert high > 27000
+    assert legend_inside_figure(latency_figure([fast, late], "t"))
+    close = [replace_latency(fast, 0.030, 0.035, 0.038), replace_latency(late, 0.031, 0.036, 0.039)]
+    assert latency_figure(close, "t").axes[0].get_xscale() == "linear"  # within one decade: linear reads best
+
+
+def test_the_speedup_bars_carry_their_interval_and_grey_out_a_speedup_within_noise():
+    from dataclasses import replace
+
+    serial = load_run(FIRST).measurements()[0]
+    rows = [replace(serial, rounds_wall_s=[1.98, 2.0, 2.02], wall_s=2.0),
+            replace(serial, strategy="threads", rounds_wall_s=[0.99, 1.0, 1.01], wall_s=1.0),
+            replace(serial, strategy="asyncio", rounds_wall_s=[1.5, 1.9, 2.4], wall_s=1.9)]
+    wall_axes, speed_axes = wall_and_speedup_figure(rows, "t").axes
+    bars = list(speed_axes.patches)
+    assert [round(bar.get_width(), 2) for bar in bars] == [1.0, 2.0, 1.05]
+    assert [bar.get_facecolor() for bar in bars][2] != bars[1].get_facecolor()  # asyncio's 1.05x is within noise
+    assert len(whiskers(speed_axes)) == 3  # an interval per bar
+    assert [round(x, 2) for (x, _), _ in whiskers(wall_axes)] == [1.98, 0.99, 1.5]  # from each fastest round
+
+
+def whiskers(axes) -> list:
+    from matplotlib.container import ErrorbarContainer
+
+    (errorbars,) = [container for container in axes.containers if isinstance(container, ErrorbarContainer)]
+    return errorbars.lines[2][0].get_segments()
+
+
+def replace_latency(m, p50, p90, p99):
+    from dataclasses import replace
+
+    return replace(m, latency_p50_s=p50, latency_p90_s=p90, latency_p99_s=p99)
+
+
+def legend_inside_figure(figure) -> bool:
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    legend = (figure.legends or [axes.get_legend() for axes in figure.axes if axes.get_legend()])[0]
+    box, page = legend.get_window_extent(renderer), figure.bbox
+    return page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+
+
+def test_a_trend_with_many_series_stays_readable():
+    runs = [f"2026-11-{day:02d} 10:00:00" for day in range(1, 6)]
+    series = {f"test_strategy[strategy{index}-intra1-inter1-spin0-offline]":
+              [TrendPoint(run, 0.5 + index * 0.1 + day * 0.01) for day, run in enumerate(runs)] for index in range(34)}
+    figure = trend_figure(series, runs, "t")
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 34
+    assert len({(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}) == 34
+    assert len(figure.legends[0].get_texts()) == 34
+    assert legend_inside_figure(figure)
+    assert figure.axes[0].get_yscale() == "linear"  # 0.5 .. 3.9 s: within one decade
+
+
+def test_a_trend_joins_only_runs_of_the_latest_runs_workload(tmp_path):
+    data = json.loads(FIRST.read_text())
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["frames"] = 40
+    other = tmp_path / "0000_forty_frames.json"
+    other.write_text(json.dumps(data))
+    kept, left_out = same_workload_runs([load_run(other), load_run(FIRST), load_run(SECOND)])
+    assert [run.path for run in kept] == [FIRST, SECOND]
+    assert left_out == ["0000_forty_frames.json: other workload (frames: 40 -> 3)"]
+
+
+def test_trend_series_follow_each_benchmark_across_runs():
+    runs = [load_run(FIRST), load_run(SECOND)]
+    series = trend_series(runs)
+    name = "test_strategy[threads-intra1-inter1-spin0-offline]"
+    assert [point.seconds for point in series[name]] == \
+        [next(b["stats"]["median"] for b in json.loads(path.read_text())["benchmarks"] if b["name"] == name)
+         for path in (FIRST, SECOND)]
+    assert len(series) == 4
+
+
+def test_the_command_renders_the_latest_run_and_the_trend(tmp_path, capsys):
+    assert main([str(SECOND), str(FIRST), "--trend", "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "rebuilt from `history_small_2.json`" in text
+    assert "trend over 2 saved runs" in text
+    assert "![trend](trend.png)" in text
+    png_size(tmp_path / "out" / "trend.png")
+    assert capsys.readouterr().out == f"report written to {tmp_path / 'out' / 'report.md'}\n"
+
+
+def test_a_directory_stands_for_its_history_files(tmp_path):
+    for path in (FIRST, SECOND):
+        (tmp_path / path.name).write_text(path.read_text())
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out" / "trend.png").exists()
+
+
+def run_failing(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_missing_files_are_named(tmp_path, capsys):
+    error = run_failing([str(tmp_path / "nowhere.json"), "--out", str(tmp_path)], capsys)
+    assert "nowhere.json: no such file or directory" in error
+
+
+def test_a_file_without_fanbench_benchmarks_is_refused(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"datetime": "2026-01-01T00:00:00", "benchmarks": [{"name": "x", "extra_info": {}}]}))
+    assert "holds no fanbench benchmark" in run_failing([str(other), "--out", str(tmp_path / "out")], capsys)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert "cannot read a history file" in run_failing([str(broken), "--out", str(tmp_path / "out")], capsys)
+
+
+def test_a_trend_across_machines_is_refused(tmp_path, capsys):
+    data = json.loads(SECOND.read_text())
+    data["machine_info"]["node"] = "elsewhere"
+    moved = tmp_path / "0002_elsewhere.json"
+    moved.write_text(json.dumps(data))
+    error = run_failing([str(FIRST), str(moved), "--trend", "--out", str(tmp_path / "out")], capsys)
+    assert "these files come from 2 machines: elsewhere (AMD EPYC); vm (AMD EPYC)" in error
+
+
+def test_older_history_without_the_new_fields_still_loads():
+    info = json.loads(FIRST.read_text())["benchmarks"][0]["extra_info"]
+    old = {key: value for key, value in info.items() if key in ("strategy", "settings", "ort_defaults", "models", "frames",
+                                                                 "batch", "provider", "per_model_cumulative_s", "wall_s",
+                                                                 "fps", "overlap", "equivalent")}
+    measurement = measurement_from_info({**old, "added_by_a_later_version": 1})
+    assert (measurement.scenario, measurement.latency_p50_s, measurement.timeline) == ("offline", None, {})
+
+
+def test_extra_info_that_is_not_a_measurement_is_an_error():
+    with pytest.raises(HistoryError, match="bench-x: extra_info is not a fanbench measurement"):
+        measurement_from_info({"strategy": "serial"}, "bench-x")
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_goes_on(tmp_path, monkeypatch):
+    """The disk filled during the run (--report-dir itself is checked before it): one line, no traceback
+    that would cut off the recommendation and gate lines printed after the report."""
+    from bench import plugin
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def write_line(self, line: str, **markup) -> None:
+            self.lines.append(line)
+
+    class Config:
+        def __init__(self) -> None:
+            self.stash: dict = {}
+            self.options = {"no_report": False, "benchmark_disable": False, "benchmark_skip": False,
+                            "report_dir": str(tmp_path / "report")}
+
+        def getoption(self, name: str):
+            return self.options[name]
+
+    monkeypatch.setattr(plugin, "write_report", disk_full)
+    reporter = Reporter()
+    plugin.finish(reporter, Config(), load_run(FIRST).measurements())
+    assert reporter.lines == [f"fanbench: could not write the report to {tmp_path / 'report'}: "
+                              "[Errno 28] No space left on device"]

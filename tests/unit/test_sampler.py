@@ -1,0 +1,283 @@
+"""The resource sampler on fabricated readings and a fake clock: exact values, no sleeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import types
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import pytest
+
+from bench.measure.sampler import (
+    GpuReading,
+    NvmlReader,
+    ProcessTreeReader,
+    ResourceSummary,
+    Sample,
+    Sampler,
+    SamplerProcess,
+    TreeReading,
+    open_gpu,
+    summarise,
+)
+
+MB = 1024 * 1024
+
+
+class Script:
+    """Hands out the given values in order, one per call; fails loudly past the end."""
+
+    def __init__(self, values):
+        self.values = list(values)
+        self.calls = 0
+
+    def __call__(self, *args):
+        value = self.values[self.calls]
+        self.calls += 1
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+
+def tree(cpu: dict[int, float], uss: int | None = 100 * MB, pss: int | None = 90 * MB) -> TreeReading:
+    return TreeReading(cpu_s=cpu, uss_bytes=uss, pss_bytes=pss)
+
+
+def test_samples_combine_cpu_memory_and_gpu_exactly():
+    trees = Script([tree({1: 1.0, 2: 0.5}, 100 * MB, 90 * MB),
+                    tree({1: 1.125, 2: 0.5625}, 300 * MB, 250 * MB),  # +0.1875 CPU s in 0.125 s
+                    tree({1: 1.25, 2: 0.625, 3: 7.0}, 200 * MB, None)])  # pid 3 is new: its past is not this pair's
+    gpus = Script([GpuReading(None, 4000 * MB, 50.0), GpuReading(1000 * MB, 5000 * MB, 100.0),
+                   GpuReading(2000 * MB, 4500 * MB, 25.0)])
+    sampler = Sampler(trees, gpus, rate_hz=8.0, cores=2, clock=Script([0.0, 0.125, 0.375]),
+                      cpu_clock=Script([0.0, 0.0, 0.0625]))
+    for _ in range(3):
+        sampler.sample()
+    summary = sampler.summary()
+    # pair 1: 0.1875 s / 0.125 s / 2 cores = 0.75; pair 2: (0.1875 - 0.0625 sampler) / 0.25 / 2 = 0.25
+    assert summary == ResourceSummary(samples=3, cpu_util_mean=0.3125 / 0.375 / 2, cpu_util_max=0.75,
+                                      peak_uss_bytes=300 * MB, peak_pss_bytes=250 * MB, gpu_memory_peak_bytes=2000 * MB,
+                                      gpu_device_memory_peak_bytes=5000 * MB, gpu_util_mean=175 / 3, gpu_util_max=100.0,
+                                      sampler_cpu_s=0.0625)
+
+
+def test_the_gpu_reader_gets_the_pids_of_the_tree():
+    seen: list[Collection[int]] = []
+
+    def gpu(pids):
+        seen.append(set(pids))
+        return GpuReading(None, None, None)
+
+    Sampler(Script([tree({7: 0.0, 8: 0.0})]), gpu, cores=1, clock=Script([0.0]), cpu_clock=Script([0.0])).sample()
+    assert seen == [{7, 8}]
+
+
+def sample(time: float, cpu: float, sampler_cpu: float = 0.0) -> Sample:
+    return Sample(time, sampler_cpu, tree({1: cpu}))
+
+
+def test_a_short_pair_counts_in_the_mean_but_not_as_the_maximum():
+    # 10 Hz: pairs under 0.05 s are too short to trust as a peak (CPU times tick in 10 ms steps)
+    segment = [sample(0.0, 0.0), sample(0.125, 0.0625), sample(0.15625, 0.09375)]  # last pair: 0.03125 s at 100%
+    summary = summarise([segment], cores=1, interval_s=0.1)
+    assert summary.cpu_util_mean == 0.09375 / 0.15625
+    assert summary.cpu_util_max == 0.6  # the mean beats the one long pair (0.5)
+
+
+def test_segments_are_separate_rounds_and_the_time_between_them_is_not_counted():
+    rounds = [[sample(0.0, 0.0), sample(0.25, 0.25)], [sample(10.0, 3.0), sample(10.25, 3.125)]]
+    summary = summarise(rounds, cores=1, interval_s=0.125)
+    assert (summary.samples, summary.cpu_util_mean, summary.cpu_util_max) == (4, 0.75, 1.0)
+
+
+def test_no_time_between_samples_means_no_cpu_figure():
+    summary = summarise([[sample(1.0, 0.0)]], cores=1, interval_s=0.1)
+    assert (summary.cpu_util_mean, summary.cpu_util_max, summary.peak_uss_bytes) == (None, None, 100 * MB)
+
+
+def test_nothing_measured_is_none_not_zero():
+    summary = summarise([[Sample(0.0, 0.0, tree({}, None, None)), Sample(1.0, 0.0, tree({}, None, None))]], 1, 0.1)
+    assert (summary.peak_uss_bytes, summary.peak_pss_bytes, summary.gpu_util_mean, summary.gpu_memory_peak_bytes) == \
+        (None, None, None, None)
+    assert summary.cpu_util_mean == 0.0  # the tree was read and used no CPU
+
+
+def test_the_thread_takes_a_reading_at_start_and_at_stop_of_each_segment():
+    clock = Script([0.0, 1.0, 5.0, 6.0])
+    sampler = Sampler(Script([tree({1: 0.0}), tree({1: 0.5}), tree({1: 2.0}), tree({1: 2.25})]), rate_hz=1e-6, cores=1,
+                      clock=clock, cpu_clock=Script([0.0] * 4))
+    for _ in range(2):  # the interval is days long, so only the start and stop readings happen
+        sampler.start()
+        sampler.stop()
+    assert [[reading.time for reading in segment] for segment in sampler.segments] == [[0.0, 1.0], [5.0, 6.0]]
+    assert sampler.summary().cpu_util_mean == 0.75 / 2.0
+
+
+def test_a_failing_reader_fails_the_round_instead_of_measuring_nothing():
+    sampler = Sampler(Script([tree({1: 0.0}), OSError("proc is gone")]), rate_hz=1e-6, cores=1,
+                      clock=Script([0.0, 1.0]), cpu_clock=Script([0.0, 0.0]))
+    sampler.start()
+    with pytest.raises(RuntimeError, match="the resource sampler failed: proc is gone"):
+        sampler.stop()
+    sampler.stop()  # stopping again is harmless
+
+
+def test_start_twice_is_refused_and_stop_without_start_is_harmless():
+    sampler = Sampler(Script([tree({1: 0.0})] * 2), rate_hz=1e-6, cores=1, clock=Script([0.0, 1.0]),
+                      cpu_clock=Script([0.0, 0.0]))
+    sampler.stop()
+    sampler.start()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            sampler.start()
+    finally:
+        sampler.stop()
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0])
+def test_the_rate_must_be_positive(rate):
+    with pytest.raises(ValueError, match=f"above 0 Hz, got {rate}"):
+        Sampler(Script([]), rate_hz=rate)
+
+
+def test_the_process_tree_reader_reads_this_process():
+    reading = ProcessTreeReader()()
+    assert os.getpid() in reading.cpu_s
+    assert reading.uss_bytes > 0
+    if sys.platform.startswith("linux"):
+        assert 0 < reading.pss_bytes
+
+
+def test_the_process_tree_reader_leaves_out_the_pids_it_is_told_to():
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert child.pid in ProcessTreeReader()().cpu_s
+        assert child.pid not in ProcessTreeReader(exclude={child.pid})().cpu_s
+    finally:
+        child.communicate()
+
+
+def test_a_sampler_outside_the_tree_does_not_take_its_own_cpu_out_of_the_trees():
+    segment = [Sample(0.0, 0.0, tree({1: 1.0})), Sample(1.0, 0.5, tree({1: 1.5}))]
+    assert summarise([segment], cores=1, interval_s=0.5).cpu_util_mean == 0.0  # a thread of the tree: 0.5 - 0.5
+    assert summarise([segment], cores=1, interval_s=0.5, sampler_in_tree=False).cpu_util_mean == 0.5
+
+
+@pytest.fixture
+def sampler_process():
+    process = SamplerProcess("cpu", rate_hz=50.0)
+    try:
+        yield process
+    finally:
+        process.close()
+    assert not process.process.is_alive()
+
+
+def test_the_sampler_process_samples_this_process_from_outside_and_leaves_itself_out(sampler_process):
+    sampler = sampler_process.new()
+    for _ in range(2):  # two rounds: two segments, each read at start and stop
+        sampler.start()
+        sampler.stop()
+    summary = sampler.summary()
+    assert summary.samples >= 4
+    assert summary.peak_uss_bytes > 0
+    assert summary.sampler_cpu_s >= 0.0
+    assert sampler_process.process.pid != os.getpid()
+    # What the process reads is this process's tree without the sampler itself.
+    sampler_pid = sampler_process.process.pid
+    assert sampler_pid in ProcessTreeReader()().cpu_s  # a child of this process...
+    assert sampler.new().summary().samples == 0  # ...and a new benchmark starts with no samples
+
+
+def test_the_sampler_process_survives_ctrl_c_and_reports_errors_in_one_line(sampler_process):
+    os.kill(sampler_process.process.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole group
+    with pytest.raises(RuntimeError, match=r"^the resource sampler failed: RuntimeError: the sampler process got "
+                                           r"'summary' before 'new'\.$"):
+        sampler_process.summary()
+    sampler_process.new().start()
+    sampler_process.stop()
+    sampler_process.stop()  # stopping twice is harmless, as for the thread sampler
+    assert sampler_process.summary().samples >= 2
+
+
+def test_closing_the_sampler_process_twice_is_harmless(sampler_process):
+    sampler_process.close()
+    sampler_process.close()
+
+
+@dataclass
+class NvmlProcess:
+    pid: int
+    usedGpuMemory: int | None
+
+
+def fake_nvml(processes: dict[str, list[NvmlProcess]], util: dict[str, int], used: dict[str, int]) -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        nvmlDeviceGetComputeRunningProcesses=lambda handle: processes[handle],
+        nvmlDeviceGetUtilizationRates=lambda handle: types.SimpleNamespace(gpu=util[handle]),
+        nvmlDeviceGetMemoryInfo=lambda handle: types.SimpleNamespace(used=used[handle]))
+
+
+def test_nvml_counts_this_trees_memory_and_the_utilisation_of_its_devices():
+    nvml = fake_nvml({"a": [NvmlProcess(11, 100), NvmlProcess(99, 5000)], "b": [NvmlProcess(98, 7)]},
+                     {"a": 40, "b": 90}, {"a": 6000, "b": 8000})
+    assert NvmlReader(nvml, ["a", "b"])({10, 11}) == GpuReading(memory_bytes=100, device_memory_bytes=14000, util_percent=40.0)
+
+
+def test_nvml_without_this_trees_processes_reports_every_device_and_no_process_memory():
+    nvml = fake_nvml({"a": [NvmlProcess(99, 5000)], "b": []}, {"a": 40, "b": 90}, {"a": 6000, "b": 0})
+    assert NvmlReader(nvml, ["a", "b"])({10}) == GpuReading(memory_bytes=None, device_memory_bytes=6000, util_percent=90.0)
+
+
+def test_nvml_that_cannot_see_per_process_memory_says_none():
+    nvml = fake_nvml({"a": [NvmlProcess(10, None)]}, {"a": 70}, {"a": 6000})
+    assert NvmlReader(nvml, ["a"])({10}).memory_bytes is None
+
+
+def test_a_cpu_workload_has_no_gpu_metrics_and_says_why():
+    probe = open_gpu("cpu")
+    assert probe.reader is None
+    assert probe.reason == "the workload runs on the 'cpu' provider, not on a GPU"
+
+
+class FakeNvmlError(Exception):
+    pass
+
+
+def install_pynvml(monkeypatch, init_error: bool = False, count: int = 1) -> list[str]:
+    events: list[str] = []
+
+    def init():
+        if init_error:
+            raise FakeNvmlError("Driver Not Loaded")
+        events.append("init")
+
+    module = types.SimpleNamespace(NVMLError=FakeNvmlError, nvmlInit=init, nvmlShutdown=lambda: events.append("shutdown"),
+                                   nvmlDeviceGetCount=lambda: count, nvmlDeviceGetHandleByIndex=lambda index: f"gpu{index}")
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    return events
+
+
+def test_nvml_that_cannot_start_gives_its_reason(monkeypatch):
+    install_pynvml(monkeypatch, init_error=True)
+    probe = open_gpu("cuda")
+    assert (probe.reader, probe.reason) == (None, "NVML could not start: Driver Not Loaded")
+
+
+def test_nvml_without_gpus_is_shut_down_again(monkeypatch):
+    events = install_pynvml(monkeypatch, count=0)
+    probe = open_gpu("cuda")
+    assert (probe.reader, probe.reason, events) == (None, "NVML finds no GPU", ["init", "shutdown"])
+
+
+def test_nvml_with_a_gpu_reads_it_until_shut_down(monkeypatch):
+    events = install_pynvml(monkeypatch, count=2)
+    probe = open_gpu("cuda")
+    assert probe.reason is None
+    assert probe.reader.handles == ["gpu0", "gpu1"]
+    probe.shutdown()
+    assert events == ["init", "shutdown"]

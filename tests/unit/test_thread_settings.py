@@ -1,0 +1,97 @@
+"""`--threads`: the text form of thread settings, and how it turns into benchmark cases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.conftest import cases
+from strategies import STRATEGIES, ThreadSettings
+from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError, parse_thread_spec, spec_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("intra=1,inter=1,spin=0", ThreadSettings(intra_op=1, inter_op=1, spinning=False)),
+    ("intra=2", ThreadSettings(intra_op=2)),
+    (" Intra = 4 , mode=parallel, spin=1 ", ThreadSettings(intra_op=4, parallel=True, spinning=True)),
+    ("mode=sequential", ThreadSettings()),
+    ("ort", ThreadSettings()),
+    ("default", STRATEGY_DEFAULT),
+])
+def test_parses(text, expected):
+    assert parse_thread_spec(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty thread settings"),
+    ("intra", r"'intra' in 'intra' is not KEY=VALUE"),
+    ("intr=1", r"unknown key 'intr' in 'intr=1'; allowed keys: intra, inter, spin, mode"),
+    ("intra=0", r"intra='0' in 'intra=0': intra must be a whole number of at least 1"),
+    ("inter=two", r"inter must be a whole number of at least 1"),
+    ("spin=yes", r"spin must be 0 \(off\) or 1 \(on\)"),
+    ("mode=fast", r"mode must be sequential or parallel"),
+    ("intra=1,intra=2", r"key 'intra' is given twice"),
+    ("intra=1,", r"'' in 'intra=1,' is not KEY=VALUE"),
+])
+def test_rejects_with_what_is_allowed(text, message):
+    with pytest.raises(ThreadSpecError, match=message):
+        parse_thread_spec(text)
+
+
+@pytest.mark.parametrize("settings", [ThreadSettings(), ThreadSettings(intra_op=3), ThreadSettings(inter_op=2, parallel=True),
+                                      ThreadSettings(intra_op=1, inter_op=1, spinning=False, parallel=True)])
+def test_spec_text_round_trips(settings):
+    assert parse_thread_spec(spec_text(settings)) == settings
+
+
+class FakeConfig:
+    def __init__(self, **options):
+        self.options = {"strategy": [], "model": [], "models": 4, "threads": [], "batch_k": 4, **options}
+
+    def getoption(self, name):
+        return self.options[name]
+
+
+def test_without_threads_each_strategy_runs_its_default_and_the_classics_also_ort_defaults():
+    ids = [case.id for case in cases(FakeConfig())]
+    assert len(ids) == len(STRATEGIES) + 4
+    classic = ("serial", "threads", "processes", "asyncio")
+    assert [i for i in ids if i.endswith("ort-defaults")] == [f"{name}-ort-defaults" for name in classic]
+    assert any(i.startswith("batched-k4-") for i in ids)
+
+
+def test_a_sweep_runs_exactly_the_given_settings_for_every_selected_strategy():
+    threads = [parse_thread_spec("intra=1,spin=0"), parse_thread_spec("default"), parse_thread_spec("ort"),
+               parse_thread_spec("intra=1,spin=0")]
+    selected = cases(FakeConfig(strategy=["serial", "batched"], threads=threads, batch_k=8))
+    assert [case.id for case in selected] == [
+        "serial-intra1-spin0", f"serial-{STRATEGIES['serial'].default_settings(4).label}", "serial-ort-defaults",
+        "batched-k8-intra1-spin0", f"batched-k8-{STRATEGIES['batched'].default_settings(4).label}",
+        "batched-k8-ort-defaults"]
+    assert selected[3].options == (("k", 8),)
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--no-history", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_bad_threads_is_a_usage_error():
+    result = run_bench("--threads", "intra=0", "--collect-only")
+    assert result.returncode == 4
+    assert "argument --threads: intra='0' in 'intra=0': intra must be a whole number of at least 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_ids_show_the_swept_settings():
+    result = run_bench("--collect-only", "-q", "--strategy", "run_async", "--threads", "intra=2,spin=0",
+                       "--threads", "intra=3,inter=2,mode=parallel")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test_strategy[run_async-intra2-spin0-offline]" in result.stdout
+    assert "test_strategy[run_async-intra3-inter2-parallel-offline]" in result.stdout
