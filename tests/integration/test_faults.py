@@ -23,7 +23,8 @@ import pytest
 from strategies import STRATEGIES, RunStopped, RunTimeout, StrategyError, Workload, get_strategy
 from strategies.processes import Processes
 from strategies.runtime.shared_frames import SHM_DIR, block_prefix
-from tests.helpers.faults import FaultyProcesses, FaultySession, fault, small_workload
+from tests.helpers.faults import FaultyProcesses, FaultySession, fault
+from tests.helpers.workloads import tiny_workload
 
 pytest_plugins = ["pytester"]
 
@@ -33,18 +34,13 @@ LONG_FRAMES = 100
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fault-models")
-
-
-@pytest.fixture(scope="module")
 def short(model_dir: Path) -> Workload:
-    return small_workload(model_dir, models=2, frames=6)
+    return tiny_workload(model_dir, models=2, frames=6, batch=1)
 
 
 @pytest.fixture(scope="module")
 def long(model_dir: Path) -> Workload:
-    return small_workload(model_dir, models=2, frames=LONG_FRAMES)
+    return tiny_workload(model_dir, models=2, frames=LONG_FRAMES, batch=1)
 
 
 @pytest.fixture
