@@ -4,19 +4,25 @@
 - `bench_inprocess`: pytester, in this process (its worker processes are this test's children).
 - `bench_pytester_subprocess`: pytester in a subprocess, where a test plugin written into
   `pytester.path` is loaded with `-p NAME`.
-- `BenchSession` (tests/integration/test_interrupts.py): a Popen in its own session, for signals.
+- `BenchSession`: a Popen in its own session, as a terminal starts it, for signals.
 - `compare_subprocess`, `report_subprocess`: `python -m bench.compare|report`.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SHM = Path("/dev/shm")
+HANG_BOUND_S = 120  # far above a prompt stop; reaching it means the session did not stop
 
 # The one tiny run: 2 models of 32x32 on 2 frames, one round, on the CPU on any machine (a GPU host
 # would resolve auto to CUDA), nothing saved or written.
@@ -59,3 +65,68 @@ def compare_subprocess(*args: str, timeout: float = 120) -> subprocess.Completed
 def report_subprocess(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`python -m bench.report ARGS`."""
     return _module("bench.report", *args, timeout=timeout)
+
+
+def shm_mapped_by(processes: list[psutil.Process]) -> set[str]:
+    """/dev/shm entries (shared memory, named semaphores) these processes have mapped.
+
+    Other sessions on the same machine use /dev/shm too, so the check is on what the
+    benchmark itself held when it was signalled, not on any new entry.
+    """
+    names = set()
+    for process in processes:
+        try:
+            names |= {Path(region.path).name for region in process.memory_maps(grouped=True)
+                      if region.path.startswith(f"{SHM}/")}
+        except psutil.Error:
+            continue
+    return names
+
+
+class BenchSession:
+    """`pytest bench` running in a subprocess in its own process group, as a terminal runs it."""
+
+    def __init__(self, tmp_path: Path, strategy: str):
+        self.tmpdir = tmp_path / "tmp"
+        self.tmpdir.mkdir()
+        self.history = tmp_path / "history"
+        command = [sys.executable, "-m", "pytest", "bench", "-v", "-p", "no:cacheprovider",
+                   f"--benchmark-storage=file://{self.history}",
+                   f"--basetemp={tmp_path / 'basetemp'}", "--strategy", strategy, "--model-size", "tiny",
+                   "--models", "2", "--frames", "100", "--frame-size", "32x32", "--batch", "1", "--rounds", "100000",
+                   "--warmup", "0", "--provider", "cpu"]
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.output: list[str] = []
+        self.descendants: list[psutil.Process] = []
+        self.shm: set[str] = set()
+
+    def wait_until_timing(self, strategy: str) -> None:
+        """Read the output until the benchmark has started, then give it a moment to be timing."""
+        assert self.process.stdout is not None
+        # Raw reads: with -v the test's line is only ended when the test is, which it never is here.
+        marker, text = f"test_strategy[{strategy}-", ""
+        while marker not in text:
+            chunk = os.read(self.process.stdout.fileno(), 4096)
+            if not chunk:
+                pytest.fail(f"pytest bench ended before its benchmark started:\n{text}")
+            text += chunk.decode(errors="replace")
+        self.output.append(text)
+        time.sleep(2.0)  # models built, reference run, strategy opened: now inside benchmark.pedantic
+        main = psutil.Process(self.process.pid)
+        self.descendants = main.children(recursive=True)
+        self.shm = shm_mapped_by([main, *self.descendants])
+
+    def stop(self, signum: signal.Signals, group: bool) -> tuple[int, str]:
+        if group:  # Ctrl-C in a terminal signals the whole foreground process group
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+        rest, _ = self.process.communicate(timeout=HANG_BOUND_S)
+        return self.process.returncode, "".join(self.output) + rest.decode(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.communicate()
