@@ -24,8 +24,10 @@ RUN = ("--frames", "2", "--model-size", "tiny", "--models", "2", "--frame-size",
 DIFFERENT_WORK = "timed different work"
 
 
-def benchmark_ids(run: Path) -> list[str]:
-    return sorted(benchmark["fullname"] for benchmark in json.loads(run.read_text())["benchmarks"])
+def saved_run(path: Path) -> tuple[dict, dict[str, dict]]:
+    """A saved run's machine info, and its benchmarks by test id."""
+    run = json.loads(path.read_text())
+    return run["machine_info"], {benchmark["fullname"]: benchmark for benchmark in run["benchmarks"]}
 
 
 @pytest.mark.slow
@@ -41,7 +43,13 @@ def test_a_run_saved_before_the_renovation_compares_with_a_run_made_now(tmp_path
     assert now.returncode == 0, output[-4000:]
     assert DIFFERENT_WORK not in output
     after = machine / "0002_after.json"
-    assert benchmark_ids(after) == benchmark_ids(SAVED)
+    (old_machine, old), (new_machine, new) = saved_run(SAVED), saved_run(after)
+    assert sorted(new) == sorted(old)
+    # The same extra_info keys (plus the schema version the renovation adds), the same machine info keys.
+    for name, saved in old.items():
+        assert set(new[name]["extra_info"]) - set(saved["extra_info"]) <= {"schema_version"}, name
+        assert set(saved["extra_info"]) <= set(new[name]["extra_info"]), name
+    assert set(new_machine["fanbench"]) == set(old_machine["fanbench"])
 
     compared = compare_subprocess(str(SAVED), str(after))
     assert compared.returncode == 0, compared.stdout + compared.stderr
@@ -51,7 +59,7 @@ def test_a_run_saved_before_the_renovation_compares_with_a_run_made_now(tmp_path
     rendered = report_subprocess(str(SAVED), "--out", str(tmp_path / "report"))
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     report = (tmp_path / "report" / "report.md").read_text()
-    assert all(benchmark["extra_info"]["strategy"] in report for benchmark in json.loads(SAVED.read_text())["benchmarks"])
+    assert all(benchmark["extra_info"]["strategy"] in report for benchmark in old.values())
     trend = report_subprocess(str(SAVED), str(after), "--trend", "--out", str(tmp_path / "trend"))
     assert trend.returncode == 0, trend.stdout + trend.stderr
     assert (tmp_path / "trend" / "report.md").is_file()
