@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fixtures.models import SIZES, ModelSpec, model_set
 from fixtures.video import decode_video, write_synthetic_video
-from fixtures.workloads import synthetic_workload
 from strategies import Workload
-
-TINY = SIZES["tiny"]
+from tests.helpers import workloads as helpers
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one folder of test models: files are named by spec and size, so every test can share it."""
     return tmp_path_factory.mktemp("test-models")
 
 
@@ -39,15 +38,8 @@ def video_images(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
 
 @pytest.fixture(scope="session")
 def make_workload(model_dir: Path, video_images: list[np.ndarray]) -> Callable[..., Workload]:
-    """Build a workload of `models` tiny CNNs on `frames` frames of `size` x `size`, batch `batch`."""
-
-    def make(models: int = 3, frames: int = 5, batch: int = 2, size: int = 32, spec: ModelSpec = TINY) -> Workload:
-        sized = ModelSpec(width=spec.width, stages=spec.stages, blocks=spec.blocks, classes=spec.classes,
-                          height=size, width_px=size, seed=spec.seed)
-        images = [video_images[i % len(video_images)] for i in range(frames)]
-        return synthetic_workload(model_set(sized, models), images, batch, model_dir)
-
-    return make
+    """Build a workload of `models` tiny CNNs on `frames` video frames of `size` x `size` (32), batch `batch`."""
+    return partial(helpers.tiny_workload, model_dir, images=video_images, size=32)
 
 
 @pytest.fixture(scope="session")

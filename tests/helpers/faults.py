@@ -11,26 +11,13 @@ import ctypes
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fixtures.models import SIZES, ModelSpec, model_set, write_model
-from strategies import ModelInput, Workload
 from strategies.processes import Processes
 
 FAULTS = ("exit", "segfault", "raise", "hang")
-
-
-def small_workload(directory: Path, models: int = 2, frames: int = 6, size: int = 16) -> Workload:
-    """`models` tiny CNNs on `frames` random frames of size x size, batch 1."""
-    tiny = SIZES["tiny"]
-    spec = ModelSpec(width=tiny.width, stages=tiny.stages, blocks=tiny.blocks, classes=tiny.classes,
-                     height=size, width_px=size)
-    tensor = np.random.default_rng(0).random((frames, 1, 3, size, size), dtype=np.float32)
-    paths = [write_model(model, directory) for model in model_set(spec, models)]
-    return Workload(tuple(ModelInput(path.stem, path, tensor) for path in paths))
 
 
 def fault(how: str) -> None:

@@ -1,18 +1,21 @@
-"""Workload builders for the tests of the strategies beyond the classics (no fixtures here:
-each test module wraps them in its own, so they work beside any tests/conftest.py)."""
+"""The tests' one tiny-workload builder, and a model that fails at run time (no fixtures here:
+tests/conftest.py and the test modules wrap them)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from fixtures.models import ModelSpec, model_set, write_model
+from fixtures.models import SIZES, ModelSpec, model_set, write_model
+from fixtures.workloads import synthetic_workload
 from strategies import ModelInput, Workload
 
-TINY = ModelSpec(width=4, stages=2, blocks=0, classes=10)
+TINY = SIZES["tiny"]
 
 
 def frames_array(frames: int, batch: int, size: int, seed: int = 0) -> np.ndarray:
@@ -20,13 +23,15 @@ def frames_array(frames: int, batch: int, size: int, seed: int = 0) -> np.ndarra
     return np.random.default_rng(seed).normal(size=(frames, batch, 3, size, size)).astype(np.float32)
 
 
-def tiny_workload(directory: Path, models: int = 3, frames: int = 5, batch: int = 2, size: int = 16,
-                  spec: ModelSpec = TINY, seed: int = 0) -> Workload:
-    """`models` tiny CNNs sharing one frames array (as the benchmark's workload does)."""
-    sized = ModelSpec(width=spec.width, stages=spec.stages, blocks=spec.blocks, classes=spec.classes,
-                      height=size, width_px=size, seed=spec.seed)
+def tiny_workload(directory: Path, *, models: int = 3, frames: int = 5, batch: int = 2, size: int = 16,
+                  images: Sequence[np.ndarray] | None = None, seed: int = 0, spec: ModelSpec = TINY) -> Workload:
+    """`models` tiny CNNs of `size` x `size` sharing one frames array (as the benchmark's workload does):
+    `frames` decoded `images` (repeated as needed) preprocessed as `pytest bench` does, else random frames."""
+    specs = model_set(replace(spec, height=size, width_px=size), models)
+    if images is not None:
+        return synthetic_workload(specs, [images[i % len(images)] for i in range(frames)], batch, directory)
     tensor = frames_array(frames, batch, size, seed)
-    return Workload(tuple(ModelInput(s.name, write_model(s, directory), tensor) for s in model_set(sized, models)))
+    return Workload(tuple(ModelInput(s.name, write_model(s, directory), tensor) for s in specs))
 
 
 def failing_model(directory: Path, size: int = 16) -> Path:

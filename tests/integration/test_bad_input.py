@@ -15,10 +15,10 @@ import pytest
 
 from fixtures.video import write_synthetic_video
 from tests.helpers.input_models import write_image_model
+from tests.helpers.run_bench import bench_inprocess
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_inputs(folder: Path) -> None:
@@ -118,8 +118,7 @@ def test_bad_input_ends_the_run_early_with_one_clear_line(pytester: pytest.Pytes
     children, shared = _children(), _shared_memory()
 
     # History on (the default): a run that stops early must not save one either.
-    result = pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                                "-p", "no:cacheprovider", *args)
+    result = bench_inprocess(pytester, *args)
 
     output = result.outlines + result.errlines
     assert result.ret == pytest.ExitCode.USAGE_ERROR, "\n".join(output)

@@ -6,27 +6,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.run_bench import bench_subprocess
+
 SMALL = ["--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "2", "--warmup", "0",
          "--provider", "cpu"]  # the harness itself, on any machine: a GPU host would resolve auto to CUDA
-
-
-def run_pytest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.slow
 def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     storage = ["--benchmark-storage", f"file://{tmp_path / 'history'}", "--strategy", "serial", "--strategy", "threads",
                "--report-dir", str(tmp_path / "report")]
-    first = run_pytest("bench", *SMALL, *storage)
+    first = bench_subprocess(*SMALL, *storage)
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
     assert "fanbench: 4 models x 2 frames, batch 4, provider cpu" in out
@@ -66,7 +59,7 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
         assert all(flops > 0 for flops in info["model_flops"])
         assert info["thread_settings"]["ort_defaults"] == info["ort_defaults"]
 
-    second = run_pytest("bench", *SMALL, *storage)
+    second = bench_subprocess(*SMALL, *storage)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Comparing against benchmarks from" in second.stdout + second.stderr
     assert len(list(tmp_path.glob("history/*/*.json"))) == 2
@@ -74,7 +67,7 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
 
 @pytest.mark.slow
 def test_no_history_saves_nothing(tmp_path):
-    result = run_pytest("bench", *SMALL, "--strategy", "serial", "--no-history", "--no-report",
+    result = bench_subprocess(*SMALL, "--strategy", "serial", "--no-history", "--no-report",
                         "--benchmark-storage", f"file://{tmp_path}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not list(tmp_path.rglob("*.json"))
@@ -82,7 +75,7 @@ def test_no_history_saves_nothing(tmp_path):
 
 def test_benchmarks_refuse_xdist():
     pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install -e '.[dev]')")
-    result = run_pytest("bench", "-n", "2", *SMALL)
+    result = bench_subprocess("-n", "2", *SMALL)
     assert result.returncode == 4
     assert "fanbench refuses to benchmark under pytest-xdist" in result.stderr
 
@@ -102,7 +95,7 @@ def test_benchmarks_refuse_xdist():
     ],
 )
 def test_bad_options_are_usage_errors(args, message):
-    result = run_pytest("bench", *args)
+    result = bench_subprocess(*args)
     assert result.returncode == 4, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -113,7 +106,7 @@ def test_missing_onnxruntime_is_one_clear_line(tmp_path):
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('onnxruntime hidden for this test')\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = run_pytest("bench", *SMALL, env=env)
+    result = bench_subprocess(*SMALL, env=env)
     assert result.returncode == 4
     assert "onnxruntime is not installed: run `pip install -e '.[cpu]'` (or `.[gpu]` on a CUDA host)." in result.stderr
     assert "Traceback" not in result.stderr

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.run_bench import bench_subprocess
 
 
 @pytest.mark.slow
 def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path):
     report_dir = tmp_path / "report"
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--frames", "2", "--model-size", "tiny",
+    result = bench_subprocess("--frames", "2", "--model-size", "tiny",
          "--models", "2", "--rounds", "1", "--warmup", "0", "--provider", "cpu", "--no-history", "--strategy", "serial",
          "--fps", "50",
-         "--report-dir", str(report_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+         "--report-dir", str(report_dir))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for line in ("offline:", "streaming at 50 fps:", "resources during the timed rounds (process tree):",
                  f"fanbench: report written to {report_dir / 'report.md'}"):
@@ -44,12 +38,10 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
 
 @pytest.mark.slow
 def test_no_report_and_no_sampler(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--frames", "2", "--model-size", "tiny",
+    result = bench_subprocess("--frames", "2", "--model-size", "tiny",
          "--models", "2", "--rounds", "1", "--warmup", "0", "--provider", "cpu", "--no-history", "--strategy", "serial",
          "--scenario", "offline",
-         "--no-sampler", "--no-report", "--report-dir", str(tmp_path / "report")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+         "--no-sampler", "--no-report", "--report-dir", str(tmp_path / "report"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "resource sampling was off (--no-sampler)" in result.stdout
     assert "streaming" not in result.stdout.split("= fanbench =")[-1]

@@ -23,28 +23,24 @@ import pytest
 from strategies import STRATEGIES, RunStopped, RunTimeout, StrategyError, Workload, get_strategy
 from strategies.processes import Processes
 from strategies.runtime.shared_frames import SHM_DIR, block_prefix
-from tests.helpers.faults import FaultyProcesses, FaultySession, fault, small_workload
+from tests.helpers.faults import FaultyProcesses, FaultySession, fault
+from tests.helpers.run_bench import bench_inprocess
+from tests.helpers.workloads import tiny_workload
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[2]
 LONG_PERIOD = 0.05  # with LONG_FRAMES, a run that would take 5 s unless stopped
 LONG_FRAMES = 100
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fault-models")
-
-
-@pytest.fixture(scope="module")
 def short(model_dir: Path) -> Workload:
-    return small_workload(model_dir, models=2, frames=6)
+    return tiny_workload(model_dir, models=2, frames=6, batch=1)
 
 
 @pytest.fixture(scope="module")
 def long(model_dir: Path) -> Workload:
-    return small_workload(model_dir, models=2, frames=LONG_FRAMES)
+    return tiny_workload(model_dir, models=2, frames=LONG_FRAMES, batch=1)
 
 
 @pytest.fixture
@@ -165,8 +161,7 @@ def test_killed_manager_leaves_no_temporary_folder(long: Workload) -> None:
 
 def run_bench(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """`pytest bench` in this process (its workers are this test's children), on a tiny workload."""
-    return pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                              "-p", "no:cacheprovider", "--frames", "4", "--models", "2", "--model-size", "tiny",
+    return bench_inprocess(pytester, "--frames", "4", "--models", "2", "--model-size", "tiny",
                               "--frame-size", "16x16", "--rounds", "1", "--warmup", "0", "--no-history", "--no-report",
                               "--no-progress", "--threads", "default", "--scenario", "offline", *args)
 

@@ -8,8 +8,6 @@ import argparse
 import json
 import math
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,9 @@ from bench.compare.gates import Gate, evaluate, parse_gate, strategy_of
 from bench.compare.stats import compare_rounds, history_regressions, main, minimum_p
 from bench.measure.limits import default_time_limit, parse_time_limit
 from bench.measure.measurement import Measurement
+from tests.helpers.run_bench import bench_pytester_subprocess, compare_subprocess
 
 pytest_plugins = ["pytester"]
-REPO = Path(__file__).resolve().parents[2]
 
 
 # --- gates -------------------------------------------------------------------------------
@@ -242,8 +240,8 @@ def bench(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     def run(delay: float, *args: str, strategies: tuple[str, ...] = ("serial_delayed",)) -> pytest.RunResult:
         monkeypatch.setenv("FANBENCH_TEST_DELAY_S", str(delay))
         selected = [arg for name in strategies for arg in ("--strategy", name)]
-        return pytester.runpytest_subprocess(
-            str(REPO / "bench"), "-p", "delay_plugin", "-p", "no:cacheprovider", f"--rootdir={REPO}",
+        return bench_pytester_subprocess(
+            pytester, "-p", "delay_plugin",
             f"--benchmark-storage=file://{pytester.path / 'history'}", "--model-size", "tiny", "--models", "2",
             "--frames", "4", "--frame-size", "32x32", "--batch", "1", "--rounds", "7", "--warmup", "1",
             "--scenario", "offline", "--no-report", *selected, *args)
@@ -277,8 +275,7 @@ def test_compare_fail_catches_a_real_slowdown_and_passes_an_unchanged_run(bench,
     # The same two saved runs, compared statistically: 7 rounds each, completely separated.
     files = sorted((pytester.path / "history").rglob("*.json"))
     assert [file.name.split("_")[0] for file in files] == ["0001", "0002"]
-    compared = subprocess.run([sys.executable, "-m", "bench.compare", *map(str, files), "--fail-on-regression"],
-                              cwd=REPO, capture_output=True, text=True, check=False)
+    compared = compare_subprocess(*map(str, files), "--fail-on-regression")
     assert compared.returncode == 1, compared.stdout + compared.stderr
     pytest.LineMatcher(compared.stdout.splitlines()).fnmatch_lines([
         "*test_strategy*serial_delayed*slower", "Slower (p < 0.05, more than 5% slower)*"])
@@ -315,7 +312,7 @@ def test_gates_fail_the_session_when_not_met(bench) -> None:
 
 @pytest.mark.slow
 def test_gate_naming_a_strategy_not_run_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess(str(REPO / "bench"), "-p", "no:cacheprovider", f"--rootdir={REPO}",
+    result = bench_pytester_subprocess(pytester,
                                            "--no-history", "--strategy", "serial", "--gate", "threads >= 2x serial")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'threads' is not benchmarked in this run (--strategy selects serial)*"])

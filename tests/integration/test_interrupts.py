@@ -12,11 +12,8 @@ strategy signals its own process) and then load and compare the saved history.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,81 +21,15 @@ import psutil
 import pytest
 
 from strategies import STRATEGIES
+from tests.helpers.run_bench import BenchSession, bench_pytester_subprocess, compare_subprocess
 
-REPO = Path(__file__).resolve().parents[2]
 SHM = Path("/dev/shm")
 ONNXRUNTIME_FILES = {".ses"}
-HANG_BOUND_S = 120  # far above a prompt stop; reaching it means the session did not stop
 PROCESS_STRATEGIES = [name for name in ("processes", "processes_shm") if name in STRATEGIES]
 
 pytest_plugins = ["pytester"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="uses /dev/shm and Linux signals")]
-
-
-def shm_mapped_by(processes: list[psutil.Process]) -> set[str]:
-    """/dev/shm entries (shared memory, named semaphores) these processes have mapped.
-
-    Other sessions on the same machine use /dev/shm too, so the check is on what the
-    benchmark itself held when it was signalled, not on any new entry.
-    """
-    names = set()
-    for process in processes:
-        try:
-            names |= {Path(region.path).name for region in process.memory_maps(grouped=True)
-                      if region.path.startswith(f"{SHM}/")}
-        except psutil.Error:
-            continue
-    return names
-
-
-class BenchSession:
-    """`pytest bench` running in a subprocess in its own process group, as a terminal runs it."""
-
-    def __init__(self, tmp_path: Path, strategy: str):
-        self.tmpdir = tmp_path / "tmp"
-        self.tmpdir.mkdir()
-        self.history = tmp_path / "history"
-        command = [sys.executable, "-m", "pytest", "bench", "-v", "-p", "no:cacheprovider",
-                   f"--benchmark-storage=file://{self.history}",
-                   f"--basetemp={tmp_path / 'basetemp'}", "--strategy", strategy, "--model-size", "tiny",
-                   "--models", "2", "--frames", "100", "--frame-size", "32x32", "--batch", "1", "--rounds", "100000",
-                   "--warmup", "0", "--provider", "cpu"]
-        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        self.output: list[str] = []
-        self.descendants: list[psutil.Process] = []
-        self.shm: set[str] = set()
-
-    def wait_until_timing(self, strategy: str) -> None:
-        """Read the output until the benchmark has started, then give it a moment to be timing."""
-        assert self.process.stdout is not None
-        # Raw reads: with -v the test's line is only ended when the test is, which it never is here.
-        marker, text = f"test_strategy[{strategy}-", ""
-        while marker not in text:
-            chunk = os.read(self.process.stdout.fileno(), 4096)
-            if not chunk:
-                pytest.fail(f"pytest bench ended before its benchmark started:\n{text}")
-            text += chunk.decode(errors="replace")
-        self.output.append(text)
-        time.sleep(2.0)  # models built, reference run, strategy opened: now inside benchmark.pedantic
-        main = psutil.Process(self.process.pid)
-        self.descendants = main.children(recursive=True)
-        self.shm = shm_mapped_by([main, *self.descendants])
-
-    def stop(self, signum: signal.Signals, group: bool) -> tuple[int, str]:
-        if group:  # Ctrl-C in a terminal signals the whole foreground process group
-            os.killpg(self.process.pid, signum)
-        else:
-            self.process.send_signal(signum)
-        rest, _ = self.process.communicate(timeout=HANG_BOUND_S)
-        return self.process.returncode, "".join(self.output) + rest.decode(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.communicate()
 
 
 @pytest.fixture
@@ -209,8 +140,8 @@ def bench(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("FANBENCH_TEST_PHASE", phase)
         monkeypatch.setenv("FANBENCH_TEST_SIGNAL", signum)
         selected = [arg for name in strategies for arg in ("--strategy", name)]
-        return pytester.runpytest_subprocess(
-            str(REPO / "bench"), "-p", "interrupt_plugin", "-p", "no:cacheprovider", f"--rootdir={REPO}",
+        return bench_pytester_subprocess(
+            pytester, "-p", "interrupt_plugin",
             f"--benchmark-storage=file://{pytester.path / 'history'}", "--model-size", "tiny", "--models", "2",
             "--frames", "4", "--frame-size", "32x32", "--batch", "1", "--rounds", str(ROUNDS), "--warmup", "1",
             "--threads", "default", "--scenario", "offline", "--provider", "cpu", "--no-report", *selected, *args)
@@ -249,8 +180,7 @@ def test_interrupted_benchmark_is_not_saved_and_history_compares(bench, pytester
     again = bench("serial", args=("--benchmark-compare-fail=median:100000%",))
     assert again.ret == pytest.ExitCode.OK, again.stdout.str() + again.stderr.str()
     assert "timed different work" not in again.stdout.str()
-    compared = subprocess.run([sys.executable, "-m", "bench.compare", *map(str, saved_runs(pytester))],
-                              cwd=REPO, capture_output=True, text=True, check=False)
+    compared = compare_subprocess(*map(str, saved_runs(pytester)))
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert benchmark["fullname"] in compared.stdout
 
@@ -288,8 +218,7 @@ def test_history_with_a_partial_benchmark_from_an_older_fanbench_still_compares(
     again = bench("serial", "serial_interrupted", args=("--benchmark-compare-fail=median:100000%",))
     assert again.ret == pytest.ExitCode.OK, again.stdout.str() + again.stderr.str()
     assert "timed different work" not in again.stdout.str()
-    compared = subprocess.run([sys.executable, "-m", "bench.compare", *map(str, saved_runs(pytester))],
-                              cwd=REPO, capture_output=True, text=True, check=False)
+    compared = compare_subprocess(*map(str, saved_runs(pytester)))
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert f"note: {partial['fullname']} is not compared: a run saved it without fanbench's measurements" in compared.stdout
     assert run["benchmarks"][0]["fullname"] in compared.stdout

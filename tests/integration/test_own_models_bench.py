@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from fixtures.models import file_digest
 from fixtures.video import write_synthetic_video
 from tests.helpers.input_models import write_image_model
+from tests.helpers.run_bench import bench_inprocess
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--strategy", "serial", "--strategy", "threads", "--rounds", "1", "--warmup", "0", "--provider", "cpu",
-         "-p", "no:cacheprovider", "--scenario", "offline", "--no-report"]
+         "--scenario", "offline", "--no-report"]
 
 
 def run_bench(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                              *QUICK, *args)
+    return bench_inprocess(pytester, *QUICK, *args)
 
 
 def test_own_models_on_own_video_are_benchmarked_and_named_by_file(pytester: pytest.Pytester):

@@ -41,11 +41,6 @@ def nothing_left_behind():
     assert our_blocks() == []
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("shm-models")
-
-
 def test_blocks_hold_the_array_and_are_unlinked_on_close():
     array = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     shared = SharedFrames()

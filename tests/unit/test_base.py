@@ -7,18 +7,7 @@ import pytest
 
 from strategies import Arrivals, CallLog, CallRecord, RunResult, RunTimeout, ThreadSettings
 from strategies.serial import Serial
-
-
-class FakeClock:
-    """Advances by `step` seconds at every reading."""
-
-    def __init__(self, start: float = 100.0, step: float = 0.5):
-        self.now, self.step = start, step
-
-    def __call__(self) -> float:
-        reading = self.now
-        self.now += self.step
-        return reading
+from tests.helpers.fakes import FakeClock
 
 
 class EchoSession:

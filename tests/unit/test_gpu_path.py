@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -25,6 +24,8 @@ from fixtures.models import SIZES, flops_per_image
 from fixtures.named_workloads import WORKLOADS, apply_named_workload
 from strategies import ProviderError, ThreadSettings
 from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
+from tests.helpers.fakes import FakeNvml
+from tests.helpers.run_bench import pytest_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,37 +154,6 @@ def test_a_workload_passes_cuda_options_only_to_cuda_sessions(tiny_workload):
 
 # --- the GPU in the saved machine info -----------------------------------------------------
 
-class FakeNvml(types.ModuleType):
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, fail_init: bool = False):
-        super().__init__("pynvml")
-        self.fail_init, self.shutdowns = fail_init, 0
-
-    def nvmlInit(self) -> None:
-        if self.fail_init:
-            raise self.NVMLError("Driver Not Loaded")
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetName(self, handle: int) -> bytes:
-        return b"NVIDIA H100 80GB HBM3"
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "580.65.06"
-
-    def nvmlSystemGetCudaDriverVersion(self) -> int:
-        return 13000
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return types.SimpleNamespace(total=80 * 2**30)
-
-
 def test_machine_info_records_the_gpu_name_driver_and_memory(monkeypatch):
     nvml = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
@@ -290,11 +260,6 @@ def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(root_conftest, m
 
 # --- end to end: --require-gpu, the gpu marker, usage errors --------------------------------
 
-def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
 def no_gpu_here() -> str | None:
     return cuda_unavailable_reason()
 
@@ -306,7 +271,7 @@ def test_require_gpu_fails_the_run_without_a_gpu(option):
     if no_gpu_here() is None:
         pytest.skip("a session really runs on CUDA here; this test is for machines without one")
     for target in ("bench", "tests/unit/test_gpu_strategies.py"):
-        result = run_pytest(target, *option, "--no-history", "--frames", "2", "--model-size", "tiny")
+        result = pytest_subprocess(target, *option, "--no-history", "--frames", "2", "--model-size", "tiny")
         assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
         assert f"{option[0]}{' cuda' if len(option) > 1 else ''}: no session really runs on CUDA here:" in result.stdout
         said = f"{option[0]}{' cuda' if len(option) > 1 else ''}: no session"
@@ -321,7 +286,7 @@ def test_gpu_marked_tests_skip_with_the_reason_without_a_gpu():
     reason = no_gpu_here()
     if reason is None:
         pytest.skip("a session really runs on CUDA here; this test is for machines without one")
-    result = run_pytest("tests/unit/test_gpu_strategies.py", "-m", "gpu", "-rs")
+    result = pytest_subprocess("tests/unit/test_gpu_strategies.py", "-m", "gpu", "-rs")
     assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
     assert re.search(r"^=+ \d+ skipped, \d+ deselected in ", result.stdout, re.MULTILINE), result.stdout
     assert f"needs a CUDA GPU: {reason}"[:80] in result.stdout
@@ -337,7 +302,7 @@ def test_gpu_marked_tests_skip_with_the_reason_without_a_gpu():
     (["--require-gpu", "--warmup", "0"], "--warmup 0 on the CUDA provider would time cuDNN's"),
 ], ids=["bad-cuda-option", "cpu-and-require-gpu", "writeup-conflict", "cuda-cold-start", "require-gpu-cold-start"])
 def test_usage_errors_on_the_command_line(args, error):
-    result = run_pytest("bench", "--no-history", *args)
+    result = pytest_subprocess("bench", "--no-history", *args)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert error in result.stderr
 
@@ -359,7 +324,7 @@ def test_real_onnxruntime_gpu_without_a_usable_gpu_fails_with_the_fall_back_mess
     with pytest.raises(ProviderError, match=r"asked for CUDAExecutionProvider but the session fell back to "
                                             r"CPUExecutionProvider.*CUDA 13 / cuDNN 9"):
         sessions.make_session(tiny_workload.models[0].path, ThreadSettings(), "cuda")
-    result = run_pytest("bench", "--provider", "cuda", "--strategy", "serial", "--no-history", "--frames", "2",
+    result = pytest_subprocess("bench", "--provider", "cuda", "--strategy", "serial", "--no-history", "--frames", "2",
                         "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "1", "--warmup", "1")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
     assert "--provider cuda: no session really runs on CUDA here:" in result.stdout  # one line, before any benchmark

@@ -18,6 +18,7 @@ from strategies import (
     get_strategy,
 )
 from strategies.batched import Batched
+from tests.helpers.fakes import FakeClock
 from tests.helpers.workloads import tiny_workload, with_failing_model
 
 NEW = ["asyncio_threads", "processes_shm", "fanout", "merged", "run_async", "batched"]
@@ -26,11 +27,6 @@ IN_PROCESS = [name for name in NEW if name != "processes_shm"]
 
 def params(names):
     return [pytest.param(name, id=name, marks=[pytest.mark.slow] if name == "processes_shm" else []) for name in names]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("new-strategy-models")
 
 
 @pytest.fixture(scope="module")
@@ -134,25 +130,11 @@ def test_every_frame_checks_the_deadline(name, model_dir):
         strategy.run(period=0.05, time_limit=0.01)
 
 
-class SteppingClock:
-    """A fake clock: every reading advances 1 ms; a sleep advances by the slept time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 0.001
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.mark.parametrize(("frames", "k", "chunks"), [(7, 3, [(0, 3), (3, 3), (6, 1)]), (4, 4, [(0, 4)]),
                                                      (3, 5, [(0, 3)]), (5, 1, [(i, 1) for i in range(5)])])
 def test_batched_runs_each_chunk_after_its_last_frame_arrives(model_dir, monkeypatch, frames, k, chunks):
     workload = tiny_workload(model_dir, models=2, frames=frames, batch=2, size=8)
-    clock = SteppingClock()
+    clock = FakeClock(start=0.001, step=0.001)  # 1 ms a reading
     monkeypatch.setattr("strategies.base.pause", lambda seconds, stop: clock.sleep(seconds))
     period = 1.0
     with Batched(workload, clock=clock, k=k) as strategy:

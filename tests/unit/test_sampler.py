@@ -24,6 +24,7 @@ from bench.measure.sampler import (
     open_gpu,
     summarise,
 )
+from tests.helpers.fakes import FakeNvml
 
 MB = 1024 * 1024
 
@@ -244,22 +245,10 @@ def test_a_cpu_workload_has_no_gpu_metrics_and_says_why():
     assert probe.reason == "the workload runs on the 'cpu' provider, not on a GPU"
 
 
-class FakeNvmlError(Exception):
-    pass
-
-
 def install_pynvml(monkeypatch, init_error: bool = False, count: int = 1) -> list[str]:
-    events: list[str] = []
-
-    def init():
-        if init_error:
-            raise FakeNvmlError("Driver Not Loaded")
-        events.append("init")
-
-    module = types.SimpleNamespace(NVMLError=FakeNvmlError, nvmlInit=init, nvmlShutdown=lambda: events.append("shutdown"),
-                                   nvmlDeviceGetCount=lambda: count, nvmlDeviceGetHandleByIndex=lambda index: f"gpu{index}")
+    module = FakeNvml(fail_init=init_error, count=count)
     monkeypatch.setitem(sys.modules, "pynvml", module)
-    return events
+    return module.events
 
 
 def test_nvml_that_cannot_start_gives_its_reason(monkeypatch):

@@ -10,21 +10,7 @@ import pytest
 from bench.measure.metrics import frame_latencies, summarise_latencies
 from bench.measure.scenarios import Scenario, minimum_duration_s, not_streamed, selected_scenarios
 from strategies import Arrivals, CallLog, ModelInput, RunTimeout, Strategy, Workload
-
-
-class FakeClock:
-    """Time moves only when someone sleeps or a fake session computes."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.helpers.fakes import FakeClock
 
 
 @pytest.fixture

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from bench.conftest import cases
 from strategies import STRATEGIES, ThreadSettings
 from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError, parse_thread_spec, spec_text
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.run_bench import bench_subprocess
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -77,8 +74,7 @@ def test_a_sweep_runs_exactly_the_given_settings_for_every_selected_strategy():
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--no-history", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return bench_subprocess("--no-history", *args, timeout=120)
 
 
 @pytest.mark.slow

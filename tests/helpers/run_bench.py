@@ -1,0 +1,132 @@
+"""Every way a test starts `pytest bench` or one of fanbench's commands, in one place.
+
+- `bench_subprocess`: `python -m pytest bench` in a fresh interpreter, as a user runs it.
+- `bench_inprocess`: pytester, in this process (its worker processes are this test's children).
+- `bench_pytester_subprocess`: pytester in a subprocess, where a test plugin written into
+  `pytester.path` is loaded with `-p NAME`.
+- `BenchSession`: a Popen in its own session, as a terminal starts it, for signals.
+- `compare_subprocess`, `report_subprocess`: `python -m bench.compare|report`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHM = Path("/dev/shm")
+HANG_BOUND_S = 120  # far above a prompt stop; reaching it means the session did not stop
+
+# The one tiny run: 2 models of 32x32 on 2 frames, one round, on the CPU on any machine (a GPU host
+# would resolve auto to CUDA), nothing saved or written.
+TINY_RUN = ("--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "--models", "2", "--rounds", "1",
+            "--warmup", "0", "--provider", "cpu", "--no-history", "--no-report")
+
+
+def pytest_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m pytest -p no:cacheprovider ARGS` in the repository root."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def bench_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`pytest bench ARGS` in a subprocess."""
+    return pytest_subprocess("bench", *args, env=env, timeout=timeout)
+
+
+def bench_inprocess(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """`pytest bench ARGS` in this process, with the repository's configuration."""
+    return pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                              "-p", "no:cacheprovider", *args)
+
+
+def bench_pytester_subprocess(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """`pytest bench ARGS` in a subprocess started in `pytester.path`: `-p NAME` loads a plugin written there."""
+    return pytester.runpytest_subprocess(str(ROOT / "bench"), "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args)
+
+
+def _module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def compare_subprocess(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.compare ARGS`."""
+    return _module("bench.compare", *args, timeout=timeout)
+
+
+def report_subprocess(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.report ARGS`."""
+    return _module("bench.report", *args, timeout=timeout)
+
+
+def shm_mapped_by(processes: list[psutil.Process]) -> set[str]:
+    """/dev/shm entries (shared memory, named semaphores) these processes have mapped.
+
+    Other sessions on the same machine use /dev/shm too, so the check is on what the
+    benchmark itself held when it was signalled, not on any new entry.
+    """
+    names = set()
+    for process in processes:
+        try:
+            names |= {Path(region.path).name for region in process.memory_maps(grouped=True)
+                      if region.path.startswith(f"{SHM}/")}
+        except psutil.Error:
+            continue
+    return names
+
+
+class BenchSession:
+    """`pytest bench` running in a subprocess in its own process group, as a terminal runs it."""
+
+    def __init__(self, tmp_path: Path, strategy: str):
+        self.tmpdir = tmp_path / "tmp"
+        self.tmpdir.mkdir()
+        self.history = tmp_path / "history"
+        command = [sys.executable, "-m", "pytest", "bench", "-v", "-p", "no:cacheprovider",
+                   f"--benchmark-storage=file://{self.history}",
+                   f"--basetemp={tmp_path / 'basetemp'}", "--strategy", strategy, "--model-size", "tiny",
+                   "--models", "2", "--frames", "100", "--frame-size", "32x32", "--batch", "1", "--rounds", "100000",
+                   "--warmup", "0", "--provider", "cpu"]
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.output: list[str] = []
+        self.descendants: list[psutil.Process] = []
+        self.shm: set[str] = set()
+
+    def wait_until_timing(self, strategy: str) -> None:
+        """Read the output until the benchmark has started, then give it a moment to be timing."""
+        assert self.process.stdout is not None
+        # Raw reads: with -v the test's line is only ended when the test is, which it never is here.
+        marker, text = f"test_strategy[{strategy}-", ""
+        while marker not in text:
+            chunk = os.read(self.process.stdout.fileno(), 4096)
+            if not chunk:
+                pytest.fail(f"pytest bench ended before its benchmark started:\n{text}")
+            text += chunk.decode(errors="replace")
+        self.output.append(text)
+        time.sleep(2.0)  # models built, reference run, strategy opened: now inside benchmark.pedantic
+        main = psutil.Process(self.process.pid)
+        self.descendants = main.children(recursive=True)
+        self.shm = shm_mapped_by([main, *self.descendants])
+
+    def stop(self, signum: signal.Signals, group: bool) -> tuple[int, str]:
+        if group:  # Ctrl-C in a terminal signals the whole foreground process group
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+        rest, _ = self.process.communicate(timeout=HANG_BOUND_S)
+        return self.process.returncode, "".join(self.output) + rest.decode(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.communicate()
