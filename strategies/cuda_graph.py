@@ -9,20 +9,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from strategies.base import (
-    Arrivals,
-    CallRecord,
-    Outputs,
-    Strategy,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    empty_outputs,
-    wait_for_lanes,
-)
-from strategies.failures import model_failed
+from strategies.base import Arrivals, Strategy, StrategyUnavailable
+from strategies.lanes import run_lanes
+from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
 from strategies.runtime.sessions import io_names, make_session, onnxruntime, provider_used
+from strategies.settings import ThreadSettings
 
 # The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
 GRAPH_REFUSED = "cannot use the CUDA Graph feature"
@@ -156,30 +148,20 @@ class CudaGraph(Strategy):
         self.bindings, self.inputs, self.outputs, self.sessions = [], [], [], []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        models = self.workload.models
-        results = empty_outputs(len(models), self.workload.frame_count)
         calls: list[CallRecord] = []
 
-        def lane(model: int) -> None:
-            session, binding = self.sessions[model], self.bindings[model]
-            value, outputs, frames = self.inputs[model], self.outputs[model], models[model].frames
-            name = f"thread-{model}"
-            frame = 0
-            try:
-                for frame in range(self.workload.frame_count):
-                    arrivals.wait_for(frame, self.clock)  # raises RunStopped once another lane failed
-                    start = self.clock()
-                    value.update_inplace(np.ascontiguousarray(frames[frame]))  # same address: the graph reads it
-                    session.run_with_iobinding(binding, self.run_options)
-                    binding.synchronize_outputs()  # the replay has finished before outputs are read
-                    # .numpy() copies a device buffer to the host; on the CPU it may be a view of the
-                    # buffer the next frame overwrites, hence the explicit copy.
-                    results[model][frame] = tuple(np.array(output.numpy(), copy=True) for output in outputs)
-                    calls.append(CallRecord(model, frame, 1, start, self.clock(), name))
-            except StrategyError:  # RunTimeout, RunStopped: already says what happened
-                raise
-            except Exception as error:
-                raise model_failed(self.name, self.workload.names[model], frame, error) from error
+        def step(model: int, frame: int) -> Outputs:
+            binding, outputs = self.bindings[model], self.outputs[model]
+            start = self.clock()
+            # The same address every frame: the graph reads it.
+            self.inputs[model].update_inplace(np.ascontiguousarray(self.workload.models[model].frames[frame]))
+            self.sessions[model].run_with_iobinding(binding, self.run_options)
+            binding.synchronize_outputs()  # the replay has finished before outputs are read
+            # .numpy() copies a device buffer to the host; on the CPU it may be a view of the
+            # buffer the next frame overwrites, hence the explicit copy.
+            results = tuple(np.array(output.numpy(), copy=True) for output in outputs)
+            calls.append(CallRecord(model, frame, 1, start, self.clock(), f"thread-{model}"))
+            return results
 
-        wait_for_lanes([self.lanes[model].submit(lane, model) for model in range(len(models))], arrivals.stop_all)
-        return results, calls
+        # Each model's lane on its own lifelong thread, the one that captured its graph.
+        return run_lanes(self, arrivals, step, self.lanes), calls

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from strategies.base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs, wait_for_lanes
-from strategies.failures import model_failed
+from strategies.base import Arrivals
 from strategies.lanes import ModelThreads
+from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
-from strategies.runtime.device_frames import Cancelled, DeviceFrames
+from strategies.runtime.device_frames import DeviceFrames
 from strategies.runtime.sessions import io_names, make_session, provider_used
 
 
-class IOBinding(ModelThreads, Strategy):
+class IOBinding(ModelThreads):
     """`threads` without the per-call copies: inputs and outputs bound on the device.
 
     With `session.run`, every model copies the frame to the GPU itself (four models: four
@@ -58,40 +58,31 @@ class IOBinding(ModelThreads, Strategy):
             self.bindings.append(binding)
             self.input_names.append(input_name)
         self.providers_used = [provider_used(session) for session in self.sessions]
-        self.start_pool(len(self.sessions))
+        super().open()  # the pool, once the sessions are built
 
     def close(self) -> None:
-        self.stop_pool()
+        super().close()  # the pool first: no lane uses a session any more
         self.bindings = []
         self.sessions = []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        models = self.workload.models
-        outputs = empty_outputs(len(models), self.workload.frame_count)
         calls: list[CallRecord] = []
-        frames = DeviceFrames([model.frames for model in models], self.device, self.device_id, self.frames_ahead)
+        frames = DeviceFrames([model.frames for model in self.workload.models], self.device, self.device_id,
+                              self.frames_ahead)
 
-        def lane(model: int) -> None:
-            session, binding, input_name = self.sessions[model], self.bindings[model], self.input_names[model]
-            name = f"thread-{model}"
-            frame = 0
-            try:
-                for frame in range(self.workload.frame_count):
-                    arrivals.wait_for(frame, self.clock)
-                    binding.bind_ortvalue_input(input_name, frames.get(model, frame))
-                    start = self.clock()
-                    session.run_with_iobinding(binding)
-                    binding.synchronize_outputs()  # the device has finished before the clock reads
-                    outputs[model][frame] = tuple(binding.copy_outputs_to_cpu())
-                    calls.append(CallRecord(model, frame, 1, start, self.clock(), name))  # atomic under the GIL
-                    frames.release(model, frame)
-            except Cancelled:  # another lane failed: wait_for_lanes cancelled the frames
-                return
-            except StrategyError:  # RunTimeout, RunStopped: already says what happened
-                raise
-            except Exception as error:
-                raise model_failed(self.name, self.workload.names[model], frame, error) from error
+        def step(model: int, frame: int) -> Outputs:
+            binding = self.bindings[model]
+            binding.bind_ortvalue_input(self.input_names[model], frames.get(model, frame))
+            start = self.clock()
+            self.sessions[model].run_with_iobinding(binding)
+            binding.synchronize_outputs()  # the device has finished before the clock reads
+            outputs = tuple(binding.copy_outputs_to_cpu())
+            calls.append(CallRecord(model, frame, 1, start, self.clock(), f"thread-{model}"))  # atomic under the GIL
+            frames.release(model, frame)
+            return outputs
 
-        # On the first failure, cancelling the frames wakes and ends the other lanes.
-        wait_for_lanes([self.pool.submit(lane, model) for model in range(len(models))], frames.cancel)
-        return outputs, calls
+        def cancel() -> None:  # wakes the lanes waiting for a frame's upload, and those waiting for its arrival
+            frames.cancel()
+            arrivals.stop_all()
+
+        return self.run_model_lanes(arrivals, step, cancel), calls
