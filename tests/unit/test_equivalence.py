@@ -16,7 +16,7 @@ from fixtures.models import SIZES, build_model, model_set
 from fixtures.user import ModelRequest, load_models, synthetic_images
 from fixtures.video import decode_video, frames_tensor, write_synthetic_video
 from strategies import RunResult, ThreadSettings, Tolerance, Workload, assert_equivalent, get_strategy
-from strategies.base import empty_outputs
+from strategies.records import empty_outputs
 from strategies.equivalence import (
     FLOAT32,
     MARGIN,
