@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from strategies.records import CallRecord, Outputs, RunResult, Workload
 from strategies.settings import ThreadSettings, split_cores, usable_cores
@@ -162,3 +162,11 @@ class Strategy(ABC):
     @abstractmethod
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         """Run every model on every frame; return outputs[model][frame] and the call records."""
+
+
+def release(owner: object, attribute: str, free: Callable[[Any], object]) -> None:
+    """`free` what `owner.attribute` holds, once: for `close`, which may come twice or after a failed `open`."""
+    value = getattr(owner, attribute, None)
+    setattr(owner, attribute, None)
+    if value is not None:
+        free(value)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from strategies.base import Arrivals, Strategy, StrategyUnavailable
+from strategies.base import Arrivals, Strategy, StrategyUnavailable, release
 from strategies.lanes import model_failed
 from strategies.records import CallLog, CallRecord, Outputs, empty_outputs
 from strategies.runtime.merge import MergeError, merge_models, prefix_for
@@ -59,10 +59,7 @@ class Merged(Strategy):
 
     def close(self) -> None:
         self.session = None
-        directory = getattr(self, "directory", None)
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-            self.directory = None
+        release(self, "directory", lambda directory: shutil.rmtree(directory, ignore_errors=True))
 
     def _culprit(self, message: str) -> str:
         """The model whose prefixed node onnxruntime's error names, else all of them."""

@@ -8,7 +8,7 @@ from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
-from strategies.base import Arrivals, Strategy
+from strategies.base import Arrivals, Strategy, release
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.workers import WorkerPool, context, serve
 
@@ -56,17 +56,7 @@ class Processes(Strategy):
         return self.pool.run(arrivals, self.clock)
 
     def close(self) -> None:
-        # A pool closed mid-run (failure, time-out, Ctrl-C) kills its workers at once.
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.close()
-            self.pool = None
+        release(self, "pool", WorkerPool.close)  # closed mid-run (failure, time-out, Ctrl-C) it kills its workers at once
         self.sources = []
-        manager = getattr(self, "manager", None)
-        if manager is not None:
-            manager.shutdown()
-            self.manager = None
-        directory = getattr(self, "manager_dir", None)
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-            self.manager_dir = None
+        release(self, "manager", lambda manager: manager.shutdown())  # set by start(), not a method of the class
+        release(self, "manager_dir", lambda directory: shutil.rmtree(directory, ignore_errors=True))

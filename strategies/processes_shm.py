@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable
+from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.shared_frames import BlockSpec, SharedFrames, SharedMemoryFull, attach, check_room
 from strategies.runtime.workers import FAILED, WorkerPool, context, detach_from_terminal_signals, serve
@@ -105,18 +105,10 @@ class ProcessesShm(Strategy):
         return frames.names if frames is not None else []
 
     def close(self) -> None:
-        stop = getattr(self, "stop_event", None)
-        if stop is not None:
-            stop.set()  # workers still in a run stop at their next frame instead of finishing it
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.close()
-            self.pool = None
-        frames = getattr(self, "frames", None)
-        if frames is not None:
-            frames.close()
-            self.frames = None
-        self.stop_event = None
+        # Workers still in a run stop at their next frame instead of finishing it.
+        release(self, "stop_event", lambda stop: stop.set())
+        release(self, "pool", WorkerPool.close)
+        release(self, "frames", SharedFrames.close)
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         if getattr(self, "pool", None) is None:
