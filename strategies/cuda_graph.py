@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from strategies.base import Arrivals, Strategy, StrategyUnavailable
-from strategies.lanes import run_lanes
+from strategies.lanes import run_lanes, wait_for_lanes
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
 from strategies.runtime.sessions import io_names, make_session, onnxruntime, provider_used
@@ -71,11 +71,9 @@ class CudaGraph(Strategy):
         self.lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fanbench-{self.name}-{model}")
                       for model in range(count)]
         wait([lane.submit(threading.get_ident) for lane in self.lanes])  # every lane's thread started first
-        setups = [lane.submit(self._set_up, model) for model, lane in enumerate(self.lanes)]
-        wait(setups)  # every capture has finished before any lane is timed (and before close on failure)
-        for future in setups:
-            if future.exception() is not None:
-                raise future.exception()
+        # Every capture has finished before any lane is timed (and before close on failure); the
+        # first failure stops the lanes still waiting for their turn.
+        wait_for_lanes([lane.submit(self._set_up, model) for model, lane in enumerate(self.lanes)], self.stop)
         self.providers_used = [provider_used(session) for session in self.sessions]
 
     def _set_up(self, model: int) -> None:
