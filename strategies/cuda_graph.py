@@ -42,10 +42,6 @@ class CudaGraph(Strategy):
     #: False only in tests, which run the same buffer logic on the CPU provider.
     needs_cuda: ClassVar[bool] = True
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.workload.provider == "cuda" else "cpu"
-
     def open(self) -> None:
         if self.needs_cuda and self.workload.provider != "cuda":
             raise StrategyUnavailable(
@@ -93,10 +89,10 @@ class CudaGraph(Strategy):
             binding = session.io_binding()
             # A buffer of its own: on the CPU, ortvalue_from_numpy would wrap the frames array itself,
             # and update_inplace would then overwrite the workload's frames.
-            value = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.device, self.device_id)
+            value = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.workload.provider, self.device_id)
             value.update_inplace(sample)
             binding.bind_ortvalue_input(input_name, value)
-            outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.device, self.device_id)
+            outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.workload.provider, self.device_id)
                        for array in self._output_templates(spec.path, input_name, sample)]
             for output_name, output in zip(output_names, outputs, strict=True):
                 binding.bind_ortvalue_output(output_name, output)

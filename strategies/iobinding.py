@@ -9,10 +9,10 @@ from strategies.lanes import ModelThreads
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
 from strategies.runtime.device_frames import DeviceFrames
-from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.runtime.sessions import SessionStrategy, io_names
 
 
-class IOBinding(ModelThreads):
+class IOBinding(ModelThreads, SessionStrategy):
     """`threads` without the per-call copies: inputs and outputs bound on the device.
 
     With `session.run`, every model copies the frame to the GPU itself (four models: four
@@ -37,37 +37,24 @@ class IOBinding(ModelThreads):
     #: How many frames the fastest model may run past the slowest (bounds input copies held on the device).
     frames_ahead = 4
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.workload.provider == "cuda" else "cpu"
-
     def open(self) -> None:
-        options = self.workload.provider_options
-        self.device_id = device_id(options)
-        self.sessions: list[Any] = []
+        super().open()  # the sessions, then the pool
+        self.device_id = device_id(self.workload.provider_options)
         self.bindings: list[Any] = []
-        self.input_names: list[str] = []
-        for model in self.workload.models:
-            session = make_session(model.path, self.settings, self.workload.provider, options)
-            input_name, output_names = io_names(session)
+        for session in self.sessions:
             binding = session.io_binding()
-            for output in output_names:
+            for output in io_names(session)[1]:
                 # No shape given: onnxruntime allocates each run's outputs on the device.
-                binding.bind_output(output, self.device, self.device_id)
-            self.sessions.append(session)
+                binding.bind_output(output, self.workload.provider, self.device_id)
             self.bindings.append(binding)
-            self.input_names.append(input_name)
-        self.providers_used = [provider_used(session) for session in self.sessions]
-        super().open()  # the pool, once the sessions are built
 
     def close(self) -> None:
         super().close()  # the pool first: no lane uses a session any more
         self.bindings = []
-        self.sessions = []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         calls: list[CallRecord] = []
-        frames = DeviceFrames([model.frames for model in self.workload.models], self.device, self.device_id,
+        frames = DeviceFrames([model.frames for model in self.workload.models], self.workload.provider, self.device_id,
                               self.frames_ahead)
 
         def step(model: int, frame: int) -> Outputs:

@@ -31,7 +31,7 @@ class Workload:
     """Every model with its per-frame inputs, and the provider to run them on."""
 
     models: tuple[ModelInput, ...]
-    provider: str = "cpu"  # 'cpu' or 'cuda'
+    provider: str = "cpu"  # 'cpu' or 'cuda': also onnxruntime's name of the device (OrtValue, IO binding)
     # CUDA provider options as sorted (key, value) pairs (see strategies.runtime.cuda); used when provider is 'cuda'.
     cuda_options: tuple[tuple[str, str], ...] = ()
 
