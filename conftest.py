@@ -39,10 +39,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _thread_spec(text: str):
-    from strategies.settings import ThreadSpecError, parse_thread_spec
+    from strategies import ThreadSettings, ThreadSpecError
 
     try:
-        return parse_thread_spec(text)
+        return ThreadSettings.parse(text)
     except ThreadSpecError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

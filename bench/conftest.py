@@ -22,8 +22,7 @@ from bench.measure.scenarios import STREAMING, Scenario, minimum_duration_s, not
 from bench.plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
 from bench.report.markdown import recommendation_lines
 from bench.report.table import format_table
-from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
-from strategies.settings import resolve
+from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, resolve, usable_cores
 
 # Strategy constructor arguments taken from command-line options: strategy -> {argument: option}.
 STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strategies import cuda_unavailable_reason
+
 USAGE_ERROR = 4
 
 
@@ -201,8 +203,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from strategies.runtime.cuda import cuda_unavailable_reason
-
     reason = cuda_unavailable_reason()
     if reason is not None:
         print(f"fanbench gpu_check needs a CUDA GPU: {reason}", file=sys.stderr)

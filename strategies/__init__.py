@@ -1,45 +1,29 @@
-"""Interchangeable ways of running several ONNX models on every frame, behind one interface."""
+"""Interchangeable ways of running several ONNX models on every frame, behind one interface.
 
-from strategies.base import (
-    Arrivals,
-    CallLog,
-    CallRecord,
-    ModelInput,
-    RunResult,
-    RunStopped,
-    RunTimeout,
-    Strategy,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    Workload,
-    usable_cores,
+Other packages import from here only; tests may import the submodules.
+"""
+
+from strategies.base import Arrivals, Clock, RunStopped, RunTimeout, Strategy, StrategyError, StrategyUnavailable
+from strategies.equivalence import (
+    Calibration,
+    ModelCheck,
+    RoundCheck,
+    Tolerance,
+    assert_equivalent,
+    first_mismatch,
+    measure_calibration,
 )
-from strategies.equivalence import Calibration, Tolerance, assert_equivalent
+from strategies.records import CallLog, CallRecord, ModelInput, Outputs, RunResult, Workload
 from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
-from strategies.runtime.sessions import ProviderError, make_session
+from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, device_id, parse_cuda_option
+from strategies.runtime.sessions import ProviderError, io_names, make_session, onnxruntime, provider_used
+from strategies.settings import STRATEGY_DEFAULT, ThreadChoice, ThreadSettings, ThreadSpecError, resolve, usable_cores
 
 __all__ = [
-    "CLASSIC",
-    "STRATEGIES",
-    "Arrivals",
-    "Calibration",
-    "CallLog",
-    "CallRecord",
-    "ModelInput",
-    "ProviderError",
-    "RunResult",
-    "RunStopped",
-    "RunTimeout",
-    "Strategy",
-    "StrategyError",
-    "StrategyUnavailable",
-    "ThreadSettings",
-    "Tolerance",
-    "UnknownStrategyError",
-    "Workload",
-    "assert_equivalent",
-    "get_strategy",
-    "make_session",
-    "usable_cores",
+    "CLASSIC", "STRATEGIES", "STRATEGY_DEFAULT", "Arrivals", "Calibration", "CallLog", "CallRecord", "Clock",
+    "CudaOptionError", "ModelCheck", "ModelInput", "Outputs", "ProviderError", "RoundCheck", "RunResult",
+    "RunStopped", "RunTimeout", "Strategy", "StrategyError", "StrategyUnavailable", "ThreadChoice", "ThreadSettings",
+    "ThreadSpecError", "Tolerance", "UnknownStrategyError", "Workload", "assert_equivalent", "cuda_options",
+    "cuda_unavailable_reason", "device_id", "first_mismatch", "get_strategy", "io_names", "make_session",
+    "measure_calibration", "onnxruntime", "parse_cuda_option", "provider_used", "resolve", "usable_cores",
 ]

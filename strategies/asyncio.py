@@ -1,40 +1,15 @@
 """`asyncio`: one coroutine per model, each calling the blocking `session.run`.
 
-(The module is not called asyncio.py so it cannot shadow the standard library.)
+(Named as registered: `strategies.asyncio` cannot shadow the standard library's asyncio, because
+imports are absolute and only the repository root, not `strategies/`, is on `sys.path`.)
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any
-
-from strategies.base import Arrivals, CallLog, CallRecord, Clock, Outputs, empty_outputs
-from strategies.failures import model_failed
-from strategies.lanes import SessionStrategy
-
-
-class EventLoopOwner:
-    """A strategy's own event loop: built in `open`, before the clock; on close, any task still
-    pending is finished before the loop is closed."""
-
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def start_loop(self) -> None:
-        self.loop = asyncio.new_event_loop()
-
-    def stop_loop(self) -> None:
-        if self.loop is not None:
-            finish_tasks(self.loop)
-            self.loop.close()
-            self.loop = None
-
-
-async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
-    """Await `frame`'s arrival without blocking the loop (at once offline)."""
-    delay = arrivals.time_of(frame) - clock()
-    if arrivals.period > 0 and delay > 0:
-        await asyncio.sleep(delay)
+from strategies.base import Arrivals
+from strategies.lanes import EventLoopOwner
+from strategies.records import CallLog, CallRecord, Outputs
+from strategies.runtime.sessions import SessionStrategy
 
 
 class Asyncio(EventLoopOwner, SessionStrategy):
@@ -48,71 +23,10 @@ class Asyncio(EventLoopOwner, SessionStrategy):
 
     name = "asyncio"
 
-    def open(self) -> None:
-        super().open()
-        self.start_loop()
-
-    def close(self) -> None:
-        self.stop_loop()
-        super().close()
-
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
-        outputs = empty_outputs(len(self.sessions), self.workload.frame_count)
 
-        async def run_model(model: int) -> None:
-            for frame in range(self.workload.frame_count):
-                arrivals.check_deadline(self.clock)
-                await until_arrival(arrivals, frame, self.clock)
-                try:
-                    outputs[model][frame] = self.run_one(log, model, frame, "event-loop")
-                except Exception as error:
-                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
+        async def step(model: int, frame: int) -> Outputs:  # blocks the loop: the flaw kept
+            return self.run_one(log, model, frame, "event-loop")
 
-        run_models(self.loop, [run_model(model) for model in range(len(self.sessions))])
-        return outputs, log.calls
-
-
-async def gather_models(coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    """Run one task per model. On the first failure the other models stop: their tasks are
-    cancelled and awaited, so no task outlives the run, and the failure is raised."""
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def run_models(loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    """Run one task per model on `loop` until all are done; on any failure or interrupt,
-    finish every task still pending before the error propagates."""
-    try:
-        loop.run_until_complete(gather_models(coroutines))
-    except BaseException as error:
-        finish_tasks(loop, error)
-        raise
-
-
-def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:
-    """Cancel every task still pending on `loop` and run it until they are all done.
-
-    KeyboardInterrupt (Ctrl-C inside `session.run`, SIGTERM in `pytest bench`) or SystemExit
-    raised in a task stops the loop at once and leaves the other tasks pending; a task that
-    awaited the interrupted one raises `interrupt` again when it resumes, which is expected
-    here and not raised a second time. Every exception is retrieved, so asyncio reports no
-    task as destroyed pending or as never retrieved.
-    """
-    tasks = asyncio.all_tasks(loop)
-    for task in tasks:
-        task.cancel()
-    while not all(task.done() for task in tasks):
-        try:
-            loop.run_until_complete(asyncio.gather(*(task for task in tasks if not task.done()), return_exceptions=True))
-        except BaseException as error:
-            if error is not interrupt:
-                raise
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()
+        return self.run_model_tasks(arrivals, step), log.calls

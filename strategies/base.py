@@ -1,4 +1,4 @@
-"""The one interface every strategy implements, and the records a run produces.
+"""The one interface every strategy implements, its errors, and when frames arrive.
 
 A strategy is opened (sessions, pools, processes and event loops are built: outside the
 clock), run any number of times (each run processes every frame through every model and
@@ -8,28 +8,17 @@ call), and closed (everything it built is released, in every outcome).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
+from strategies.records import CallRecord, Outputs, RunResult, Workload
+from strategies.settings import ThreadSettings, split_cores, usable_cores
 
 Clock = Callable[[], float]
-Outputs = tuple[np.ndarray, ...]
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class StrategyError(RuntimeError):
@@ -49,143 +38,6 @@ class StrategyUnavailable(RuntimeError):
 
 class RunStopped(StrategyError):
     """A run was stopped from outside (the strategy was closed mid-run, e.g. on Ctrl-C)."""
-
-
-@dataclass(frozen=True)
-class ThreadSettings:
-    """onnxruntime's threading knobs for every session a strategy builds.
-
-    `None` leaves a knob at onnxruntime's default (intra-op threads = cores, spinning on).
-    """
-
-    intra_op: int | None = None
-    inter_op: int | None = None
-    parallel: bool = False  # ORT_PARALLEL execution mode instead of ORT_SEQUENTIAL
-    spinning: bool | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("intra_op", "inter_op"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"ThreadSettings.{name} must be at least 1 or None (onnxruntime's default), got {value}.")
-
-    @property
-    def ort_defaults(self) -> bool:
-        return self == ThreadSettings()
-
-    @property
-    def label(self) -> str:
-        """Short id used in benchmark names, e.g. 'intra2-spin0' or 'ort-defaults'."""
-        if self.ort_defaults:
-            return "ort-defaults"
-        parts = []
-        if self.intra_op is not None:
-            parts.append(f"intra{self.intra_op}")
-        if self.inter_op is not None:
-            parts.append(f"inter{self.inter_op}")
-        if self.parallel:
-            parts.append("parallel")
-        if self.spinning is not None:
-            parts.append(f"spin{int(self.spinning)}")
-        return "-".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"intra_op_num_threads": self.intra_op, "inter_op_num_threads": self.inter_op,
-                "execution_mode": "parallel" if self.parallel else "sequential",
-                "allow_spinning": self.spinning, "ort_defaults": self.ort_defaults}
-
-
-def split_cores(model_count: int, cores: int | None = None) -> ThreadSettings:
-    """The cores shared out between models that run at the same time (at least one intra-op
-    thread each), spinning off: models x intra-op threads stays near the core count instead
-    of models x cores, and no idle pool spins on a core another model needs."""
-    return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """One model of the workload and the tensor it takes on each frame."""
-
-    name: str  # shown in tables and history: the file name for a user's model
-    path: Path
-    frames: np.ndarray = field(repr=False)  # (frames, *input shape), float32
-
-    @property
-    def frame_count(self) -> int:
-        return int(self.frames.shape[0])
-
-
-@dataclass(frozen=True)
-class Workload:
-    """Every model with its per-frame inputs, and the provider to run them on."""
-
-    models: tuple[ModelInput, ...]
-    provider: str = "cpu"  # 'cpu' or 'cuda'
-    # CUDA provider options as sorted (key, value) pairs (see strategies.cuda); used when provider is 'cuda'.
-    cuda_options: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.models:
-            raise ValueError("a workload needs at least one model.")
-        counts = {model.frame_count for model in self.models}
-        if len(counts) != 1:
-            raise ValueError(f"every model must get the same number of frames, got {sorted(counts)}.")
-        if self.provider not in ("cpu", "cuda"):
-            raise ValueError(f"provider must be 'cpu' or 'cuda', got {self.provider!r}.")
-
-    @property
-    def frame_count(self) -> int:
-        return self.models[0].frame_count
-
-    @property
-    def names(self) -> list[str]:
-        return [model.name for model in self.models]
-
-    @property
-    def provider_options(self) -> dict[str, str]:
-        """What to pass to `make_session` as provider_options: the CUDA options on CUDA, else nothing."""
-        return dict(self.cuda_options) if self.provider == "cuda" else {}
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One `session.run`: which model, which frames, when, and on which lane (thread/process)."""
-
-    model: int
-    first_frame: int
-    frames: int
-    start: float
-    end: float
-    lane: str
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-
-@dataclass
-class RunResult:
-    """What one run of a strategy returns."""
-
-    outputs: list[list[Outputs]]  # outputs[model][frame]
-    calls: list[CallRecord]
-    start: float  # clock reading when the first frame became available
-    wall_s: float
-
-    def per_model_cumulative_s(self, model_count: int) -> list[float]:
-        totals = [0.0] * model_count
-        for call in self.calls:
-            totals[call.model] += call.duration
-        return totals
-
-    def drop_outputs(self) -> None:
-        """Release the output arrays once they have been checked; the model and frame counts
-        stay (the metrics read them), as empty outputs."""
-        self.outputs = empty_outputs(len(self.outputs), len(self.outputs[0]) if self.outputs else 0)
-
-    def overlap(self) -> float:
-        """Sum of per-call durations over wall time: above 1 means calls overlapped."""
-        return sum(call.duration for call in self.calls) / self.wall_s if self.wall_s > 0 else 0.0
 
 
 def pause(seconds: float, stop: threading.Event | None) -> bool:
@@ -237,22 +89,6 @@ class Arrivals:
         delay = self.time_of(frame) - clock()
         if delay > 0 and pause(delay, self.stop):  # woken early: the run was stopped
             self.check_deadline(clock)
-
-
-class CallLog:
-    """Runs a session call and records its start and end with the given clock."""
-
-    def __init__(self, clock: Clock = time.perf_counter) -> None:
-        self.clock = clock
-        self.calls: list[CallRecord] = []
-
-    def run(self, session: Any, feeds: dict[str, np.ndarray], model: int, frame: int, lane: str,
-            frames: int = 1) -> list[np.ndarray]:
-        start = self.clock()
-        outputs = session.run(None, feeds)
-        # list.append is atomic under the GIL, so threads may share one log.
-        self.calls.append(CallRecord(model, frame, frames, start, self.clock(), lane))
-        return outputs
 
 
 class Strategy(ABC):
@@ -328,27 +164,9 @@ class Strategy(ABC):
         """Run every model on every frame; return outputs[model][frame] and the call records."""
 
 
-def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -> None:
-    """Wait until every lane (a future running one model or one share of the work) is done.
-
-    On the first failure `cancel()` tells the other lanes to end at their next frame (e.g.
-    `Arrivals.stop_all`), and that failure is raised once they have ended: the error that
-    caused the stop, never the RunStopped it made the others raise. Interrupted (Ctrl-C) the
-    lanes are cancelled too.
-    """
-    try:
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(future.exception() is not None for future in done):
-            cancel()
-            wait(futures)
-    except BaseException:
-        cancel()
-        raise
-    errors = [future.exception() for future in futures if future.exception() is not None]
-    if errors:
-        raise next((error for error in errors if not isinstance(error, RunStopped)), errors[0])
-
-
-def empty_outputs(model_count: int, frame_count: int) -> list[list[Outputs]]:
-    return [[() for _ in range(frame_count)] for _ in range(model_count)]
-
+def release(owner: object, attribute: str, free: Callable[[Any], object]) -> None:
+    """`free` what `owner.attribute` holds, once: for `close`, which may come twice or after a failed `open`."""
+    value = getattr(owner, attribute, None)
+    setattr(owner, attribute, None)
+    if value is not None:
+        free(value)

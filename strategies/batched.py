@@ -6,21 +6,11 @@ import time
 
 import numpy as np
 
-from strategies.base import (
-    Arrivals,
-    CallLog,
-    CallRecord,
-    Clock,
-    Outputs,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    Workload,
-    empty_outputs,
-    usable_cores,
-)
-from strategies.failures import model_failed
-from strategies.lanes import SessionStrategy
+from strategies.base import Arrivals, Clock, StrategyError, StrategyUnavailable
+from strategies.lanes import failure_of
+from strategies.records import CallLog, CallRecord, Outputs, Workload, empty_outputs
+from strategies.runtime.sessions import SessionStrategy
+from strategies.settings import ThreadSettings
 
 DEFAULT_K = 4
 
@@ -49,10 +39,6 @@ class Batched(SessionStrategy):
         super().__init__(workload, settings, clock)
         self.k = k
 
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
-
     def open(self) -> None:
         super().open()
         for index, session in enumerate(self.sessions):
@@ -74,12 +60,10 @@ class Batched(SessionStrategy):
                 per_frame = frames.shape[1]
                 # A slice of a C-contiguous array along its first axis reshapes without a copy.
                 stacked = np.ascontiguousarray(frames).reshape(-1, *frames.shape[2:])
-                try:
+                with failure_of(self.name, self.workload.names[model], first, last):
                     results = log.run(session, {self.input_names[model]: stacked}, model, first, "main",
                                       frames=last + 1 - first)
                     split = [_split(result, last + 1 - first, per_frame) for result in results]
-                except Exception as error:
-                    raise model_failed(self.name, self.workload.names[model], first, error, last) from error
                 for offset in range(last + 1 - first):
                     outputs[model][first + offset] = tuple(parts[offset] for parts in split)
         return outputs, log.calls

@@ -9,20 +9,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from strategies.base import (
-    Arrivals,
-    CallRecord,
-    Outputs,
-    Strategy,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    empty_outputs,
-    wait_for_lanes,
-)
-from strategies.failures import model_failed
+from strategies.base import Arrivals, Strategy, StrategyUnavailable
+from strategies.lanes import run_lanes, wait_for_lanes
+from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
 from strategies.runtime.sessions import io_names, make_session, onnxruntime, provider_used
+from strategies.settings import ThreadSettings
 
 # The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
 GRAPH_REFUSED = "cannot use the CUDA Graph feature"
@@ -50,10 +42,6 @@ class CudaGraph(Strategy):
     #: False only in tests, which run the same buffer logic on the CPU provider.
     needs_cuda: ClassVar[bool] = True
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.workload.provider == "cuda" else "cpu"
-
     def open(self) -> None:
         if self.needs_cuda and self.workload.provider != "cuda":
             raise StrategyUnavailable(
@@ -79,11 +67,9 @@ class CudaGraph(Strategy):
         self.lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fanbench-{self.name}-{model}")
                       for model in range(count)]
         wait([lane.submit(threading.get_ident) for lane in self.lanes])  # every lane's thread started first
-        setups = [lane.submit(self._set_up, model) for model, lane in enumerate(self.lanes)]
-        wait(setups)  # every capture has finished before any lane is timed (and before close on failure)
-        for future in setups:
-            if future.exception() is not None:
-                raise future.exception()
+        # Every capture has finished before any lane is timed (and before close on failure); the
+        # first failure stops the lanes still waiting for their turn.
+        wait_for_lanes([lane.submit(self._set_up, model) for model, lane in enumerate(self.lanes)], self.stop)
         self.providers_used = [provider_used(session) for session in self.sessions]
 
     def _set_up(self, model: int) -> None:
@@ -103,10 +89,10 @@ class CudaGraph(Strategy):
             binding = session.io_binding()
             # A buffer of its own: on the CPU, ortvalue_from_numpy would wrap the frames array itself,
             # and update_inplace would then overwrite the workload's frames.
-            value = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.device, self.device_id)
+            value = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.workload.provider, self.device_id)
             value.update_inplace(sample)
             binding.bind_ortvalue_input(input_name, value)
-            outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.device, self.device_id)
+            outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.workload.provider, self.device_id)
                        for array in self._output_templates(spec.path, input_name, sample)]
             for output_name, output in zip(output_names, outputs, strict=True):
                 binding.bind_ortvalue_output(output_name, output)
@@ -156,30 +142,20 @@ class CudaGraph(Strategy):
         self.bindings, self.inputs, self.outputs, self.sessions = [], [], [], []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        models = self.workload.models
-        results = empty_outputs(len(models), self.workload.frame_count)
         calls: list[CallRecord] = []
 
-        def lane(model: int) -> None:
-            session, binding = self.sessions[model], self.bindings[model]
-            value, outputs, frames = self.inputs[model], self.outputs[model], models[model].frames
-            name = f"thread-{model}"
-            frame = 0
-            try:
-                for frame in range(self.workload.frame_count):
-                    arrivals.wait_for(frame, self.clock)  # raises RunStopped once another lane failed
-                    start = self.clock()
-                    value.update_inplace(np.ascontiguousarray(frames[frame]))  # same address: the graph reads it
-                    session.run_with_iobinding(binding, self.run_options)
-                    binding.synchronize_outputs()  # the replay has finished before outputs are read
-                    # .numpy() copies a device buffer to the host; on the CPU it may be a view of the
-                    # buffer the next frame overwrites, hence the explicit copy.
-                    results[model][frame] = tuple(np.array(output.numpy(), copy=True) for output in outputs)
-                    calls.append(CallRecord(model, frame, 1, start, self.clock(), name))
-            except StrategyError:  # RunTimeout, RunStopped: already says what happened
-                raise
-            except Exception as error:
-                raise model_failed(self.name, self.workload.names[model], frame, error) from error
+        def step(model: int, frame: int) -> Outputs:
+            binding, outputs = self.bindings[model], self.outputs[model]
+            start = self.clock()
+            # The same address every frame: the graph reads it.
+            self.inputs[model].update_inplace(np.ascontiguousarray(self.workload.models[model].frames[frame]))
+            self.sessions[model].run_with_iobinding(binding, self.run_options)
+            binding.synchronize_outputs()  # the replay has finished before outputs are read
+            # .numpy() copies a device buffer to the host; on the CPU it may be a view of the
+            # buffer the next frame overwrites, hence the explicit copy.
+            results = tuple(np.array(output.numpy(), copy=True) for output in outputs)
+            calls.append(CallRecord(model, frame, 1, start, self.clock(), f"thread-{model}"))
+            return results
 
-        wait_for_lanes([self.lanes[model].submit(lane, model) for model in range(len(models))], arrivals.stop_all)
-        return results, calls
+        # Each model's lane on its own lifelong thread, the one that captured its graph.
+        return run_lanes(self, arrivals, step, self.lanes), calls

@@ -43,7 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import Outputs, RunResult, Workload
+from strategies.base import StrategyError, StrategyUnavailable
+from strategies.batched import Batched
+from strategies.records import Outputs, RunResult, Workload
+from strategies.serial import Serial
+from strategies.settings import ThreadSettings, usable_cores
 
 
 @dataclass(frozen=True)
@@ -265,10 +269,6 @@ def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs
     The second way: `batched` (NOISE_K frames per call) with other thread settings, or, where
     a model's batch axis is fixed, `serial` with other thread settings: another session, other
     kernels, the same arithmetic."""
-    from strategies.base import StrategyError, StrategyUnavailable, ThreadSettings, usable_cores
-    from strategies.batched import Batched
-    from strategies.serial import Serial
-
     count = min(frames, workload.frame_count)
     subset = replace(workload, models=tuple(replace(model, frames=model.frames[:count]) for model in workload.models))
     settings = ThreadSettings(intra_op=max(1, usable_cores() // 2), inter_op=1, spinning=False)

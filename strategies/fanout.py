@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from concurrent.futures import wait
 
-from strategies.base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from strategies.failures import model_failed
-from strategies.lanes import ModelThreads, SessionStrategy
+from strategies.base import Arrivals
+from strategies.lanes import ModelThreads, failure_of
+from strategies.records import CallLog, CallRecord, Outputs, empty_outputs
+from strategies.runtime.sessions import SessionStrategy
 
 
 class Fanout(ModelThreads, SessionStrategy):
@@ -27,14 +28,6 @@ class Fanout(ModelThreads, SessionStrategy):
     name = "fanout"
     models_at_once = True
 
-    def open(self) -> None:
-        super().open()
-        self.start_pool(len(self.sessions))
-
-    def close(self) -> None:
-        self.stop_pool()
-        super().close()
-
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
         outputs = empty_outputs(len(self.sessions), self.workload.frame_count)
@@ -44,8 +37,6 @@ class Fanout(ModelThreads, SessionStrategy):
                        for model in range(len(self.sessions))]
             wait(futures)  # the frame's barrier: every model finishes before the next frame
             for model, future in enumerate(futures):
-                error = future.exception()
-                if error is not None:
-                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
-                outputs[model][frame] = future.result()
+                with failure_of(self.name, self.workload.names[model], frame):
+                    outputs[model][frame] = future.result()
         return outputs, log.calls

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from strategies.base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, empty_outputs, wait_for_lanes
-from strategies.failures import model_failed
+from strategies.base import Arrivals
 from strategies.lanes import ModelThreads
+from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
-from strategies.runtime.device_frames import Cancelled, DeviceFrames
-from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.runtime.device_frames import DeviceFrames
+from strategies.runtime.sessions import SessionStrategy, io_names
 
 
-class IOBinding(ModelThreads, Strategy):
+class IOBinding(ModelThreads, SessionStrategy):
     """`threads` without the per-call copies: inputs and outputs bound on the device.
 
     With `session.run`, every model copies the frame to the GPU itself (four models: four
@@ -37,61 +37,39 @@ class IOBinding(ModelThreads, Strategy):
     #: How many frames the fastest model may run past the slowest (bounds input copies held on the device).
     frames_ahead = 4
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.workload.provider == "cuda" else "cpu"
-
     def open(self) -> None:
-        options = self.workload.provider_options
-        self.device_id = device_id(options)
-        self.sessions: list[Any] = []
+        super().open()  # the sessions, then the pool
+        self.device_id = device_id(self.workload.provider_options)
         self.bindings: list[Any] = []
-        self.input_names: list[str] = []
-        for model in self.workload.models:
-            session = make_session(model.path, self.settings, self.workload.provider, options)
-            input_name, output_names = io_names(session)
+        for session in self.sessions:
             binding = session.io_binding()
-            for output in output_names:
+            for output in io_names(session)[1]:
                 # No shape given: onnxruntime allocates each run's outputs on the device.
-                binding.bind_output(output, self.device, self.device_id)
-            self.sessions.append(session)
+                binding.bind_output(output, self.workload.provider, self.device_id)
             self.bindings.append(binding)
-            self.input_names.append(input_name)
-        self.providers_used = [provider_used(session) for session in self.sessions]
-        self.start_pool(len(self.sessions))
 
     def close(self) -> None:
-        self.stop_pool()
+        super().close()  # the pool first: no lane uses a session any more
         self.bindings = []
-        self.sessions = []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        models = self.workload.models
-        outputs = empty_outputs(len(models), self.workload.frame_count)
         calls: list[CallRecord] = []
-        frames = DeviceFrames([model.frames for model in models], self.device, self.device_id, self.frames_ahead)
+        frames = DeviceFrames([model.frames for model in self.workload.models], self.workload.provider, self.device_id,
+                              self.frames_ahead)
 
-        def lane(model: int) -> None:
-            session, binding, input_name = self.sessions[model], self.bindings[model], self.input_names[model]
-            name = f"thread-{model}"
-            frame = 0
-            try:
-                for frame in range(self.workload.frame_count):
-                    arrivals.wait_for(frame, self.clock)
-                    binding.bind_ortvalue_input(input_name, frames.get(model, frame))
-                    start = self.clock()
-                    session.run_with_iobinding(binding)
-                    binding.synchronize_outputs()  # the device has finished before the clock reads
-                    outputs[model][frame] = tuple(binding.copy_outputs_to_cpu())
-                    calls.append(CallRecord(model, frame, 1, start, self.clock(), name))  # atomic under the GIL
-                    frames.release(model, frame)
-            except Cancelled:  # another lane failed: wait_for_lanes cancelled the frames
-                return
-            except StrategyError:  # RunTimeout, RunStopped: already says what happened
-                raise
-            except Exception as error:
-                raise model_failed(self.name, self.workload.names[model], frame, error) from error
+        def step(model: int, frame: int) -> Outputs:
+            binding = self.bindings[model]
+            binding.bind_ortvalue_input(self.input_names[model], frames.get(model, frame))
+            start = self.clock()
+            self.sessions[model].run_with_iobinding(binding)
+            binding.synchronize_outputs()  # the device has finished before the clock reads
+            outputs = tuple(binding.copy_outputs_to_cpu())
+            calls.append(CallRecord(model, frame, 1, start, self.clock(), f"thread-{model}"))  # atomic under the GIL
+            frames.release(model, frame)
+            return outputs
 
-        # On the first failure, cancelling the frames wakes and ends the other lanes.
-        wait_for_lanes([self.pool.submit(lane, model) for model in range(len(models))], frames.cancel)
-        return outputs, calls
+        def cancel() -> None:  # wakes the lanes waiting for a frame's upload, and those waiting for its arrival
+            frames.cancel()
+            arrivals.stop_all()
+
+        return self.run_model_lanes(arrivals, step, cancel), calls

@@ -1,50 +1,189 @@
-"""Shared base for strategies that hold one session per model in this process."""
+"""The per-frame loop of one lane (a thread, task or process running one model over every
+frame), how a lane's failure is worded, and the mixins that own a strategy's threads or loop."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-import numpy as np
-
-from strategies.base import CallLog, Strategy
-from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.base import Arrivals, Clock, RunStopped, Strategy, StrategyError
+from strategies.records import Outputs
 
 
-class ModelThreads:
-    """Mixin: one thread per model in a pool built in `open` (before the clock) and shut down
-    in `close`, waiting for calls already running (a session.run cannot be cancelled)."""
+def model_failed(strategy: str, model: str, frame: int, error: BaseException, last: int | None = None) -> StrategyError:
+    """The error a run raises when `model` fails on `frame` (on frames `frame`..`last` for a call over several)."""
+    where = f"frame {frame}" if last is None or last == frame else f"frames {frame}-{last}"
+    return StrategyError(f"{strategy}: model {model!r} failed on {where}: {error}")
 
-    name: str
+
+@contextmanager
+def failure_of(strategy: str, model: str, frame: int, last: int | None = None) -> Iterator[None]:
+    """An exception inside becomes `model_failed(...)`. A StrategyError (a RunTimeout from
+    `Arrivals.wait_for`, say) already says what happened and passes through unchanged."""
+    try:
+        yield
+    except StrategyError:
+        raise
+    except Exception as error:
+        raise model_failed(strategy, model, frame, error, last) from error
+
+
+def run_lane(arrivals: Arrivals, frame_count: int, step: Callable[[int], Outputs], *,
+             strategy: str, model: str, clock: Clock) -> list[Outputs]:
+    """THE per-frame loop of one lane: wait for each frame (RunTimeout and RunStopped pass
+    through: a stopped run ends at the next frame), then run `step` on it."""
+    outputs = []
+    for frame in range(frame_count):
+        arrivals.wait_for(frame, clock)
+        with failure_of(strategy, model, frame):
+            outputs.append(step(frame))
+    return outputs
+
+
+async def run_lane_async(arrivals: Arrivals, frame_count: int, step: Callable[[int], Awaitable[Outputs]], *,
+                         strategy: str, model: str, clock: Clock) -> list[Outputs]:
+    """`run_lane` on an event loop: the loop stays free while this lane waits for its frame."""
+    outputs = []
+    for frame in range(frame_count):
+        await until_arrival(arrivals, frame, clock)
+        arrivals.wait_for(frame, clock)  # arrived by now: checks the deadline and the stop
+        with failure_of(strategy, model, frame):
+            outputs.append(await step(frame))
+    return outputs
+
+
+def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -> None:
+    """Wait until every lane (a future running one model or one share of the work) is done.
+
+    On the first failure `cancel()` tells the other lanes to end at their next frame (e.g.
+    `Arrivals.stop_all`), and that failure is raised once they have ended: the error that
+    caused the stop, never the RunStopped it made the others raise. Interrupted (Ctrl-C) the
+    lanes are cancelled too.
+    """
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(future.exception() is not None for future in done):
+            cancel()
+            wait(futures)
+    except BaseException:
+        cancel()
+        raise
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        raise next((error for error in errors if not isinstance(error, RunStopped)), errors[0])
+
+
+def run_lanes(strategy: Strategy, arrivals: Arrivals, step: Callable[[int, int], Outputs], pools: Sequence[Executor],
+              cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
+    """One `run_lane` per model, model i on `pools[i]`, with `step(model, frame)`. The first
+    failure cancels the others (`cancel`, by default `arrivals.stop_all`) and is raised once
+    they have ended. Returns outputs[model][frame]."""
+    futures = [pool.submit(run_lane, arrivals, strategy.workload.frame_count, partial(step, model),
+                           strategy=strategy.name, model=name, clock=strategy.clock)
+               for model, (pool, name) in enumerate(zip(pools, strategy.workload.names, strict=True))]
+    wait_for_lanes(futures, cancel or arrivals.stop_all)
+    return [future.result() for future in futures]
+
+
+class ModelThreads(Strategy):
+    """Mixin: one thread per model in a pool built in `open` (before the clock, after what the
+    classes behind it build) and shut down in `close`, waiting for calls already running (a
+    session.run cannot be cancelled)."""
+
     pool: ThreadPoolExecutor | None = None
 
-    def start_pool(self, workers: int) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fanbench-{self.name}")
+    def open(self) -> None:
+        super().open()
+        self.pool = ThreadPoolExecutor(max_workers=len(self.workload.models), thread_name_prefix=f"fanbench-{self.name}")
 
-    def stop_pool(self) -> None:
+    def close(self) -> None:
+        self.stop()  # a run still in progress ends at its next frame instead of running every frame
         pool, self.pool = self.pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
+
+    def run_model_lanes(self, arrivals: Arrivals, step: Callable[[int, int], Outputs],
+                        cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
+        """`run_lanes` on this strategy's pool."""
+        return run_lanes(self, arrivals, step, [self.pool] * len(self.workload.models), cancel)
 
 
-class SessionStrategy(Strategy):
-    """Builds one onnxruntime session per model in `open`, drops them in `close`."""
+class EventLoopOwner(Strategy):
+    """Mixin: the strategy's own event loop, built in `open` before the clock; on close, any
+    task still pending is finished before the loop is closed."""
+
+    loop: asyncio.AbstractEventLoop | None = None
 
     def open(self) -> None:
-        self.sessions: list[Any] = []
-        self.input_names: list[str] = []
-        for model in self.workload.models:
-            session = make_session(model.path, self.settings, self.workload.provider, self.workload.provider_options)
-            self.sessions.append(session)
-            self.input_names.append(io_names(session)[0])
-        self.providers_used = [provider_used(session) for session in self.sessions]
+        super().open()
+        self.loop = asyncio.new_event_loop()
 
     def close(self) -> None:
-        self.sessions = []
+        if self.loop is not None:
+            finish_tasks(self.loop)
+            self.loop.close()
+            self.loop = None
+        super().close()
 
-    def feeds(self, model: int, frame: int) -> dict[str, np.ndarray]:
-        return {self.input_names[model]: self.workload.models[model].frames[frame]}
+    def run_model_tasks(self, arrivals: Arrivals, step: Callable[[int, int], Awaitable[Outputs]]) -> list[list[Outputs]]:
+        """One `run_lane_async` task per model on this strategy's loop; returns outputs[model][frame]."""
+        return run_models(self.loop, [
+            run_lane_async(arrivals, self.workload.frame_count, partial(step, model), strategy=self.name, model=name,
+                           clock=self.clock) for model, name in enumerate(self.workload.names)])
 
-    def run_one(self, log: CallLog, model: int, frame: int, lane: str) -> tuple[np.ndarray, ...]:
-        """One `session.run` of `model` on `frame`, recorded in `log`."""
-        return tuple(log.run(self.sessions[model], self.feeds(model, frame), model, frame, lane))
+
+async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
+    """Await `frame`'s arrival without blocking the loop (at once offline)."""
+    delay = arrivals.time_of(frame) - clock()
+    if arrivals.period > 0 and delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def gather_models(coroutines: list[Coroutine[Any, Any, Outputs]]) -> list[Any]:
+    """Run one task per model. On the first failure the other models stop: their tasks are
+    cancelled and awaited, so no task outlives the run, and the failure is raised."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_models(loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Run one task per model on `loop` until all are done and return their results; on any
+    failure or interrupt, finish every task still pending before the error propagates."""
+    try:
+        return loop.run_until_complete(gather_models(coroutines))
+    except BaseException as error:
+        finish_tasks(loop, error)
+        raise
+
+
+def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:
+    """Cancel every task still pending on `loop` and run it until they are all done.
+
+    KeyboardInterrupt (Ctrl-C inside `session.run`, SIGTERM in `pytest bench`) or SystemExit
+    raised in a task stops the loop at once and leaves the other tasks pending; a task that
+    awaited the interrupted one raises `interrupt` again when it resumes, which is expected
+    here and not raised a second time. Every exception is retrieved, so asyncio reports no
+    task as destroyed pending or as never retrieved.
+    """
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    while not all(task.done() for task in tasks):
+        try:
+            loop.run_until_complete(asyncio.gather(*(task for task in tasks if not task.done()), return_exceptions=True))
+        except BaseException as error:
+            if error is not interrupt:
+                raise
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()

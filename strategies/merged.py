@@ -8,18 +8,9 @@ from pathlib import Path
 
 import onnx
 
-from strategies.base import (
-    Arrivals,
-    CallLog,
-    CallRecord,
-    Outputs,
-    Strategy,
-    StrategyUnavailable,
-    ThreadSettings,
-    empty_outputs,
-    usable_cores,
-)
-from strategies.failures import model_failed
+from strategies.base import Arrivals, Strategy, StrategyUnavailable, release
+from strategies.lanes import model_failed
+from strategies.records import CallLog, CallRecord, Outputs, empty_outputs
 from strategies.runtime.merge import MergeError, merge_models, prefix_for
 from strategies.runtime.sessions import io_names, make_session, provider_used
 
@@ -43,10 +34,6 @@ class Merged(Strategy):
     """
 
     name = "merged"
-
-    @classmethod
-    def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
 
     def open(self) -> None:
         models = self.workload.models
@@ -72,10 +59,7 @@ class Merged(Strategy):
 
     def close(self) -> None:
         self.session = None
-        directory = getattr(self, "directory", None)
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-            self.directory = None
+        release(self, "directory", lambda directory: shutil.rmtree(directory, ignore_errors=True))
 
     def _culprit(self, message: str) -> str:
         """The model whose prefixed node onnxruntime's error names, else all of them."""

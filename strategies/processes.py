@@ -4,60 +4,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
-from multiprocessing.connection import Connection
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
-from strategies.base import Arrivals, CallLog, CallRecord, Outputs, RunTimeout, Strategy, ThreadSettings
-from strategies.runtime.sessions import io_names, make_session, provider_used
-from strategies.runtime.workers import (
-    DONE,
-    FAILED,
-    READY,
-    TIMED_OUT,
-    WorkerPool,
-    answer_timeout,
-    context,
-    detach_from_terminal_signals,
-)
-
-
-def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
-          frames: Any, lane: str, provider_options: dict[str, str] | None = None) -> None:
-    """Worker main loop: build the session, then answer every 'run' with outputs and call records.
-
-    `frames` is anything indexable by frame number: a Manager list proxy here (each access
-    pickles the frame through the manager process), a shared-memory view elsewhere.
-    """
-    detach_from_terminal_signals()
-    try:
-        session = make_session(path, settings, provider, provider_options)
-        input_name = io_names(session)[0]
-        count = len(frames)
-    except Exception as error:
-        conn.send((FAILED, f"model {name!r}: could not start: {error}"))
-        return
-    conn.send((READY, provider_used(session)))
-    while True:
-        command, payload = conn.recv()
-        if command == "stop":
-            return
-        arrivals = Arrivals(*payload)
-        log = CallLog(time.perf_counter)
-        outputs: list[Outputs] = []
-        try:
-            for frame in range(count):
-                arrivals.wait_for(frame)
-                outputs.append(tuple(log.run(session, {input_name: frames[frame]}, model, frame, lane)))
-        except RunTimeout as error:
-            conn.send((TIMED_OUT, f"model {name!r} before frame {len(outputs)}: {error}"))
-            continue
-        except Exception as error:
-            conn.send((FAILED, f"model {name!r} failed on frame {len(outputs)}: {error}"))
-            continue
-        conn.send((DONE, (outputs, log.calls)))
+from strategies.base import Arrivals, Strategy, release
+from strategies.records import CallRecord, Outputs
+from strategies.runtime.workers import WorkerPool, context, serve
 
 
 class Processes(Strategy):
@@ -100,24 +53,10 @@ class Processes(Strategy):
             self.workload.provider_options))
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
-        answers = self.pool.collect(DONE, answer_timeout(arrivals, self.clock))  # past it: RunTimeout, close kills them
-        outputs = [answer[0] for answer in answers]
-        calls = [call for answer in answers for call in answer[1]]
-        return outputs, calls
+        return self.pool.run(arrivals, self.clock)
 
     def close(self) -> None:
-        # A pool closed mid-run (failure, time-out, Ctrl-C) kills its workers at once.
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.close()
-            self.pool = None
+        release(self, "pool", WorkerPool.close)  # closed mid-run (failure, time-out, Ctrl-C) it kills its workers at once
         self.sources = []
-        manager = getattr(self, "manager", None)
-        if manager is not None:
-            manager.shutdown()
-            self.manager = None
-        directory = getattr(self, "manager_dir", None)
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-            self.manager_dir = None
+        release(self, "manager", lambda manager: manager.shutdown())  # set by start(), not a method of the class
+        release(self, "manager_dir", lambda directory: shutil.rmtree(directory, ignore_errors=True))

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import Arrivals, CallRecord, Outputs, Strategy, StrategyError, StrategyUnavailable, ThreadSettings
-from strategies.processes import serve
+from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
+from strategies.records import CallRecord, Outputs
 from strategies.runtime.shared_frames import BlockSpec, SharedFrames, SharedMemoryFull, attach, check_room
-from strategies.runtime.workers import DONE, FAILED, WorkerPool, answer_timeout, context, detach_from_terminal_signals
+from strategies.runtime.workers import FAILED, WorkerPool, context, detach_from_terminal_signals, serve
+from strategies.settings import ThreadSettings
 
 
 class StoppedByAnotherModel(RuntimeError):
@@ -36,7 +37,7 @@ class StoppableFrames:
 
 def serve_shared(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
                  spec: BlockSpec, lane: str, stop: Any, provider_options: dict[str, str] | None = None) -> None:
-    """Worker main: attach the frames' block, then answer runs exactly as `processes.serve` does."""
+    """Worker main: attach the frames' block, then answer runs exactly as `serve` does."""
     detach_from_terminal_signals()
     try:
         block, view = attach(spec)
@@ -104,18 +105,10 @@ class ProcessesShm(Strategy):
         return frames.names if frames is not None else []
 
     def close(self) -> None:
-        stop = getattr(self, "stop_event", None)
-        if stop is not None:
-            stop.set()  # workers still in a run stop at their next frame instead of finishing it
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.close()
-            self.pool = None
-        frames = getattr(self, "frames", None)
-        if frames is not None:
-            frames.close()
-            self.frames = None
-        self.stop_event = None
+        # Workers still in a run stop at their next frame instead of finishing it.
+        release(self, "stop_event", lambda stop: stop.set())
+        release(self, "pool", WorkerPool.close)
+        release(self, "frames", SharedFrames.close)
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         if getattr(self, "pool", None) is None:
@@ -123,9 +116,8 @@ class ProcessesShm(Strategy):
                                 "worker, which closes it); open a new one.")
         self.stop_event.clear()
         try:
-            self.pool.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
             # The first failure stops the other workers at their next frame (they answer then).
-            answers = self.pool.collect(DONE, answer_timeout(arrivals, self.clock), stop=self.stop_event.set)
+            return self.pool.run(arrivals, self.clock, stop=self.stop_event.set)
         except BaseException as error:
             if not isinstance(error, StrategyError) or self.pool.busy:
                 # A dead worker, a timeout or an interrupt leaves answers in flight: nothing
@@ -133,6 +125,3 @@ class ProcessesShm(Strategy):
                 # that failed leaves every worker answered and usable.)
                 self.close()
             raise
-        outputs = [answer[0] for answer in answers]
-        calls = [call for answer in answers for call in answer[1]]
-        return outputs, calls

@@ -7,19 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from strategies.base import (
-    Arrivals,
-    CallLog,
-    CallRecord,
-    Outputs,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    empty_outputs,
-    split_cores,
-)
-from strategies.failures import model_failed
-from strategies.lanes import SessionStrategy
+from strategies.base import Arrivals, StrategyError, StrategyUnavailable
+from strategies.lanes import failure_of, model_failed
+from strategies.records import CallLog, CallRecord, Outputs, empty_outputs
+from strategies.runtime.sessions import SessionStrategy, onnxruntime
+from strategies.settings import ThreadSettings, split_cores
 
 NO_POOL_THREAD = "at least one thread for RunAsync"  # onnxruntime's error when intra_op_num_threads is 1
 
@@ -48,8 +40,6 @@ class RunAsync(SessionStrategy):
         return replace(shared, intra_op=shared.intra_op + 1)
 
     def open(self) -> None:
-        from strategies.runtime.sessions import onnxruntime
-
         if not hasattr(onnxruntime().InferenceSession, "run_async"):
             raise StrategyUnavailable(f"run_async: onnxruntime {onnxruntime().__version__} has no InferenceSession.run_async "
                                 "(added in 1.16); upgrade onnxruntime.")
@@ -109,10 +99,8 @@ class RunAsync(SessionStrategy):
                     if errors:
                         idle[model].release()
                         raise self._failure(*errors[0])
-                    try:
+                    with failure_of(self.name, self.workload.names[model], frame):
                         submit(model, frame)
-                    except Exception as error:
-                        raise model_failed(self.name, self.workload.names[model], frame, error) from error
         finally:
             # Wait for every call still in flight (it writes into this run's outputs), in every outcome.
             for semaphore in idle:

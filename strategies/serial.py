@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from strategies.base import Arrivals, CallLog, CallRecord, Outputs, empty_outputs
-from strategies.failures import model_failed
-from strategies.lanes import SessionStrategy
+from strategies.base import Arrivals
+from strategies.lanes import failure_of
+from strategies.records import CallLog, CallRecord, Outputs, empty_outputs
+from strategies.runtime.sessions import SessionStrategy
 
 
 class Serial(SessionStrategy):
@@ -23,8 +24,6 @@ class Serial(SessionStrategy):
         for frame in range(self.workload.frame_count):
             arrivals.wait_for(frame, self.clock)
             for model in range(len(self.sessions)):
-                try:
+                with failure_of(self.name, self.workload.names[model], frame):
                     outputs[model][frame] = self.run_one(log, model, frame, "main")
-                except Exception as error:
-                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
         return outputs, log.calls

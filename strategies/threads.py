@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from strategies.base import (
-    Arrivals,
-    CallLog,
-    CallRecord,
-    Outputs,
-    empty_outputs,
-    wait_for_lanes,
-)
-from strategies.failures import model_failed
-from strategies.lanes import ModelThreads, SessionStrategy
+from strategies.base import Arrivals
+from strategies.lanes import ModelThreads
+from strategies.records import CallLog, CallRecord, Outputs
+from strategies.runtime.sessions import SessionStrategy
 
 
 class Threads(ModelThreads, SessionStrategy):
@@ -26,28 +20,8 @@ class Threads(ModelThreads, SessionStrategy):
     name = "threads"
     models_at_once = True
 
-    def open(self) -> None:
-        super().open()
-        self.start_pool(len(self.sessions))
-
-    def close(self) -> None:
-        self.stop()  # a run still in progress ends at its next frame instead of running every frame
-        self.stop_pool()
-        super().close()
-
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
-        outputs = empty_outputs(len(self.sessions), self.workload.frame_count)
-
-        def run_model(model: int) -> None:
-            lane = f"thread-{model}"
-            for frame in range(self.workload.frame_count):
-                arrivals.wait_for(frame, self.clock)  # raises once stopped or past the time limit
-                try:
-                    outputs[model][frame] = self.run_one(log, model, frame, lane)
-                except Exception as error:
-                    raise model_failed(self.name, self.workload.names[model], frame, error) from error
-
-        # On the first failure the other models stop at their next frame (wait_for_lanes).
-        wait_for_lanes([self.pool.submit(run_model, model) for model in range(len(self.sessions))], arrivals.stop_all)
+        # On the first failure the other models stop at their next frame.
+        outputs = self.run_model_lanes(arrivals, lambda model, frame: self.run_one(log, model, frame, f"thread-{model}"))
         return outputs, log.calls

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from bench.compare.stats import compare_rounds
 from bench.measure.measurement import Measurement
 from bench.report.table import CONFIDENCE, NOISE_MARK, baseline, by_scenario, efficiency_text, speedup
-from strategies.settings import settings_from_dict, spec_text
+from strategies import ThreadSettings
 
 TIE = 0.05  # with a single round there is no spread: runs within 5% of each other count as ties
 MORE_ROUNDS = 10  # what to suggest when the rounds cannot separate the leaders
@@ -23,7 +23,7 @@ MORE_ROUNDS = 10  # what to suggest when the rounds cannot separate the leaders
 
 def _label(m: Measurement) -> str:
     options = "".join(f", {key}={value}" for key, value in m.strategy_options.items())
-    return f"{m.strategy} (--threads {spec_text(settings_from_dict(m.thread_settings))}{options})"
+    return f"{m.strategy} (--threads {ThreadSettings.from_dict(m.thread_settings).spec}{options})"
 
 
 def _judged(m: Measurement) -> bool:

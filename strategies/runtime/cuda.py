@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from onnx import TensorProto, helper, numpy_helper
 
-from strategies.base import ThreadSettings
 from strategies.runtime.sessions import ProviderError, make_session, onnxruntime
+from strategies.settings import ThreadSettings
 
 
 class CudaOptionError(ValueError):
@@ -109,8 +110,6 @@ def device_id(options: Mapping[str, str]) -> int:
 
 def _probe_model() -> bytes:
     """A one-convolution model: enough to make the CUDA provider load cuDNN and launch a kernel."""
-    from onnx import TensorProto, helper, numpy_helper
-
     weight = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], "fanbench_probe",

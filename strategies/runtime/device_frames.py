@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from strategies.base import RunStopped
 from strategies.runtime.sessions import onnxruntime
 
 
-class Cancelled(Exception):
+class Cancelled(RunStopped):
     """The run was cancelled (another lane failed) while this lane waited for a frame."""
 
 
@@ -56,7 +57,7 @@ class DeviceFrames:
         with self._cond:
             self._cond.wait_for(lambda: self._cancelled or frame < min(self._done) + self.ahead)
             if self._cancelled:
-                raise Cancelled
+                raise Cancelled("the run was cancelled: another lane failed.")
             entry = self._entries.get(key)
             upload = entry is None
             if upload:

@@ -1,4 +1,5 @@
-"""Building onnxruntime sessions, and refusing a session that silently fell back to the CPU."""
+"""Building onnxruntime sessions, refusing a session that silently fell back to the CPU, and the
+base of every strategy that holds one session per model in this process."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from strategies.base import ThreadSettings
+import numpy as np
+
+from strategies.base import Strategy
+from strategies.records import CallLog, Outputs
+from strategies.settings import ThreadSettings
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -20,6 +25,8 @@ class ProviderError(RuntimeError):
 def onnxruntime() -> Any:
     """Import onnxruntime, or say in one line which package to install."""
     try:
+        # Lazy, the one place: the plugins import and parse options without onnxruntime, so that a
+        # run without it ends with this one-line usage error rather than an ImportError traceback.
         import onnxruntime as ort
     except ImportError as error:
         raise ImportError(
@@ -130,3 +137,26 @@ def io_names(session: Any) -> tuple[str, list[str]]:
         names = ", ".join(i.name for i in inputs)
         raise ValueError(f"the model has {len(inputs)} inputs ({names}); fanbench feeds one image input per model.")
     return inputs[0].name, [output.name for output in session.get_outputs()]
+
+
+class SessionStrategy(Strategy):
+    """Builds one onnxruntime session per model in `open`, drops them in `close`."""
+
+    def open(self) -> None:
+        self.sessions: list[Any] = []
+        self.input_names: list[str] = []
+        for model in self.workload.models:
+            session = make_session(model.path, self.settings, self.workload.provider, self.workload.provider_options)
+            self.sessions.append(session)
+            self.input_names.append(io_names(session)[0])
+        self.providers_used = [provider_used(session) for session in self.sessions]
+
+    def close(self) -> None:
+        self.sessions = []
+
+    def feeds(self, model: int, frame: int) -> dict[str, np.ndarray]:
+        return {self.input_names[model]: self.workload.models[model].frames[frame]}
+
+    def run_one(self, log: CallLog, model: int, frame: int, lane: str) -> Outputs:
+        """One `session.run` of `model` on `frame`, recorded in `log`."""
+        return tuple(log.run(self.sessions[model], self.feeds(model, frame), model, frame, lane))

@@ -16,6 +16,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from strategies.base import Arrivals, Clock, RunTimeout, StrategyError
+from strategies.records import CallLog, CallRecord, Outputs
+from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.settings import ThreadSettings
 
 READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
 JOIN_TIMEOUT_S = 5.0
@@ -55,6 +58,42 @@ def exit_reason(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit code {exitcode}"
+
+
+def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
+          frames: Any, lane: str, provider_options: dict[str, str] | None = None) -> None:
+    """Worker main loop: build the session, then answer every 'run' with outputs and call records.
+
+    `frames` is anything indexable by frame number: a Manager list proxy (`processes`: each
+    access pickles the frame through the manager process), a shared-memory view (`processes_shm`).
+    """
+    detach_from_terminal_signals()
+    try:
+        session = make_session(path, settings, provider, provider_options)
+        input_name = io_names(session)[0]
+        count = len(frames)
+    except Exception as error:
+        conn.send((FAILED, f"model {name!r}: could not start: {error}"))
+        return
+    conn.send((READY, provider_used(session)))
+    while True:
+        command, payload = conn.recv()
+        if command == "stop":
+            return
+        arrivals = Arrivals(*payload)
+        log = CallLog(time.perf_counter)
+        outputs: list[Outputs] = []
+        try:
+            for frame in range(count):
+                arrivals.wait_for(frame)
+                outputs.append(tuple(log.run(session, {input_name: frames[frame]}, model, frame, lane)))
+        except RunTimeout as error:
+            conn.send((TIMED_OUT, f"model {name!r} before frame {len(outputs)}: {error}"))
+            continue
+        except Exception as error:
+            conn.send((FAILED, f"model {name!r} failed on frame {len(outputs)}: {error}"))
+            continue
+        conn.send((DONE, (outputs, log.calls)))
 
 
 class WorkerPool:
@@ -107,6 +146,14 @@ class WorkerPool:
                 pipe.send(message)
             except OSError:  # the worker died since its last answer: say so with its exit code
                 raise self._died(index) from None
+
+    def run(self, arrivals: Arrivals, clock: Clock,
+            stop: Callable[[], None] | None = None) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        """Every worker runs its model over every frame (`serve`); their outputs and call records.
+        Past the run's deadline plus a grace second: RunTimeout (closing the pool kills them)."""
+        self.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
+        answers = self.collect(DONE, answer_timeout(arrivals, clock), stop)
+        return [answer[0] for answer in answers], [call for answer in answers for call in answer[1]]
 
     def collect(self, expected: str, timeout: float | None = None,
                 stop: Callable[[], None] | None = None) -> list[Any]:

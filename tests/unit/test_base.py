@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies import Arrivals, CallLog, CallRecord, RunResult, RunTimeout, ThreadSettings
+from strategies import Arrivals, CallLog, CallRecord, RunResult, RunTimeout, StrategyError, ThreadSettings
+from strategies.lanes import run_lane
 from strategies.serial import Serial
 from tests.helpers.fakes import FakeClock
 
@@ -74,3 +75,18 @@ def test_thread_settings_labels(settings, label):
 def test_thread_settings_refuse_zero_threads():
     with pytest.raises(ValueError, match=r"intra_op must be at least 1 or None \(onnxruntime's default\), got 0"):
         ThreadSettings(intra_op=0)
+
+
+def test_a_lane_names_its_model_and_frame_and_passes_a_timeout_through():
+    def step(frame):
+        if frame == 2:
+            raise ValueError("bad input")
+        return (np.full(1, frame),)
+
+    with pytest.raises(StrategyError, match=r"^threads: model 'm1' failed on frame 2: bad input$"):
+        run_lane(Arrivals(start=0.0), 4, step, strategy="threads", model="m1", clock=FakeClock())
+    past = Arrivals(start=0.0, deadline=50.0)  # the fake clock reads 100: already past it
+    with pytest.raises(RunTimeout):
+        run_lane(past, 4, step, strategy="threads", model="m1", clock=FakeClock())
+    outputs = run_lane(Arrivals(start=0.0), 2, step, strategy="threads", model="m1", clock=FakeClock())
+    assert [int(frame_outputs[0][0]) for frame_outputs in outputs] == [0, 1]

@@ -16,7 +16,6 @@ from fixtures.models import SIZES, build_model, model_set
 from fixtures.user import ModelRequest, load_models, synthetic_images
 from fixtures.video import decode_video, frames_tensor, write_synthetic_video
 from strategies import RunResult, ThreadSettings, Tolerance, Workload, assert_equivalent, get_strategy
-from strategies.base import empty_outputs
 from strategies.equivalence import (
     FLOAT32,
     MARGIN,
@@ -30,6 +29,7 @@ from strategies.equivalence import (
     measure_calibration,
     tolerance_for,
 )
+from strategies.records import empty_outputs
 from strategies.runtime.sessions import make_session
 from tests.helpers.real_models import find_real_model, missing_reason
 from tests.helpers.tf32 import round_to_tf32, tf32_model

@@ -16,10 +16,10 @@ import pytest
 
 from bench.measure.harness import opened
 from strategies import STRATEGIES, ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
-from strategies.base import wait_for_lanes
 from strategies.cuda_graph import CudaGraph
 from strategies.equivalence import first_mismatch, tolerance_for
 from strategies.iobinding import IOBinding
+from strategies.lanes import wait_for_lanes
 from strategies.runtime.device_frames import Cancelled, DeviceFrames
 
 

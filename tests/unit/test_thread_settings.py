@@ -8,7 +8,7 @@ import pytest
 
 from bench.conftest import cases
 from strategies import STRATEGIES, ThreadSettings
-from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError, parse_thread_spec, spec_text
+from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError
 from tests.helpers.run_bench import bench_subprocess
 
 
@@ -21,7 +21,7 @@ from tests.helpers.run_bench import bench_subprocess
     ("default", STRATEGY_DEFAULT),
 ])
 def test_parses(text, expected):
-    assert parse_thread_spec(text) == expected
+    assert ThreadSettings.parse(text) == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -37,13 +37,26 @@ def test_parses(text, expected):
 ])
 def test_rejects_with_what_is_allowed(text, message):
     with pytest.raises(ThreadSpecError, match=message):
-        parse_thread_spec(text)
+        ThreadSettings.parse(text)
 
 
 @pytest.mark.parametrize("settings", [ThreadSettings(), ThreadSettings(intra_op=3), ThreadSettings(inter_op=2, parallel=True),
                                       ThreadSettings(intra_op=1, inter_op=1, spinning=False, parallel=True)])
 def test_spec_text_round_trips(settings):
-    assert parse_thread_spec(spec_text(settings)) == settings
+    assert ThreadSettings.parse(settings.spec) == settings
+    assert ThreadSettings.from_dict(settings.as_dict()) == settings
+
+
+@pytest.mark.parametrize(("settings", "label", "spec"), [
+    (ThreadSettings(), "ort-defaults", "ort"),
+    (ThreadSettings(intra_op=2, spinning=False), "intra2-spin0", "intra=2,spin=0"),
+    (ThreadSettings(intra_op=1, inter_op=3, parallel=True, spinning=True), "intra1-inter3-parallel-spin1",
+     "intra=1,inter=3,spin=1,mode=parallel"),
+    (ThreadSettings(parallel=True), "parallel", "mode=parallel"),
+])
+def test_label_and_spec_keep_their_own_order(settings, label, spec):
+    # Labels key saved histories and benchmark ids; the spec is what a user types: neither may change.
+    assert (settings.label, settings.spec) == (label, spec)
 
 
 class FakeConfig:
@@ -63,8 +76,8 @@ def test_without_threads_each_strategy_runs_its_default_and_the_classics_also_or
 
 
 def test_a_sweep_runs_exactly_the_given_settings_for_every_selected_strategy():
-    threads = [parse_thread_spec("intra=1,spin=0"), parse_thread_spec("default"), parse_thread_spec("ort"),
-               parse_thread_spec("intra=1,spin=0")]
+    threads = [ThreadSettings.parse("intra=1,spin=0"), ThreadSettings.parse("default"), ThreadSettings.parse("ort"),
+               ThreadSettings.parse("intra=1,spin=0")]
     selected = cases(FakeConfig(strategy=["serial", "batched"], threads=threads, batch_k=8))
     assert [case.id for case in selected] == [
         "serial-intra1-spin0", f"serial-{STRATEGIES['serial'].default_settings(4).label}", "serial-ort-defaults",
