@@ -87,6 +87,6 @@ def test_a_lane_names_its_model_and_frame_and_passes_a_timeout_through():
         run_lane(Arrivals(start=0.0), 4, step, strategy="threads", model="m1", clock=FakeClock())
     past = Arrivals(start=0.0, deadline=50.0)  # the fake clock reads 100: already past it
     with pytest.raises(RunTimeout):
-        run_lane(past, 4, step, strategy="threads", model="m1", clock=FakeClock())
+        run_lane(past, 4, step, strategy="threads", model="m1", clock=FakeClock(start=100.0))
     outputs = run_lane(Arrivals(start=0.0), 2, step, strategy="threads", model="m1", clock=FakeClock())
     assert [int(frame_outputs[0][0]) for frame_outputs in outputs] == [0, 1]
