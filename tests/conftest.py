@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats  # noqa: F401  (loaded once here: an in-process `pytest bench` run would load it again, which numpy refuses)
 
 from fixtures.video import decode_video, write_synthetic_video
 from strategies import Workload
