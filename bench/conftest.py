@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from bench.compare.comparability import compared_workload_differences, gpu_info, machine_differences
+from bench.compare.comparability import compared_workload_differences, machine_differences
 from bench.compare.gates import GateResult, check_references, evaluate
 from bench.compare.stats import history_regressions
-from bench.measure.harness import OVERHEAD_LINES
-from bench.measure.interrupts import keep_complete, sigterm_as_interrupt
-from bench.measure.limit import PackingLimit, measure_packing_limit
+from bench.measure.harness import OVERHEAD_LINES, keep_complete, sigterm_as_interrupt
+from bench.measure.limits import PackingLimit, measure_packing_limit
+from bench.measure.machine import WORKLOAD_KEYS
+from bench.measure.machine import machine_info as fanbench_machine_info
 from bench.measure.measurement import Measurement
 from bench.measure.scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
 from bench.plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
@@ -204,29 +205,10 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    import cv2
-    import numpy
-    import onnxruntime
-
-    machine_info["fanbench"] = {
-        "onnxruntime": onnxruntime.__version__,
-        "onnxruntime_device": onnxruntime.get_device(),
-        "available_providers": onnxruntime.get_available_providers(),
-        "numpy": numpy.__version__,
-        "opencv": cv2.__version__,
-        "usable_cores": usable_cores(),
-        "gpus": gpu_info(),
-        # What was asked for; the work each benchmark really timed is in its extra_info.
-        "workload": {option: config.getoption(option) for option in
-                     ("frames", "batch", "frame_size", "models", "model_size", "provider")},
-    }
-    # GPU and CUDA provider options: what makes a GPU run comparable with another.
-    from bench.measure.machine import gpu_machine_info
     from fixtures.gpu import configured_cuda_options
-    from strategies.runtime.cuda import device_id
 
-    cuda_options = dict(configured_cuda_options(config))
-    machine_info["fanbench"].update(gpu_machine_info(device_id(cuda_options)), cuda_options=cuda_options)
+    workload = {option: config.getoption(option) for option in WORKLOAD_KEYS}
+    machine_info["fanbench"] = fanbench_machine_info(workload, dict(configured_cuda_options(config)))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -241,7 +223,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
-    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/measure/interrupts.py.
+    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/measure/harness.py.
     with sigterm_as_interrupt():
         try:
             return (yield)
@@ -350,7 +332,7 @@ def _write_summary(terminalreporter, config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def packing_limit(workload) -> PackingLimit:
-    """This machine's packing limit for the workload (bench/measure/limit.py), measured once per run."""
+    """This machine's packing limit for the workload (bench/measure/limits.py), measured once per run."""
     return measure_packing_limit(workload)
 
 

@@ -18,7 +18,8 @@ import pytest
 
 from bench.measure.measurement import Measurement
 from bench.measure.rounds import Progress, RoundHooks
-from bench.measure.sampler import GpuProbe, SamplerProcess, open_gpu
+from bench.measure.machine import GpuProbe, open_gpu
+from bench.measure.sampler import SamplerProcess
 from bench.measure.scenarios import Scenario, selected_scenarios
 from bench.report.markdown import write_report
 from strategies import usable_cores

@@ -19,7 +19,6 @@ is reported and allowed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,8 @@ import numpy as np
 from scipy import stats
 
 from bench.compare.comparability import machine_differences, one_unmeasured, workload_differences
+from bench.compare.saved import load_run
+from bench.measure.measurement import HistoryError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -141,16 +142,6 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
     return lines
 
 
-def load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read saved run {str(path)!r}: {error}") from None
-    if not isinstance(data, dict) or "benchmarks" not in data:
-        raise ValueError(f"{str(path)!r} is not a pytest-benchmark saved run (no 'benchmarks' list).")
-    return data
-
-
 def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:
     header = ("benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict")
     rows = [header]
@@ -179,14 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="compare even when the runs timed different work")
     args = parser.parse_args(argv)
     try:
-        old, new = load(args.old), load(args.new)
-    except ValueError as error:
+        old, new = load_run(args.old), load_run(args.new)
+    except HistoryError as error:
         parser.error(str(error))
-    for line in machine_differences(old.get("machine_info", {}), new.get("machine_info", {})):
+    for line in machine_differences(old.machine_info, new.machine_info):
         print(f"note: different machine or software: {line}")
 
-    old_by_name = {bench["fullname"]: bench for bench in old["benchmarks"]}
-    new_by_name = {bench["fullname"]: bench for bench in new["benchmarks"]}
+    old_by_name = {bench["fullname"]: bench for bench in old.benchmarks}
+    new_by_name = {bench["fullname"]: bench for bench in new.benchmarks}
     common = [name for name in new_by_name if name in old_by_name]
     unmeasured = [name for name in common
                   if one_unmeasured(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))]
