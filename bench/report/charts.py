@@ -6,17 +6,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.measure.measurement import Measurement
 from bench.report.table import CONFIDENCE, baseline, speedup
 
 
-def _figure(width: float, height: float, columns: int = 1):
+def new_figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure on the Agg canvas (no pyplot, no display, no global backend switch), and the
+    matplotlib package (the timeline takes its colormaps and legend patches from it)."""
+    # Lazy, the one import of matplotlib: its import and font cache stay off `pytest --help`,
+    # collection, --no-report runs and every test that draws nothing.
+    import matplotlib.patches
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
+    return figure, matplotlib
+
+
+def _figure(width: float, height: float, columns: int = 1):
+    figure, _ = new_figure(width, height)
     return figure, figure.subplots(1, columns, sharey=True, squeeze=False)[0]
 
 
