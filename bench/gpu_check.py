@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strategies.runtime.cuda import cuda_unavailable_reason
+from tests.helpers.real_models import find_real_model, missing_reason
+
 USAGE_ERROR = 4
 
 
@@ -60,8 +63,6 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
 
 def real_model_args() -> tuple[list[str], str | None]:
     """The real-model --model values, or the reason they are not installed."""
-    from tests.helpers.real_models import find_real_model, missing_reason
-
     reason = missing_reason("det", "cls")
     if reason is not None:
         return [], reason
@@ -201,8 +202,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from strategies.runtime.cuda import cuda_unavailable_reason
-
     reason = cuda_unavailable_reason()
     if reason is not None:
         print(f"fanbench gpu_check needs a CUDA GPU: {reason}", file=sys.stderr)
