@@ -234,7 +234,3 @@ def _percent(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}.")
     return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,5 @@
-"""The machine a run ran on, and the one reader of the GPU through NVML.
-
-NVML comes from NVIDIA's own `nvidia-ml-py` package (module `pynvml`). Where there is no
-NVIDIA driver, a record says why instead of guessing. Every NVML use starts it here
-(`start_nvml`): the resource sampler's reader, the saved run's GPU record and its GPU list.
-"""
+"""The machine a run ran on, and the one reader of the GPU: NVML, from NVIDIA's `nvidia-ml-py`
+(module `pynvml`), started only by `start_nvml`. Without a driver, a record says why instead of guessing."""
 
 from __future__ import annotations
 
@@ -168,13 +164,9 @@ def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
 
 
 def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str]) -> dict[str, Any]:
-    """The whole "fanbench" entry of a saved run's machine_info.
-
-    `workload` holds the requested workload's WORKLOAD_KEYS (frames, batch, frame_size, models,
-    model_size, provider) with their effective values (after --workload and --require-gpu); the
-    work each benchmark really timed is in its extra_info. `cuda_options` are the normalised
-    --cuda-option pairs: with the GPU record, what makes a GPU run comparable with another.
-    """
+    """The "fanbench" entry of a saved run's machine_info. `workload`: the WORKLOAD_KEYS as asked for, with
+    their effective values (after --workload, --require-gpu; what each benchmark timed is in its extra_info);
+    `cuda_options`: the normalised --cuda-option pairs (with the GPU record, what makes GPU runs comparable)."""
     ort = onnxruntime()
     return {
         "onnxruntime": ort.__version__,

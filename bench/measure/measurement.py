@@ -127,7 +127,9 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
         latency = dict(latency_frames=summary.frames, latency_p50_s=summary.p50_s, latency_p90_s=summary.p90_s,
                        latency_p99_s=summary.p99_s, latency_max_s=summary.max_s, latency_mean_s=summary.mean_s,
                        deadline_misses=summary.misses)
-    used = resources or ResourceSummary.absent()
+    # ResourceSummary's fields are Measurement's, but for `samples` (None: sampling was off).
+    used = {} if resources is None else {("sampler_samples" if key == "samples" else key): value
+                                         for key, value in asdict(resources).items()}
     return Measurement(
         strategy=strategy, settings=settings.label, ort_defaults=settings.ort_defaults, models=list(models),
         frames=frames, batch=batch, provider=provider, per_model_cumulative_s=median.per_model_cumulative_s(len(models)),
@@ -138,13 +140,8 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
         # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
         efficiency=packing_limit.efficiency(median.wall_s) if scenario.period == 0 else None,
         strategy_options=dict(strategy_options), scenario=scenario.name, target_fps=scenario.fps, per_frame=per_frame,
-        deadline_s=scenario.deadline_s, **latency,
-        cpu_util_mean=used.cpu_util_mean, cpu_util_max=used.cpu_util_max, peak_uss_bytes=used.peak_uss_bytes,
-        peak_pss_bytes=used.peak_pss_bytes, gpu_memory_peak_bytes=used.gpu_memory_peak_bytes,
-        gpu_device_memory_peak_bytes=used.gpu_device_memory_peak_bytes, gpu_util_mean=used.gpu_util_mean,
-        gpu_util_max=used.gpu_util_max, gpu_absent=gpu_absent,
-        sampler_rate_hz=sample_rate if resources is not None else None, sampler_samples=used.samples,
-        sampler_cpu_s=used.sampler_cpu_s if resources is not None else None,
+        deadline_s=scenario.deadline_s, **latency, **used, gpu_absent=gpu_absent,
+        sampler_rate_hz=sample_rate if resources is not None else None,
         timeline=timeline(median, scenario.period), provider_options=dict(provider_options), tolerance=tolerance,
         equivalence=dict(equivalence), packing_limit=packing_limit.as_dict(),
         harness_overhead=overhead.fraction if overhead else None, bare_loop_s=overhead.bare_s if overhead else None)

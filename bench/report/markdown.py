@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,7 +120,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = write_report(measurements, args.out, context=context, trend=trend)
     print(f"report written to {report}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,9 @@ import datetime
 import platform
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+import pytest
 
 from bench.compare.gates import GateResult
 from bench.measure.measurement import Measurement
@@ -17,15 +19,7 @@ from strategies import usable_cores
 from strategies.runtime.sessions import onnxruntime
 
 
-class Reporter(Protocol):
-    """What the summary needs of pytest's terminal reporter."""
-
-    def write_sep(self, sep: str, title: str, **markup: bool) -> None: ...
-
-    def write_line(self, line: str, **markup: bool) -> None: ...
-
-
-def write_summary(reporter: Reporter, measurements: Sequence[Measurement], *, overhead_lines: Sequence[str] = (),
+def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], *, overhead_lines: Sequence[str] = (),
                   gpu_absent: str | None = None, report_dir: Path | None = None, saved: int | None = None,
                   left_out: Sequence[str] = (), workload_differences: Sequence[str] = (),
                   regressions: Sequence[str] = (), compare_fail: Sequence[Any] = (),
@@ -79,7 +73,7 @@ def write_summary(reporter: Reporter, measurements: Sequence[Measurement], *, ov
             reporter.write_line(result.line(), green=result.passed, red=not result.passed)
 
 
-def report_line(reporter: Reporter, measurements: Sequence[Measurement], directory: Path) -> None:
+def report_line(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], directory: Path) -> None:
     """Write the report directory and say where, or in one line why it could not be written."""
     context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
                f"onnxruntime {onnxruntime().__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
