@@ -20,9 +20,17 @@ from bench.measure.machine import WORKLOAD_KEYS
 from bench.measure.machine import machine_info as fanbench_machine_info
 from bench.measure.measurement import Measurement
 from bench.measure.scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
-from bench.plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
-from bench.report.markdown import recommendation_lines
-from bench.report.table import format_table
+from bench.plugin import (  # noqa: F401 (fixtures)
+    GPU_ABSENT,
+    check_report_dir,
+    gpu_probe,
+    parametrize_scenarios,
+    report_dir,
+    round_hooks,
+    sampler_process,
+    scenarios,
+)
+from bench.report.summary import write_summary
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 from strategies.settings import resolve
 
@@ -277,57 +285,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     try:
         return (yield)
     finally:
-        _write_summary(terminalreporter, config)
-
-
-def _write_summary(terminalreporter, config: pytest.Config) -> None:
-    measurements = config.stash.get(MEASUREMENTS, [])
-    if measurements:
-        terminalreporter.write_sep("=", "fanbench")
-        terminalreporter.write_line(format_table(measurements))
-    for line in config.stash.get(OVERHEAD_LINES, []):
-        terminalreporter.write_line(line)
-    finish(terminalreporter, config, measurements)  # GPU note, report directory
-    # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
-    for line in recommendation_lines(measurements):
-        terminalreporter.write_line(line)
-
-    benchmarksession = getattr(config, "_benchmarksession", None)
-    saving = config.getoption("benchmark_save") or config.getoption("benchmark_autosave")
-    if saving and benchmarksession is not None and not benchmarksession.disabled:
-        left_out, kept = config.stash.get(LEFT_OUT, []), benchmarksession.benchmarks
-        outcome = f"the {len(kept)} complete benchmark(s) are saved." if kept else "no benchmark completed: nothing is saved."
-        if left_out:
-            terminalreporter.write_line("fanbench: not saved to the history, as they did not complete (interrupted or "
-                                        f"failed): {', '.join(left_out)}; {outcome}", yellow=True)
-        elif not kept:
-            terminalreporter.write_line(f"fanbench: {outcome}", yellow=True)
-
-    differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
-    if differences:
-        refuse = bool(config.getoption("benchmark_compare_fail"))
-        terminalreporter.write_sep("=", "fanbench: compared runs timed different work", red=refuse, yellow=not refuse)
-        for line in differences:
-            terminalreporter.write_line(line)
-        terminalreporter.write_line(
-            "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
-            if refuse else "The comparison above is not like for like.")
-    regressions = config.stash.get(REGRESSIONS, [])
-    if regressions:
-        checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
-                          for check in config.getoption("benchmark_compare_fail"))
-        terminalreporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
-        for line in regressions:
-            terminalreporter.write_line(line, red=True)
-        terminalreporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
-                                    "--fail-on-regression (docs/ci.md).")
-
-    results = config.stash.get(GATE_RESULTS, [])
-    if results:
-        passed = all(result.passed for result in results)
-        terminalreporter.write_sep("=", "fanbench gates", green=passed, red=not passed)
-        for result in results:
-            terminalreporter.write_line(result.line(), green=result.passed, red=not result.passed)
+        benchmarksession = getattr(config, "_benchmarksession", None)
+        saving = (config.getoption("benchmark_save") or config.getoption("benchmark_autosave")) \
+            and benchmarksession is not None and not benchmarksession.disabled
+        write_summary(terminalreporter, config.stash.get(MEASUREMENTS, []), overhead_lines=config.stash.get(OVERHEAD_LINES, []),
+                      gpu_absent=config.stash.get(GPU_ABSENT, None), report_dir=report_dir(config),
+                      saved=len(benchmarksession.benchmarks) if saving else None, left_out=config.stash.get(LEFT_OUT, []),
+                      workload_differences=config.stash.get(WORKLOAD_DIFFERENCES, []),
+                      regressions=config.stash.get(REGRESSIONS, []),
+                      compare_fail=config.getoption("benchmark_compare_fail") or (),
+                      gate_results=config.stash.get(GATE_RESULTS, []))
 
 
 @pytest.fixture(scope="session")
