@@ -43,11 +43,14 @@ def start_nvml(missing: str = NOT_INSTALLED) -> Any:
 
 
 @contextmanager
-def nvml(missing: str = NOT_INSTALLED) -> Iterator[Any]:
-    """NVML started for the block and shut down after it."""
-    pynvml = start_nvml(missing)
+def nvml(failed: str = "{}") -> Iterator[Any]:
+    """NVML started for the block and shut down after it; an NVML error inside it becomes
+    NvmlUnavailable(failed.format(error))."""
+    pynvml = start_nvml()
     try:
         yield pynvml
+    except pynvml.NVMLError as error:
+        raise NvmlUnavailable(failed.format(error)) from None
     finally:
         pynvml.nvmlShutdown()
 
@@ -128,12 +131,9 @@ def gpu_list() -> list[dict[str, str]]:
     """Name and driver of every NVIDIA GPU NVML sees; empty without a GPU or driver."""
     try:
         with nvml() as pynvml:
-            try:
-                driver = text(pynvml.nvmlSystemGetDriverVersion())
-                handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(pynvml.nvmlDeviceGetCount())]
-                return [{"name": text(pynvml.nvmlDeviceGetName(handle)), "driver": driver} for handle in handles]
-            except pynvml.NVMLError:
-                return []
+            driver = text(pynvml.nvmlSystemGetDriverVersion())
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(pynvml.nvmlDeviceGetCount())]
+            return [{"name": text(pynvml.nvmlDeviceGetName(handle)), "driver": driver} for handle in handles]
     except NvmlUnavailable:
         return []
 
@@ -145,20 +145,17 @@ def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
     so a reader can match the two.
     """
     try:
-        with nvml() as pynvml:
-            try:
-                handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
-                cuda_driver = pynvml.nvmlSystemGetCudaDriverVersion()  # e.g. 13000 for 13.0
-                return {"gpu": {
-                    "index": device_index,
-                    "name": text(pynvml.nvmlDeviceGetName(handle)),
-                    "driver": text(pynvml.nvmlSystemGetDriverVersion()),
-                    "cuda_driver": f"{cuda_driver // 1000}.{cuda_driver % 1000 // 10}",
-                    "memory_total_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20,
-                    "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                }}
-            except pynvml.NVMLError as error:
-                return {"gpu": None, "gpu_unavailable": f"NVML device {device_index}: {error}"}
+        with nvml(f"NVML device {device_index}: {{}}") as pynvml:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+            cuda_driver = pynvml.nvmlSystemGetCudaDriverVersion()  # e.g. 13000 for 13.0
+            return {"gpu": {
+                "index": device_index,
+                "name": text(pynvml.nvmlDeviceGetName(handle)),
+                "driver": text(pynvml.nvmlSystemGetDriverVersion()),
+                "cuda_driver": f"{cuda_driver // 1000}.{cuda_driver % 1000 // 10}",
+                "memory_total_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            }}
     except NvmlUnavailable as reason:
         return {"gpu": None, "gpu_unavailable": str(reason)}
 
