@@ -31,6 +31,7 @@ from scipy import stats
 
 from bench.compare.comparability import machine_differences, one_unmeasured, workload_differences
 from bench.compare.saved import load_run
+from bench.measure.limits import checked_float
 from bench.measure.measurement import HistoryError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
@@ -216,21 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}.") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}.")
-    return value
+    return checked_float(text, lambda value: 0 < value < 1, "a number between 0 and 1", "must be between 0 and 1 (exclusive)")
 
 
 def _percent(text: str) -> float:
     """'5%' or '0.05' -> 0.05."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage such as 5%, got {text!r}.") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}.")
-    return value
+    value = checked_float(text.removesuffix("%"), lambda value: value >= 0, "a percentage such as 5%",
+                          "must not be negative", shown=text)
+    return value / 100 if text.endswith("%") else value

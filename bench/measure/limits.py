@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from strategies import ThreadSettings, Workload, make_session, usable_cores
@@ -95,15 +96,20 @@ def default_time_limit(frames: int, models: int) -> float:
     return BASE_S + PER_MODEL_FRAME_S * frames * models
 
 
-def parse_time_limit(text: str) -> float:
-    """--time-limit SECONDS: a positive number."""
+def checked_float(text: str, valid: Callable[[float], bool], expected: str, refusal: str, shown: str | None = None) -> float:
+    """A command-line number: float(text) where valid(value), else one line naming `shown` (default: text)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds as a positive number, got {text!r}.") from None
-    if not value > 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}.")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown or text!r}.") from None
+    if not valid(value):  # a check written `not value > 0` also refuses nan
+        raise argparse.ArgumentTypeError(f"{refusal}, got {shown or text!r}.")
     return value
+
+
+def parse_time_limit(text: str) -> float:
+    """--time-limit SECONDS: a positive number."""
+    return checked_float(text, lambda value: value > 0, "seconds as a positive number", "must be a positive number of seconds")
 
 
 def time_limit(option: float | None, frames: int, models: int) -> float:
