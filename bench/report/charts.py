@@ -38,14 +38,14 @@ def spans_decades(values: Sequence[float]) -> bool:
     return bool(positive) and max(positive) >= 10 * min(positive)
 
 
-def _save(figure, path: Path) -> Path:
+def save(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
 
 
 def wall_and_speedup_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
-    return _save(wall_and_speedup_figure(measurements, title), path)
+    return save(wall_and_speedup_figure(measurements, title), path)
 
 
 def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
@@ -112,7 +112,7 @@ def latency_figure(measurements: Sequence[Measurement], title: str):
 
 
 def latency_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
-    return _save(latency_figure(measurements, title), path)
+    return save(latency_figure(measurements, title), path)
 
 
 @dataclass(frozen=True)
@@ -161,4 +161,4 @@ def trend_figure(series: dict[str, list[TrendPoint]], runs: Sequence[str], title
 
 
 def trend_chart(series: dict[str, list[TrendPoint]], runs: Sequence[str], title: str, path: Path) -> Path:
-    return _save(trend_figure(series, runs, title), path)
+    return save(trend_figure(series, runs, title), path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report.charts import new_figure
+from bench.report.charts import new_figure, save
 
 # Arrival marks are drawn only while they stay readable.
 MAX_ARRIVAL_MARKS = 200
@@ -46,6 +46,4 @@ def render_timeline(data: dict[str, Any], models: list[str], title: str, path: P
     handles = [matplotlib.patches.Patch(color=colours(model % colours.N),
                                         label=models[model] if model < len(models) else f"model {model}") for model in used]
     axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    return path
+    return save(figure, path)
