@@ -11,17 +11,26 @@ from typing import Any
 
 import pytest
 
-from bench.compare.comparability import compared_workload_differences, gpu_info, machine_differences
+from bench.compare.comparability import compared_workload_differences, machine_differences
 from bench.compare.gates import GateResult, check_references, evaluate
 from bench.compare.stats import history_regressions
-from bench.measure.harness import OVERHEAD_LINES
-from bench.measure.interrupts import keep_complete, sigterm_as_interrupt
-from bench.measure.limit import PackingLimit, measure_packing_limit
+from bench.measure.harness import OVERHEAD_LINES, keep_complete, sigterm_as_interrupt
+from bench.measure.limits import PackingLimit, measure_packing_limit
+from bench.measure.machine import WORKLOAD_KEYS
+from bench.measure.machine import machine_info as fanbench_machine_info
 from bench.measure.measurement import Measurement
 from bench.measure.scenarios import STREAMING, Scenario, minimum_duration_s, not_streamed
-from bench.plugin import check_report_dir, finish, gpu_probe, parametrize_scenarios, round_hooks, sampler_process, scenarios  # noqa: F401 (fixtures)
-from bench.report.markdown import recommendation_lines
-from bench.report.table import format_table
+from bench.plugin import (  # noqa: F401 (fixtures)
+    GPU_ABSENT,
+    check_report_dir,
+    gpu_probe,
+    parametrize_scenarios,
+    report_dir,
+    round_hooks,
+    sampler_process,
+    scenarios,
+)
+from bench.report.summary import write_summary
 from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, resolve, usable_cores
 
 # Strategy constructor arguments taken from command-line options: strategy -> {argument: option}.
@@ -203,29 +212,10 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    import cv2
-    import numpy
-    import onnxruntime
-
-    machine_info["fanbench"] = {
-        "onnxruntime": onnxruntime.__version__,
-        "onnxruntime_device": onnxruntime.get_device(),
-        "available_providers": onnxruntime.get_available_providers(),
-        "numpy": numpy.__version__,
-        "opencv": cv2.__version__,
-        "usable_cores": usable_cores(),
-        "gpus": gpu_info(),
-        # What was asked for; the work each benchmark really timed is in its extra_info.
-        "workload": {option: config.getoption(option) for option in
-                     ("frames", "batch", "frame_size", "models", "model_size", "provider")},
-    }
-    # GPU and CUDA provider options: what makes a GPU run comparable with another.
-    from bench.measure.machine import gpu_machine_info
     from fixtures.gpu import configured_cuda_options
-    from strategies.runtime.cuda import device_id
 
-    cuda_options = dict(configured_cuda_options(config))
-    machine_info["fanbench"].update(gpu_machine_info(device_id(cuda_options)), cuda_options=cuda_options)
+    workload = {option: config.getoption(option) for option in WORKLOAD_KEYS}
+    machine_info["fanbench"] = fanbench_machine_info(workload, dict(configured_cuda_options(config)))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -240,7 +230,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
-    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/measure/interrupts.py.
+    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/measure/harness.py.
     with sigterm_as_interrupt():
         try:
             return (yield)
@@ -294,62 +284,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     try:
         return (yield)
     finally:
-        _write_summary(terminalreporter, config)
-
-
-def _write_summary(terminalreporter, config: pytest.Config) -> None:
-    measurements = config.stash.get(MEASUREMENTS, [])
-    if measurements:
-        terminalreporter.write_sep("=", "fanbench")
-        terminalreporter.write_line(format_table(measurements))
-    for line in config.stash.get(OVERHEAD_LINES, []):
-        terminalreporter.write_line(line)
-    finish(terminalreporter, config, measurements)  # GPU note, report directory
-    # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
-    for line in recommendation_lines(measurements):
-        terminalreporter.write_line(line)
-
-    benchmarksession = getattr(config, "_benchmarksession", None)
-    saving = config.getoption("benchmark_save") or config.getoption("benchmark_autosave")
-    if saving and benchmarksession is not None and not benchmarksession.disabled:
-        left_out, kept = config.stash.get(LEFT_OUT, []), benchmarksession.benchmarks
-        outcome = f"the {len(kept)} complete benchmark(s) are saved." if kept else "no benchmark completed: nothing is saved."
-        if left_out:
-            terminalreporter.write_line("fanbench: not saved to the history, as they did not complete (interrupted or "
-                                        f"failed): {', '.join(left_out)}; {outcome}", yellow=True)
-        elif not kept:
-            terminalreporter.write_line(f"fanbench: {outcome}", yellow=True)
-
-    differences = config.stash.get(WORKLOAD_DIFFERENCES, [])
-    if differences:
-        refuse = bool(config.getoption("benchmark_compare_fail"))
-        terminalreporter.write_sep("=", "fanbench: compared runs timed different work", red=refuse, yellow=not refuse)
-        for line in differences:
-            terminalreporter.write_line(line)
-        terminalreporter.write_line(
-            "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
-            if refuse else "The comparison above is not like for like.")
-    regressions = config.stash.get(REGRESSIONS, [])
-    if regressions:
-        checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
-                          for check in config.getoption("benchmark_compare_fail"))
-        terminalreporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
-        for line in regressions:
-            terminalreporter.write_line(line, red=True)
-        terminalreporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
-                                    "--fail-on-regression (docs/ci.md).")
-
-    results = config.stash.get(GATE_RESULTS, [])
-    if results:
-        passed = all(result.passed for result in results)
-        terminalreporter.write_sep("=", "fanbench gates", green=passed, red=not passed)
-        for result in results:
-            terminalreporter.write_line(result.line(), green=result.passed, red=not result.passed)
+        benchmarksession = getattr(config, "_benchmarksession", None)
+        saving = (config.getoption("benchmark_save") or config.getoption("benchmark_autosave")) \
+            and benchmarksession is not None and not benchmarksession.disabled
+        write_summary(terminalreporter, config.stash.get(MEASUREMENTS, []), overhead_lines=config.stash.get(OVERHEAD_LINES, []),
+                      gpu_absent=config.stash.get(GPU_ABSENT, None), report_dir=report_dir(config),
+                      saved=len(benchmarksession.benchmarks) if saving else None, left_out=config.stash.get(LEFT_OUT, []),
+                      workload_differences=config.stash.get(WORKLOAD_DIFFERENCES, []),
+                      regressions=config.stash.get(REGRESSIONS, []),
+                      compare_fail=config.getoption("benchmark_compare_fail") or (),
+                      gate_results=config.stash.get(GATE_RESULTS, []))
 
 
 @pytest.fixture(scope="session")
 def packing_limit(workload) -> PackingLimit:
-    """This machine's packing limit for the workload (bench/measure/limit.py), measured once per run."""
+    """This machine's packing limit for the workload (bench/measure/limits.py), measured once per run."""
     return measure_packing_limit(workload)
 
 

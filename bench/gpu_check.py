@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from strategies import cuda_unavailable_reason
+from tests.helpers.real_models import find_real_model, missing_reason
 
 USAGE_ERROR = 4
 
@@ -62,8 +63,6 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
 
 def real_model_args() -> tuple[list[str], str | None]:
     """The real-model --model values, or the reason they are not installed."""
-    from tests.helpers.real_models import find_real_model, missing_reason
-
     reason = missing_reason("det", "cls")
     if reason is not None:
         return [], reason

@@ -7,20 +7,17 @@ so the shared conftest stays small.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
-import platform
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.measure.measurement import Measurement
+from bench.measure.machine import GpuProbe, open_gpu
 from bench.measure.rounds import Progress, RoundHooks
-from bench.measure.sampler import GpuProbe, SamplerProcess, open_gpu
+from bench.measure.sampler import SamplerProcess
 from bench.measure.scenarios import Scenario, selected_scenarios
-from bench.report.markdown import write_report
 from strategies import usable_cores
 
 GPU_ABSENT = pytest.StashKey[str | None]()
@@ -108,23 +105,3 @@ def check_report_dir(config: pytest.Config) -> None:
     except OSError as error:
         raise pytest.UsageError(f"--report-dir {directory}: cannot create anything in {existing} "
                                 f"({error.strerror or error}); give a writable directory (or --no-report).") from None
-
-
-def finish(terminalreporter, config: pytest.Config, measurements: Sequence[Measurement]) -> None:
-    """After the table: the GPU note, then the report directory."""
-    absent = config.stash.get(GPU_ABSENT, None)
-    if absent and not any(m.gpu_absent for m in measurements):
-        terminalreporter.write_line(f"note: GPU metrics absent: {absent}.")
-    directory = report_dir(config)
-    if directory is None or not measurements:
-        return
-    import onnxruntime
-
-    context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
-               f"onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
-    try:
-        report = write_report(measurements, directory, context=context)
-    except OSError as error:  # e.g. the disk filled during the run: say so, and let the summary go on
-        terminalreporter.write_line(f"fanbench: could not write the report to {directory}: {error}", red=True)
-        return
-    terminalreporter.write_line(f"fanbench: report written to {report}")

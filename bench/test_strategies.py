@@ -6,8 +6,7 @@ import pytest
 
 from bench.measure.harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
 from bench.measure.limits import time_limit
-from bench.measure.measurement import Measurement
-from bench.measure.measuring import measurement_fields
+from bench.measure.measurement import build_measurement
 from bench.measure.scenarios import STREAMING
 from strategies import RunResult, RunTimeout, StrategyError
 from strategies.equivalence import RoundCheck
@@ -47,23 +46,16 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
     check(runs)  # rounds no teardown saw (--benchmark-disable runs once, without one)
     timed = runs[-pytestconfig.getoption("rounds"):]
     mismatch = check.mismatch
-    extra = measurement_fields(timed, scenario, per_frame=case.strategy.per_frame, resources=round_hooks.resources(),
-                               sampler_rate_hz=pytestconfig.getoption("sample_rate"), gpu_absent=gpu_probe.reason)
-    measurement = Measurement.from_runs(
-        timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
-        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
-        provider_options=workload.provider_options, tolerance=str(calibration),
-        equivalence=calibration.as_dict(), **model_facts, **extra)
-    measurement.limit_s = packing_limit.limit_s
-    # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
-    measurement.efficiency = packing_limit.efficiency(measurement.wall_s) if scenario.period == 0 else None
-    measurement.strategy_options = dict(case.options)
+    overhead = HarnessOverhead.of([run.wall_s for run in timed], bare) if bare else None
+    measurement = build_measurement(
+        timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
+        scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=workload_config.batch,
+        provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts,
+        provider_options=workload.provider_options, tolerance=str(calibration), equivalence=calibration.as_dict(),
+        resources=round_hooks.resources(), sample_rate=pytestconfig.getoption("sample_rate"),
+        gpu_absent=gpu_probe.reason, packing_limit=packing_limit, overhead=overhead)
     benchmark.extra_info.update(measurement.extra_info())
-    benchmark.extra_info["packing_limit"] = packing_limit.as_dict()
-    if bare:
-        overhead = HarnessOverhead.of([run.wall_s for run in timed], bare)
-        benchmark.extra_info["harness_overhead"] = overhead.fraction
-        benchmark.extra_info["bare_loop_s"] = overhead.bare_s
+    if overhead is not None:
         pytestconfig.stash.setdefault(OVERHEAD_LINES, []).append(overhead.line(case.id))
     record(measurement)
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"

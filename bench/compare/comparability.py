@@ -56,33 +56,6 @@ def machine_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[
             if before is not _ABSENT and after is not _ABSENT and before != after]
 
 
-def gpu_info() -> list[dict[str, str]]:
-    """Name and driver of every NVIDIA GPU NVML sees; empty without a GPU or driver."""
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return []
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gpus.append({"name": _text(pynvml.nvmlDeviceGetName(handle)), "driver": _text(driver)})
-        return gpus
-    except pynvml.NVMLError:
-        return []
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def compared_workload_differences(current: Mapping[str, Mapping[str, Any]],
                                   compared: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
     """Every benchmark of this run whose saved counterpart timed different work.

@@ -19,7 +19,6 @@ is reported and allowed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,9 @@ import numpy as np
 from scipy import stats
 
 from bench.compare.comparability import machine_differences, one_unmeasured, workload_differences
+from bench.compare.saved import load_run
+from bench.measure.limits import checked_float
+from bench.measure.measurement import HistoryError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -141,16 +143,6 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
     return lines
 
 
-def load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read saved run {str(path)!r}: {error}") from None
-    if not isinstance(data, dict) or "benchmarks" not in data:
-        raise ValueError(f"{str(path)!r} is not a pytest-benchmark saved run (no 'benchmarks' list).")
-    return data
-
-
 def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:
     header = ("benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict")
     rows = [header]
@@ -179,14 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="compare even when the runs timed different work")
     args = parser.parse_args(argv)
     try:
-        old, new = load(args.old), load(args.new)
-    except ValueError as error:
+        old, new = load_run(args.old), load_run(args.new)
+    except HistoryError as error:
         parser.error(str(error))
-    for line in machine_differences(old.get("machine_info", {}), new.get("machine_info", {})):
+    for line in machine_differences(old.machine_info, new.machine_info):
         print(f"note: different machine or software: {line}")
 
-    old_by_name = {bench["fullname"]: bench for bench in old["benchmarks"]}
-    new_by_name = {bench["fullname"]: bench for bench in new["benchmarks"]}
+    old_by_name = {bench["fullname"]: bench for bench in old.benchmarks}
+    new_by_name = {bench["fullname"]: bench for bench in new.benchmarks}
     common = [name for name in new_by_name if name in old_by_name]
     unmeasured = [name for name in common
                   if one_unmeasured(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))]
@@ -225,25 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}.") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}.")
-    return value
+    return checked_float(text, lambda value: 0 < value < 1, "a number between 0 and 1", "must be between 0 and 1 (exclusive)")
 
 
 def _percent(text: str) -> float:
     """'5%' or '0.05' -> 0.05."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage such as 5%, got {text!r}.") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}.")
-    return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    value = checked_float(text.removesuffix("%"), lambda value: value >= 0, "a percentage such as 5%",
+                          "must not be negative", shown=text)
+    return value / 100 if text.endswith("%") else value

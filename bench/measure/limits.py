@@ -1,9 +1,88 @@
-"""The time limit of every timed run: a guard against a hung strategy, not a performance bound."""
+"""The two limits of a run.
+
+The time limit: a guard against a hung strategy, not a performance bound.
+
+The packing limit: the shortest wall time any strategy could reach on this machine.
+
+Each model is timed alone with one intra-op thread over every frame (its single-thread time
+T_m; one untimed call first, to warm the session). Perfectly packed on C usable cores, with
+no overhead and no speed-up from running a model on several threads, the work takes
+
+    limit = (T_1 + ... + T_M) / C
+
+and efficiency = limit / wall says how close a strategy comes (1.0 = perfect packing). A
+strategy can beat the limit only where threads make a model's kernels faster than C times
+one thread (they rarely do: more threads mean more synchronisation) or where batching cuts
+per-call cost (`batched`), which then shows as efficiency above 1 (tables print no value
+above 105%: see bench.report.table.efficiency_text).
+
+On CUDA, C is 1 (one device) and the figure is the models' summed time when each runs alone
+on it. That is no bound: one model alone leaves the device idle during its copies, launches
+and CPU-side work, which concurrent models fill (an H100 ran the write-up's workload at
+107-334% of it). A real bound would be the device's busy time (kernel time from a profiler),
+which onnxruntime does not report; so on CUDA no efficiency is computed, the summed time is
+kept for reference, and GPU utilisation (NVML) shows how busy the device was.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from strategies import ThreadSettings, Workload, make_session, usable_cores
+from strategies.base import Clock
+from strategies.runtime.sessions import io_names
+
+SINGLE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
+
+
+@dataclass(frozen=True)
+class PackingLimit:
+    per_model_s: tuple[float, ...]  # each model's single-thread time over every frame
+    units: int  # usable cores (1 on CUDA: one device)
+    provider: str = "cpu"
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.per_model_s)
+
+    @property
+    def limit_s(self) -> float:
+        return self.total_s / self.units
+
+    @property
+    def bound(self) -> bool:
+        """Whether no strategy can beat it (not on CUDA: see the module's docstring)."""
+        return self.provider != "cuda"
+
+    def efficiency(self, wall_s: float) -> float | None:
+        return self.limit_s / wall_s if wall_s > 0 and self.bound else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"per_model_single_thread_s": list(self.per_model_s), "units": self.units, "limit_s": self.limit_s,
+                "bound": self.bound}
+
+
+def measure_packing_limit(workload: Workload, clock: Clock = time.perf_counter, cores: int | None = None) -> PackingLimit:
+    """Time every model alone, single-threaded, over every frame of the workload."""
+    times = []
+    for model in workload.models:
+        session = make_session(model.path, SINGLE_THREAD, workload.provider, workload.provider_options)
+        name = io_names(session)[0]
+        session.run(None, {name: model.frames[0]})  # warm-up: first-call allocations are not the model's cost
+        total = 0.0
+        for frame in model.frames:
+            start = clock()
+            session.run(None, {name: frame})
+            total += clock() - start
+        times.append(total)
+    units = 1 if workload.provider == "cuda" else (cores or usable_cores())
+    return PackingLimit(tuple(times), units, workload.provider)
+
+
+# --- the time limit
 BASE_S = 60.0  # start-up slack: first calls, page faults, a busy CI machine
 PER_MODEL_FRAME_S = 2.0  # one `session.run` of one model on one frame, with a wide margin
 
@@ -17,15 +96,20 @@ def default_time_limit(frames: int, models: int) -> float:
     return BASE_S + PER_MODEL_FRAME_S * frames * models
 
 
-def parse_time_limit(text: str) -> float:
-    """--time-limit SECONDS: a positive number."""
+def checked_float(text: str, valid: Callable[[float], bool], expected: str, refusal: str, shown: str | None = None) -> float:
+    """A command-line number: float(text) where valid(value), else one line naming `shown` (default: text)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds as a positive number, got {text!r}.") from None
-    if not value > 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}.")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown or text!r}.") from None
+    if not valid(value):  # a check written `not value > 0` also refuses nan
+        raise argparse.ArgumentTypeError(f"{refusal}, got {shown or text!r}.")
     return value
+
+
+def parse_time_limit(text: str) -> float:
+    """--time-limit SECONDS: a positive number."""
+    return checked_float(text, lambda value: value > 0, "seconds as a positive number", "must be a positive number of seconds")
 
 
 def time_limit(option: float | None, frames: int, models: int) -> float:

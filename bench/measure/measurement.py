@@ -1,14 +1,29 @@
-"""One benchmark's measurements: derived from the runs, stored as numbers, formatted elsewhere."""
+"""One benchmark's measurement: built once from the timed runs, stored as numbers, formatted elsewhere."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from strategies import RunResult
+from bench.measure.harness import HarnessOverhead
+from bench.measure.limits import PackingLimit
+from bench.measure.metrics import latency_over_runs, median_run, timeline
+from bench.measure.sampler import ResourceSummary
+from bench.measure.scenarios import Scenario
+from strategies import RunResult, ThreadSettings
+
+# extra_info["schema_version"]; a run saved before it was added has none, which reads as 0.
+SCHEMA_VERSION = 1
+# Stored only where measured (serial, offline), as before the schema version: other benchmarks lack the keys.
+ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s")
 
 
-@dataclass
+class HistoryError(ValueError):
+    """A history file that cannot be read or holds no fanbench benchmark."""
+
+
+@dataclass(frozen=True)
 class Measurement:
     strategy: str
     settings: str  # ThreadSettings.label
@@ -27,13 +42,13 @@ class Measurement:
     model_flops: list[int | None] = field(default_factory=list)  # None: unknown, for a user's model
     model_set_hash: str = ""
     rounds_wall_s: list[float] = field(default_factory=list)
-    # The performance bar (bench/measure/limit.py): the packing limit and limit / wall for this run.
+    # The performance bar (bench/measure/limits.py): the packing limit and limit / wall for this run.
     limit_s: float | None = None
     efficiency: float | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. batched's {"k": 4}
     # --- scenario, per-frame latency, resources, timeline (None: not measured; see
     # docs/measurements.md). Latency is over every timed round's frames; the timeline is the
-    # median run's calls (bench.metrics.timeline); resources cover the timed rounds only.
+    # median run's calls (bench.measure.metrics.timeline); resources cover the timed rounds only.
     scenario: str = "offline"
     target_fps: float | None = None  # streaming: the rate frames arrive at
     per_frame: bool = True  # False: the strategy has no per-frame completion, so no latency
@@ -62,27 +77,71 @@ class Measurement:
     tolerance: str = ""  # what "equal to serial" allowed (strategies.equivalence); "" in older histories
     # Per model: measured noise, discrimination and tolerance (strategies.equivalence.Calibration.as_dict)
     equivalence: dict[str, Any] = field(default_factory=dict)
+    packing_limit: dict[str, Any] = field(default_factory=dict)  # PackingLimit.as_dict()
+    # serial, offline: the timed rounds against bare loops over the same sessions (HarnessOverhead)
+    harness_overhead: float | None = None
+    bare_loop_s: float | None = None
 
     @property
     def key(self) -> str:
         return f"{self.strategy}-{self.settings}"
 
-    @classmethod
-    def from_runs(cls, runs: list[RunResult], *, strategy: str, settings: Any, models: list[str], batch: int,
-                  provider: str, mismatch: str | None, **facts: Any) -> Measurement:
-        """Summarise the timed runs by the run with the median wall time."""
-        if not runs:
-            raise ValueError("a measurement needs at least one timed run.")
-        ordered = sorted(runs, key=lambda run: run.wall_s)
-        median = ordered[(len(ordered) - 1) // 2]
-        frames = len(median.outputs[0]) if median.outputs else 0
-        return cls(strategy=strategy, settings=settings.label, ort_defaults=settings.ort_defaults, models=models,
-                   frames=frames, batch=batch, provider=provider,
-                   per_model_cumulative_s=median.per_model_cumulative_s(len(models)), wall_s=median.wall_s,
-                   fps=frames / median.wall_s if median.wall_s > 0 else 0.0, overlap=median.overlap(),
-                   equivalent=mismatch is None, mismatch=mismatch, thread_settings=settings.as_dict(),
-                   rounds_wall_s=[run.wall_s for run in runs], **facts)
-
     def extra_info(self) -> dict[str, Any]:
         """What is stored into pytest-benchmark's history, next to its own timing statistics."""
-        return asdict(self)
+        info = asdict(self)
+        for key in ONLY_WHEN_MEASURED:
+            if info[key] is None:
+                del info[key]
+        return {**info, "schema_version": SCHEMA_VERSION}
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any], name: str = "benchmark") -> Measurement:
+        """A Measurement back from its `extra_info`; fields added later take their defaults, keys
+        a later fanbench added are ignored, and a newer schema than this one is refused."""
+        version = info.get("schema_version", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise HistoryError(f"{name}: saved with measurement schema {version!r}, newer than this fanbench's "
+                               f"{SCHEMA_VERSION}; read it with the fanbench that saved it.")
+        known = {each.name for each in fields(cls)}
+        try:
+            return cls(**{key: value for key, value in info.items() if key in known})
+        except TypeError as error:
+            raise HistoryError(f"{name}: extra_info is not a fanbench measurement ({error}).") from None
+
+
+def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: ThreadSettings,
+                      strategy_options: Mapping[str, Any], scenario: Scenario, per_frame: bool, models: Sequence[str],
+                      batch: int, provider: str, mismatch: str | None, model_flops: Sequence[int | None],
+                      model_set_hash: str, provider_options: Mapping[str, str], tolerance: str,
+                      equivalence: Mapping[str, Any], resources: ResourceSummary | None, sample_rate: float,
+                      gpu_absent: str | None, packing_limit: PackingLimit,
+                      overhead: HarnessOverhead | None = None) -> Measurement:
+    """Summarise the timed runs by the run with the median wall time: every field, computed once."""
+    median = median_run(runs)
+    frames = len(median.outputs[0]) if median.outputs else 0
+    latency: dict[str, Any] = {}
+    if per_frame:
+        # A strategy without per-frame completion gets no latency: its call records cover
+        # whole videos, so "latency" would be the run's end for every frame, which is not one.
+        summary = latency_over_runs(runs, scenario.period, scenario.deadline_s)
+        latency = dict(latency_frames=summary.frames, latency_p50_s=summary.p50_s, latency_p90_s=summary.p90_s,
+                       latency_p99_s=summary.p99_s, latency_max_s=summary.max_s, latency_mean_s=summary.mean_s,
+                       deadline_misses=summary.misses)
+    # ResourceSummary's fields are Measurement's, but for `samples` (None: sampling was off).
+    used = {} if resources is None else {("sampler_samples" if key == "samples" else key): value
+                                         for key, value in asdict(resources).items()}
+    return Measurement(
+        strategy=strategy, settings=settings.label, ort_defaults=settings.ort_defaults, models=list(models),
+        frames=frames, batch=batch, provider=provider, per_model_cumulative_s=median.per_model_cumulative_s(len(models)),
+        wall_s=median.wall_s, fps=frames / median.wall_s if median.wall_s > 0 else 0.0, overlap=median.overlap(),
+        equivalent=mismatch is None, mismatch=mismatch, thread_settings=settings.as_dict(),
+        model_flops=list(model_flops), model_set_hash=model_set_hash, rounds_wall_s=[run.wall_s for run in runs],
+        limit_s=packing_limit.limit_s,
+        # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
+        efficiency=packing_limit.efficiency(median.wall_s) if scenario.period == 0 else None,
+        strategy_options=dict(strategy_options), scenario=scenario.name, target_fps=scenario.fps, per_frame=per_frame,
+        deadline_s=scenario.deadline_s, **latency, **used, gpu_absent=gpu_absent,
+        sampler_rate_hz=sample_rate if resources is not None else None,
+        timeline=timeline(median, scenario.period), provider_options=dict(provider_options), tolerance=tolerance,
+        equivalence=dict(equivalence), packing_limit=packing_limit.as_dict(),
+        harness_overhead=overhead.fraction if overhead else None, bare_loop_s=overhead.bare_s if overhead else None)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
+from tqdm import tqdm
+
 from bench.measure.sampler import ResourceSummary, Sampler, SamplerProcess
 
 
@@ -36,8 +38,6 @@ class Progress:
         self.bar: Any = None
 
     def advance(self, frames: int) -> None:
-        from tqdm import tqdm
-
         with self.suspend_capture():
             if self.bar is None:
                 # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.

@@ -21,12 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import psutil
+
+from bench.measure.machine import GpuReader, GpuReading, open_gpu
 from strategies import usable_cores
 
 Clock = Callable[[], float]
@@ -41,13 +47,6 @@ class TreeReading:
 
 
 @dataclass(frozen=True)
-class GpuReading:
-    memory_bytes: int | None  # used on the device by processes of this tree; None when NVML cannot tell
-    device_memory_bytes: int | None  # used on the device(s) by every process
-    util_percent: float | None
-
-
-@dataclass(frozen=True)
 class Sample:
     time: float
     sampler_cpu_s: float  # the sampler thread's own CPU time so far (thread_time)
@@ -59,22 +58,14 @@ class TreeReader(Protocol):
     def __call__(self) -> TreeReading: ...
 
 
-class GpuReader(Protocol):
-    def __call__(self, pids: Collection[int]) -> GpuReading: ...
-
-
 class ProcessTreeReader:
     """Reads this process and all its descendants with psutil."""
 
     def __init__(self, pid: int | None = None, exclude: Collection[int] = ()) -> None:
-        import psutil
-
-        self.psutil = psutil
         self.root = psutil.Process(pid)
         self.exclude = set(exclude)  # e.g. the sampler's own process, a child of the root
 
     def __call__(self) -> TreeReading:
-        psutil = self.psutil
         cpu: dict[int, float] = {}
         uss, pss = 0, 0
         has_pss = True
@@ -96,68 +87,6 @@ class ProcessTreeReader:
             has_pss = has_pss and pss_of is not None
             pss += pss_of or 0
         return TreeReading(cpu_s=cpu, uss_bytes=uss if cpu else None, pss_bytes=pss if cpu and has_pss else None)
-
-
-class NvmlReader:
-    """Reads GPU memory used by the tree's processes and the device utilisation through NVML.
-
-    Utilisation is NVML's percent of time a kernel ran on the device during its last
-    sample period, taken from the devices holding a process of this tree (from every device
-    when NVML lists none of them, e.g. inside a PID namespace).
-    """
-
-    def __init__(self, nvml: Any, handles: Sequence[Any]) -> None:
-        self.nvml = nvml
-        self.handles = list(handles)
-
-    def __call__(self, pids: Collection[int]) -> GpuReading:
-        nvml = self.nvml
-        mine: int | None = None
-        ours = []
-        for handle in self.handles:
-            processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-            used = [process.usedGpuMemory for process in processes if process.pid in pids]
-            if used:
-                ours.append(handle)
-                if all(value is not None for value in used):  # None: NVML may not see per-process memory
-                    mine = (mine or 0) + sum(used)
-        devices = ours or self.handles
-        device_memory = sum(nvml.nvmlDeviceGetMemoryInfo(handle).used for handle in self.handles)
-        util = max(float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu) for handle in devices)
-        return GpuReading(memory_bytes=mine, device_memory_bytes=device_memory, util_percent=util)
-
-
-@dataclass
-class GpuProbe:
-    """NVML opened once per benchmark session, or the reason GPU metrics are absent."""
-
-    reader: GpuReader | None
-    reason: str | None = None
-    shutdown: Callable[[], None] = field(default=lambda: None)
-
-
-def open_gpu(provider: str) -> GpuProbe:
-    """NVML for a CUDA workload. Absent, with a reason, on the CPU provider or without NVML."""
-    if provider != "cuda":
-        return GpuProbe(None, f"the workload runs on the {provider!r} provider, not on a GPU")
-    try:
-        import pynvml
-    except ImportError:
-        return GpuProbe(None, "pynvml is not importable (install nvidia-ml-py)")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as error:
-        return GpuProbe(None, f"NVML could not start: {error}")
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(count)]
-    except pynvml.NVMLError as error:
-        pynvml.nvmlShutdown()
-        return GpuProbe(None, f"NVML could not list the GPUs: {error}")
-    if not handles:
-        pynvml.nvmlShutdown()
-        return GpuProbe(None, "NVML finds no GPU")
-    return GpuProbe(NvmlReader(pynvml, handles), None, pynvml.nvmlShutdown)
 
 
 @dataclass(frozen=True)
@@ -295,9 +224,6 @@ class Sampler:
 
 def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) -> None:
     """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe."""
-    import os
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the benchmark's to handle; it closes the pipe
     if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see SamplerProcess), now ignored
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -346,10 +272,6 @@ class SamplerProcess:
     """
 
     def __init__(self, provider: str, *, rate_hz: float = DEFAULT_RATE_HZ, cores: int | None = None) -> None:
-        import multiprocessing
-        import os
-        import signal
-
         if rate_hz <= 0:
             raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
         context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime's threads

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from bench.measure.limits import checked_float
 
 OFFLINE, STREAMING = "offline", "streaming"
 SCENARIO_CHOICES = ("both", OFFLINE, STREAMING)
@@ -16,14 +17,9 @@ MIN_FPS = 0.001
 
 def parse_fps(text: str) -> float:
     """--fps F: 0 (no streaming) or a frame rate of at least MIN_FPS."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}.") from None
-    if not (value == 0 or MIN_FPS <= value < float("inf")):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 (offline only) or a finite frame rate of at least {MIN_FPS:g} "
-                                         f"(one frame every {1 / MIN_FPS:g} s), got {text!r}.")
-    return value
+    return checked_float(text, lambda value: value == 0 or MIN_FPS <= value < float("inf"), "a number",  # refuses nan
+                         f"must be 0 (offline only) or a finite frame rate of at least {MIN_FPS:g} "
+                         f"(one frame every {1 / MIN_FPS:g} s)")
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.measure.measurement import Measurement
 from bench.report.table import CONFIDENCE, baseline, speedup
 
 
-def _figure(width: float, height: float, columns: int = 1):
+def new_figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure on the Agg canvas (no pyplot, no display, no global backend switch), and the
+    matplotlib package (the timeline takes its colormaps and legend patches from it)."""
+    # Lazy, the one import of matplotlib: its import and font cache stay off `pytest --help`,
+    # collection, --no-report runs and every test that draws nothing.
+    import matplotlib.patches
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
+    return figure, matplotlib
+
+
+def _figure(width: float, height: float, columns: int = 1):
+    figure, _ = new_figure(width, height)
     return figure, figure.subplots(1, columns, sharey=True, squeeze=False)[0]
 
 
@@ -27,14 +38,14 @@ def spans_decades(values: Sequence[float]) -> bool:
     return bool(positive) and max(positive) >= 10 * min(positive)
 
 
-def _save(figure, path: Path) -> Path:
+def save(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
 
 
 def wall_and_speedup_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
-    return _save(wall_and_speedup_figure(measurements, title), path)
+    return save(wall_and_speedup_figure(measurements, title), path)
 
 
 def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
@@ -101,7 +112,7 @@ def latency_figure(measurements: Sequence[Measurement], title: str):
 
 
 def latency_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
-    return _save(latency_figure(measurements, title), path)
+    return save(latency_figure(measurements, title), path)
 
 
 @dataclass(frozen=True)
@@ -150,4 +161,4 @@ def trend_figure(series: dict[str, list[TrendPoint]], runs: Sequence[str], title
 
 
 def trend_chart(series: dict[str, list[TrendPoint]], runs: Sequence[str], title: str, path: Path) -> Path:
-    return _save(trend_figure(series, runs, title), path)
+    return save(trend_figure(series, runs, title), path)

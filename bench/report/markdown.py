@@ -13,16 +13,12 @@ of them), the report shows the latest run and the trend chart spans the runs of 
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
-from bench.compare.comparability import workload_differences
-from bench.measure.measurement import Measurement
+from bench.compare.saved import SavedRun, history_files, load_run, same_workload_runs
+from bench.measure.measurement import HistoryError, Measurement
 from bench.report.charts import TrendPoint, latency_chart, trend_chart, wall_and_speedup_chart
 from bench.report.recommend import recommendation, streaming_recommendation
 from bench.report.table import by_scenario, markdown_tables
@@ -38,89 +34,6 @@ OWNED = (REPORT_NAME, "wall-speedup-*.png", "latency-*.png", "trend.png", f"{TIM
 def slug(text: str) -> str:
     """A file-name-safe form of a label."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "unnamed"
-
-
-class HistoryError(ValueError):
-    """A history file that cannot be read or holds no fanbench benchmark."""
-
-
-def measurement_from_info(info: dict[str, Any], name: str = "benchmark") -> Measurement:
-    """A Measurement back from its `extra_info`; fields added later take their defaults."""
-    known = {field.name for field in fields(Measurement)}
-    try:
-        return Measurement(**{key: value for key, value in info.items() if key in known})
-    except TypeError as error:
-        raise HistoryError(f"{name}: extra_info is not a fanbench measurement ({error}).") from None
-
-
-@dataclass(frozen=True)
-class SavedRun:
-    """One pytest-benchmark history file."""
-
-    path: Path
-    datetime: str
-    machine: str
-    commit: str | None
-    benchmarks: list[dict[str, Any]]
-
-    @property
-    def label(self) -> str:
-        return self.datetime[:19].replace("T", " ")
-
-    def measurements(self) -> list[Measurement]:
-        found = [measurement_from_info(bench["extra_info"], f"{self.path}: {bench.get('name')}")
-                 for bench in self.benchmarks if "strategy" in bench.get("extra_info", {})]
-        if not found:
-            raise HistoryError(f"{self.path}: holds no fanbench benchmark (none has a 'strategy' in its extra_info).")
-        return found
-
-
-def load_run(path: Path) -> SavedRun:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise HistoryError(f"{path}: cannot read a history file: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise HistoryError(f"{path}: not a pytest-benchmark history file (no 'benchmarks' list).")
-    machine_info = data.get("machine_info", {})
-    machine = f"{machine_info.get('node', '?')} ({machine_info.get('cpu', {}).get('brand_raw', '?')})"
-    commit = (data.get("commit_info") or {}).get("id")
-    return SavedRun(path, str(data.get("datetime", "")), machine, commit, data["benchmarks"])
-
-
-def history_files(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a directory stands for its *.json files."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(path.glob("*.json"))
-            if not found:
-                raise HistoryError(f"{path}: a directory without history files (*.json).")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise HistoryError(f"{path}: no such file or directory.")
-    return files
-
-
-def same_workload_runs(runs: Sequence[SavedRun]) -> tuple[list[SavedRun], list[str]]:
-    """The runs that timed the same work as the last one (every benchmark they share with it
-    has the same frames, batch, models, provider and thread settings), and why each other run
-    was left out: a trend joining 40-frame and 8-frame runs would show a 'fall' that is none."""
-    latest = {bench["name"]: bench.get("extra_info", {}) for bench in runs[-1].benchmarks}
-    kept, left_out = [], []
-    for run in runs:
-        shared = [bench for bench in run.benchmarks if bench["name"] in latest]
-        differences = next((lines for bench in shared
-                            if (lines := workload_differences(bench.get("extra_info", {}), latest[bench["name"]]))), [])
-        if not shared:
-            left_out.append(f"{run.path.name}: no benchmark in common with the latest run")
-        elif differences:
-            left_out.append(f"{run.path.name}: other workload ({'; '.join(differences)})")
-        else:
-            kept.append(run)
-    return kept, left_out
 
 
 def trend_series(runs: Sequence[SavedRun]) -> dict[str, list[TrendPoint]]:
@@ -207,7 +120,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = write_report(measurements, args.out, context=context, trend=trend)
     print(f"report written to {report}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,23 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.report.charts import new_figure, save
+
 # Arrival marks are drawn only while they stay readable.
 MAX_ARRIVAL_MARKS = 200
 
 
 def render_timeline(data: dict[str, Any], models: list[str], title: str, path: Path) -> Path:
-    """Write the timeline stored by `bench.metrics.timeline` to `path` (PNG)."""
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
+    """Write the timeline stored by `bench.measure.metrics.timeline` to `path` (PNG)."""
     lanes: list[str] = data.get("lanes", [])
     if not lanes:
         raise ValueError(f"{title}: the timeline has no calls to draw.")
-    colours = colormaps["tab10"]
-    figure = Figure(figsize=(11, 1.4 + 0.45 * len(lanes)), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure, matplotlib = new_figure(11, 1.4 + 0.45 * len(lanes))
+    colours = matplotlib.colormaps["tab10"]
     axes = figure.subplots()
     bars: dict[tuple[int, int], list[tuple[float, float]]] = {}
     for model, lane, start, end in zip(data["model"], data["lane"], data["start"], data["end"], strict=True):
@@ -47,9 +43,7 @@ def render_timeline(data: dict[str, Any], models: list[str], title: str, path: P
     axes.set_xlim(0, max(data.get("wall_s") or 0.0, max(data["end"])))
     axes.set_title(title, fontsize=10)
     used = sorted({model for model in data["model"]})
-    handles = [Patch(color=colours(model % colours.N), label=models[model] if model < len(models) else f"model {model}")
-               for model in used]
+    handles = [matplotlib.patches.Patch(color=colours(model % colours.N),
+                                        label=models[model] if model < len(models) else f"model {model}") for model in used]
     axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    return path
+    return save(figure, path)

@@ -3,11 +3,14 @@ fabricated runs. Times are multiples of 1/8 s, exact in binary, so results compa
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from bench.measure.measurement import Measurement
-from bench.measure.measuring import measurement_fields
+from bench.measure.harness import HarnessOverhead
+from bench.measure.limits import PackingLimit
+from bench.measure.measurement import SCHEMA_VERSION, Measurement, build_measurement
 from bench.measure.metrics import (
     deadline_misses,
     frame_completions,
@@ -128,11 +131,14 @@ def test_timeline_is_relative_and_columnar():
                     "lane": [0, 1, 0]}
 
 
-def measured(runs: list[RunResult], scenario: Scenario, per_frame: bool = True) -> Measurement:
-    fields = measurement_fields(runs, scenario, per_frame=per_frame, resources=None, sampler_rate_hz=10.0,
-                                gpu_absent="no GPU here")
-    return Measurement.from_runs(runs, strategy="serial", settings=ThreadSettings(), models=["a", "b"], batch=1,
-                                 provider="CPUExecutionProvider", mismatch=None, **fields)
+def measured(runs: list[RunResult], scenario: Scenario, per_frame: bool = True,
+             overhead: HarnessOverhead | None = None) -> Measurement:
+    return build_measurement(runs, strategy="serial", settings=ThreadSettings(), strategy_options={"k": 2},
+                             scenario=scenario, per_frame=per_frame, models=["a", "b"], batch=1,
+                             provider="CPUExecutionProvider", mismatch=None, model_flops=[1, None], model_set_hash="h",
+                             provider_options={}, tolerance="float32", equivalence={"models": {}}, resources=None,
+                             sample_rate=10.0, gpu_absent="no GPU here", packing_limit=PackingLimit((0.5, 0.25), 2),
+                             overhead=overhead)
 
 
 def test_measurement_of_a_stream_carries_latency_deadline_and_the_median_runs_timeline():
@@ -147,6 +153,30 @@ def test_measurement_of_a_stream_carries_latency_deadline_and_the_median_runs_ti
     # sampling was off: no resource numbers, and the rate says so
     assert (info["cpu_util_mean"], info["peak_pss_bytes"], info["sampler_rate_hz"]) == (None, None, None)
     assert info["gpu_absent"] == "no GPU here"
+
+
+def test_a_measurement_is_built_once_with_every_field_and_cannot_be_changed():
+    offline = measured([run_of(serial_calls(), wall=1.5)], Scenario("offline"),
+                       overhead=HarnessOverhead.of([1.5], [1.25]))
+    assert (offline.limit_s, offline.efficiency) == (0.375, 0.375 / 1.5)
+    assert offline.strategy_options == {"k": 2}
+    assert offline.packing_limit == PackingLimit((0.5, 0.25), 2).as_dict()
+    assert (offline.harness_overhead, offline.bare_loop_s) == (1.5 / 1.25 - 1, 1.25)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        offline.efficiency = 1.0  # type: ignore[misc]
+    stream = measured([run_of(serial_calls(), wall=1.5)], Scenario("streaming", 4.0))
+    assert stream.limit_s == 0.375
+    assert stream.efficiency is None
+
+
+def test_extra_info_has_the_schema_version_and_the_overhead_keys_only_where_measured():
+    plain = measured([run_of(serial_calls())], Scenario("offline")).extra_info()
+    assert plain["schema_version"] == SCHEMA_VERSION
+    assert "harness_overhead" not in plain
+    assert "bare_loop_s" not in plain
+    paired = measured([run_of(serial_calls())], Scenario("offline"), overhead=HarnessOverhead.of([1.0], [0.5]))
+    assert set(paired.extra_info()) - set(plain) == {"harness_overhead", "bare_loop_s"}
+    assert Measurement.from_extra_info(paired.extra_info()) == paired
 
 
 def test_a_strategy_without_per_frame_completion_gets_no_latency():

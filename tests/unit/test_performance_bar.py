@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.measure.limit import PackingLimit, measure_packing_limit
+import bench.measure.limits as limits_module
+from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.measurement import Measurement
 from bench.report.markdown import write_report
 from bench.report.recommend import recommendation
@@ -30,9 +31,7 @@ def test_packing_limit_sums_each_models_single_thread_time_over_the_cores(tmp_pa
 
 
 def test_the_packing_limit_runs_on_the_workloads_provider_with_its_cuda_options(tmp_path: Path, monkeypatch):
-    from bench.measure import limit as limit_module
-
-    created, real = [], limit_module.make_session
+    created, real = [], limits_module.make_session
 
     def make_session(path, settings, provider, options):
         created.append((provider, options))
@@ -40,7 +39,7 @@ def test_the_packing_limit_runs_on_the_workloads_provider_with_its_cuda_options(
 
     workload = replace(tiny_workload(tmp_path, models=2, frames=2, batch=1, size=8), provider="cuda",
                        cuda_options=(("cudnn_conv_algo_search", "HEURISTIC"), ("device_id", "1")))
-    monkeypatch.setattr(limit_module, "make_session", make_session)
+    monkeypatch.setattr(limits_module, "make_session", make_session)
     limit = measure_packing_limit(workload)
     assert created == [("cuda", {"cudnn_conv_algo_search": "HEURISTIC", "device_id": "1"})] * 2
     assert limit.units == 1  # one device, whatever the core count
@@ -126,8 +125,7 @@ def test_a_faster_run_that_did_not_match_serial_is_never_recommended():
 
 
 def test_options_are_part_of_the_recommendation():
-    batched = measurement("batched", 1.0)
-    batched.strategy_options = {"k": 8}
+    batched = replace(measurement("batched", 1.0), strategy_options={"k": 8})
     assert "batched (--threads intra=1,inter=1,spin=0, k=8)" in recommendation([batched])
 
 

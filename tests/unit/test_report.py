@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bench.compare.saved import load_run, same_workload_runs
+from bench.measure.measurement import SCHEMA_VERSION, HistoryError, Measurement
+from bench.report import summary
 from bench.report.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
-from bench.report.markdown import (
-    HistoryError,
-    load_run,
-    main,
-    measurement_from_info,
-    same_workload_runs,
-    trend_series,
-    write_report,
-)
+from bench.report.markdown import main, trend_series, write_report
 
 DATA = Path(__file__).parents[1] / "data"
 FIRST, SECOND = DATA / "history_small_1.json", DATA / "history_small_2.json"
+MAIN = DATA / "history_main.json"  # saved by main just before the renovation (schema 0)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -84,8 +81,7 @@ def test_the_report_carries_the_recommendation_lines(tmp_path):
 def test_the_latency_chart_uses_a_log_axis_where_latencies_span_decades_so_the_deadline_shows():
     fast, late = load_run(FIRST).measurements()[1], load_run(FIRST).measurements()[3]
     assert fast.deadline_s == 0.04
-    fast.latency_p50_s, fast.latency_p90_s, fast.latency_p99_s = 0.030, 0.035, 0.104
-    late.latency_p50_s, late.latency_p90_s, late.latency_p99_s = 5.0, 20.0, 27.0
+    fast, late = replace_latency(fast, 0.030, 0.035, 0.104), replace_latency(late, 5.0, 20.0, 27.0)
     axes = latency_figure([fast, late], "t").axes[0]
     assert axes.get_xscale() == "log"
     low, high = axes.get_xlim()
@@ -119,8 +115,6 @@ def whiskers(axes) -> list:
 
 
 def replace_latency(m, p50, p90, p99):
-    from dataclasses import replace
-
     return replace(m, latency_p50_s=p50, latency_p90_s=p90, latency_p99_s=p99)
 
 
@@ -218,19 +212,36 @@ def test_older_history_without_the_new_fields_still_loads():
     old = {key: value for key, value in info.items() if key in ("strategy", "settings", "ort_defaults", "models", "frames",
                                                                  "batch", "provider", "per_model_cumulative_s", "wall_s",
                                                                  "fps", "overlap", "equivalent")}
-    measurement = measurement_from_info({**old, "added_by_a_later_version": 1})
+    measurement = Measurement.from_extra_info({**old, "added_by_a_later_version": 1})
     assert (measurement.scenario, measurement.latency_p50_s, measurement.timeline) == ("offline", None, {})
 
 
 def test_extra_info_that_is_not_a_measurement_is_an_error():
     with pytest.raises(HistoryError, match="bench-x: extra_info is not a fanbench measurement"):
-        measurement_from_info({"strategy": "serial"}, "bench-x")
+        Measurement.from_extra_info({"strategy": "serial"}, "bench-x")
+
+
+def test_a_run_saved_before_the_schema_version_loads_and_keeps_its_keys():
+    benchmarks = json.loads(MAIN.read_text())["benchmarks"]
+    for bench in benchmarks:
+        saved = bench["extra_info"]
+        assert "schema_version" not in saved  # schema 0
+        again = Measurement.from_extra_info(saved, bench["name"]).extra_info()
+        assert set(again) - set(saved) == {"schema_version"}
+        assert set(saved) <= set(again)
+        assert {key: again[key] for key in saved} == saved
+    assert {"harness_overhead", "bare_loop_s"} <= set(benchmarks[0]["extra_info"])  # serial, offline
+
+
+def test_a_measurement_of_a_newer_schema_is_refused_in_one_line():
+    info = {**json.loads(MAIN.read_text())["benchmarks"][0]["extra_info"], "schema_version": SCHEMA_VERSION + 1}
+    with pytest.raises(HistoryError, match=f"bench-x: saved with measurement schema {SCHEMA_VERSION + 1}, newer"):
+        Measurement.from_extra_info(info, "bench-x")
 
 
 def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_goes_on(tmp_path, monkeypatch):
     """The disk filled during the run (--report-dir itself is checked before it): one line, no traceback
     that would cut off the recommendation and gate lines printed after the report."""
-    from bench import plugin
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -242,17 +253,8 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_
         def write_line(self, line: str, **markup) -> None:
             self.lines.append(line)
 
-    class Config:
-        def __init__(self) -> None:
-            self.stash: dict = {}
-            self.options = {"no_report": False, "benchmark_disable": False, "benchmark_skip": False,
-                            "report_dir": str(tmp_path / "report")}
-
-        def getoption(self, name: str):
-            return self.options[name]
-
-    monkeypatch.setattr(plugin, "write_report", disk_full)
+    monkeypatch.setattr(summary, "write_report", disk_full)
     reporter = Reporter()
-    plugin.finish(reporter, Config(), load_run(FIRST).measurements())
+    summary.report_line(reporter, load_run(FIRST).measurements(), tmp_path / "report")
     assert reporter.lines == [f"fanbench: could not write the report to {tmp_path / 'report'}: "
                               "[Errno 28] No space left on device"]

@@ -12,16 +12,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.measure.machine import GpuReading, NvmlReader, gpu_list, gpu_machine_info, open_gpu
 from bench.measure.sampler import (
-    GpuReading,
-    NvmlReader,
     ProcessTreeReader,
     ResourceSummary,
     Sample,
     Sampler,
     SamplerProcess,
     TreeReading,
-    open_gpu,
     summarise,
 )
 from tests.helpers.fakes import FakeNvml
@@ -261,6 +259,21 @@ def test_nvml_without_gpus_is_shut_down_again(monkeypatch):
     events = install_pynvml(monkeypatch, count=0)
     probe = open_gpu("cuda")
     assert (probe.reader, probe.reason, events) == (None, "NVML finds no GPU", ["init", "shutdown"])
+
+
+def test_without_pynvml_each_reader_keeps_the_reason_its_saved_records_show(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    assert open_gpu("cuda").reason == "pynvml is not importable (install nvidia-ml-py)"  # extra_info gpu_absent
+    assert gpu_machine_info() == {"gpu": None, "gpu_unavailable": "pynvml is not installed (pip install nvidia-ml-py)"}
+    assert gpu_list() == []
+
+
+def test_the_gpu_list_names_every_device_and_shuts_nvml_down(monkeypatch):
+    events = install_pynvml(monkeypatch, count=2)
+    sys.modules["pynvml"].nvmlSystemGetDriverVersion = lambda: b"580.1"
+    sys.modules["pynvml"].nvmlDeviceGetName = lambda handle: f"H100 {handle}"
+    assert gpu_list() == [{"name": "H100 gpu0", "driver": "580.1"}, {"name": "H100 gpu1", "driver": "580.1"}]
+    assert events == ["init", "shutdown"]
 
 
 def test_nvml_with_a_gpu_reads_it_until_shut_down(monkeypatch):
