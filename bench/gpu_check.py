@@ -8,7 +8,7 @@ Runs, each as its own pytest process with its output in OUT/<step>.log:
    session) next to one non-spinning thread per session, 5 rounds each, to tell run-to-run
    noise that the CPU thread pools cause from noise of the device (docs/gpu.md);
 4. `real`: two real models (PP-OCR text detector and direction classifier), when the packages
-   that ship them are installed (tests/helpers/real_models.py), else skipped with the reason;
+   that ship them are installed (fixtures/real_models.py), else skipped with the reason;
 
 then writes OUT/summary.md and prints it: the device, per step a table (median wall, the
 spread of the rounds, ratio to serial with onnxruntime's defaults, GPU use, equality and the
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fixtures.real_models import find_real_model, missing_reason
 from strategies import cuda_unavailable_reason
-from tests.helpers.real_models import find_real_model, missing_reason
 
 USAGE_ERROR = 4
 

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from fixtures.models import SIZES, build_model, model_set
+from fixtures.real_models import find_real_model, missing_reason
 from fixtures.user import ModelRequest, load_models, synthetic_images
 from fixtures.video import decode_video, frames_tensor, write_synthetic_video
 from strategies import RunResult, ThreadSettings, Tolerance, Workload, assert_equivalent, get_strategy
@@ -31,7 +32,6 @@ from strategies.equivalence import (
 )
 from strategies.records import empty_outputs
 from strategies.runtime.sessions import make_session
-from tests.helpers.real_models import find_real_model, missing_reason
 from tests.helpers.tf32 import round_to_tf32, tf32_model
 
 

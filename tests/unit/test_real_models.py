@@ -1,4 +1,4 @@
-"""Real, publicly released ONNX vision models (shipped in PyPI wheels, see tests/helpers/real_models.py):
+"""Real, publicly released ONNX vision models (shipped in PyPI wheels, see fixtures/real_models.py):
 every registered strategy returns what serial returns, and a size the detector cannot take is
 caught by the dry run. Skipped, with the install line, where the packages are absent."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from bench.measure.harness import opened
+from fixtures.real_models import INSTALL, REAL_MODELS, find_real_model, missing_reason
 from fixtures.user import ModelRequest, UserInputError, load_models, synthetic_images
 from strategies import STRATEGIES, Workload
 from strategies.equivalence import first_mismatch
-from tests.helpers.real_models import INSTALL, REAL_MODELS, find_real_model, missing_reason
 
 SET = ("det", "cls", "orientation")
 needs_real_models = pytest.mark.skipif(missing_reason(*SET) is not None, reason=missing_reason(*SET) or "")
