@@ -13,13 +13,13 @@ from strategies import RunResult, RunTimeout, StrategyError
 from strategies.equivalence import RoundCheck
 
 
-def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, workload_config, pytestconfig, record,
-                  packing_limit, round_hooks, gpu_probe):
+def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, run_options, pytestconfig,
+                  record, packing_limit, round_hooks, gpu_probe):
     if scenario.name == STREAMING and not case.strategy.per_frame:
         pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
     runs: list[RunResult] = []
     # A stream takes frames / fps by design: the limit counts from when the last frame arrives.
-    limit = time_limit(pytestconfig.getoption("time_limit"), workload.frame_count, len(workload.models)) \
+    limit = time_limit(run_options.time_limit, workload.frame_count, len(workload.models)) \
         + workload.frame_count * scenario.period
     failed: StrategyError | None = None
     bare: list[float] = []  # serial only: the same sessions over the same arrays, no harness
@@ -36,7 +36,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         try:
             benchmark.pedantic(lambda: runs.append(strategy.run(period=scenario.period, time_limit=limit)),
                                setup=round_hooks.setup, teardown=round_hooks.teardown,
-                               rounds=pytestconfig.getoption("rounds"), warmup_rounds=pytestconfig.getoption("warmup"),
+                               rounds=run_options.rounds, warmup_rounds=run_options.warmup,
                                iterations=1)
         except StrategyError as error:  # leaving `with` stops the strategy: lanes end, workers are killed
             failed = error  # a model that failed, a worker that died or hung, the time limit: said in one line
@@ -45,13 +45,13 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
         pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
     check(runs)  # rounds no teardown saw (--benchmark-disable runs once, without one)
-    timed = runs[-pytestconfig.getoption("rounds"):]
+    timed = runs[-run_options.rounds:]
     mismatch = check.mismatch
     extra = measurement_fields(timed, scenario, per_frame=case.strategy.per_frame, resources=round_hooks.resources(),
-                               sampler_rate_hz=pytestconfig.getoption("sample_rate"), gpu_absent=gpu_probe.reason)
+                               sampler_rate_hz=run_options.sample_rate, gpu_absent=gpu_probe.reason)
     measurement = Measurement.from_runs(
         timed, strategy=case.strategy.name, settings=case.settings, models=workload.names,
-        batch=workload_config.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
+        batch=run_options.workload.batch, provider="/".join(sorted(providers)), mismatch=mismatch,
         provider_options=workload.provider_options, tolerance=str(calibration),
         equivalence=calibration.as_dict(), **model_facts, **extra)
     measurement.limit_s = packing_limit.limit_s
