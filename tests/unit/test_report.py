@@ -242,17 +242,8 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_
         def write_line(self, line: str, **markup) -> None:
             self.lines.append(line)
 
-    class Config:
-        def __init__(self) -> None:
-            self.stash: dict = {}
-            self.options = {"no_report": False, "benchmark_disable": False, "benchmark_skip": False,
-                            "report_dir": str(tmp_path / "report")}
-
-        def getoption(self, name: str):
-            return self.options[name]
-
     monkeypatch.setattr(plugin, "write_report", disk_full)
     reporter = Reporter()
-    plugin.finish(reporter, Config(), load_run(FIRST).measurements())
+    plugin.finish(reporter, tmp_path / "report", None, load_run(FIRST).measurements())
     assert reporter.lines == [f"fanbench: could not write the report to {tmp_path / 'report'}: "
                               "[Errno 28] No space left on device"]
