@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 import cv2
 import numpy

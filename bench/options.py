@@ -14,8 +14,18 @@ from bench.compare.gates import SYNTAX, Gate, parse_gate
 from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from fixtures.models import SIZES
-from fixtures.options import (WORKLOADS, OptionError, WorkloadOptions, at_least, cold_start_refusal, cuda_option_type,
-                              given_flags, parse_size, positive_float, workload_options)
+from fixtures.options import (
+    WORKLOADS,
+    OptionError,
+    WorkloadOptions,
+    at_least,
+    cold_start_refusal,
+    cuda_option_type,
+    given_flags,
+    parse_size,
+    positive_float,
+    workload_options,
+)
 from fixtures.user import model_option
 from strategies import STRATEGIES
 from strategies.settings import ThreadChoice, ThreadSpecError, parse_thread_spec

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-import strategies.runtime.sessions as sessions
 import fixtures.plugin
+import strategies.runtime.sessions as sessions
 from bench.measure.machine import gpu_machine_info
 from bench.options import parse_args
 from fixtures.models import SIZES, flops_per_image
