@@ -23,7 +23,7 @@ from bench.measure.limit import PackingLimit, measure_packing_limit
 from bench.measure.machine import gpu_machine_info
 from bench.measure.scenarios import STREAMING, minimum_duration_s
 from bench.options import RunOptions
-from bench.plugin import RunResults, check_report_dir, finish, options_of, results_of
+from bench.plugin import RunState, check_report_dir, finish, options_of, state_of
 from bench.report.markdown import recommendation_lines
 from bench.report.table import format_table
 from strategies import STRATEGIES, usable_cores
@@ -93,15 +93,11 @@ def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, 
     saving, comparing = bool(options.save or options.autosave), bool(options.compare)
     if options.history and not saving:
         config.option.benchmark_autosave, saving = get_tag(), True
-    if options.compare == [] and options.history and _previous_runs_exist(config, options):
+    if options.compare == [] and options.history and any(True for _ in load_storage(
+            options.storage, logger=Logger(Logger.QUIET, config=config), default_machine_id=get_machine_id(),
+            netrc=options.netrc).load()):
         config.option.benchmark_compare = comparing = True  # the latest saved run of this machine
     return saving, comparing
-
-
-def _previous_runs_exist(config: pytest.Config, options: RunOptions) -> bool:
-    storage = load_storage(options.storage, logger=Logger(Logger.QUIET, config=config),
-                           default_machine_id=get_machine_id(), netrc=options.netrc)
-    return any(True for _ in storage.load())
 
 
 def _check_storage_writable(storage: str) -> None:
@@ -124,7 +120,7 @@ def _check_storage_writable(storage: str) -> None:
 def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict,
                                           compared_benchmark: dict) -> None:
     """One line naming what differs between this machine and the saved run's (MACHINE_KEYS)."""
-    results = results_of(config)
+    results = state_of(config)
     if results.machine_info is None:
         results.machine_info = copy.deepcopy(machine_info)
     saved = compared_benchmark.get("machine_info", {})
@@ -165,7 +161,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    results = results_of(item.config)
+    results = state_of(item.config)
     if report.when == "call" and report.passed:
         results.called.add(item.nodeid)
     elif report.when == "teardown" and report.passed and item.nodeid in results.called:
@@ -183,7 +179,7 @@ def pytest_runtestloop(session: pytest.Session):
             # Before pytest-benchmark saves the run (in its sessionfinish), also after an interrupt.
             benchmarksession = getattr(session.config, "_benchmarksession", None)
             if benchmarksession is not None:
-                results = results_of(session.config)
+                results = state_of(session.config)
                 results.left_out = keep_complete(benchmarksession.benchmarks, results.complete)
 
 
@@ -194,7 +190,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sessionfinish wraps this), before the terminal summary prints what is found here.
     """
     config = session.config
-    options, results = options_of(config), results_of(config)
+    options, results = options_of(config), state_of(config)
     failed = False
     if options.gates and exitstatus != pytest.ExitCode.INTERRUPTED:
         models = options.workload.model_count
@@ -228,10 +224,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     try:
         return (yield)
     finally:
-        _write_summary(terminalreporter, config, options_of(config), results_of(config))
+        _write_summary(terminalreporter, config, options_of(config), state_of(config))
 
 
-def _write_summary(terminalreporter, config: pytest.Config, options: RunOptions, results: RunResults) -> None:
+def _write_summary(terminalreporter, config: pytest.Config, options: RunOptions, results: RunState) -> None:
     measurements = results.measurements
     if measurements:
         terminalreporter.write_sep("=", "fanbench")
@@ -285,6 +281,6 @@ def packing_limit(workload) -> PackingLimit:
 
 
 @pytest.fixture
-def record(run_results: RunResults):
+def record(run_state: RunState):
     """Append a measurement to the end-of-run table."""
-    return run_results.measurements.append
+    return run_state.measurements.append

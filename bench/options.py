@@ -14,24 +14,53 @@ from bench.compare.gates import SYNTAX, Gate, parse_gate
 from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from fixtures.models import SIZES
-from fixtures.options import (
-    WORKLOADS,
-    OptionError,
-    WorkloadOptions,
-    at_least,
-    cold_start_refusal,
-    cuda_option_type,
-    given_flags,
-    parse_size,
-    positive_float,
-    workload_options,
-)
+from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
 from fixtures.user import model_option
 from strategies import STRATEGIES
+from strategies.runtime.cuda import CudaOptionError, parse_cuda_option
 from strategies.settings import ThreadChoice, ThreadSpecError, parse_thread_spec
 
-# Strategy constructor arguments taken from options: strategy -> {argument: RunOptions field}.
-STRATEGY_OPTIONS: dict[str, dict[str, str]] = {"batched": {"k": "batch_k"}}
+
+def at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}.") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}.")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W), both positive."""
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH with positive whole numbers, e.g. 256x256; got {text!r}.")
+    return int(height), int(width)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}.") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}.")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}.")
+    return value
+
+
+def cuda_option_type(text: str) -> tuple[str, str]:
+    """argparse type for --cuda-option KEY=VALUE."""
+    try:
+        return parse_cuda_option(text)
+    except CudaOptionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def thread_choice(text: str) -> ThreadChoice:
@@ -143,8 +172,8 @@ class RunOptions:
     compare: Any  # None: not asked; []: --benchmark-compare without a number
 
     def strategy_arguments(self, name: str) -> tuple[tuple[str, Any], ...]:
-        """Extra constructor arguments of strategy `name`, e.g. (("k", 4),) for batched."""
-        return tuple((argument, getattr(self, field)) for argument, field in STRATEGY_OPTIONS.get(name, {}).items())
+        """Constructor arguments of strategy `name` taken from options: batched's frames per call."""
+        return (("k", self.batch_k),) if name == "batched" else ()
 
 
 def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunOptions:

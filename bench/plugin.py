@@ -2,8 +2,8 @@
 configure time, the user's models and video loaded before the run, the GPU checks, and the
 benchmark-side fixtures (resource sampling, progress) and the report directory.
 
-Hooks read the options with `options_of(config)`, fixtures request `run_options`. The state a run
-collects lives in two more stash entries: SESSION (user input, GPU probe) and RESULTS.
+Hooks read the options with `options_of(config)`, fixtures request `run_options`; what the run finds
+and collects is one more stash entry, RUN_STATE (`state_of(config)`, fixture `run_state`).
 """
 
 from __future__ import annotations
@@ -35,15 +35,12 @@ from strategies.runtime.sessions import onnxruntime
 
 
 @dataclass
-class SessionState:
-    user_input: UserInput | None = None
+class RunState:
+    """What the run finds and collects: the user's input, the GPU probe, and what the summary and history need."""
+
+    user_input: UserInput | None = None  # loaded at session start
     gpu_probed: bool = False
     gpu_reason: str | None = None  # None: a session really runs on CUDA here
-
-
-@dataclass
-class RunResults:
-    """What the run collects for the end-of-run summary and the history."""
 
     measurements: list[Measurement] = field(default_factory=list)
     gate_results: list[GateResult] = field(default_factory=list)
@@ -56,9 +53,8 @@ class RunResults:
     gpu_absent: str | None = None  # why GPU metrics are absent
 
 
-RUN_OPTIONS = pytest.StashKey[RunOptions]()
-SESSION = pytest.StashKey[SessionState]()
-RESULTS = pytest.StashKey[RunResults]()
+RUN_OPTIONS = pytest.StashKey[RunOptions]()  # frozen
+RUN_STATE = pytest.StashKey[RunState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,16 +72,15 @@ def pytest_configure(config: pytest.Config) -> None:
         onnxruntime()
     except (OptionError, ImportError) as error:
         raise pytest.UsageError(str(error)) from None
-    config.stash[SESSION] = SessionState()
-    config.stash[RESULTS] = RunResults()
+    config.stash[RUN_STATE] = RunState()
 
 
 def options_of(config: pytest.Config) -> RunOptions:
     return config.stash[RUN_OPTIONS]
 
 
-def results_of(config: pytest.Config) -> RunResults:
-    return config.stash[RESULTS]
+def state_of(config: pytest.Config) -> RunState:
+    return config.stash[RUN_STATE]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -96,7 +91,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if not workload.model_requests:  # the synthetic models: refused before any video is written or decoded
             check_memory(synthetic_memory(workload.model_specs(), workload.frames, workload.batch,
                                           video_frame_shape(workload.video)))
-        session.config.stash[SESSION].user_input = load_user_input(
+        state_of(session.config).user_input = load_user_input(
             workload.model_requests, workload.video, frames=workload.frames, loop=workload.loop_video,
             frame_size=workload.frame_size, batch=workload.batch)
     except (UserInputError, MemoryRefused) as error:
@@ -105,7 +100,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def gpu_unavailable_reason(config: pytest.Config) -> str | None:
     """Why no session really runs on CUDA here (None when one does); probed once per session."""
-    state = config.stash[SESSION]
+    state = state_of(config)
     if not state.gpu_probed:
         state.gpu_reason = cuda_unavailable_reason(dict(options_of(config).workload.cuda_options))
         state.gpu_probed = True
@@ -140,21 +135,21 @@ def run_options(pytestconfig: pytest.Config) -> RunOptions:
 
 
 @pytest.fixture(scope="session")
-def run_results(pytestconfig: pytest.Config) -> RunResults:
-    return results_of(pytestconfig)
+def run_state(pytestconfig: pytest.Config) -> RunState:
+    return state_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def user_input(pytestconfig: pytest.Config) -> UserInput | None:
     """The user's --model/--video, loaded at session start (None: the synthetic ones)."""
-    return pytestconfig.stash[SESSION].user_input
+    return state_of(pytestconfig).user_input
 
 
 @pytest.fixture(scope="session")
-def gpu_probe(workload, run_results: RunResults) -> Iterator[GpuProbe]:
+def gpu_probe(workload, run_state: RunState) -> Iterator[GpuProbe]:
     """NVML opened once per session (only for a CUDA workload), shut down at the end."""
     probe = open_gpu(workload.provider)
-    run_results.gpu_absent = probe.reason
+    run_state.gpu_absent = probe.reason
     try:
         yield probe
     finally:
