@@ -55,20 +55,15 @@ def positive_float(text: str) -> float:
     return value
 
 
-def cuda_option_type(text: str) -> tuple[str, str]:
-    """argparse type for --cuda-option KEY=VALUE."""
-    try:
-        return parse_cuda_option(text)
-    except CudaOptionError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Callable[[str], Any]:
+    """`parse` as an argparse type: its `error` becomes argparse's one-line refusal."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except error as refused:
+            raise argparse.ArgumentTypeError(str(refused)) from None
 
-
-def thread_choice(text: str) -> ThreadChoice:
-    """argparse type for --threads SPEC."""
-    try:
-        return parse_thread_spec(text)
-    except ThreadSpecError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return convert
 
 
 def add_options(add: Callable[..., Any]) -> None:
@@ -101,7 +96,7 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--loop-video", action="store_true",
         help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
     # --- thread-settings sweep and batched's frames per call ---
-    add("--threads", action="append", default=[], type=thread_choice, metavar="SPEC",
+    add("--threads", action="append", default=[], type=argument_type(parse_thread_spec, ThreadSpecError), metavar="SPEC",
         help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is "
              "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
              "intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key left out keeps onnxruntime's "
@@ -132,7 +127,7 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--require-gpu", action="store_true",
         help="Fail the run (not skip) unless a session really runs on the CUDA provider; "
              "implies --provider cuda.")
-    add("--cuda-option", action="append", default=[], type=cuda_option_type, metavar="KEY=VALUE",
+    add("--cuda-option", action="append", default=[], type=argument_type(parse_cuda_option, CudaOptionError), metavar="KEY=VALUE",
         help="A CUDA provider option for every session, e.g. cudnn_conv_algo_search=HEURISTIC or "
              "device_id=1; repeat for several. Recorded with every result.")
     # --- reliability and gating (bench/measure/limits.py, bench/compare/gates.py) ---
