@@ -1,7 +1,9 @@
-"""Benchmark-side glue for scenarios, sampling, progress and the report directory.
+"""fanbench's pytest plugin: every option declared once, one frozen RunOptions built once at
+configure time, the user's models and video loaded before the run, the GPU checks, and the
+benchmark-side fixtures (resource sampling, progress) and the report directory.
 
-bench/conftest.py imports the fixtures from here and calls the two helpers from its hooks,
-so the shared conftest stays small.
+Hooks read the options with `options_of(config)`, fixtures request `run_options`; what the run finds
+and collects is one more stash entry, RUN_STATE (`state_of(config)`, fixture `run_state`).
 """
 
 from __future__ import annotations
@@ -10,37 +12,141 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from bench.compare.gates import GateResult
 from bench.measure.machine import GpuProbe, open_gpu
+from bench.measure.measurement import Measurement
 from bench.measure.rounds import Progress, RoundHooks
 from bench.measure.sampler import SamplerProcess
-from bench.measure.scenarios import Scenario, selected_scenarios
-from strategies import usable_cores
+from bench.options import RunOptions, add_options, build_run_options
+from fixtures.options import OptionError, given_flags
+from fixtures.user import UserInput, UserInputError, load_user_input
+from fixtures.video import video_frame_shape
+from fixtures.workloads import MemoryRefused, check_memory, synthetic_memory
+from strategies import cuda_unavailable_reason, onnxruntime, usable_cores
 
-GPU_ABSENT = pytest.StashKey[str | None]()
+
+@dataclass
+class RunState:
+    """What the run finds and collects: the user's input, the GPU probe, and what the summary and history need."""
+
+    user_input: UserInput | None = None  # loaded at session start
+    gpu_probed: bool = False
+    gpu_reason: str | None = None  # None: a session really runs on CUDA here
+
+    measurements: list[Measurement] = field(default_factory=list)
+    gate_results: list[GateResult] = field(default_factory=list)
+    workload_differences: list[str] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)  # --benchmark-compare-fail checks that failed
+    called: set[str] = field(default_factory=set)  # node ids whose test function passed
+    complete: set[str] = field(default_factory=set)  # ... and their teardown too
+    left_out: list[str] = field(default_factory=list)  # benchmarks left out of the saved history
+    machine_info: dict | None = None  # this run's, as first given to the comparison with a saved run
+    gpu_absent: str | None = None  # why GPU metrics are absent
+    overhead_lines: list[str] = field(default_factory=list)  # serial's harness overhead, printed after the table
 
 
-def scenarios(config: pytest.Config) -> list[Scenario]:
+RUN_OPTIONS = pytest.StashKey[RunOptions]()  # frozen
+RUN_STATE = pytest.StashKey[RunState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser.getgroup("fanbench", "fanbench: the workload and the strategies to benchmark").addoption)
+
+
+@pytest.hookimpl(tryfirst=True)  # before every other pytest_configure reads the options
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts worker processes or runs many frames; deselect with -m 'not slow'.")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU that onnxruntime really runs on; skipped without "
+                                       "one, and the run fails instead under --require-gpu.")
+    given = given_flags(config.invocation_params.args, os.environ.get("PYTEST_ADDOPTS", ""), config.getini("addopts"))
     try:
-        return selected_scenarios(config.getoption("scenario"), config.getoption("fps"))
-    except ValueError as error:
+        config.stash[RUN_OPTIONS] = build_run_options(vars(config.option), given)
+        onnxruntime()
+    except (OptionError, ImportError) as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[RUN_STATE] = RunState()
+
+
+def options_of(config: pytest.Config) -> RunOptions:
+    return config.stash[RUN_OPTIONS]
+
+
+def state_of(config: pytest.Config) -> RunState:
+    return config.stash[RUN_STATE]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load and check --model/--video before anything is collected or timed: a bad file ends
+    the run here with one line naming it (exit status 4), with nothing started."""
+    workload = options_of(session.config).workload
+    try:
+        if not workload.model_requests:  # the synthetic models: refused before any video is written or decoded
+            check_memory(synthetic_memory(workload.model_specs(), workload.frames, workload.batch,
+                                          video_frame_shape(workload.video)))
+        state_of(session.config).user_input = load_user_input(
+            workload.model_requests, workload.video, frames=workload.frames, loop=workload.loop_video,
+            frame_size=workload.frame_size, batch=workload.batch)
+    except (UserInputError, MemoryRefused) as error:
         raise pytest.UsageError(str(error)) from None
 
 
-def parametrize_scenarios(metafunc: pytest.Metafunc) -> None:
-    if "scenario" in metafunc.fixturenames:
-        selected = scenarios(metafunc.config)
-        metafunc.parametrize("scenario", selected, ids=[scenario.id for scenario in selected])
+def gpu_unavailable_reason(config: pytest.Config) -> str | None:
+    """Why no session really runs on CUDA here (None when one does); probed once per session."""
+    state = state_of(config)
+    if not state.gpu_probed:
+        state.gpu_reason = cuda_unavailable_reason(dict(options_of(config).workload.cuda_options))
+        state.gpu_probed = True
+    return state.gpu_reason
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Under --require-gpu or --provider cuda, stop the whole run as failed, with one line, when no
+    session really runs on CUDA (instead of a traceback in every benchmark). Here rather than in
+    pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary)."""
+    workload = options_of(session.config).workload
+    if workload.provider == "cuda":
+        reason = gpu_unavailable_reason(session.config)
+        if reason is not None:
+            option = "--require-gpu" if workload.require_gpu else "--provider cuda"
+            pytest.exit(f"{option}: no session really runs on CUDA here: {reason}",
+                        returncode=pytest.ExitCode.TESTS_FAILED)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A `gpu`-marked test skips with the reason where no session really runs on CUDA."""
+    if item.get_closest_marker("gpu") is not None:
+        reason = gpu_unavailable_reason(item.config)
+        if reason is not None:
+            pytest.skip(f"needs a CUDA GPU: {reason}")
 
 
 @pytest.fixture(scope="session")
-def gpu_probe(workload, pytestconfig: pytest.Config) -> Iterator[GpuProbe]:
+def run_options(pytestconfig: pytest.Config) -> RunOptions:
+    return options_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def run_state(pytestconfig: pytest.Config) -> RunState:
+    return state_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def user_input(pytestconfig: pytest.Config) -> UserInput | None:
+    """The user's --model/--video, loaded at session start (None: the synthetic ones)."""
+    return state_of(pytestconfig).user_input
+
+
+@pytest.fixture(scope="session")
+def gpu_probe(workload, run_state: RunState) -> Iterator[GpuProbe]:
     """NVML opened once per session (only for a CUDA workload), shut down at the end."""
     probe = open_gpu(workload.provider)
-    pytestconfig.stash[GPU_ABSENT] = probe.reason
+    run_state.gpu_absent = probe.reason
     try:
         yield probe
     finally:
@@ -48,14 +154,14 @@ def gpu_probe(workload, pytestconfig: pytest.Config) -> Iterator[GpuProbe]:
 
 
 @pytest.fixture(scope="session")
-def sampler_process(workload, pytestconfig: pytest.Config) -> Iterator[SamplerProcess | None]:
+def sampler_process(workload, run_options: RunOptions) -> Iterator[SamplerProcess | None]:
     """The resource sampler's own process (none with --no-sampler), started once per run, ended at its end.
 
     A separate process, so its readings cannot take the benchmark's GIL in the middle of a timed round."""
-    if pytestconfig.getoption("no_sampler"):
+    if not run_options.sampler:
         yield None
         return
-    process = SamplerProcess(workload.provider, rate_hz=pytestconfig.getoption("sample_rate"), cores=usable_cores())
+    process = SamplerProcess(workload.provider, rate_hz=run_options.sample_rate, cores=usable_cores())
     try:
         yield process
     finally:
@@ -63,34 +169,26 @@ def sampler_process(workload, pytestconfig: pytest.Config) -> Iterator[SamplerPr
 
 
 @pytest.fixture
-def round_hooks(request: pytest.FixtureRequest, workload, gpu_probe: GpuProbe,
+def round_hooks(request: pytest.FixtureRequest, workload, run_options: RunOptions, gpu_probe: GpuProbe,
                 sampler_process: SamplerProcess | None) -> Iterator[RoundHooks]:
     """Sampler and progress bar around each round of this benchmark; stopped in every outcome."""
-    config = request.config
     sampler = sampler_process.new() if sampler_process is not None else None
     progress = None
-    if not config.getoption("no_progress"):
-        capture = config.pluginmanager.getplugin("capturemanager")
+    if run_options.progress:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
         label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
-        progress = Progress(workload.frame_count * (config.getoption("warmup") + config.getoption("rounds")), label,
+        progress = Progress(workload.frame_count * (run_options.warmup + run_options.rounds), label,
                             capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
-    hooks = RoundHooks(config.getoption("warmup"), workload.frame_count, sampler, progress)
+    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler, progress)
     try:
         yield hooks
     finally:
         hooks.close()
 
 
-def report_dir(config: pytest.Config) -> Path | None:
-    if config.getoption("no_report") or config.getoption("benchmark_disable") or config.getoption("benchmark_skip"):
-        return None
-    return Path(config.getoption("report_dir"))
-
-
-def check_report_dir(config: pytest.Config) -> None:
+def check_report_dir(directory: Path | None) -> None:
     """Refuse, before anything runs, a --report-dir the report could not be written to (it was
     found only after the whole run, which then ended in a traceback before the summary lines)."""
-    directory = report_dir(config)
     if directory is None:
         return
     if directory.exists() and not directory.is_dir():

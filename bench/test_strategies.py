@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from bench.measure.harness import OVERHEAD_LINES, HarnessOverhead, bare_loop_s, opened
+from bench.measure.harness import HarnessOverhead, bare_loop_s, opened
 from bench.measure.limits import time_limit
 from bench.measure.measurement import build_measurement
 from bench.measure.scenarios import STREAMING
-from strategies import RunResult, RunTimeout, StrategyError
-from strategies.equivalence import RoundCheck
+from strategies import RoundCheck, RunResult, RunTimeout, StrategyError
 
 
-def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, workload_config, pytestconfig, record,
-                  packing_limit, round_hooks, gpu_probe):
+def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, run_options, run_state,
+                  record, packing_limit, round_hooks, gpu_probe):
     if scenario.name == STREAMING and not case.strategy.per_frame:
         pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
     runs: list[RunResult] = []
     # A stream takes frames / fps by design: the limit counts from when the last frame arrives.
-    limit = time_limit(pytestconfig.getoption("time_limit"), workload.frame_count, len(workload.models)) \
+    limit = time_limit(run_options.time_limit, workload.frame_count, len(workload.models)) \
         + workload.frame_count * scenario.period
     failed: StrategyError | None = None
     bare: list[float] = []  # serial only: the same sessions over the same arrays, no harness
@@ -35,7 +34,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         try:
             benchmark.pedantic(lambda: runs.append(strategy.run(period=scenario.period, time_limit=limit)),
                                setup=round_hooks.setup, teardown=round_hooks.teardown,
-                               rounds=pytestconfig.getoption("rounds"), warmup_rounds=pytestconfig.getoption("warmup"),
+                               rounds=run_options.rounds, warmup_rounds=run_options.warmup,
                                iterations=1)
         except StrategyError as error:  # leaving `with` stops the strategy: lanes end, workers are killed
             failed = error  # a model that failed, a worker that died or hung, the time limit: said in one line
@@ -44,18 +43,18 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
         pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
     check(runs)  # rounds no teardown saw (--benchmark-disable runs once, without one)
-    timed = runs[-pytestconfig.getoption("rounds"):]
+    timed = runs[-run_options.rounds:]
     mismatch = check.mismatch
     overhead = HarnessOverhead.of([run.wall_s for run in timed], bare) if bare else None
     measurement = build_measurement(
         timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
-        scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=workload_config.batch,
+        scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=run_options.workload.batch,
         provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts,
         provider_options=workload.provider_options, tolerance=str(calibration), equivalence=calibration.as_dict(),
-        resources=round_hooks.resources(), sample_rate=pytestconfig.getoption("sample_rate"),
+        resources=round_hooks.resources(), sample_rate=run_options.sample_rate,
         gpu_absent=gpu_probe.reason, packing_limit=packing_limit, overhead=overhead)
     benchmark.extra_info.update(measurement.extra_info())
     if overhead is not None:
-        pytestconfig.stash.setdefault(OVERHEAD_LINES, []).append(overhead.line(case.id))
+        run_state.overhead_lines.append(overhead.line(case.id))
     record(measurement)
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"

@@ -26,9 +26,6 @@ import pytest
 
 from strategies import Strategy, StrategyUnavailable, ThreadSettings, Workload
 
-# Lines for the end-of-run summary: one per benchmark that measured its harness overhead.
-OVERHEAD_LINES = pytest.StashKey[list[str]]()
-
 
 @contextmanager
 def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | None = None,

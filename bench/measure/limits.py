@@ -31,9 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from strategies import ThreadSettings, Workload, make_session, usable_cores
-from strategies.base import Clock
-from strategies.runtime.sessions import io_names
+from strategies import Clock, ThreadSettings, Workload, io_names, make_session, usable_cores
 
 SINGLE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
 

@@ -15,8 +15,7 @@ from bench.compare.gates import GateResult
 from bench.measure.measurement import Measurement
 from bench.report.markdown import recommendation_lines, write_report
 from bench.report.table import format_table
-from strategies import usable_cores
-from strategies.runtime.sessions import onnxruntime
+from strategies import onnxruntime, usable_cores
 
 
 def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], *, overhead_lines: Sequence[str] = (),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bench.compare.stats import compare_rounds
 from bench.measure.measurement import Measurement
-from strategies.equivalence import ModelCheck
+from strategies import ModelCheck
 
 MB = 1024 * 1024
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows

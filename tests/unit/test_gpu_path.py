@@ -9,19 +9,19 @@ checks the same path for real.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import re
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import fixtures.plugin
 import strategies.runtime.sessions as sessions
 from bench.measure.machine import gpu_machine_info
+from bench.options import parse_args
 from fixtures.models import SIZES, flops_per_image
-from fixtures.named_workloads import WORKLOADS, apply_named_workload
+from fixtures.options import OptionError, given_flags, workload_options
 from strategies import ProviderError, ThreadSettings
 from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
 from tests.helpers.fakes import FakeNvml
@@ -171,39 +171,11 @@ def test_machine_info_says_why_there_is_no_gpu(monkeypatch):
 
 # --- the writeup workload ------------------------------------------------------------------
 
-class OptionsOnly:
-    """The part of pytest.Config the workload options use, with the root conftest's defaults."""
-
-    def __init__(self, *args: str, **given: Any):
-        self.invocation_params = types.SimpleNamespace(args=args)
-        defaults = {"frames": 40, "batch": 4, "frame_size": (256, 256), "models": 4, "model_size": "medium",
-                    "provider": "auto", "cuda_option": [], "workload": "writeup"}
-        self.option = types.SimpleNamespace(**{**defaults, **given})
-
-    def getoption(self, name: str) -> Any:
-        return getattr(self.option, name)
-
-    def getini(self, name: str) -> list[str]:
-        return []
-
-
-@pytest.fixture
-def root_conftest(monkeypatch):
-    """The repository's conftest.py under its own module name (pytest's own copy is 'conftest')."""
-    spec = importlib.util.spec_from_file_location("fanbench_root_conftest", ROOT / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_writeup_is_four_resnet18_sized_models_at_256_batch_4_and_1000_frames(root_conftest, monkeypatch):
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
-    config = OptionsOnly()
-    assert apply_named_workload(config) is WORKLOADS["writeup"]
-    resolved = root_conftest.WorkloadConfig.from_config(config)
-    assert (resolved.frames, resolved.batch, resolved.height, resolved.width, resolved.model_count) == (1000, 4, 256, 256, 4)
-    specs = resolved.model_specs()
+def test_writeup_is_four_resnet18_sized_models_at_256_batch_4_and_1000_frames():
+    workload = parse_args(["--workload", "writeup"]).workload
+    assert workload.named == "writeup"
+    assert (workload.frames, workload.batch, workload.frame_size, workload.model_count) == (1000, 4, (256, 256), 4)
+    specs = workload.model_specs()
     base = SIZES["resnet18"]
     assert [(s.width, s.stages, s.blocks, s.classes, s.height, s.width_px) for s in specs] == [
         (base.width, base.stages, base.blocks, base.classes, 256, 256)] * 4
@@ -212,50 +184,52 @@ def test_writeup_is_four_resnet18_sized_models_at_256_batch_4_and_1000_frames(ro
 
 
 @pytest.mark.parametrize("given", [("--frames", "12"), ("--frames=12",)])
-def test_writeup_frames_can_be_overridden(given, monkeypatch):
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
-    config = OptionsOnly(*given, frames=12)
-    apply_named_workload(config)
-    assert config.option.frames == 12
-    assert config.option.model_size == "resnet18"
+def test_writeup_frames_can_be_overridden(given):
+    workload = parse_args(["--workload", "writeup", *given]).workload
+    assert (workload.frames, workload.model_size) == (12, "resnet18")
 
 
-def test_writeup_frames_can_be_overridden_through_pytest_addopts(monkeypatch):
-    monkeypatch.setenv("PYTEST_ADDOPTS", "--frames 7")
-    config = OptionsOnly(frames=7)
-    apply_named_workload(config)
-    assert config.option.frames == 7
+def test_flags_given_through_pytest_addopts_or_the_ini_count_as_given():
+    assert "--frames" in given_flags([], "--frames 7", ())
+    assert "--frames" in given_flags([], "", ["--frames=7"])
+    assert "--frames" not in given_flags(["--frame-size", "8x8"], "", ())
+    values = {**vars(parse_args([]).workload), "workload": "writeup", "cuda_option": [], "model": [],
+              "frames": 7}
+    assert workload_options(values, given_flags([], "--frames 7", ())).frames == 7
 
 
-def test_writeup_refuses_another_model_count_but_accepts_its_own(monkeypatch):
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
-    with pytest.raises(pytest.UsageError, match=r"--workload writeup fixes --models to 4; drop --models"):
-        apply_named_workload(OptionsOnly("--models", "3", models=3))
-    with pytest.raises(pytest.UsageError, match=r"fixes --frame-size to 256x256"):
-        apply_named_workload(OptionsOnly("--frame-size", "128x128", frame_size=(128, 128)))
-    apply_named_workload(OptionsOnly("--models", "4", models=4))
+def test_writeup_refuses_another_model_count_but_accepts_its_own():
+    with pytest.raises(OptionError, match=r"--workload writeup fixes --models to 4; drop --models"):
+        parse_args(["--workload", "writeup", "--models", "3"])
+    with pytest.raises(OptionError, match=r"fixes --frame-size to 256x256"):
+        parse_args(["--workload", "writeup", "--frame-size", "128x128"])
+    assert parse_args(["--workload", "writeup", "--models", "4"]).workload.models == 4
 
 
 def test_without_workload_nothing_changes():
-    config = OptionsOnly(workload=None)
-    assert apply_named_workload(config) is None
-    assert config.option.frames == 40
-    assert config.option.model_size == "medium"
+    workload = parse_args([]).workload
+    assert (workload.named, workload.frames, workload.model_size) == (None, 40, "medium")
+
+
+def test_require_gpu_makes_the_provider_cuda_and_machine_info_says_so():
+    workload = parse_args(["--require-gpu", "--workload", "writeup", "--frames", "9"]).workload
+    assert workload.machine_info() == {"frames": 9, "batch": 4, "frame_size": (256, 256), "models": 4,
+                                       "model_size": "resnet18", "provider": "cuda"}
+    with pytest.raises(OptionError, match=r"--require-gpu contradicts --provider cpu"):
+        parse_args(["--require-gpu", "--provider", "cpu"])
 
 
 @pytest.mark.parametrize(("resolved", "warmup", "stops"), [("cuda", 0, True), ("cuda", 1, False), ("cpu", 0, False)])
-def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(root_conftest, monkeypatch, tmp_path, resolved, warmup,
-                                                               stops):
+def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(monkeypatch, tmp_path, resolved, warmup, stops):
     """--provider auto only learns it runs on CUDA when the workload is built: a cold start ends the run there."""
-    monkeypatch.setattr(root_conftest, "resolve_provider", lambda requested, path, options: resolved)
-    config = OptionsOnly(warmup=warmup)
+    monkeypatch.setattr(fixtures.plugin, "resolve_provider", lambda requested, path, options: resolved)
     if stops:
         with pytest.raises(pytest.exit.Exception, match=r"--provider auto resolved to cuda: --warmup 0 on the CUDA "
                                                         r"provider would time cuDNN's") as stopped:
-            root_conftest.checked_provider(config, "auto", tmp_path / "model.onnx", {})
+            fixtures.plugin.checked_provider("auto", tmp_path / "model.onnx", {}, warmup)
         assert stopped.value.returncode == pytest.ExitCode.USAGE_ERROR
     else:
-        assert root_conftest.checked_provider(config, "auto", tmp_path / "model.onnx", {}) == resolved
+        assert fixtures.plugin.checked_provider("auto", tmp_path / "model.onnx", {}, warmup) == resolved
 
 
 # --- end to end: --require-gpu, the gpu marker, usage errors --------------------------------

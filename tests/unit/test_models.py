@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -106,3 +108,9 @@ def test_bad_specs_are_refused(kwargs, message):
 def test_model_set_refuses_zero_models():
     with pytest.raises(ValueError, match="model count must be at least 1, got 0"):
         model_set(SIZES["tiny"], 0)
+
+
+def test_a_size_resized_keeps_its_shape_and_changes_only_the_input_size():
+    resized = SIZES["resnet18"].sized(128, 96)
+    assert (resized.height, resized.width_px) == (128, 96)
+    assert replace(resized, height=256, width_px=256) == SIZES["resnet18"]

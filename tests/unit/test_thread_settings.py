@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from bench.conftest import cases
+from bench.cases import cases
+from bench.options import parse_args
 from strategies import STRATEGIES, ThreadSettings
 from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError
 from tests.helpers.run_bench import bench_subprocess
@@ -59,16 +60,8 @@ def test_label_and_spec_keep_their_own_order(settings, label, spec):
     assert (settings.label, settings.spec) == (label, spec)
 
 
-class FakeConfig:
-    def __init__(self, **options):
-        self.options = {"strategy": [], "model": [], "models": 4, "threads": [], "batch_k": 4, **options}
-
-    def getoption(self, name):
-        return self.options[name]
-
-
 def test_without_threads_each_strategy_runs_its_default_and_the_classics_also_ort_defaults():
-    ids = [case.id for case in cases(FakeConfig())]
+    ids = [case.id for case in cases(parse_args([]))]
     assert len(ids) == len(STRATEGIES) + 4
     classic = ("serial", "threads", "processes", "asyncio")
     assert [i for i in ids if i.endswith("ort-defaults")] == [f"{name}-ort-defaults" for name in classic]
@@ -76,9 +69,9 @@ def test_without_threads_each_strategy_runs_its_default_and_the_classics_also_or
 
 
 def test_a_sweep_runs_exactly_the_given_settings_for_every_selected_strategy():
-    threads = [ThreadSettings.parse("intra=1,spin=0"), ThreadSettings.parse("default"), ThreadSettings.parse("ort"),
-               ThreadSettings.parse("intra=1,spin=0")]
-    selected = cases(FakeConfig(strategy=["serial", "batched"], threads=threads, batch_k=8))
+    selected = cases(parse_args(["--strategy", "serial", "--strategy", "batched", "--threads", "intra=1,spin=0",
+                                 "--threads", "default", "--threads", "ort", "--threads", "intra=1,spin=0",
+                                 "--batch-k", "8"]))
     assert [case.id for case in selected] == [
         "serial-intra1-spin0", f"serial-{STRATEGIES['serial'].default_settings(4).label}", "serial-ort-defaults",
         "batched-k8-intra1-spin0", f"batched-k8-{STRATEGIES['batched'].default_settings(4).label}",

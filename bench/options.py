@@ -1,0 +1,209 @@
+"""Every fanbench option, declared once (`add_options`), and the one frozen `RunOptions` built
+from them at configure time (`build_run_options`). No pytest import: `parse_args` builds the
+same object with argparse, for tests."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.compare.gates import SYNTAX, Gate, parse_gate
+from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
+from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
+from fixtures.models import SIZES
+from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
+from fixtures.user import model_option
+from strategies import STRATEGIES, CudaOptionError, ThreadChoice, ThreadSettings, ThreadSpecError, parse_cuda_option
+
+
+def at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}.") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}.")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W), both positive."""
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH with positive whole numbers, e.g. 256x256; got {text!r}.")
+    return int(height), int(width)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}.") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}.")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}.")
+    return value
+
+
+def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Callable[[str], Any]:
+    """`parse` as an argparse type: its `error` becomes argparse's one-line refusal."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except error as refused:
+            raise argparse.ArgumentTypeError(str(refused)) from None
+
+    return convert
+
+
+def add_options(add: Callable[..., Any]) -> None:
+    """Declare every option with `add`: pytest's group.addoption or argparse's add_argument."""
+    add("--frames", type=at_least(1), default=40, help="Frames to run through every model (default 40).")
+    add("--batch", type=at_least(1), default=4,
+        help="Batch size: each frame is repeated into a batch of this many (default 4, as the write-up).")
+    add("--frame-size", type=parse_size, default=(256, 256), metavar="HxW",
+        help="Spatial size frames are resized to (default 256x256).")
+    add("--models", type=at_least(1), default=4, metavar="N",
+        help="How many synthetic models run on every frame (default 4).")
+    add("--model-size", choices=sorted(SIZES), default="medium",
+        help="Size of the synthetic models (default medium; resnet18 matches the write-up's class of model).")
+    add("--strategy", action="append", default=[], metavar="NAME",
+        help="Benchmark only this strategy; repeat for several (default: every strategy).")
+    add("--provider", choices=["auto", "cpu", "cuda"], default="auto",
+        help="Execution provider. auto (default) uses CUDA when a session really runs on it, else CPU.")
+    add("--rounds", type=at_least(1), default=3, help="Timed runs per benchmark (default 3).")
+    add("--warmup", type=at_least(0), default=1,
+        help="Untimed warm-up runs per benchmark (default 1; at least 1 on CUDA, for cuDNN's algorithm search).")
+    add("--no-history", action="store_true",
+        help="Do not save this run into the history, nor compare with the last one "
+             "(`pytest bench` does both by default).")
+    # --- users' own models and video (fixtures/user.py, docs/own-models.md) ---
+    add("--model", action="append", type=model_option, default=[], metavar="PATH[@HxW]",
+        help="Benchmark this ONNX model instead of the synthetic ones; repeat for several. @HxW sets "
+             "the input height and width where the model leaves them dynamic.")
+    add("--video", type=Path, default=None, metavar="PATH",
+        help="Decode the frames from this video (OpenCV) instead of the synthetic one.")
+    add("--loop-video", action="store_true",
+        help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
+    # --- thread-settings sweep and batched's frames per call ---
+    add("--threads", action="append", default=[], type=argument_type(ThreadSettings.parse, ThreadSpecError), metavar="SPEC",
+        help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is "
+             "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
+             "intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key left out keeps onnxruntime's "
+             "default). Without --threads: each strategy's default, plus onnxruntime's defaults for "
+             "the classic four.")
+    add("--batch-k", type=at_least(1), default=4, metavar="K",
+        help="Frames stacked into one call per model by the batched strategy (default 4).")
+    # --- scenarios, resource sampling, progress, report directory ---
+    add("--fps", type=parse_fps, default=25.0, metavar="F",
+        help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
+             "rate); 0 runs the offline scenario only.")
+    add("--scenario", choices=["both", "offline", "streaming"], default="both",
+        help="offline: every frame there at the start; streaming: frames arrive at --fps (default both).")
+    add("--no-sampler", action="store_true",
+        help="Do not sample CPU, memory and GPU during the timed rounds (to measure what sampling costs).")
+    add("--sample-rate", type=positive_float, default=2.0, metavar="HZ",
+        help="Resource samples per second during the timed rounds (default 2; each sample reads "
+             "every process's PSS, which costs CPU).")
+    add("--report-dir", default="reports/latest", metavar="DIR",
+        help="Where the report (Markdown, charts, timelines) is written after the run (default reports/latest).")
+    add("--no-report", action="store_true", help="Write no report directory.")
+    add("--no-progress", action="store_true",
+        help="No progress bar (it shows only when stderr is a terminal anyway).")
+    # --- GPU path and named workloads (docs/gpu.md) ---
+    add("--workload", choices=sorted(WORKLOADS), default=None,
+        help="A named workload that sets --models, --model-size, --frame-size, --batch and --frames "
+             "together; only --frames may still be given. writeup: " + WORKLOADS["writeup"].description + ".")
+    add("--require-gpu", action="store_true",
+        help="Fail the run (not skip) unless a session really runs on the CUDA provider; "
+             "implies --provider cuda.")
+    add("--cuda-option", action="append", default=[], type=argument_type(parse_cuda_option, CudaOptionError), metavar="KEY=VALUE",
+        help="A CUDA provider option for every session, e.g. cudnn_conv_algo_search=HEURISTIC or "
+             "device_id=1; repeat for several. Recorded with every result.")
+    # --- reliability and gating (bench/measure/limits.py, bench/compare/gates.py) ---
+    add("--time-limit", type=parse_time_limit, default=None, metavar="SECONDS",
+        help=f"Fail a benchmark whose single run takes longer, and stop its strategy (default: "
+             f"{BASE_S:g} s + {PER_MODEL_FRAME_S:g} s per model per frame).")
+    add("--gate", action="append", type=parse_gate, default=[], metavar="GATE",
+        help=f"Fail the session unless one benchmark is FACTOR times as fast as another in this run: "
+             f"{SYNTAX}. Repeat for several.")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every option of a run, checked and with the named workload and --require-gpu applied."""
+
+    workload: WorkloadOptions
+    strategies: tuple[str, ...]  # --strategy, else every registered one in registry order
+    threads: tuple[ThreadChoice, ...]
+    batch_k: int
+    rounds: int
+    warmup: int
+    time_limit: float | None  # None: the per-workload default (bench/measure/limits.py)
+    scenarios: tuple[Scenario, ...]
+    sampler: bool
+    sample_rate: float
+    progress: bool
+    history: bool
+    report_dir: Path | None  # None: no report (--no-report, --benchmark-disable or --benchmark-skip)
+    gates: tuple[Gate, ...]
+    # pytest-benchmark's own options, as given
+    benchmark_disabled: bool  # --benchmark-disable or --benchmark-skip
+    compare_fail: tuple[Any, ...]  # --benchmark-compare-fail checks
+    storage: str
+    netrc: str
+    save: str | None
+    autosave: bool
+    compare: Any  # None: not asked; []: --benchmark-compare without a number
+
+    def strategy_arguments(self, name: str) -> tuple[tuple[str, Any], ...]:
+        """Constructor arguments of strategy `name` taken from options: batched's frames per call."""
+        return (("k", self.batch_k),) if name == "batched" else ()
+
+
+def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunOptions:
+    """RunOptions from the parsed command line (`vars(config.option)`); OptionError when options contradict."""
+    workload = workload_options(values, given)
+    refusal = cold_start_refusal(workload.provider, values["warmup"])
+    if refusal is not None:
+        raise OptionError(refusal)
+    unknown = [name for name in values["strategy"] if name not in STRATEGIES]
+    if unknown:
+        raise OptionError(f"--strategy: unknown strategy {unknown[0]!r}; choose from: {', '.join(STRATEGIES)}.")
+    try:
+        scenarios = selected_scenarios(values["scenario"], values["fps"])
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+    disabled = bool(values["benchmark_disable"] or values["benchmark_skip"])
+    return RunOptions(
+        workload=workload, strategies=tuple(values["strategy"] or STRATEGIES), threads=tuple(values["threads"]),
+        batch_k=values["batch_k"], rounds=values["rounds"], warmup=values["warmup"], time_limit=values["time_limit"],
+        scenarios=tuple(scenarios), sampler=not values["no_sampler"], sample_rate=values["sample_rate"],
+        progress=not values["no_progress"], history=not values["no_history"],
+        report_dir=None if values["no_report"] or disabled else Path(values["report_dir"]),
+        gates=tuple(values["gate"]), benchmark_disabled=disabled,
+        compare_fail=tuple(values["benchmark_compare_fail"] or ()), storage=values["benchmark_storage"],
+        netrc=values["benchmark_netrc"], save=values["benchmark_save"], autosave=bool(values["benchmark_autosave"]),
+        compare=values["benchmark_compare"])
+
+
+# pytest-benchmark's options RunOptions reads, at their defaults (for parse_args).
+BENCHMARK_DEFAULTS = {"benchmark_disable": False, "benchmark_skip": False, "benchmark_compare_fail": None,
+                      "benchmark_storage": "file://./.benchmarks", "benchmark_netrc": "", "benchmark_save": None,
+                      "benchmark_autosave": False, "benchmark_compare": None}
+
+
+def parse_args(args: Sequence[str]) -> RunOptions:
+    """RunOptions of a command line of fanbench's options alone (for tests)."""
+    parser = argparse.ArgumentParser()
+    add_options(parser.add_argument)
+    values = {**BENCHMARK_DEFAULTS, **vars(parser.parse_args(list(args)))}
+    return build_run_options(values, given_flags(args, "", ()))
