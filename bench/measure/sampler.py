@@ -225,6 +225,9 @@ class Sampler:
 def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) -> None:
     """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the benchmark's to handle; it closes the pipe
+    # The lowest CPU priority: where the benchmark keeps every core busy (onnxruntime's spinning pools),
+    # a sample waits for an idle moment instead of taking a core from a timed thread.
+    os.nice(19)
     if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see SamplerProcess), now ignored
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     conn.send(("ok", None))

@@ -10,6 +10,7 @@ import types
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import psutil
 import pytest
 
 from bench.measure.machine import GpuReading, NvmlReader, gpu_list, gpu_machine_info, open_gpu
@@ -201,6 +202,11 @@ def test_the_sampler_process_survives_ctrl_c_and_reports_errors_in_one_line(samp
     sampler_process.stop()
     sampler_process.stop()  # stopping twice is harmless, as for the thread sampler
     assert sampler_process.summary().samples >= 2
+
+
+def test_the_sampler_process_runs_at_the_lowest_cpu_priority(sampler_process):
+    # Where onnxruntime's spinning pools keep every core busy, a sample must wait rather than take a core.
+    assert psutil.Process(sampler_process.process.pid).nice() == 19
 
 
 def test_closing_the_sampler_process_twice_is_harmless(sampler_process):
