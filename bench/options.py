@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.compare.gates import SYNTAX, Gate, parse_gate
-from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, parse_time_limit
+from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, checked_float, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from fixtures.models import SIZES
 from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
@@ -41,16 +41,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}.") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}.")
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}.")
-    return value
+def sample_rate(text: str) -> float:
+    """--sample-rate HZ: from one sample every 100 s to 1000 a second (a rate near 0 would mean an
+    interval too long for the sampler to wait on)."""
+    return checked_float(text, lambda value: 0.01 <= value <= 1000, "a number of samples per second",
+                         "must be between 0.01 and 1000 samples per second")
 
 
 def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Callable[[str], Any]:
@@ -110,7 +105,7 @@ def add_options(add: Callable[..., Any]) -> None:
         help="offline: every frame there at the start; streaming: frames arrive at --fps (default both).")
     add("--no-sampler", action="store_true",
         help="Do not sample CPU, memory and GPU during the timed rounds (to measure what sampling costs).")
-    add("--sample-rate", type=positive_float, default=2.0, metavar="HZ",
+    add("--sample-rate", type=sample_rate, default=2.0, metavar="HZ",
         help="Resource samples per second during the timed rounds (default 2; each sample reads "
              "every process's PSS, which costs CPU).")
     add("--report-dir", default="reports/latest", metavar="DIR",

@@ -77,6 +77,8 @@ CASES = [
     ("fps-too-low", ["--fps", "1e-300"],
      r"argument --fps: must be 0 \(offline only\) or a finite frame rate of at least 0\.001 \(one frame every "
      r"1000 s\), got '1e-300'\."),
+    ("sample-rate-too-low", ["--sample-rate", "1e-300"],
+     r"argument --sample-rate: must be between 0\.01 and 1000 samples per second, got '1e-300'\."),
     ("fps-not-a-number", ["--fps", "nan"], r"argument --fps: must be 0 \(offline only\) or a finite frame rate"),
     ("streaming-without-fps", ["--fps", "0", "--scenario", "streaming"],
      r"ERROR: --scenario streaming needs a frame rate: give --fps above 0\."),
