@@ -33,6 +33,7 @@ from bench.compare.comparability import machine_differences, one_unmeasured, wor
 from bench.compare.saved import load_run
 from bench.measure.limits import checked_float
 from bench.measure.measurement import HistoryError
+from bench.measure.metrics import median_ratio_interval
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -63,10 +64,6 @@ def rounds_of(benchmark: Mapping[str, Any]) -> list[float]:
     return [float(value) for value in rounds]
 
 
-def _median_ratio(old: np.ndarray, new: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.median(new, axis=axis) / np.median(old, axis=axis)
-
-
 def minimum_p(old_count: int, new_count: int) -> float:
     """The smallest two-sided exact Mann-Whitney p-value for samples of these sizes."""
     return min(1.0, 2.0 / math.comb(old_count + new_count, old_count))
@@ -83,14 +80,7 @@ def compare_rounds(name: str, old: Sequence[float], new: Sequence[float], *, alp
     if len(old_a) < 2 or len(new_a) < 2:
         return Comparison(name, old_median, new_median, ratio, None, None, None, min_p, "too few rounds")
     p_value = float(stats.mannwhitneyu(new_a, old_a, alternative="two-sided").pvalue)
-    ci_low = ci_high = None
-    if np.ptp(old_a) > 0 or np.ptp(new_a) > 0:  # with no spread at all there is nothing to resample
-        interval = stats.bootstrap((old_a, new_a), _median_ratio, paired=False, vectorized=True,
-                                   confidence_level=confidence, n_resamples=resamples, method="percentile",
-                                   rng=np.random.default_rng(seed)).confidence_interval
-        ci_low, ci_high = float(interval.low), float(interval.high)
-    else:
-        ci_low = ci_high = ratio
+    ci_low, ci_high = median_ratio_interval(old_a, new_a, confidence=confidence, resamples=resamples, seed=seed)
     if p_value < alpha and ratio > 1 + min_effect:
         verdict = "slower"
     elif p_value < alpha and ratio < 1 / (1 + min_effect):

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from bench.measure.metrics import median_ratio_interval
 from strategies import Strategy, StrategyUnavailable, ThreadSettings, Workload
 
 
@@ -71,12 +72,17 @@ class HarnessOverhead:
     harness_s: float  # median wall of the timed rounds, as the table reports it
     bare_s: float  # median of the bare loops
     rounds: int
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval of the fraction; None: one round
 
     @classmethod
     def of(cls, harness_walls: Sequence[float], bare_walls: Sequence[float]) -> HarnessOverhead:
         if not harness_walls or not bare_walls:
             raise ValueError("harness overhead needs at least one timed round and one bare loop.")
-        return cls(statistics.median(harness_walls), statistics.median(bare_walls), len(bare_walls))
+        interval = None
+        if len(harness_walls) > 1 and len(bare_walls) > 1:
+            low, high = median_ratio_interval(bare_walls, harness_walls)
+            interval = (low - 1, high - 1)
+        return cls(statistics.median(harness_walls), statistics.median(bare_walls), len(bare_walls), interval)
 
     @property
     def fraction(self) -> float:
@@ -84,7 +90,11 @@ class HarnessOverhead:
         return self.harness_s / self.bare_s - 1 if self.bare_s > 0 else 0.0
 
     def line(self, label: str) -> str:
-        return (f"harness overhead of {label}: {self.fraction:+.1%} (timed rounds {self.harness_s:.4f} s, "
+        spread = ""
+        if self.interval is not None:
+            low, high = self.interval
+            spread = f", 95% CI {low:+.1%} to {high:+.1%}" + (": within the rounds' noise" if low <= 0 <= high else "")
+        return (f"harness overhead of {label}: {self.fraction:+.1%}{spread} (timed rounds {self.harness_s:.4f} s, "
                 f"bare loop over the same sessions {self.bare_s:.4f} s, medians of {self.rounds} paired rounds)")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from strategies import RunResult
 
@@ -116,3 +117,21 @@ def timeline(run: RunResult, period: float = 0.0) -> dict[str, Any]:
         columns["end"].append(round(call.end - run.start, TIMELINE_DECIMALS))
         columns["lane"].append(lane_index[call.lane])
     return {"wall_s": round(run.wall_s, TIMELINE_DECIMALS), "period_s": period, "lanes": lanes, **columns}
+
+
+def _median_ratio(old: np.ndarray, new: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(new, axis=axis) / np.median(old, axis=axis)
+
+
+def median_ratio_interval(old: Sequence[float], new: Sequence[float], *, confidence: float = 0.95,
+                          resamples: int = 9999, seed: int = 0) -> tuple[float, float]:
+    """The bootstrap interval (percentile) of median(new) / median(old) over the rounds; the
+    ratio itself, twice, when neither sample has any spread to resample."""
+    old_a, new_a = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
+    if np.ptp(old_a) == 0 and np.ptp(new_a) == 0:
+        ratio = float(np.median(new_a) / np.median(old_a))
+        return ratio, ratio
+    interval = stats.bootstrap((old_a, new_a), _median_ratio, paired=False, vectorized=True, confidence_level=confidence,
+                               n_resamples=resamples, method="percentile",
+                               rng=np.random.default_rng(seed)).confidence_interval
+    return float(interval.low), float(interval.high)

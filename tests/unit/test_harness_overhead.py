@@ -33,7 +33,25 @@ def test_overhead_is_the_median_timed_round_over_the_median_bare_loop():
     overhead = HarnessOverhead.of([1.01, 1.02, 1.30], [1.00, 0.99, 1.01])
     assert overhead.fraction == pytest.approx(0.02)
     assert overhead.rounds == 3
-    assert overhead.line("serial-ort-defaults").startswith("harness overhead of serial-ort-defaults: +2.0% (")
+    assert overhead.line("serial-ort-defaults").startswith("harness overhead of serial-ort-defaults: +2.0%, 95% CI ")
+
+
+@pytest.mark.parametrize(("harness", "bare", "within"), [
+    pytest.param([1.10, 1.11, 1.12, 1.10, 1.11], [1.00, 1.01, 1.00, 1.01, 1.00], False, id="clear-overhead"),
+    pytest.param([1.05, 0.90, 1.20, 0.95, 1.10], [1.00, 1.15, 0.92, 1.08, 0.97], True, id="noise"),
+])
+def test_the_overhead_carries_the_interval_of_its_rounds_and_says_when_noise_covers_it(harness, bare, within):
+    overhead = HarnessOverhead.of(harness, bare)
+    low, high = overhead.interval
+    assert low <= overhead.fraction <= high
+    assert (low <= 0 <= high) is within
+    assert ("within the rounds' noise" in overhead.line("serial")) is within
+
+
+def test_one_round_has_no_interval():
+    overhead = HarnessOverhead.of([1.1], [1.0])
+    assert overhead.interval is None
+    assert "CI" not in overhead.line("serial")
 
 
 def test_overhead_needs_both_sides():
