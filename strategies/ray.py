@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -51,6 +52,18 @@ def local_ray_temp_dir() -> str:
     return tempfile.mkdtemp(prefix="fb-ray-", dir=base if len(base) <= 40 else "/tmp")
 
 
+def init_ray(ray: Any, **options: Any) -> Any:
+    """`ray.init`, keeping the caller's SIGTERM handler: Ray installs one that exits at once
+    (SystemExit), which would bypass the suite's own (SIGTERM ends a run like Ctrl-C)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        return ray.init(log_to_driver=False, configure_logging=False, **options)
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def start_local_ray(ray: Any) -> LocalRay:
     """Start the process's local Ray instance once (outside every timed region); it is shut down at exit."""
     global _local
@@ -59,8 +72,7 @@ def start_local_ray(ray: Any) -> LocalRay:
             temp_dir = local_ray_temp_dir()
             started = time.perf_counter()
             try:
-                context = ray.init(num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir,
-                                   log_to_driver=False, configure_logging=False)
+                context = init_ray(ray, num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir)
             except BaseException:
                 shutil.rmtree(temp_dir, ignore_errors=True)
                 raise
@@ -144,7 +156,7 @@ class RayActors(Strategy):
             self.startup_s, self.ray_address = local.startup_s, local.address
         elif not ray.is_initialized():
             started = time.perf_counter()
-            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            init_ray(ray, address=self.address)
             self.startup_s = time.perf_counter() - started
             self.ray_address = ray.get_runtime_context().gcs_address
         if self.workload.provider == "cuda" and ray.cluster_resources().get("GPU", 0) <= 0:
