@@ -200,7 +200,8 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
     return RunOptions(
         workload=workload, strategies=tuple(values["strategy"] or STRATEGIES), threads=tuple(values["threads"]),
         batch_k=values["batch_k"], ray_address=values["ray_address"],
-        ray_gpus_per_actor=values["ray_gpus_per_actor"], rounds=values["rounds"], warmup=values["warmup"], time_limit=values["time_limit"],
+        ray_gpus_per_actor=values["ray_gpus_per_actor"], rounds=values["rounds"], warmup=values["warmup"],
+        time_limit=values["time_limit"],
         scenarios=tuple(scenarios), sampler=not values["no_sampler"], sample_rate=values["sample_rate"],
         progress=not values["no_progress"], history=not values["no_history"],
         report_dir=None if values["no_report"] or disabled else Path(values["report_dir"]),

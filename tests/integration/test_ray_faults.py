@@ -65,7 +65,8 @@ def test_actor_killed_mid_run_fails_in_one_line_and_leaves_nothing(tiny_workload
         ray_strategy.shutdown_local_ray()
     message = str(failure.value)
     assert "\n" not in message, message
-    assert f"model {tiny_workload.names[1]!r}" in message and "died" in message, message
+    assert f"model {tiny_workload.names[1]!r}" in message, message
+    assert "died" in message, message
     assert message.startswith("ray: "), message
     _, alive = psutil.wait_procs(started, timeout=15)
     assert not alive, f"Ray processes left running: {alive}"
@@ -92,7 +93,8 @@ def test_info_records_version_address_placement_and_startup(tiny_workload) -> No
     finally:
         ray_strategy.shutdown_local_ray()
     assert info["ray_version"] == ray.__version__
-    assert info["ray_address"] == "local" and info["ray_gcs_address"]
+    assert info["ray_address"] == "local"
+    assert info["ray_gcs_address"]
     assert info["ray_startup_s"] > 0
     assert [each["model"] for each in info["ray_placement"]] == tiny_workload.names
     assert all(each["pid"] > 0 and each["node_ip"] for each in info["ray_placement"])

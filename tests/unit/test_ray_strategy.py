@@ -45,8 +45,13 @@ def test_ray_options_reach_the_strategy_only_when_given():
 def test_a_bad_gpu_share_is_refused_in_one_line_naming_it(text):
     with pytest.raises(argparse.ArgumentTypeError) as refused:
         gpu_share(text)
-    assert repr(text) in str(refused.value) and "\n" not in str(refused.value)
-    assert gpu_share("2") == 2.0 and gpu_share("0.25") == 0.25
+    assert repr(text) in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_gpu_share_or_whole_gpus_is_taken():
+    assert gpu_share("0.25") == 0.25
+    assert gpu_share("2") == 2.0
 
 
 def test_one_line_keeps_the_cause_and_drops_rays_traceback():
