@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-from importlib import metadata
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,14 +158,6 @@ def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
         return {"gpu": None, "gpu_unavailable": str(reason)}
 
 
-def installed_version(package: str) -> str | None:
-    """The installed version of `package` without importing it (Ray's import takes a second)."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str]) -> dict[str, Any]:
     """The "fanbench" entry of a saved run's machine_info. `workload`: the WORKLOAD_KEYS as asked for, with
     their effective values (after --workload, --require-gpu; what each benchmark timed is in its extra_info);
@@ -178,7 +169,6 @@ def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str]) -
         "available_providers": ort.get_available_providers(),
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
-        "ray": installed_version("ray"),  # the `ray` strategy's engine (docs/ray.md); None: not installed
         "usable_cores": usable_cores(),
         "gpus": gpu_list(),
         "workload": {key: workload[key] for key in WORKLOAD_KEYS},
