@@ -48,6 +48,12 @@ def sample_rate(text: str) -> float:
                          "must be between 0.01 and 1000 samples per second")
 
 
+def gpu_share(text: str) -> float:
+    """--ray-gpus-per-actor: a GPU share between 0 and 1, or a whole number of GPUs."""
+    return checked_float(text, lambda value: 0 <= value <= 1 or (value > 1 and value.is_integer()),
+                         "a share of a GPU", "must be between 0 and 1, or a whole number of GPUs")
+
+
 def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Callable[[str], Any]:
     """`parse` as an argparse type: its `error` becomes argparse's one-line refusal."""
     def convert(text: str) -> Any:
@@ -97,6 +103,11 @@ def add_options(add: Callable[..., Any]) -> None:
              "the classic four.")
     add("--batch-k", type=at_least(1), default=4, metavar="K",
         help="Frames stacked into one call per model by the batched strategy (default 4).")
+    add("--ray-address", default=None, metavar="ADDRESS",
+        help="The ray strategy joins this running Ray cluster (host:port, or auto) and leaves it running "
+             "(default: a local Ray instance started for the run and shut down after it; docs/ray.md).")
+    add("--ray-gpus-per-actor", type=gpu_share, default=None, metavar="SHARE",
+        help="The share of a GPU each ray actor asks for (default 1/models with the CUDA provider, 0 on the CPU).")
     # --- scenarios, resource sampling, progress, report directory ---
     add("--fps", type=parse_fps, default=25.0, metavar="F",
         help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
@@ -140,6 +151,8 @@ class RunOptions:
     strategies: tuple[str, ...]  # --strategy, else every registered one in registry order
     threads: tuple[ThreadChoice, ...]
     batch_k: int
+    ray_address: str | None  # None: the ray strategy starts a local instance
+    ray_gpus_per_actor: float | None  # None: 1/models on CUDA, 0 on the CPU
     rounds: int
     warmup: int
     time_limit: float | None  # None: the per-workload default (bench/measure/limits.py)
@@ -160,8 +173,14 @@ class RunOptions:
     compare: Any  # None: not asked; []: --benchmark-compare without a number
 
     def strategy_arguments(self, name: str) -> tuple[tuple[str, Any], ...]:
-        """Constructor arguments of strategy `name` taken from options: batched's frames per call."""
-        return (("k", self.batch_k),) if name == "batched" else ()
+        """Constructor arguments of strategy `name` taken from options: batched's frames per call,
+        ray's cluster address and GPU share (only those given, so ids stay short)."""
+        if name == "batched":
+            return (("k", self.batch_k),)
+        if name == "ray":
+            given = (("address", self.ray_address), ("gpus_per_actor", self.ray_gpus_per_actor))
+            return tuple((key, value) for key, value in given if value is not None)
+        return ()
 
 
 def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunOptions:
@@ -180,7 +199,9 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
     disabled = bool(values["benchmark_disable"] or values["benchmark_skip"])
     return RunOptions(
         workload=workload, strategies=tuple(values["strategy"] or STRATEGIES), threads=tuple(values["threads"]),
-        batch_k=values["batch_k"], rounds=values["rounds"], warmup=values["warmup"], time_limit=values["time_limit"],
+        batch_k=values["batch_k"], ray_address=values["ray_address"],
+        ray_gpus_per_actor=values["ray_gpus_per_actor"], rounds=values["rounds"], warmup=values["warmup"],
+        time_limit=values["time_limit"],
         scenarios=tuple(scenarios), sampler=not values["no_sampler"], sample_rate=values["sample_rate"],
         progress=not values["no_progress"], history=not values["no_history"],
         report_dir=None if values["no_report"] or disabled else Path(values["report_dir"]),

@@ -39,6 +39,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         except StrategyError as error:  # leaving `with` stops the strategy: lanes end, workers are killed
             failed = error  # a model that failed, a worker that died or hung, the time limit: said in one line
         providers = set(strategy.providers_used)
+        strategy_info = strategy.info()
     if failed is not None:
         advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
         pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
@@ -52,7 +53,8 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts,
         provider_options=workload.provider_options, tolerance=str(calibration), equivalence=calibration.as_dict(),
         resources=round_hooks.resources(), sample_rate=run_options.sample_rate,
-        gpu_absent=gpu_probe.reason, packing_limit=packing_limit, overhead=overhead)
+        gpu_absent=gpu_probe.reason, packing_limit=packing_limit, overhead=overhead,
+        strategy_info=strategy_info)
     benchmark.extra_info.update(measurement.extra_info())
     if overhead is not None:
         run_state.overhead_lines.append(overhead.line(case.id))

@@ -122,6 +122,11 @@ class Strategy(ABC):
     def open(self) -> None:
         """Build what the strategy needs (outside the timed region)."""
 
+    def info(self) -> dict[str, Any]:
+        """Facts of this strategy's set-up worth recording with its results (`ray`: version,
+        address, placement, start-up time); read while it is open. Nothing by default."""
+        return {}
+
     def close(self) -> None:
         """Release everything `open` built. Safe to call twice and after a failed `open`."""
 

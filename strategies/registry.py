@@ -12,16 +12,18 @@ from strategies.iobinding import IOBinding
 from strategies.merged import Merged
 from strategies.processes import Processes
 from strategies.processes_shm import ProcessesShm
+from strategies.ray import RayActors
 from strategies.run_async import RunAsync
 from strategies.serial import Serial
 from strategies.threads import Threads
 
 # Order is the order of the table: the reference first, then the write-up's classics, then
-# the strategies that fix their flaws, then the GPU techniques (which also run on the CPU).
+# the strategies that fix their flaws, then the GPU techniques (which also run on the CPU), then
+# the one that spreads models over a Ray cluster.
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Serial, Threads, Processes, Asyncio,
     AsyncioThreads, ProcessesShm, Fanout, Merged, RunAsync, Batched,
-    IOBinding, CudaGraph,
+    IOBinding, CudaGraph, RayActors,
 )}
 
 #: The write-up's four; they are also benchmarked with onnxruntime's default thread settings.

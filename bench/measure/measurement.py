@@ -16,7 +16,7 @@ from strategies import RunResult, ThreadSettings
 # extra_info["schema_version"]; a run saved before it was added has none, which reads as 0.
 SCHEMA_VERSION = 1
 # Stored only where measured (serial, offline), as before the schema version: other benchmarks lack the keys.
-ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s")
+ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info")  # stored only when not None / {}
 
 
 class HistoryError(ValueError):
@@ -81,6 +81,9 @@ class Measurement:
     # serial, offline: the timed rounds against bare loops over the same sessions (HarnessOverhead)
     harness_overhead: float | None = None
     bare_loop_s: float | None = None
+    # What the strategy reports of its own set-up (Strategy.info): ray's version, address, placement
+    # and start-up time (outside the timed rounds); {} for the others.
+    strategy_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -90,7 +93,7 @@ class Measurement:
         """What is stored into pytest-benchmark's history, next to its own timing statistics."""
         info = asdict(self)
         for key in ONLY_WHEN_MEASURED:
-            if info[key] is None:
+            if info[key] is None or info[key] == {}:
                 del info[key]
         return {**info, "schema_version": SCHEMA_VERSION}
 
@@ -115,7 +118,8 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
                       model_set_hash: str, provider_options: Mapping[str, str], tolerance: str,
                       equivalence: Mapping[str, Any], resources: ResourceSummary | None, sample_rate: float,
                       gpu_absent: str | None, packing_limit: PackingLimit,
-                      overhead: HarnessOverhead | None = None) -> Measurement:
+                      overhead: HarnessOverhead | None = None,
+                      strategy_info: Mapping[str, Any] | None = None) -> Measurement:
     """Summarise the timed runs by the run with the median wall time: every field, computed once."""
     median = median_run(runs)
     frames = len(median.outputs[0]) if median.outputs else 0
@@ -144,4 +148,5 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
         sampler_rate_hz=sample_rate if resources is not None else None,
         timeline=timeline(median, scenario.period), provider_options=dict(provider_options), tolerance=tolerance,
         equivalence=dict(equivalence), packing_limit=packing_limit.as_dict(),
-        harness_overhead=overhead.fraction if overhead else None, bare_loop_s=overhead.bare_s if overhead else None)
+        harness_overhead=overhead.fraction if overhead else None, bare_loop_s=overhead.bare_s if overhead else None,
+        strategy_info=dict(strategy_info or {}))

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from bench.measure.harness import opened
 from strategies import STRATEGIES, ThreadSettings, assert_equivalent, get_strategy
 
-# Strategies that start processes are slow to open; they run in the slow tier.
-PROCESS_STRATEGIES = {"processes", "processes_shm"}
+# Strategies that start processes (ray: a Ray instance and its actors) are slow to open; they run in the slow tier.
+PROCESS_STRATEGIES = {"processes", "processes_shm", "ray"}
 
 
 def strategy_params():

@@ -1,0 +1,259 @@
+"""`ray`: one Ray actor per model, frames shared through Ray's object store (docs/ray.md).
+
+Ray is an optional dependency (`pip install -e '.[ray]'`): it is imported inside the
+strategy only, so the library works without it and the strategy is then skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
+from strategies.records import CallRecord, Outputs, empty_outputs
+from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.settings import ThreadSettings, usable_cores
+
+#: How often the driver wakes while it waits for an actor's answer, to honour stop and deadline.
+POLL_S = 0.2
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise StrategyUnavailable("ray: Ray is not installed; install it with `pip install -e '.[ray]'`.") from None
+    return ray
+
+
+@dataclass
+class LocalRay:
+    """The Ray instance this process started (one per process, shared by every `ray` benchmark)."""
+
+    temp_dir: str
+    startup_s: float
+    address: str
+
+
+_local: LocalRay | None = None
+_local_lock = threading.Lock()
+
+
+def local_ray_temp_dir() -> str:
+    """A short directory of the run's own: Ray's socket paths under it must stay below ~107 characters."""
+    base = tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="fb-ray-", dir=base if len(base) <= 40 else "/tmp")
+
+
+def init_ray(ray: Any, **options: Any) -> Any:
+    """`ray.init`, keeping the caller's SIGTERM handler: Ray installs one that exits at once
+    (SystemExit), which would bypass the suite's own (SIGTERM ends a run like Ctrl-C)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        return ray.init(log_to_driver=False, configure_logging=False, **options)
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def start_local_ray(ray: Any) -> LocalRay:
+    """Start the process's local Ray instance once (outside every timed region); it is shut down at exit."""
+    global _local
+    with _local_lock:
+        if _local is None:
+            temp_dir = local_ray_temp_dir()
+            started = time.perf_counter()
+            try:
+                context = init_ray(ray, num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir)
+            except BaseException:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+                raise
+            _local = LocalRay(temp_dir, time.perf_counter() - started, context.address_info.get("gcs_address", "local"))
+            atexit.register(shutdown_local_ray)
+        return _local
+
+
+def shutdown_local_ray() -> None:
+    """Stop the local Ray instance this process started (its processes end) and remove its files."""
+    global _local
+    with _local_lock:
+        local, _local = _local, None
+        if local is None:
+            return
+        import ray
+        ray.shutdown()
+        shutil.rmtree(local.temp_dir, ignore_errors=True)
+
+
+class ModelActor:
+    """Runs in the actor's process: its own session, timed with the wall clock both sides agree on."""
+
+    def __init__(self, path: str, settings: ThreadSettings, provider: str, provider_options: dict[str, str]):
+        self.session = make_session(path, settings, provider, provider_options)
+        self.input_name = io_names(self.session)[0]
+
+    def describe(self) -> dict[str, Any]:
+        import ray
+        context = ray.get_runtime_context()
+        return {"provider": provider_used(self.session), "pid": os.getpid(), "node_id": context.get_node_id(),
+                "node_ip": ray.util.get_node_ip_address(), "gpus": [str(gpu) for gpu in ray.get_gpu_ids()]}
+
+    def run(self, frame: Any) -> tuple[Outputs, float, float]:
+        # time.time, not perf_counter: the driver converts it to its own clock (see RayActors._execute).
+        start = time.time()
+        outputs = tuple(self.session.run(None, {self.input_name: frame}))
+        return outputs, start, time.time()
+
+
+class RayActors(Strategy):
+    """One Ray actor per model, each holding its own session; each frame is put into Ray's object
+    store once, and the same reference goes to every actor reading that input.
+
+    What it is for: spreading models over several GPUs or machines with the engine teams already
+    use. Its costs on one host: a task submission and an object-store round trip per call, and a
+    process per model (outside the clock). By default the first `open` of the process starts a
+    local Ray instance (usable cores, no dashboard, files under a temporary directory of its own),
+    shared by every later `ray` benchmark and shut down at exit; `address` joins a running cluster
+    instead and leaves it running. `gpus_per_actor`: each actor's share of a GPU (default 1/models
+    on CUDA, so that models share GPUs when there are fewer GPUs than models; 0 on the CPU).
+    A frame is complete when every actor has returned it (per-frame, so it streams).
+    """
+
+    name = "ray"
+    models_at_once = True
+
+    def __init__(self, workload: Any, settings: ThreadSettings | None = None, clock: Any = time.perf_counter,
+                 address: str | None = None, gpus_per_actor: float | None = None):
+        super().__init__(workload, settings, clock)
+        self.address = address
+        if gpus_per_actor is None:
+            gpus_per_actor = 1 / len(workload.models) if workload.provider == "cuda" else 0.0
+        self.gpus_per_actor = gpus_per_actor
+        self.actors: list[Any] | None = None
+        self.placement: list[dict[str, Any]] = []
+        self.startup_s: float | None = None
+        self.ray_address = ""
+
+    def open(self) -> None:
+        ray = import_ray()
+        try:
+            self._open(ray)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, ray: Any) -> None:
+        if self.address is None:
+            local = start_local_ray(ray)
+            self.startup_s, self.ray_address = local.startup_s, local.address
+        elif not ray.is_initialized():
+            started = time.perf_counter()
+            init_ray(ray, address=self.address)
+            self.startup_s = time.perf_counter() - started
+            self.ray_address = ray.get_runtime_context().gcs_address
+        if self.workload.provider == "cuda" and ray.cluster_resources().get("GPU", 0) <= 0:
+            raise StrategyUnavailable("ray: this run's provider is CUDA but the Ray cluster has no GPU.")
+        # num_cpus=0: the thread settings decide the cores a session uses; Ray's CPU count would
+        # otherwise refuse to place more actors than cores.
+        actor_class = ray.remote(num_cpus=0, num_gpus=self.gpus_per_actor, max_restarts=0)(ModelActor)
+        self.actors = [actor_class.remote(str(model.path), self.settings, self.workload.provider,
+                                          self.workload.provider_options) for model in self.workload.models]
+        self.placement = []
+        for name, actor in zip(self.workload.names, self.actors, strict=True):
+            try:
+                self.placement.append(ray.get(actor.describe.remote()))
+            except ray.exceptions.RayError as error:
+                raise StrategyError(f"{self.name}: model {name!r}: its actor could not start: {one_line(error)}") from None
+        self.providers_used = [each["provider"] for each in self.placement]
+        self.lanes = [f"ray-{each['node_ip']}-{each['pid']}" for each in self.placement]
+
+    @property
+    def pids(self) -> list[int]:
+        """The actors' process ids, in model order (tests kill them)."""
+        return [each["pid"] for each in self.placement]
+
+    def info(self) -> dict[str, Any]:
+        ray = import_ray()
+        return {"ray_version": ray.__version__, "ray_address": self.address or "local",
+                "ray_gcs_address": self.ray_address, "ray_startup_s": self.startup_s,
+                "ray_gpus_per_actor": self.gpus_per_actor,
+                "ray_placement": [{"model": name, "node_ip": each["node_ip"], "node_id": each["node_id"],
+                                   "pid": each["pid"], "gpus": each["gpus"]}
+                                  for name, each in zip(self.workload.names, self.placement, strict=False)]}
+
+    def close(self) -> None:
+        # Only this run's actors: a joined cluster is left as it was; the local instance lives
+        # until the process exits (shutdown_local_ray), shared by the run's other benchmarks.
+        release(self, "actors", kill_actors)
+
+    def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
+        if self.actors is None:
+            raise StrategyError(f"{self.name}: the strategy is closed (an earlier run lost an actor or was "
+                                "interrupted, which closes it); open a new one.")
+        ray = import_ray()
+        # The actors time their calls with time.time; this maps it onto the strategy's clock.
+        offset = self.clock() - time.time()
+        models = self.workload.models
+        pending: list[list[Any]] = [[] for _ in models]
+        try:
+            for frame in range(self.workload.frame_count):
+                arrivals.wait_for(frame, self.clock)
+                refs = {}  # models that read the same array get the same reference
+                for model, (spec, actor) in enumerate(zip(models, self.actors, strict=True)):
+                    key = id(spec.frames)
+                    if key not in refs:
+                        refs[key] = ray.put(spec.frames[frame])
+                    pending[model].append(actor.run.remote(refs[key]))
+            outputs = empty_outputs(len(models), self.workload.frame_count)
+            calls = []
+            for model, refs_of_model in enumerate(pending):
+                for frame, ref in enumerate(refs_of_model):
+                    result, start, end = self._answer(ray, ref, arrivals, model, frame)
+                    outputs[model][frame] = result
+                    calls.append(CallRecord(model, frame, 1, start + offset, end + offset, self.lanes[model]))
+            return outputs, calls
+        except BaseException:
+            self.close()  # answers in flight: nothing reliable can follow (as processes_shm does)
+            raise
+
+    def _answer(self, ray: Any, ref: Any, arrivals: Arrivals, model: int, frame: int) -> Any:
+        """One actor's answer, waking every POLL_S for the stop request and the deadline."""
+        name = self.workload.names[model]
+        while True:
+            arrivals.check_deadline(self.clock)
+            try:
+                return ray.get(ref, timeout=POLL_S)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except ray.exceptions.RayActorError as error:
+                pid = self.placement[model]["pid"]
+                raise StrategyError(f"{self.name}: model {name!r}: its actor (pid {pid}) died on frame {frame}: "
+                                    f"{one_line(error)}") from None
+            except ray.exceptions.RayTaskError as error:
+                raise StrategyError(f"{self.name}: model {name!r} failed on frame {frame}: {one_line(error)}") from None
+
+
+def kill_actors(actors: list[Any]) -> None:
+    import ray
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # already dead, or the cluster is gone
+            pass
+
+
+def one_line(error: BaseException) -> str:
+    """The first meaningful line of a Ray error (Ray's messages carry tracebacks)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(cause, type(error)):
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
