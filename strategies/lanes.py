@@ -14,7 +14,8 @@ from strategies.base import Arrivals, Clock, RunStopped, Strategy, StrategyError
 from strategies.records import Outputs
 
 
-def model_failed(strategy: str, model: str, frame: int, error: BaseException, last: int | None = None) -> StrategyError:
+def model_failed(strategy: str, model: str, frame: int, error: BaseException | str,
+                 last: int | None = None) -> StrategyError:
     """The error a run raises when `model` fails on `frame` (on frames `frame`..`last` for a call over several)."""
     where = f"frame {frame}" if last is None or last == frame else f"frames {frame}-{last}"
     return StrategyError(f"{strategy}: model {model!r} failed on {where}: {error}")

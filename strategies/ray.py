@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
+from strategies.lanes import model_failed
 from strategies.records import CallRecord, Outputs, empty_outputs
 from strategies.runtime.sessions import io_names, make_session, provider_used
 from strategies.settings import ThreadSettings, usable_cores
@@ -238,11 +239,11 @@ class RayActors(Strategy):
                 raise StrategyError(f"{self.name}: model {name!r}: its actor (pid {pid}) died on frame {frame}: "
                                     f"{one_line(error)}") from None
             except ray.exceptions.RayTaskError as error:
-                raise StrategyError(f"{self.name}: model {name!r} failed on frame {frame}: {one_line(error)}") from None
+                raise model_failed(self.name, name, frame, one_line(error)) from None
 
 
 def kill_actors(actors: list[Any]) -> None:
-    import ray
+    ray = import_ray()
     for actor in actors:
         try:
             ray.kill(actor, no_restart=True)
