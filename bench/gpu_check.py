@@ -34,6 +34,7 @@ from fixtures.real_models import find_real_model, missing_reason
 from strategies import cuda_unavailable_reason
 
 USAGE_ERROR = 4
+STEP_NAMES = ("tests", "writeup", "noise", "real")
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=300, help="frames of the write-up workload (default 300)")
     parser.add_argument("--real-frames", type=int, default=100, help="frames of the real-model run (default 100)")
     parser.add_argument("--sample-rate", type=float, default=10.0, help="resource samples per second (default 10)")
+    parser.add_argument("--step", action="append", choices=STEP_NAMES, dest="only", metavar="STEP",
+                        help=f"run only this step (repeat for several; default all: {', '.join(STEP_NAMES)})")
     args = parser.parse_args(argv)
     for name in ("frames", "real_frames", "sample_rate"):
         if getattr(args, name) <= 0:
@@ -208,10 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     args.out.mkdir(parents=True, exist_ok=True)
     real_models, missing = real_model_args()
-    results = [run_step(step, args.out) for step in steps(args.frames, args.real_frames, args.sample_rate, real_models)]
+    chosen = [step for step in steps(args.frames, args.real_frames, args.sample_rate, real_models)
+              if args.only is None or step.name in args.only]
+    results = [run_step(step, args.out) for step in chosen]
     command = "python -m bench.gpu_check " + " ".join(sys.argv[1:] if argv is None else argv)
     text = summary(results, command.strip())
-    if missing:
+    if missing and (args.only is None or "real" in args.only):
         text += f"\n## real models: skipped\n\n- {missing}\n"
     (args.out / "summary.md").write_text(text)
     print(text)

@@ -47,6 +47,21 @@ def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_mo
     assert [step.name for step in steps(300, 100, 10.0, [])] == ["tests", "writeup", "noise"]
 
 
+def test_step_runs_only_the_steps_named(tmp_path, monkeypatch):
+    import bench.gpu_check as gpu_check
+
+    ran: list[str] = []
+    monkeypatch.setattr(gpu_check, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(gpu_check, "real_model_args", lambda: ([], "real models det, cls need rapidocr"))
+    monkeypatch.setattr(gpu_check, "run_step", lambda step, out: ran.append(step.name) or read_step(step, 0, out))
+    assert main(["--out", str(tmp_path), "--step", "noise", "--step", "tests"]) == 0
+    assert ran == ["tests", "noise"]  # in the suite's order, not the command's
+    text = (tmp_path / "summary.md").read_text()
+    assert "real models" not in text  # not asked for, so not reported as skipped
+    with pytest.raises(SystemExit):
+        main(["--step", "everything"])
+
+
 def bench_entry(strategy: str, settings: str, walls: list[float], *, ort_defaults: bool = False,
                 **extra) -> dict:
     info = {"strategy": strategy, "settings": settings, "ort_defaults": ort_defaults, "wall_s": sorted(walls)[1],
