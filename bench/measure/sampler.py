@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
@@ -222,12 +223,31 @@ class Sampler:
         return summarise([segment for segment in self.segments if segment], self.cores, self.interval_s, self.in_tree)
 
 
+def lowest_cpu_priority() -> None:
+    """Make this process (and the threads it starts later) yield every core to the benchmark.
+
+    Where the benchmark keeps every core busy (onnxruntime's spinning pools), a sample should
+    wait for an idle moment instead of taking a core from a timed thread. `nice` 19 still gets
+    a share of a busy core and, on waking, may preempt a spinning thread that the other threads
+    of a parallel operator then wait for; Linux's SCHED_IDLE runs the process only where a core
+    has nothing else to run. The readings are timestamped, so a late one is still right; the
+    readings at a round's start and end, which the benchmark waits for, come while it is idle.
+    """
+    os.nice(19)  # where SCHED_IDLE is missing (macOS) or refused, the lowest nice level at least
+    if not (hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE")):
+        return
+    # The policy is per thread on Linux: set it on every thread there is (numpy's BLAS starts some
+    # at import); threads started later inherit it from the one that starts them.
+    tasks = Path("/proc/self/task")
+    for thread in [int(name) for name in os.listdir(tasks)] if tasks.is_dir() else [0]:
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+
+
 def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) -> None:
     """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the benchmark's to handle; it closes the pipe
-    # The lowest CPU priority: where the benchmark keeps every core busy (onnxruntime's spinning pools),
-    # a sample waits for an idle moment instead of taking a core from a timed thread.
-    os.nice(19)
+    lowest_cpu_priority()
     if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see SamplerProcess), now ignored
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     conn.send(("ok", None))

@@ -206,7 +206,16 @@ def test_the_sampler_process_survives_ctrl_c_and_reports_errors_in_one_line(samp
 
 def test_the_sampler_process_runs_at_the_lowest_cpu_priority(sampler_process):
     # Where onnxruntime's spinning pools keep every core busy, a sample must wait rather than take a core.
-    assert psutil.Process(sampler_process.process.pid).nice() == 19
+    process = psutil.Process(sampler_process.process.pid)
+    sampler_process.new().start()  # its sampling thread exists now
+    try:
+        assert process.nice() == 19
+        if sys.platform == "linux":  # every thread, the sampling one included, is SCHED_IDLE
+            threads = [thread.id for thread in process.threads()]
+            assert len(threads) >= 2
+            assert {os.sched_getscheduler(thread) for thread in threads} == {os.SCHED_IDLE}
+    finally:
+        sampler_process.stop()
 
 
 def test_closing_the_sampler_process_twice_is_harmless(sampler_process):
