@@ -205,6 +205,8 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch, run) -> list[str]:
 
 def test_a_signal_during_a_step_runs_no_further_step_and_exits_as_a_shell_reports_it(tmp_path, monkeypatch):
     def signalled(step, out, stop):
+        # Checked first: without main's handler the signal would end this test run.
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == stop.on_signal
         os.kill(os.getpid(), signal.SIGTERM)  # main's handler only records it
         return read_step(step, 2, out, interrupted=stop.reason)
 
