@@ -14,26 +14,44 @@ then writes OUT/summary.md and prints it: the device, per step a table (median w
 spread of the rounds, ratio to serial with onnxruntime's defaults, GPU use, equality and the
 tolerance used), the harness overhead, and every failure and skip with its reason.
 
-Without a GPU it refuses in one line (exit 4) before running anything. Exit 1 when a step failed.
+Stopping early loses nothing that finished. SIGTERM (`timeout`, a CI cancel), Ctrl-C (SIGINT) or
+`--timeout SECONDS` running out: the running step's pytest is asked to stop (SIGTERM for
+`pytest bench`, which then still writes its JSON with every benchmark that completed; SIGINT for
+the plain tests), given STOP_GRACE_S to do so and then killed; no further step starts, and
+summary.md is still written, the step marked INTERRUPTED with its finished rows, and the steps
+not run listed. A second signal kills the running step at once. Each step runs in its own
+session, so only gpu_check signals it: a terminal's Ctrl-C or `timeout`'s SIGTERM to the
+process group would otherwise reach it too, and a second SIGTERM kills `pytest bench` mid-save.
+
+Exit status: 0 every step passed; 1 a step failed; 4 usage error, or no GPU (refused in one
+line before running anything); a stopped check, even one where a step failed before the stop:
+130 (SIGINT), 143 (SIGTERM), 124 (--timeout ran out), as shells and coreutils' `timeout` say.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fixtures.real_models import find_real_model, missing_reason
 from strategies import cuda_unavailable_reason
 
 USAGE_ERROR = 4
+TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number
+STOP_GRACE_S = 60.0  # how long a stopped step may take to write what it finished before it is killed
 STEP_NAMES = ("tests", "writeup", "noise", "real")
 
 
@@ -43,6 +61,12 @@ class Step:
     title: str
     args: tuple[str, ...]
     benchmarks: bool = True  # False: plain tests, no benchmark JSON
+
+    @property
+    def stop_signal(self) -> signal.Signals:
+        # `pytest bench` turns SIGTERM into an interrupt (bench/measure/harness.py); a plain pytest
+        # stops cleanly, JUnit XML written, only on Ctrl-C's SIGINT and dies on SIGTERM.
+        return signal.SIGTERM if self.benchmarks else signal.SIGINT
 
 
 def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequence[str]) -> list[Step]:
@@ -80,6 +104,7 @@ class StepResult:
     machine: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # "test id: first line of the failure"
     skips: list[str] = field(default_factory=list)
+    interrupted: str | None = None  # why the step was stopped before its end; None: it ran to its end
 
 
 def read_junit(path: Path) -> tuple[list[str], list[str]]:
@@ -97,15 +122,22 @@ def read_junit(path: Path) -> tuple[list[str], list[str]]:
     return failures, skips
 
 
-def read_step(step: Step, returncode: int, out: Path) -> StepResult:
-    result = StepResult(step, returncode)
+def read_step(step: Step, returncode: int, out: Path, interrupted: str | None = None) -> StepResult:
+    result = StepResult(step, returncode, interrupted=interrupted)
     result.failures, result.skips = read_junit(out / f"{step.name}.xml")
     bench_json = out / f"{step.name}.json"
     if step.benchmarks and bench_json.is_file():
-        data = json.loads(bench_json.read_text())
-        result.benchmarks = data.get("benchmarks", [])
-        result.machine = data.get("machine_info", {}).get("fanbench", {})
-    if returncode != 0 and not result.failures:
+        try:
+            data = json.loads(bench_json.read_text())
+        except json.JSONDecodeError:
+            # pytest-benchmark opens (empties) the file at start and fills it at the session's end:
+            # a pytest killed before then leaves it empty.
+            result.failures.append(f"{bench_json.name} is empty or cut short: pytest ended before writing it "
+                                   f"(see {step.name}.log)")
+        else:
+            result.benchmarks = data.get("benchmarks", [])
+            result.machine = data.get("machine_info", {}).get("fanbench", {})
+    if returncode != 0 and not result.failures and interrupted is None:
         result.failures.append(f"pytest exited with {returncode}: see {step.name}.log")
     return result
 
@@ -152,11 +184,24 @@ def device_lines(results: Sequence[StepResult]) -> list[str]:
             f"CUDA options {machine.get('cuda_options') or 'default'}"]
 
 
-def summary(results: Sequence[StepResult], command: str) -> str:
-    lines = ["# fanbench GPU check", "", f"`{command}`", "", *device_lines(results)]
+def step_status(result: StepResult) -> str:
+    if result.interrupted is not None:
+        finished = f", {len(result.benchmarks)} benchmark(s) finished" if result.step.benchmarks else ""
+        return f"INTERRUPTED ({result.interrupted}{finished})"
+    return "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+
+
+def summary(results: Sequence[StepResult], command: str, stopped: str | None = None,
+            not_run: Sequence[Step] = ()) -> str:
+    """The markdown summary; `stopped`: why the check stopped early, `not_run`: the steps it then left out."""
+    lines = ["# fanbench GPU check", "", f"`{command}`", ""]
+    if stopped is not None:
+        lines += [f"**Stopped early: {stopped}.** Every benchmark that finished is below; "
+                  f"not run: {', '.join(step.name for step in not_run) or 'none'}.", ""]
+    lines += device_lines(results)
     for result in results:
-        status = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        lines += ["", f"## {result.step.title}: {status}", "", f"`pytest {' '.join(result.step.args)}`", ""]
+        lines += ["", f"## {result.step.title}: {step_status(result)}", "",
+                  f"`pytest {' '.join(result.step.args)}`", ""]
         if result.benchmarks:
             lines += benchmark_table(result.benchmarks)
             tolerances = sorted({bench["extra_info"].get("tolerance") for bench in result.benchmarks
@@ -171,20 +216,91 @@ def summary(results: Sequence[StepResult], command: str) -> str:
                     lines.append(f"- {info['strategy']} {info['settings']} NOT equal: {info['mismatch']}")
         lines += [f"- failed: {line}" for line in result.failures]
         lines += [f"- skipped: {line}" for line in result.skips]
+    for step in not_run:
+        lines += ["", f"## {step.title}: NOT RUN (the check was stopped before it)"]
     return "\n".join(lines) + "\n"
 
 
 # --- running -----------------------------------------------------------------------------------
 
-def run_step(step: Step, out: Path) -> StepResult:
+class Stop:
+    """Whether, and why, the check stops early: SIGINT, SIGTERM or the --timeout deadline."""
+
+    def __init__(self, timeout_s: float | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.reason: str | None = None
+        self.exit_status = 0
+        self.hurry = False  # a second signal: kill the running step now
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # A signal handler: only records, so a signal anywhere (between steps, while the summary
+        # is written) cannot cut the summary short.
+        if self.reason is not None:
+            self.hurry = True
+        else:
+            self.reason, self.exit_status = f"received {signal.Signals(signum).name}", 128 + signum
+
+    @property
+    def requested(self) -> bool:
+        """True once a signal came or the deadline passed."""
+        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.reason, self.exit_status = f"--timeout {self.timeout_s:g} s ran out", TIMED_OUT
+        return self.reason is not None
+
+
+@contextmanager
+def stopping_on_signals(stop: Stop) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM only tell `stop`; the check then ends in order."""
+    previous = {signum: signal.signal(signum, stop.on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+POLL_S = 0.2  # how often a running step is checked against `stop`
+
+
+def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop) -> tuple[int, str | None]:
+    """The step's exit status, and why it was stopped (None: it ran to its end).
+
+    On a stop the step is signalled once, given STOP_GRACE_S to write what it finished, then killed."""
+    signalled_at: float | None = None
+    while True:
+        try:
+            returncode = process.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+        else:  # exit 0 after the signal: it finished its last test in the meantime
+            return returncode, stop.reason if signalled_at is not None and returncode != 0 else None
+        if not stop.requested:
+            continue
+        if signalled_at is None:
+            print(f"fanbench gpu_check: {stop.reason}: stopping step {step.name}, up to {STOP_GRACE_S:g} s "
+                  f"to write what it finished (a second signal kills it now) ...", flush=True)
+            process.send_signal(step.stop_signal)
+            signalled_at = time.monotonic()
+        elif stop.hurry or time.monotonic() - signalled_at >= STOP_GRACE_S:
+            with suppress(ProcessLookupError):  # it ended in the meantime
+                os.killpg(process.pid, signal.SIGKILL)  # its session: its worker processes too
+            why = "on a second signal" if stop.hurry else f"not stopped {STOP_GRACE_S:g} s later"
+            return process.wait(), f"{stop.reason}; killed, {why}"
+
+
+def run_step(step: Step, out: Path, stop: Stop | None = None) -> StepResult:
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *step.args,
             f"--junitxml={out / f'{step.name}.xml'}"]
     if step.benchmarks:
         args += [f"--benchmark-json={out / f'{step.name}.json'}", f"--report-dir={out / f'{step.name}-report'}"]
     print(f"fanbench gpu_check: {step.title} ...", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log is whole up to the moment a step is stopped or killed
     with open(out / f"{step.name}.log", "w") as log:
-        returncode = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
-    return read_step(step, returncode, out)
+        # Its own session: only wait_for signals it (see the module's docstring).
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        returncode, interrupted = wait_for(process, step, stop or Stop())
+    return read_step(step, returncode, out, interrupted)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -196,9 +312,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample-rate", type=float, default=10.0, help="resource samples per second (default 10)")
     parser.add_argument("--step", action="append", choices=STEP_NAMES, dest="only", metavar="STEP",
                         help=f"run only this step (repeat for several; default all: {', '.join(STEP_NAMES)})")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop the whole check after this long as SIGTERM does: the running step writes what "
+                             f"it finished (up to {STOP_GRACE_S:g} s more), summary.md says which step ran out "
+                             f"of time; exit {TIMED_OUT} (default: no limit)")
     args = parser.parse_args(argv)
-    for name in ("frames", "real_frames", "sample_rate"):
-        if getattr(args, name) <= 0:
+    for name in ("frames", "real_frames", "sample_rate", "timeout"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.exit(USAGE_ERROR, f"error: --{name.replace('_', '-')} must be above 0, got {getattr(args, name)}.\n")
     return args
 
@@ -213,13 +333,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     real_models, missing = real_model_args()
     chosen = [step for step in steps(args.frames, args.real_frames, args.sample_rate, real_models)
               if args.only is None or step.name in args.only]
-    results = [run_step(step, args.out) for step in chosen]
-    command = "python -m bench.gpu_check " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = summary(results, command.strip())
-    if missing and (args.only is None or "real" in args.only):
-        text += f"\n## real models: skipped\n\n- {missing}\n"
-    (args.out / "summary.md").write_text(text)
-    print(text)
+    stop = Stop(args.timeout)
+    results: list[StepResult] = []
+    with stopping_on_signals(stop):
+        for step in chosen:
+            if stop.requested:
+                break
+            results.append(run_step(step, args.out, stop))
+        not_run = chosen[len(results):]
+        # A signal after the last step ended changes nothing: the check is whole.
+        stopped = stop.reason if not_run or any(result.interrupted for result in results) else None
+        command = "python -m bench.gpu_check " + " ".join(sys.argv[1:] if argv is None else argv)
+        text = summary(results, command.strip(), stopped, not_run)
+        if missing and (args.only is None or "real" in args.only):
+            text += f"\n## real models: skipped\n\n- {missing}\n"
+        (args.out / "summary.md").write_text(text)
+        print(text, flush=True)
+    if stopped is not None:
+        return stop.exit_status
     return 0 if all(result.returncode == 0 for result in results) else 1
 
 

@@ -1,15 +1,22 @@
-"""`python -m bench.gpu_check`: refuses without a GPU; its summary, from fabricated step outputs."""
+"""`python -m bench.gpu_check`: refuses without a GPU; its summary, from fabricated step outputs;
+stopped by SIGTERM or --timeout on the CPU (the GPU refusal patched out), nothing finished lost."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from bench.gpu_check import USAGE_ERROR, Step, main, read_step, steps, summary
+import bench.gpu_check as gpu_check
+from bench.gpu_check import TIMED_OUT, USAGE_ERROR, Step, Stop, main, read_step, run_step, steps, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,12 +55,10 @@ def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_mo
 
 
 def test_step_runs_only_the_steps_named(tmp_path, monkeypatch):
-    import bench.gpu_check as gpu_check
-
     ran: list[str] = []
     monkeypatch.setattr(gpu_check, "cuda_unavailable_reason", lambda: None)
     monkeypatch.setattr(gpu_check, "real_model_args", lambda: ([], "real models det, cls need rapidocr"))
-    monkeypatch.setattr(gpu_check, "run_step", lambda step, out: ran.append(step.name) or read_step(step, 0, out))
+    monkeypatch.setattr(gpu_check, "run_step", lambda step, out, stop: ran.append(step.name) or read_step(step, 0, out))
     assert main(["--out", str(tmp_path), "--step", "noise", "--step", "tests"]) == 0
     assert ran == ["tests", "noise"]  # in the suite's order, not the command's
     text = (tmp_path / "summary.md").read_text()
@@ -115,8 +120,6 @@ def test_a_step_that_failed_without_a_report_points_to_its_log(tmp_path):
 @pytest.mark.slow
 def test_a_real_benchmark_step_on_the_cpu_gives_a_summary_with_its_rows_and_overhead(tmp_path, monkeypatch):
     """The subprocess, JUnit and benchmark-JSON path for real, on the CPU (the GPU flags left out)."""
-    from bench.gpu_check import run_step
-
     monkeypatch.chdir(ROOT)
     step = Step("writeup", "small CPU run", ("bench", "--frames", "2", "--model-size", "small", "--rounds", "1",
                                              "--scenario", "offline", "--strategy", "serial", "--no-history"))
@@ -129,3 +132,259 @@ def test_a_real_benchmark_step_on_the_cpu_gives_a_summary_with_its_rows_and_over
     assert "| serial | ort-defaults |" in text
     assert "- harness overhead of serial ort-defaults: " in text
     assert "| yes | cpu |" in text
+
+
+# --- stopping early: SIGTERM, Ctrl-C, --timeout ---------------------------------------------------
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_timeout_not_above_0_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--timeout", value])
+    assert exit_.value.code == USAGE_ERROR
+    assert f"--timeout must be above 0, got {float(value)}." in capsys.readouterr().err
+
+
+def test_a_signal_sets_the_reason_and_the_shells_exit_status_and_a_second_one_hurries():
+    stop = Stop()
+    assert not stop.requested
+    stop.on_signal(signal.SIGTERM, None)
+    assert (stop.requested, stop.reason, stop.exit_status, stop.hurry) == (True, "received SIGTERM", 143, False)
+    stop.on_signal(signal.SIGINT, None)
+    assert (stop.reason, stop.exit_status, stop.hurry) == ("received SIGTERM", 143, True)  # the first one counts
+    ctrl_c = Stop()
+    ctrl_c.on_signal(signal.SIGINT, None)
+    assert (ctrl_c.reason, ctrl_c.exit_status) == ("received SIGINT", 130)
+
+
+def test_the_deadline_stops_the_check_once_passed():
+    assert not Stop(timeout_s=60).requested
+    stop = Stop(timeout_s=0.01)
+    time.sleep(0.02)
+    assert (stop.requested, stop.reason, stop.exit_status) == (True, "--timeout 0.01 s ran out", TIMED_OUT)
+
+
+def test_benchmark_steps_are_stopped_with_sigterm_and_plain_tests_with_sigint():
+    assert Step("writeup", "w", ("bench",)).stop_signal == signal.SIGTERM  # bench/measure/harness.py
+    assert Step("tests", "t", ("tests",), benchmarks=False).stop_signal == signal.SIGINT
+
+
+def test_the_summary_of_a_stopped_check_marks_the_step_shows_its_rows_and_lists_the_steps_not_run(tmp_path):
+    benchmarks = [bench_entry("serial", "ort-defaults", [1.30, 1.322, 1.40], ort_defaults=True)]
+    (tmp_path / "writeup.json").write_text(json.dumps({"benchmarks": benchmarks}))
+    tests = read_step(Step("tests", "gpu-marked tests", ("-m", "gpu"), benchmarks=False), 0, tmp_path)
+    writeup = read_step(Step("writeup", "write-up workload", ("bench",)), 2, tmp_path, interrupted="received SIGTERM")
+    not_run = [Step("noise", "noise check", ("bench",)), Step("real", "real models", ("bench",))]
+    text = summary([tests, writeup], "python -m bench.gpu_check", "received SIGTERM", not_run)
+    assert "**Stopped early: received SIGTERM.** Every benchmark that finished is below; not run: noise, real." in text
+    assert "## gpu-marked tests: passed" in text
+    assert "## write-up workload: INTERRUPTED (received SIGTERM, 1 benchmark(s) finished)" in text
+    assert "| serial | ort-defaults | 1.322 |" in text
+    assert "pytest exited with 2" not in text  # pytest's status for an interrupt is no failure
+    assert "## noise check: NOT RUN (the check was stopped before it)" in text
+    assert "## real models: NOT RUN" in text
+    assert "Stopped early" not in summary([tests], "python -m bench.gpu_check")
+
+
+def test_a_benchmark_json_left_empty_by_a_killed_step_is_reported_not_a_crash(tmp_path):
+    (tmp_path / "real.json").write_text("")  # pytest-benchmark empties it at start, fills it at the end
+    result = read_step(Step("real", "real models", ("bench",)), -9, tmp_path,
+                       interrupted="received SIGTERM; killed, not stopped 60 s later")
+    assert result.benchmarks == []
+    assert result.failures == ["real.json is empty or cut short: pytest ended before writing it (see real.log)"]
+    assert "INTERRUPTED (received SIGTERM; killed, not stopped 60 s later, 0 benchmark(s) finished)" in summary(
+        [result], "python -m bench.gpu_check")
+
+
+def fake_gpu(monkeypatch: pytest.MonkeyPatch, run) -> list[str]:
+    ran: list[str] = []
+    monkeypatch.setattr(gpu_check, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(gpu_check, "real_model_args", lambda: ([], "real models det, cls need rapidocr"))
+    monkeypatch.setattr(gpu_check, "run_step", lambda step, out, stop: ran.append(step.name) or run(step, out, stop))
+    return ran
+
+
+def test_a_signal_during_a_step_runs_no_further_step_and_exits_as_a_shell_reports_it(tmp_path, monkeypatch):
+    def signalled(step, out, stop):
+        # Checked first: without main's handler the signal would end this test run.
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == stop.on_signal
+        os.kill(os.getpid(), signal.SIGTERM)  # main's handler only records it
+        return read_step(step, 2, out, interrupted=stop.reason)
+
+    ran = fake_gpu(monkeypatch, signalled)
+    assert main(["--out", str(tmp_path)]) == 128 + signal.SIGTERM
+    assert ran == ["tests"]
+    text = (tmp_path / "summary.md").read_text()
+    assert "## gpu-marked tests: INTERRUPTED (received SIGTERM)" in text
+    assert "not run: writeup, noise." in text
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+def test_a_timeout_between_steps_runs_no_further_step(tmp_path, monkeypatch):
+    def slow(step, out, stop):
+        time.sleep(0.3)  # past the deadline, yet the step ended by itself
+        return read_step(step, 0, out)
+
+    ran = fake_gpu(monkeypatch, slow)
+    assert main(["--out", str(tmp_path), "--timeout", "0.1", "--step", "tests", "--step", "noise"]) == TIMED_OUT
+    assert ran == ["tests"]
+    text = (tmp_path / "summary.md").read_text()
+    assert "**Stopped early: --timeout 0.1 s ran out.**" in text
+    assert "## gpu-marked tests: passed" in text
+    assert "## serial's run-to-run spread: onnxruntime's thread pools or the device (300 frames): NOT RUN" in text
+
+
+# A test-only strategy (loaded with -p): serial whose runs block until a signal ends them, so the
+# step is always mid-benchmark when it is stopped, however fast the machine.
+BLOCKING_PLUGIN = '''
+import time
+
+from strategies.registry import STRATEGIES
+from strategies.serial import Serial
+
+
+class BlockingSerial(Serial):
+    name = "serial_blocking"
+
+    def run(self, *args, **kwargs):
+        time.sleep(300)  # the stop's KeyboardInterrupt ends it
+        return super().run(*args, **kwargs)
+
+
+STRATEGIES[BlockingSerial.name] = BlockingSerial
+'''
+
+# gpu_check with the GPU refusal patched out and two CPU steps: `first` times serial (one
+# setting), then blocks in serial_blocking; `second` would time serial again.
+WRAPPER = '''
+import sys
+
+import bench.gpu_check as gpu_check
+
+CPU = ("bench", "--frames", "2", "--model-size", "small", "--rounds", "1", "--scenario", "offline",
+       "--threads", "ort", "--no-history", "-v")
+gpu_check.cuda_unavailable_reason = lambda: None
+gpu_check.real_model_args = lambda: ([], None)
+gpu_check.steps = lambda *_: [
+    gpu_check.Step("first", "serial, then a strategy that never ends",
+                   (*CPU, "-p", "blocking_strategy", "--strategy", "serial", "--strategy", "serial_blocking")),
+    gpu_check.Step("second", "serial again", (*CPU, "--strategy", "serial")),
+]
+sys.exit(gpu_check.main(sys.argv[1:]))
+'''
+
+HANG_BOUND_S = 120  # far above a prompt stop; reaching it means the check did not stop
+
+
+def start_check(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    (tmp_path / "blocking_strategy.py").write_text(BLOCKING_PLUGIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-c", WRAPPER, "--out", str(tmp_path / "check"), *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for_first_pass(check: subprocess.Popen[bytes], log: Path) -> list[psutil.Process]:
+    """Poll the step's log until its first benchmark passed; the check's processes then."""
+    deadline = time.monotonic() + HANG_BOUND_S
+    while not (log.is_file() and " PASSED" in log.read_text()):
+        if check.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no benchmark passed (exit {check.poll()}):\n{check.communicate()[0].decode()}\n"
+                        f"{log.read_text() if log.is_file() else ''}")
+        time.sleep(0.1)
+    started = psutil.Process(check.pid).children(recursive=True)
+    assert any("pytest" in process.cmdline() for process in started), started  # the step's pytest
+    return started
+
+
+def finish(check: subprocess.Popen[bytes], started: list[psutil.Process]) -> tuple[int, str]:
+    try:
+        output, _ = check.communicate(timeout=HANG_BOUND_S)
+    finally:
+        for process in [*started, psutil.Process(check.pid)] if check.poll() is None else started:
+            try:
+                process.kill()  # only when the check hung
+            except psutil.NoSuchProcess:
+                pass
+    return check.returncode, output.decode(errors="replace")
+
+
+def assert_stopped_with_the_finished_row(out: Path, started: list[psutil.Process], reason: str, output: str) -> None:
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive, f"processes left running: {alive}\n{output}"
+    text = (out / "summary.md").read_text()
+    assert f"**Stopped early: {reason}.** Every benchmark that finished is below; not run: second." in text, text
+    assert f"## serial, then a strategy that never ends: INTERRUPTED ({reason}, 1 benchmark(s) finished)" in text
+    assert "| serial | ort-defaults |" in text
+    assert "serial_blocking |" not in text
+    assert "## serial again: NOT RUN (the check was stopped before it)" in text
+    assert not (out / "second.log").exists()
+    log = (out / "first.log").read_text()
+    assert log.count(" PASSED") == 1, log
+    # pytest-benchmark wrote its JSON at the interrupted session's end, with only the finished benchmark.
+    [finished] = json.loads((out / "first.json").read_text())["benchmarks"]
+    assert finished["name"] == "test_strategy[serial-ort-defaults-offline]"
+
+
+@pytest.mark.slow
+def test_sigterm_mid_step_keeps_the_finished_benchmark_writes_the_summary_and_runs_no_further_step(tmp_path):
+    check = start_check(tmp_path)
+    started = wait_for_first_pass(check, tmp_path / "check" / "first.log")
+    check.send_signal(signal.SIGTERM)
+    status, output = finish(check, started)
+    assert status == 128 + signal.SIGTERM, output
+    assert "received SIGTERM: stopping step first" in output
+    assert_stopped_with_the_finished_row(tmp_path / "check", started, "received SIGTERM", output)
+
+
+@pytest.mark.slow
+def test_a_timeout_that_runs_out_mid_step_stops_the_check_the_same_way(tmp_path):
+    # 20 s: far more than the first benchmark takes, and the step then blocks until stopped.
+    check = start_check(tmp_path, "--timeout", "20")
+    started = wait_for_first_pass(check, tmp_path / "check" / "first.log")
+    status, output = finish(check, started)
+    assert status == TIMED_OUT, output
+    assert_stopped_with_the_finished_row(tmp_path / "check", started, "--timeout 20 s ran out", output)
+
+
+HANGING_TEST = '''
+import os
+import signal
+import subprocess
+import time
+
+
+def test_hangs():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # deaf to the stop
+    helper = subprocess.Popen(["sleep", "300"])
+    print(f"hanging {os.getpid()} {helper.pid}", flush=True)
+    time.sleep(300)
+'''
+
+
+@pytest.mark.slow
+def test_a_step_that_does_not_stop_within_the_grace_is_killed_with_its_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "STOP_GRACE_S", 1.0)
+    (tmp_path / "test_hang.py").write_text(HANGING_TEST)
+    out = tmp_path / "out"
+    out.mkdir()
+    stop, hanging = Stop(), []
+
+    def stop_once_hanging() -> None:
+        deadline = time.monotonic() + HANG_BOUND_S
+        while time.monotonic() < deadline:
+            words = (out / "hang.log").read_text().split() if (out / "hang.log").is_file() else []
+            if "hanging" in words and len(words) > words.index("hanging") + 2:
+                hanging.extend(psutil.Process(int(pid)) for pid in words[words.index("hanging") + 1:][:2])
+                break
+            time.sleep(0.1)
+        stop.on_signal(signal.SIGTERM, None)
+
+    stopper = threading.Thread(target=stop_once_hanging)
+    stopper.start()
+    result = run_step(Step("hang", "a test deaf to Ctrl-C", ("-s", str(tmp_path / "test_hang.py")), benchmarks=False),
+                      out, stop)
+    stopper.join()
+    assert len(hanging) == 2, (out / "hang.log").read_text()
+    assert result.returncode == -signal.SIGKILL
+    assert result.interrupted == "received SIGTERM; killed, not stopped 1 s later"
+    _, alive = psutil.wait_procs(hanging, timeout=10)  # the helper, in the step's session, too
+    assert not alive
