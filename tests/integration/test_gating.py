@@ -209,6 +209,17 @@ def test_machine_differences_name_what_both_runs_recorded() -> None:
                                              "fanbench.gpu.name: None -> 'H100'"]
 
 
+def test_a_run_with_ray_and_one_without_differ_in_no_machine_entry_but_a_ray_upgrade_is_named() -> None:
+    without = {"node": "a", "fanbench": {"onnxruntime": "1.32.0", "ray": None}}
+    with_ray = {"node": "a", "fanbench": {"onnxruntime": "1.32.0", "ray": {"version": "2.60.0", "nodes": []}}}
+    upgraded = {"node": "a", "fanbench": {"onnxruntime": "1.32.0", "ray": {"version": "2.61.0", "nodes": []}}}
+    saved_before_the_key = {"node": "a", "fanbench": {"onnxruntime": "1.32.0"}}
+    assert machine_differences(without, with_ray) == []
+    assert machine_differences(with_ray, without) == []
+    assert machine_differences(saved_before_the_key, with_ray) == []
+    assert machine_differences(with_ray, upgraded) == ["fanbench.ray.version: '2.60.0' -> '2.61.0'"]
+
+
 # --- end to end: the flows a CI job follows -------------------------------------------------
 
 DELAY_PLUGIN = '''
