@@ -55,7 +55,7 @@ _instance_lock = threading.Lock()
 
 # Recent Ray starts a `ray start` cluster with token authentication by default, and a driver joining it
 # sends the token (~/.ray/auth_token, or RAY_AUTH_TOKEN) only when this variable says so; without it the
-# GCS refuses the driver and ray.init fails after a minute of retries (docs/ray.md).
+# GCS refuses the driver and ray.init fails after seconds of retries (docs/ray.md).
 AUTH_MODE = "RAY_AUTH_MODE"
 AUTH_HINT = (f"; if the cluster uses token authentication (`ray start`'s default in recent Ray), set {AUTH_MODE}=token "
              "in this environment (docs/ray.md)")
@@ -92,7 +92,7 @@ def ray_instance(ray: Any, address: str | None) -> RayInstance:
                     context = init_ray(ray, num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir)
                 else:
                     context = init_ray(ray, address=address)
-            except ConnectionError as error:  # only joining connects (Ray retries for about a minute first)
+            except ConnectionError as error:  # only joining connects (Ray retries for seconds first)
                 raise StrategyError(f"ray: could not join the Ray cluster at {address!r}: {one_line(error)}"
                                     f"{AUTH_HINT if AUTH_MODE not in os.environ else ''}") from None
             except BaseException:

@@ -374,6 +374,23 @@ def test_a_different_machine_is_named_in_one_line(bench, pytester: pytest.Pytest
 
 
 @pytest.mark.slow
+def test_a_saved_run_with_ray_and_a_run_without_are_not_different_machines(bench, tmp_path_factory) -> None:
+    storage = tmp_path_factory.mktemp("history-ray")
+    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
+    [saved] = saved_files(storage)
+    run = json.loads(saved.read_text())
+    assert run["machine_info"]["fanbench"]["ray"] is None  # no ray benchmark ran
+    run["machine_info"]["fanbench"]["ray"] = {"version": "2.60.0", "address": "10.0.0.1:6379", "joined": False}
+    saved.write_text(json.dumps(run))
+
+    result = bench(0.0, f"--benchmark-storage=file://{storage}")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.OK, output
+    assert "Comparing against benchmarks from" in output  # it did compare with the saved run
+    assert "machine_info is different" not in output
+
+
+@pytest.mark.slow
 def test_unwritable_history_is_refused_before_the_run(bench, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")  # a storage below a file cannot be created, whoever runs the tests (root included)

@@ -1,4 +1,5 @@
-"""The cheap parts of the `ray` strategy: no Ray process is started here (tests/integration/test_ray.py does)."""
+"""The cheap parts of the `ray` strategy: no Ray process is started here (tests/integration/test_ray_faults.py
+and test_ray_runs.py do)."""
 
 from __future__ import annotations
 
