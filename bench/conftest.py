@@ -23,6 +23,8 @@ from bench.options import RunOptions
 from bench.plugin import RunState, check_report_dir, options_of, state_of
 from bench.report.summary import write_summary
 from strategies import STRATEGIES, usable_cores
+from strategies.ray import RayActors
+from strategies.ray import run_machine_info as ray_machine_info
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -134,9 +136,12 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     # The effective workload (a named workload's values, cuda under --require-gpu) and CUDA options:
-    # what makes a run comparable with another.
+    # what makes a run comparable with another. pytest-benchmark calls this before the run (to compare with
+    # a saved one: no benchmark has run, so no Ray yet) and again when it saves the run, after every benchmark:
+    # the saved run's "ray" entry is the Ray its `ray` benchmarks ran on, None when none did.
     workload = options_of(config).workload
-    machine_info["fanbench"] = fanbench_machine_info(workload.machine_info(), dict(workload.cuda_options))
+    ray = ray_machine_info([m.strategy_info for m in state_of(config).measurements if m.strategy == RayActors.name])
+    machine_info["fanbench"] = fanbench_machine_info(workload.machine_info(), dict(workload.cuda_options), ray)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -107,7 +107,8 @@ def add_options(add: Callable[..., Any]) -> None:
         help="The ray strategy joins this running Ray cluster (host:port, or auto) and leaves it running "
              "(default: a local Ray instance started for the run and shut down after it; docs/ray.md).")
     add("--ray-gpus-per-actor", type=gpu_share, default=None, metavar="SHARE",
-        help="The share of a GPU each ray actor asks for (default 1/models with the CUDA provider, 0 on the CPU).")
+        help="The share of a GPU each ray actor asks for (default with the CUDA provider: 1/ceil(models/GPUs Ray sees), "
+             "the models spread evenly over the GPUs; 0 on the CPU).")
     # --- scenarios, resource sampling, progress, report directory ---
     add("--fps", type=parse_fps, default=25.0, metavar="F",
         help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's "
@@ -152,7 +153,7 @@ class RunOptions:
     threads: tuple[ThreadChoice, ...]
     batch_k: int
     ray_address: str | None  # None: the ray strategy starts a local instance
-    ray_gpus_per_actor: float | None  # None: 1/models on CUDA, 0 on the CPU
+    ray_gpus_per_actor: float | None  # None: default_gpu_share on CUDA, 0 on the CPU (strategies/ray.py)
     rounds: int
     warmup: int
     time_limit: float | None  # None: the per-workload default (bench/measure/limits.py)

@@ -7,12 +7,14 @@ strategy only, so the library works without it and the strategy is then skipped.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import shutil
 import signal
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +37,28 @@ def import_ray() -> Any:
 
 
 @dataclass
-class LocalRay:
-    """The Ray instance this process started (one per process, shared by every `ray` benchmark)."""
+class RayInstance:
+    """The Ray this process uses, one per process, shared by every `ray` benchmark: a local instance it
+    started (`temp_dir`: its files, removed at exit) or a running cluster it joined (`temp_dir` None)."""
 
-    temp_dir: str
-    startup_s: float
-    address: str
+    temp_dir: str | None
+    startup_s: float  # ray.init's duration: starting the local instance, or joining the cluster
+    address: str  # the GCS address
+
+    @property
+    def joined(self) -> bool:
+        return self.temp_dir is None
 
 
-_local: LocalRay | None = None
-_local_lock = threading.Lock()
+_instance: RayInstance | None = None
+_instance_lock = threading.Lock()
+
+# Recent Ray starts a `ray start` cluster with token authentication by default, and a driver joining it
+# sends the token (~/.ray/auth_token, or RAY_AUTH_TOKEN) only when this variable says so; without it the
+# GCS refuses the driver and ray.init fails after seconds of retries (docs/ray.md).
+AUTH_MODE = "RAY_AUTH_MODE"
+AUTH_HINT = (f"; if the cluster uses token authentication (`ray start`'s default in recent Ray), set {AUTH_MODE}=token "
+             "in this environment (docs/ray.md)")
 
 
 def local_ray_temp_dir() -> str:
@@ -65,33 +79,80 @@ def init_ray(ray: Any, **options: Any) -> Any:
             signal.signal(signal.SIGTERM, previous)
 
 
-def start_local_ray(ray: Any) -> LocalRay:
-    """Start the process's local Ray instance once (outside every timed region); it is shut down at exit."""
-    global _local
-    with _local_lock:
-        if _local is None:
-            temp_dir = local_ray_temp_dir()
+def ray_instance(ray: Any, address: str | None) -> RayInstance:
+    """The process's Ray, started (address None: a local instance) or joined (`address`) once, outside every
+    timed region; shut down, or left, at exit (shutdown_ray)."""
+    global _instance
+    with _instance_lock:
+        if _instance is None:
+            temp_dir = local_ray_temp_dir() if address is None else None
             started = time.perf_counter()
             try:
-                context = init_ray(ray, num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir)
+                if temp_dir is not None:
+                    context = init_ray(ray, num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir)
+                else:
+                    context = init_ray(ray, address=address)
+            except ConnectionError as error:  # only joining connects (Ray retries for seconds first)
+                raise StrategyError(f"ray: could not join the Ray cluster at {address!r}: {one_line(error)}"
+                                    f"{AUTH_HINT if AUTH_MODE not in os.environ else ''}") from None
             except BaseException:
-                shutil.rmtree(temp_dir, ignore_errors=True)
+                if temp_dir is not None:
+                    shutil.rmtree(temp_dir, ignore_errors=True)
                 raise
-            _local = LocalRay(temp_dir, time.perf_counter() - started, context.address_info.get("gcs_address", "local"))
-            atexit.register(shutdown_local_ray)
-        return _local
+            _instance = RayInstance(temp_dir, time.perf_counter() - started,
+                                    context.address_info.get("gcs_address", "local"))
+            atexit.register(shutdown_ray)
+        elif _instance.joined != (address is not None):
+            had = "joined a cluster" if _instance.joined else "started a local Ray instance"
+            raise StrategyError(f"ray: this process already {had}; one Ray per process: give every ray benchmark "
+                                "of a run the same --ray-address.")
+        return _instance
 
 
-def shutdown_local_ray() -> None:
-    """Stop the local Ray instance this process started (its processes end) and remove its files."""
-    global _local
-    with _local_lock:
-        local, _local = _local, None
-        if local is None:
+def shutdown_ray() -> None:
+    """Stop the local Ray instance this process started (its processes end, its files go), or leave the
+    cluster it joined (the driver disconnects; the cluster runs on, and Ray ends the actors of this job)."""
+    global _instance
+    with _instance_lock:
+        instance, _instance = _instance, None
+        if instance is None:
             return
         import ray
         ray.shutdown()
-        shutil.rmtree(local.temp_dir, ignore_errors=True)
+        if instance.temp_dir is not None:
+            shutil.rmtree(instance.temp_dir, ignore_errors=True)
+
+
+def default_gpu_share(models: int, gpus: float) -> float:
+    """Each actor's share of a GPU when --ray-gpus-per-actor is not given on CUDA: the models spread evenly over
+    the GPUs Ray sees, as few to a GPU as fit: 1 / ceil(models / GPUs) (1/models on one GPU, a whole GPU each
+    when there are as many GPUs as models). A share such as GPUs/models (0.75 for 4 models on 3 GPUs) would leave
+    an actor unplaceable: Ray puts a fractional share on one GPU, and two of 0.75 do not fit on one."""
+    whole = max(1, math.floor(gpus))
+    return 1 / math.ceil(models / whole)
+
+
+def run_machine_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What a run's `ray` benchmarks (their `info()`, in run order) say of the Ray they ran on, for the saved
+    run's machine_info; None when no `ray` benchmark ran. The run has one Ray (ray_instance), so its version,
+    address and start-up are the first benchmark's; each benchmark starts its own actors, which Ray may place
+    elsewhere, so nodes and each model's placements (node, GPU ids) are gathered over all of them."""
+    if not infos:
+        return None
+    first = infos[0]
+    nodes: dict[str, str] = {}
+    placement: dict[str, list[dict[str, Any]]] = {}
+    for info in infos:
+        for each in info["ray_placement"]:
+            nodes[each["node_id"]] = each["node_ip"]
+            where = {"node_ip": each["node_ip"], "node_id": each["node_id"], "gpus": list(each["gpus"])}
+            if where not in placement.setdefault(each["model"], []):
+                placement[each["model"]].append(where)
+    return {"version": first["ray_version"], "address": first["ray_gcs_address"],
+            "joined": first["ray_address"] != "local", "requested_address": first["ray_address"],
+            "startup_s": first["ray_startup_s"], "gpus_per_actor": first["ray_gpus_per_actor"],
+            "nodes": [{"node_ip": ip, "node_id": node} for node, ip in sorted(nodes.items(), key=lambda n: (n[1], n[0]))],
+            "placement": placement}
 
 
 class ModelActor:
@@ -123,8 +184,9 @@ class RayActors(Strategy):
     process per model (outside the clock). By default the first `open` of the process starts a
     local Ray instance (usable cores, no dashboard, files under a temporary directory of its own),
     shared by every later `ray` benchmark and shut down at exit; `address` joins a running cluster
-    instead and leaves it running. `gpus_per_actor`: each actor's share of a GPU (default 1/models
-    on CUDA, so that models share GPUs when there are fewer GPUs than models; 0 on the CPU).
+    instead and leaves it running. `gpus_per_actor`: each actor's share of a GPU (default on CUDA:
+    default_gpu_share of the GPUs Ray sees, so that models share a GPU only when there are fewer
+    GPUs than models; 0 on the CPU).
     A frame is complete when every actor has returned it (per-frame, so it streams).
     """
 
@@ -135,9 +197,8 @@ class RayActors(Strategy):
                  address: str | None = None, gpus_per_actor: float | None = None):
         super().__init__(workload, settings, clock)
         self.address = address
-        if gpus_per_actor is None:
-            gpus_per_actor = 1 / len(workload.models) if workload.provider == "cuda" else 0.0
-        self.gpus_per_actor = gpus_per_actor
+        # None on CUDA until `open` sees how many GPUs Ray has (default_gpu_share).
+        self.gpus_per_actor = 0.0 if gpus_per_actor is None and workload.provider != "cuda" else gpus_per_actor
         self.actors: list[Any] | None = None
         self.placement: list[dict[str, Any]] = []
         self.startup_s: float | None = None
@@ -152,16 +213,14 @@ class RayActors(Strategy):
             raise
 
     def _open(self, ray: Any) -> None:
-        if self.address is None:
-            local = start_local_ray(ray)
-            self.startup_s, self.ray_address = local.startup_s, local.address
-        elif not ray.is_initialized():
-            started = time.perf_counter()
-            init_ray(ray, address=self.address)
-            self.startup_s = time.perf_counter() - started
-            self.ray_address = ray.get_runtime_context().gcs_address
-        if self.workload.provider == "cuda" and ray.cluster_resources().get("GPU", 0) <= 0:
-            raise StrategyUnavailable("ray: this run's provider is CUDA but the Ray cluster has no GPU.")
+        instance = ray_instance(ray, self.address)
+        self.startup_s, self.ray_address = instance.startup_s, instance.address
+        if self.workload.provider == "cuda":
+            gpus = ray.cluster_resources().get("GPU", 0)
+            if gpus <= 0:
+                raise StrategyUnavailable("ray: this run's provider is CUDA but the Ray cluster has no GPU.")
+            if self.gpus_per_actor is None:
+                self.gpus_per_actor = default_gpu_share(len(self.workload.models), gpus)
         # num_cpus=0: the thread settings decide the cores a session uses; Ray's CPU count would
         # otherwise refuse to place more actors than cores.
         actor_class = ray.remote(num_cpus=0, num_gpus=self.gpus_per_actor, max_restarts=0)(ModelActor)
@@ -192,7 +251,7 @@ class RayActors(Strategy):
 
     def close(self) -> None:
         # Only this run's actors: a joined cluster is left as it was; the local instance lives
-        # until the process exits (shutdown_local_ray), shared by the run's other benchmarks.
+        # until the process exits (shutdown_ray), shared by the run's other benchmarks.
         release(self, "actors", kill_actors)
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:

@@ -20,7 +20,12 @@ WORKLOAD_KEYS = ("frames", "batch", "models", "model_set_hash", "provider", "thr
 #: compared per benchmark (workload_differences), and other entries (CPU clock, cache sizes) vary from
 #: run to run on one machine.
 MACHINE_KEYS = ("node", "cpu.brand_raw", "python_version", "fanbench.onnxruntime", "fanbench.onnxruntime_device",
-                "fanbench.usable_cores", "fanbench.gpus", "fanbench.gpu.name", "fanbench.gpu.driver", "fanbench.numpy")
+                "fanbench.usable_cores", "fanbench.gpus", "fanbench.gpu.name", "fanbench.gpu.driver", "fanbench.numpy",
+                "fanbench.ray.version")
+#: machine_info entries that only a run which used them fills, None otherwise: `fanbench.ray` is None when no
+#: `ray` benchmark ran, which says what the run chose (--strategy), not what the machine has, so a run with Ray
+#: and one without differ in nothing under it; two runs with Ray are compared (a Ray upgrade is named).
+USED_ONLY = ("fanbench.ray",)
 _ABSENT = object()
 
 
@@ -41,7 +46,10 @@ def workload_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
 
 def _lookup(info: Mapping[str, Any], dotted: str) -> Any:
     value: Any = info
-    for part in dotted.split("."):
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        if value is None and ".".join(parts[:depth]) in USED_ONLY:
+            return _ABSENT  # not used by this run: nothing to compare
         if not isinstance(value, Mapping) or part not in value:
             return None if value is None else _ABSENT  # under a None ('gpu': None) every entry is None
         value = value[part]

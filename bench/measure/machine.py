@@ -158,10 +158,13 @@ def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
         return {"gpu": None, "gpu_unavailable": str(reason)}
 
 
-def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str]) -> dict[str, Any]:
+def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str],
+                 ray: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The "fanbench" entry of a saved run's machine_info. `workload`: the WORKLOAD_KEYS as asked for, with
     their effective values (after --workload, --require-gpu; what each benchmark timed is in its extra_info);
-    `cuda_options`: the normalised --cuda-option pairs (with the GPU record, what makes GPU runs comparable)."""
+    `cuda_options`: the normalised --cuda-option pairs (with the GPU record, what makes GPU runs comparable);
+    `ray`: the Ray the run's `ray` benchmarks ran on (strategies.ray.run_machine_info), None when none ran:
+    the key is always there, so every saved run has the same keys."""
     ort = onnxruntime()
     return {
         "onnxruntime": ort.__version__,
@@ -174,4 +177,5 @@ def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str]) -
         "workload": {key: workload[key] for key in WORKLOAD_KEYS},
         **gpu_machine_info(device_id(cuda_options)),
         "cuda_options": dict(cuda_options),
+        "ray": dict(ray) if ray is not None else None,
     }

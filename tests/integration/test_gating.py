@@ -209,6 +209,17 @@ def test_machine_differences_name_what_both_runs_recorded() -> None:
                                              "fanbench.gpu.name: None -> 'H100'"]
 
 
+def test_a_run_with_ray_and_one_without_differ_in_no_machine_entry_but_a_ray_upgrade_is_named() -> None:
+    without = {"node": "a", "fanbench": {"onnxruntime": "1.32.0", "ray": None}}
+    with_ray = {"node": "a", "fanbench": {"onnxruntime": "1.32.0", "ray": {"version": "2.60.0", "nodes": []}}}
+    upgraded = {"node": "a", "fanbench": {"onnxruntime": "1.32.0", "ray": {"version": "2.61.0", "nodes": []}}}
+    saved_before_the_key = {"node": "a", "fanbench": {"onnxruntime": "1.32.0"}}
+    assert machine_differences(without, with_ray) == []
+    assert machine_differences(with_ray, without) == []
+    assert machine_differences(saved_before_the_key, with_ray) == []
+    assert machine_differences(with_ray, upgraded) == ["fanbench.ray.version: '2.60.0' -> '2.61.0'"]
+
+
 # --- end to end: the flows a CI job follows -------------------------------------------------
 
 DELAY_PLUGIN = '''
@@ -360,6 +371,23 @@ def test_a_different_machine_is_named_in_one_line(bench, pytester: pytest.Pytest
     # The new run is saved with this machine's own machine_info.
     newest = json.loads(saved_files(storage)[-1].read_text())["machine_info"]
     assert (newest["node"], "workload" in newest["fanbench"]) == (platform.node(), True)
+
+
+@pytest.mark.slow
+def test_a_saved_run_with_ray_and_a_run_without_are_not_different_machines(bench, tmp_path_factory) -> None:
+    storage = tmp_path_factory.mktemp("history-ray")
+    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
+    [saved] = saved_files(storage)
+    run = json.loads(saved.read_text())
+    assert run["machine_info"]["fanbench"]["ray"] is None  # no ray benchmark ran
+    run["machine_info"]["fanbench"]["ray"] = {"version": "2.60.0", "address": "10.0.0.1:6379", "joined": False}
+    saved.write_text(json.dumps(run))
+
+    result = bench(0.0, f"--benchmark-storage=file://{storage}")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.OK, output
+    assert "Comparing against benchmarks from" in output  # it did compare with the saved run
+    assert "machine_info is different" not in output
 
 
 @pytest.mark.slow

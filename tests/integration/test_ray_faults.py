@@ -62,7 +62,7 @@ def test_actor_killed_mid_run_fails_in_one_line_and_leaves_nothing(tiny_workload
         killer.join()
     finally:
         strategy.close()
-        ray_strategy.shutdown_local_ray()
+        ray_strategy.shutdown_ray()
     message = str(failure.value)
     assert "\n" not in message, message
     assert f"model {tiny_workload.names[1]!r}" in message, message
@@ -83,7 +83,7 @@ def test_a_closed_strategy_refuses_to_run(tiny_workload) -> None:
         with pytest.raises(StrategyError, match="closed"):
             strategy.run()
     finally:
-        ray_strategy.shutdown_local_ray()
+        ray_strategy.shutdown_ray()
 
 
 def test_info_records_version_address_placement_and_startup(tiny_workload) -> None:
@@ -91,7 +91,7 @@ def test_info_records_version_address_placement_and_startup(tiny_workload) -> No
         with ray_strategy.RayActors(tiny_workload) as strategy:
             info = strategy.info()
     finally:
-        ray_strategy.shutdown_local_ray()
+        ray_strategy.shutdown_ray()
     assert info["ray_version"] == ray.__version__
     assert info["ray_address"] == "local"
     assert info["ray_gcs_address"]

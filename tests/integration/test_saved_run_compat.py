@@ -49,11 +49,17 @@ def test_a_run_saved_before_the_renovation_compares_with_a_run_made_now(tmp_path
     for name, saved in old.items():
         assert set(new[name]["extra_info"]) - set(saved["extra_info"]) <= {"schema_version"}, name
         assert set(saved["extra_info"]) <= set(new[name]["extra_info"]), name
-    assert set(new_machine["fanbench"]) == set(old_machine["fanbench"])
+    # One machine info key more, deliberately: "ray", the Ray the run's `ray` benchmarks ran on, present in every
+    # run saved since and None when none ran (as here); readers and comparisons treat it as optional (an older
+    # run lacks it, a run without Ray has None: no machine difference either way).
+    assert set(new_machine["fanbench"]) - set(old_machine["fanbench"]) == {"ray"}
+    assert set(old_machine["fanbench"]) <= set(new_machine["fanbench"])
+    assert new_machine["fanbench"]["ray"] is None
 
     compared = compare_subprocess(str(SAVED), str(after))
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert DIFFERENT_WORK not in compared.stdout + compared.stderr
+    assert "fanbench.ray" not in compared.stdout + compared.stderr  # the new key is no machine difference
 
     # The saved run alone, then both as a trend: the old extra_info reads like the new.
     rendered = report_subprocess(str(SAVED), "--out", str(tmp_path / "report"))
