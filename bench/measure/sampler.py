@@ -49,10 +49,11 @@ class TreeReading:
 
 @dataclass(frozen=True)
 class Sample:
-    time: float
+    time: float  # the middle of the tree reading
     sampler_cpu_s: float  # the sampler thread's own CPU time so far (thread_time)
     tree: TreeReading
     gpu: GpuReading | None = None
+    read_s: float = 0.0  # how long the tree reading took: its CPU times were read at `time` +- half of it
 
 
 class TreeReader(Protocol):
@@ -118,7 +119,8 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
     processes (those present in both samples) gained, minus the sampler's own, over the
     seconds between them. The mean is over all pairs' time together; the maximum is over
     pairs at least half an interval long (CPU times tick in 10 ms steps, so a short pair,
-    such as the reading at `stop`, would show that jitter as a spike) and the mean itself.
+    such as the reading at `stop`, would show that jitter as a spike) whose readings were
+    timed to a tenth of the pair, and the mean itself.
     The sampler's own CPU time is taken out only where it is part of the tree (a thread of
     the benchmark process), not when it samples from a process the tree leaves out.
     """
@@ -134,7 +136,9 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
                 busy = max(0.0, busy - (after.sampler_cpu_s - before.sampler_cpu_s))
             busy_total += busy
             span_total += span
-            if span >= interval_s / 2:
+            # A peak only from a pair long enough (CPU times tick in 10 ms steps) and timed precisely enough:
+            # a reading held up for longer than a tenth of the pair could turn a busy pair into a spike over 100%.
+            if span >= interval_s / 2 and before.read_s + after.read_s <= span / 10:
                 peak = max(peak or 0.0, busy / span / cores)
     cpu_mean = busy_total / span_total / cores if span_total > 0 else None
     sampler_cpu = sum(segment[-1].sampler_cpu_s - segment[0].sampler_cpu_s for segment in segments if segment)
@@ -179,9 +183,13 @@ class Sampler:
         """Take one reading into the current segment (the thread calls this; tests may too)."""
         if not self.segments:
             self.segments.append([])
+        # The clock on both sides of the reading: a sampler that waits for a core (it runs at the lowest
+        # priority) may be held up in the middle, and its CPU times are then only known to be from in between.
+        began = self.clock()
         tree = self.tree()
+        ended = self.clock()
         gpu = self.gpu(tree.cpu_s.keys()) if self.gpu is not None else None
-        reading = Sample(self.clock(), self.cpu_clock(), tree, gpu)
+        reading = Sample((began + ended) / 2, self.cpu_clock(), tree, gpu, read_s=ended - began)
         self.segments[-1].append(reading)
         return reading
 

@@ -43,6 +43,11 @@ class Script:
         return value
 
 
+def twice(times: list[float]) -> list[float]:
+    """A clock for a Sampler, read before and after each tree reading: these readings take no time."""
+    return [time for time in times for _ in range(2)]
+
+
 def tree(cpu: dict[int, float], uss: int | None = 100 * MB, pss: int | None = 90 * MB) -> TreeReading:
     return TreeReading(cpu_s=cpu, uss_bytes=uss, pss_bytes=pss)
 
@@ -53,7 +58,7 @@ def test_samples_combine_cpu_memory_and_gpu_exactly():
                     tree({1: 1.25, 2: 0.625, 3: 7.0}, 200 * MB, None)])  # pid 3 is new: its past is not this pair's
     gpus = Script([GpuReading(None, 4000 * MB, 50.0), GpuReading(1000 * MB, 5000 * MB, 100.0),
                    GpuReading(2000 * MB, 4500 * MB, 25.0)])
-    sampler = Sampler(trees, gpus, rate_hz=8.0, cores=2, clock=Script([0.0, 0.125, 0.375]),
+    sampler = Sampler(trees, gpus, rate_hz=8.0, cores=2, clock=Script(twice([0.0, 0.125, 0.375])),
                       cpu_clock=Script([0.0, 0.0, 0.0625]))
     for _ in range(3):
         sampler.sample()
@@ -72,12 +77,25 @@ def test_the_gpu_reader_gets_the_pids_of_the_tree():
         seen.append(set(pids))
         return GpuReading(None, None, None)
 
-    Sampler(Script([tree({7: 0.0, 8: 0.0})]), gpu, cores=1, clock=Script([0.0]), cpu_clock=Script([0.0])).sample()
+    Sampler(Script([tree({7: 0.0, 8: 0.0})]), gpu, cores=1, clock=Script(twice([0.0])), cpu_clock=Script([0.0])).sample()
     assert seen == [{7, 8}]
 
 
 def sample(time: float, cpu: float, sampler_cpu: float = 0.0) -> Sample:
     return Sample(time, sampler_cpu, tree({1: cpu}))
+
+
+def test_a_reading_held_up_mid_way_is_no_peak_but_counts_in_the_mean():
+    # The sampler waited 0.2 s for a core inside its second reading: its CPU times are from somewhere in
+    # 0.4..0.6 s. Taking the pair 0..0.5 s at face value would read 0.55 CPU s in 0.5 s on 1 core as 110%.
+    sampler = Sampler(Script([tree({1: 0.0}), tree({1: 0.55}), tree({1: 1.0})]), rate_hz=2.0, cores=1,
+                      clock=Script([0.0, 0.0, 0.4, 0.6, 1.0, 1.0]), cpu_clock=Script([0.0] * 3))
+    for _ in range(3):
+        sampler.sample()
+    assert [reading.read_s for reading in sampler.segments[0]] == [0.0, pytest.approx(0.2), 0.0]
+    summary = sampler.summary()
+    assert summary.cpu_util_mean == 1.0  # the whole segment: 1.0 CPU s in 1.0 s
+    assert summary.cpu_util_max == 1.0  # the mean; neither pair is timed to a tenth of its length
 
 
 def test_a_short_pair_counts_in_the_mean_but_not_as_the_maximum():
@@ -107,7 +125,7 @@ def test_nothing_measured_is_none_not_zero():
 
 
 def test_the_thread_takes_a_reading_at_start_and_at_stop_of_each_segment():
-    clock = Script([0.0, 1.0, 5.0, 6.0])
+    clock = Script(twice([0.0, 1.0, 5.0, 6.0]))
     sampler = Sampler(Script([tree({1: 0.0}), tree({1: 0.5}), tree({1: 2.0}), tree({1: 2.25})]), rate_hz=1e-6, cores=1,
                       clock=clock, cpu_clock=Script([0.0] * 4))
     for _ in range(2):  # the interval is days long, so only the start and stop readings happen
@@ -119,7 +137,7 @@ def test_the_thread_takes_a_reading_at_start_and_at_stop_of_each_segment():
 
 def test_a_failing_reader_fails_the_round_instead_of_measuring_nothing():
     sampler = Sampler(Script([tree({1: 0.0}), OSError("proc is gone")]), rate_hz=1e-6, cores=1,
-                      clock=Script([0.0, 1.0]), cpu_clock=Script([0.0, 0.0]))
+                      clock=Script(twice([0.0, 1.0])), cpu_clock=Script([0.0, 0.0]))
     sampler.start()
     with pytest.raises(RuntimeError, match="the resource sampler failed: proc is gone"):
         sampler.stop()
@@ -127,7 +145,7 @@ def test_a_failing_reader_fails_the_round_instead_of_measuring_nothing():
 
 
 def test_start_twice_is_refused_and_stop_without_start_is_harmless():
-    sampler = Sampler(Script([tree({1: 0.0})] * 2), rate_hz=1e-6, cores=1, clock=Script([0.0, 1.0]),
+    sampler = Sampler(Script([tree({1: 0.0})] * 2), rate_hz=1e-6, cores=1, clock=Script(twice([0.0, 1.0])),
                       cpu_clock=Script([0.0, 0.0]))
     sampler.stop()
     sampler.start()
