@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.measure.harness import HarnessOverhead, bare_loop_s, opened
+from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds, opened
 from bench.measure.limits import time_limit
 from bench.measure.measurement import build_measurement
 from bench.measure.scenarios import STREAMING
@@ -20,7 +20,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
     limit = time_limit(run_options.time_limit, workload.frame_count, len(workload.models)) \
         + workload.frame_count * scenario.period
     failed: StrategyError | None = None
-    bare: list[float] = []  # serial only: the same sessions over the same arrays, no harness
+    bare: list[list[float]] = []  # serial only: the same sessions over the same arrays, no harness (frame times)
     # Each round's outputs are checked once it is done, outside the timer, then dropped.
     check = RoundCheck(reference, workload.names, calibration.tolerances)
     round_hooks.after_round = lambda: check(runs)
@@ -28,7 +28,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         if case.strategy.name == "serial" and scenario.period == 0:
             frames = [model.frames for model in workload.models]
             round_hooks.before_timed_round = lambda: bare.append(
-                bare_loop_s(strategy.sessions, strategy.input_names, frames))
+                bare_loop(strategy.sessions, strategy.input_names, frames))
         # Sessions, pools, processes and event loops are built on opening, before the clock.
         # round_hooks sample resources and advance the progress bar outside the timed region.
         try:
@@ -46,7 +46,8 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
     check(runs)  # rounds no teardown saw (--benchmark-disable runs once, without one)
     timed = runs[-run_options.rounds:]
     mismatch = check.mismatch
-    overhead = HarnessOverhead.of([run.wall_s for run in timed], bare) if bare else None
+    overhead = HarnessOverhead.of([frame_seconds(run) for run in timed], bare, [run.wall_s for run in timed]) \
+        if bare else None
     measurement = build_measurement(
         timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
         scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=run_options.workload.batch,

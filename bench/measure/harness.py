@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from bench.measure.metrics import median_ratio_interval
-from strategies import Strategy, StrategyUnavailable, ThreadSettings, Workload
+from strategies import RunResult, Strategy, StrategyUnavailable, ThreadSettings, Workload
 
 
 @contextmanager
@@ -53,49 +53,86 @@ def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | N
         strategy.close()
 
 
-def bare_loop_s(sessions: Sequence[Any], input_names: Sequence[str], frames: Sequence[Any],
-                clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds to run every session on every frame, as `serial` does, with nothing around it:
-    no arrivals, call records, output lists, error wrapping, hooks or sampler."""
-    start = clock()
+def bare_loop(sessions: Sequence[Any], input_names: Sequence[str], frames: Sequence[Any],
+              clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Each frame's seconds when every session runs on every frame, as `serial` does, with nothing
+    around it: no arrivals, call records, output lists, error wrapping, hooks or sampler (one clock
+    reading per frame). Their sum is the loop's wall time."""
+    seconds: list[float] = []
+    previous = clock()
     for frame in range(len(frames[0])):
         for session, name, model_frames in zip(sessions, input_names, frames, strict=True):
             session.run(None, {name: model_frames[frame]})
-    return clock() - start
+        now = clock()
+        seconds.append(now - previous)
+        previous = now
+    return seconds
+
+
+def frame_seconds(run: RunResult) -> list[float]:
+    """Each frame's seconds in a timed run of one frame at a time (`serial`): from the end of the
+    previous frame's last call (the run's start for the first) to the end of its own, so the
+    harness's work between calls and between frames is in it."""
+    ends: dict[int, float] = {}
+    for call in run.calls:
+        for frame in range(call.first_frame, call.first_frame + call.frames):
+            ends[frame] = max(ends.get(frame, call.end), call.end)
+    seconds, previous = [], run.start
+    for frame in sorted(ends):
+        seconds.append(ends[frame] - previous)
+        previous = ends[frame]
+    return seconds
 
 
 @dataclass(frozen=True)
 class HarnessOverhead:
     """The benchmark's timed rounds against bare loops over the same sessions and arrays,
-    one bare loop just before each timed round (so both see the same machine load)."""
+    one bare loop just before each timed round (so both see the same machine load).
+
+    The overhead is read from the frames, not the walls: each round's median frame time, timed
+    against bare, the median over the rounds. What the harness adds happens on every frame and
+    moves the median frame with it; a core taken away for a few milliseconds by another process
+    (the sampler, a job beside the run) lands on a few frames of one round and moves the wall,
+    by as much as the harness costs and more, but hardly the median.
+    """
 
     harness_s: float  # median wall of the timed rounds, as the table reports it
-    bare_s: float  # median of the bare loops
+    bare_s: float  # median wall of the bare loops
     rounds: int
+    harness_frame_s: float  # median over the rounds of each round's median frame time
+    bare_frame_s: float
     interval: tuple[float, float] | None = None  # 95% bootstrap interval of the fraction; None: one round
 
     @classmethod
-    def of(cls, harness_walls: Sequence[float], bare_walls: Sequence[float]) -> HarnessOverhead:
-        if not harness_walls or not bare_walls:
-            raise ValueError("harness overhead needs at least one timed round and one bare loop.")
+    def of(cls, harness_frames: Sequence[Sequence[float]], bare_frames: Sequence[Sequence[float]],
+           harness_walls: Sequence[float] | None = None) -> HarnessOverhead:
+        """From each round's frame times; `harness_walls` are the timed rounds' walls as the table
+        reports them (default: the sums of their frame times)."""
+        if not harness_frames or not bare_frames or not all(harness_frames) or not all(bare_frames):
+            raise ValueError("harness overhead needs at least one timed round and one bare loop, each with frames.")
+        harness_medians = [statistics.median(round_) for round_ in harness_frames]
+        bare_medians = [statistics.median(round_) for round_ in bare_frames]
         interval = None
-        if len(harness_walls) > 1 and len(bare_walls) > 1:
-            low, high = median_ratio_interval(bare_walls, harness_walls)
+        if len(harness_medians) > 1 and len(bare_medians) > 1:
+            low, high = median_ratio_interval(bare_medians, harness_medians)
             interval = (low - 1, high - 1)
-        return cls(statistics.median(harness_walls), statistics.median(bare_walls), len(bare_walls), interval)
+        walls = harness_walls if harness_walls is not None else [sum(round_) for round_ in harness_frames]
+        return cls(statistics.median(walls), statistics.median(sum(round_) for round_ in bare_frames), len(bare_frames),
+                   statistics.median(harness_medians), statistics.median(bare_medians), interval)
 
     @property
     def fraction(self) -> float:
-        """How much longer the harness took than the bare loop (0.02 = 2 %; negative: within noise)."""
-        return self.harness_s / self.bare_s - 1 if self.bare_s > 0 else 0.0
+        """How much longer a frame took with the harness than without (0.02 = 2 %; negative: within noise)."""
+        return self.harness_frame_s / self.bare_frame_s - 1 if self.bare_frame_s > 0 else 0.0
 
     def line(self, label: str) -> str:
         spread = ""
         if self.interval is not None:
             low, high = self.interval
             spread = f", 95% CI {low:+.1%} to {high:+.1%}" + (": within the rounds' noise" if low <= 0 <= high else "")
-        return (f"harness overhead of {label}: {self.fraction:+.1%}{spread} (timed rounds {self.harness_s:.4f} s, "
-                f"bare loop over the same sessions {self.bare_s:.4f} s, medians of {self.rounds} paired rounds)")
+        return (f"harness overhead of {label}: {self.fraction:+.1%}{spread} (median frame {self.harness_frame_s * 1e3:.3f} ms "
+                f"timed, {self.bare_frame_s * 1e3:.3f} ms in a bare loop over the same sessions, {self.rounds} paired "
+                f"rounds; walls {self.harness_s:.4f} s and {self.bare_s:.4f} s)")
 
 
 class Terminated(KeyboardInterrupt):

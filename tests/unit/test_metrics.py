@@ -157,7 +157,7 @@ def test_measurement_of_a_stream_carries_latency_deadline_and_the_median_runs_ti
 
 def test_a_measurement_is_built_once_with_every_field_and_cannot_be_changed():
     offline = measured([run_of(serial_calls(), wall=1.5)], Scenario("offline"),
-                       overhead=HarnessOverhead.of([1.5], [1.25]))
+                       overhead=HarnessOverhead.of([[1.5]], [[1.25]]))
     assert (offline.limit_s, offline.efficiency) == (0.375, 0.375 / 1.5)
     assert offline.strategy_options == {"k": 2}
     assert offline.packing_limit == PackingLimit((0.5, 0.25), 2).as_dict()
@@ -174,7 +174,7 @@ def test_extra_info_has_the_schema_version_and_the_overhead_keys_only_where_meas
     assert plain["schema_version"] == SCHEMA_VERSION
     assert "harness_overhead" not in plain
     assert "bare_loop_s" not in plain
-    paired = measured([run_of(serial_calls())], Scenario("offline"), overhead=HarnessOverhead.of([1.0], [0.5]))
+    paired = measured([run_of(serial_calls())], Scenario("offline"), overhead=HarnessOverhead.of([[1.0]], [[0.5]]))
     assert set(paired.extra_info()) - set(plain) == {"harness_overhead", "bare_loop_s"}
     assert Measurement.from_extra_info(paired.extra_info()) == paired
 
