@@ -22,6 +22,11 @@ from strategies.settings import ThreadSettings
 
 READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
 JOIN_TIMEOUT_S = 5.0
+# How long a new worker may take to answer that it is ready: a fresh interpreter, onnxruntime, the
+# model's session (on CUDA also the device's context). Far more than that takes anywhere sane; a
+# worker stuck there (a driver that hangs, a file system that does not answer) must fail the
+# benchmark rather than hold the whole run forever.
+START_TIMEOUT_S = 300.0
 GRACE_S = 1.0
 
 
@@ -126,8 +131,10 @@ class WorkerPool:
             return f"worker {self.lanes[index]!r}"
         return f"worker {self.lanes[index]!r} (model {self.models[index]!r})"
 
-    def start(self, target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]]) -> list[Any]:
-        """Start one worker per lane as `target(conn, *args_for(index))`; return their ready answers."""
+    def start(self, target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]],
+              timeout: float = START_TIMEOUT_S) -> list[Any]:
+        """Start one worker per lane as `target(conn, *args_for(index))`; return their ready answers.
+        A worker that is not ready within `timeout` seconds fails the start (closing the pool kills it)."""
         ctx = context()
         self.busy = True
         for index, lane in enumerate(self.lanes):
@@ -137,7 +144,7 @@ class WorkerPool:
             child.close()
             self.processes.append(process)
             self.pipes.append(parent)
-        return self.collect(READY)
+        return self.collect(READY, timeout, doing="start (a new Python, onnxruntime, the model's session)")
 
     def send_all(self, message: Any) -> None:
         self.busy = True
@@ -156,7 +163,7 @@ class WorkerPool:
         return [answer[0] for answer in answers], [call for answer in answers for call in answer[1]]
 
     def collect(self, expected: str, timeout: float | None = None,
-                stop: Callable[[], None] | None = None) -> list[Any]:
+                stop: Callable[[], None] | None = None, doing: str = "answer") -> list[Any]:
         """One `expected` answer from every worker, in lane order.
 
         Fails at once when a worker dies (StrategyError), and with RunTimeout when not every
@@ -175,7 +182,7 @@ class WorkerPool:
             ready = wait([*waiting, *sentinels], left)
             if not ready:
                 late = ", ".join(self.describe(index) for index in sorted(waiting.values()))
-                raise RunTimeout(f"{self.strategy}: {late} did not answer within {timeout:.1f} s; "
+                raise RunTimeout(f"{self.strategy}: {late} did not {doing} within {timeout:.1f} s; "
                                  "the workers are stopped.")
             for handle in ready:
                 if handle in waiting:

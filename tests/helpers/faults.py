@@ -33,6 +33,14 @@ def fault(how: str) -> None:
     raise ValueError(f"unknown fault {how!r}; choose from {FAULTS}.")
 
 
+def never_ready(conn: Any) -> None:
+    """A worker that hangs before it answers that it is ready (a driver or file system stuck)."""
+    from strategies.runtime.workers import detach_from_terminal_signals
+
+    detach_from_terminal_signals()
+    fault("hang")
+
+
 class FaultyFrames:
     """A worker's frame source that faults when frame `at` is read."""
 

@@ -23,7 +23,8 @@ import pytest
 from strategies import STRATEGIES, RunStopped, RunTimeout, StrategyError, Workload, get_strategy
 from strategies.processes import Processes
 from strategies.runtime.shared_frames import SHM_DIR, block_prefix
-from tests.helpers.faults import FaultyProcesses, FaultySession, fault
+from strategies.runtime.workers import WorkerPool
+from tests.helpers.faults import FaultyProcesses, FaultySession, fault, never_ready
 from tests.helpers.run_bench import bench_inprocess
 from tests.helpers.workloads import tiny_workload
 
@@ -115,6 +116,19 @@ def test_worker_fault_fails_naming_model_and_cause(short: Workload, how: str, re
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_leftover_children")
+def test_a_worker_that_never_gets_ready_fails_the_start_naming_it_and_is_killed() -> None:
+    pool = WorkerPool("processes", ["process-0", "process-1"], ["m0", "m1"])
+    try:
+        with pytest.raises(RunTimeout, match=r"^processes: worker 'process-0' \(model 'm0'\), worker 'process-1' "
+                                             r"\(model 'm1'\) did not start \(a new Python, onnxruntime, the model's "
+                                             r"session\) within 0\.5 s; the workers are stopped\.$"):
+            pool.start(never_ready, lambda index: (), timeout=0.5)
+        workers = [psutil.Process(pid) for pid in pool.pids]
+    finally:
+        pool.close()
+    assert not [worker for worker in workers if worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_hung_worker_is_stopped_at_the_time_limit(short: Workload) -> None:
     class Hanging(FaultyProcesses):
         fault_at = (0, 1, "hang")
