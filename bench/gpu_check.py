@@ -52,6 +52,7 @@ from strategies import cuda_unavailable_reason
 USAGE_ERROR = 4
 TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number
 STOP_GRACE_S = 60.0  # how long a stopped step may take to write what it finished before it is killed
+POLL_S = 0.2  # how often a running step is checked against a stop
 STEP_NAMES = ("tests", "writeup", "noise", "real")
 
 
@@ -259,8 +260,6 @@ def stopping_on_signals(stop: Stop) -> Iterator[None]:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
-
-POLL_S = 0.2  # how often a running step is checked against `stop`
 
 
 def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop) -> tuple[int, str | None]:

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 import bench.gpu_check as gpu_check
-from bench.gpu_check import TIMED_OUT, USAGE_ERROR, Step, Stop, main, read_step, run_step, steps, summary
+from bench.gpu_check import STEP_NAMES, TIMED_OUT, USAGE_ERROR, Step, Stop, main, read_step, run_step, steps, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +47,7 @@ def test_a_bad_frame_count_is_a_usage_error(capsys):
 def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_models_when_present():
     with_real = steps(300, 100, 10.0, ["det.onnx@640x640", "cls.onnx@48x192"])
     assert [step.name for step in with_real] == ["tests", "writeup", "noise", "real"]
+    assert tuple(step.name for step in with_real) == STEP_NAMES  # what --step accepts
     assert with_real[0].args == ("-m", "gpu", "--require-gpu", "tests")
     assert "--strategy" not in with_real[1].args  # every strategy
     assert with_real[3].args[-4:] == ("--model", "det.onnx@640x640", "--model", "cls.onnx@48x192")
