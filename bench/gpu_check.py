@@ -47,7 +47,7 @@ from types import FrameType
 from typing import Any
 
 from fixtures.real_models import find_real_model, missing_reason
-from strategies import cuda_unavailable_reason
+from strategies import CudaOptionError, cuda_unavailable_reason, parse_cuda_option
 
 USAGE_ERROR = 4
 TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number
@@ -70,14 +70,25 @@ class Step:
         return signal.SIGTERM if self.benchmarks else signal.SIGINT
 
 
-def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequence[str]) -> list[Step]:
-    bench = ("bench", "--require-gpu", "--scenario", "offline", "--sample-rate", str(sample_rate), "--no-history")
+# The dry run (--provider cpu) swaps the write-up's ResNet-18-sized models for tiny ones: the same
+# steps, options and summary, in seconds on a CPU.
+DRY_RUN_WORKLOAD = ("--model-size", "tiny", "--frame-size", "64x64")
+
+
+def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequence[str],
+          provider: str = "cuda", cuda_options: Sequence[str] = ()) -> list[Step]:
+    on_gpu = provider == "cuda"
+    device = ("--require-gpu", *(arg for option in cuda_options for arg in ("--cuda-option", option))) if on_gpu \
+        else ("--provider", "cpu")
+    workload = ("--workload", "writeup") if on_gpu else DRY_RUN_WORKLOAD
+    bench = ("bench", *device, "--scenario", "offline", "--sample-rate", str(sample_rate), "--no-history")
     listed = [
-        Step("tests", "gpu-marked tests", ("-m", "gpu", "--require-gpu", "tests"), benchmarks=False),
+        Step("tests", "gpu-marked tests", ("-m", "gpu", *(("--require-gpu",) if on_gpu else ()), "tests"),
+             benchmarks=False),
         Step("writeup", f"write-up workload, every strategy, {frames} frames",
-             (*bench, "--workload", "writeup", "--frames", str(frames))),
+             (*bench, *workload, "--frames", str(frames))),
         Step("noise", f"serial's run-to-run spread: onnxruntime's thread pools or the device ({frames} frames)",
-             (*bench, "--workload", "writeup", "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
+             (*bench, *workload, "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
               "--threads", "ort", "--threads", "intra=1,inter=1,spin=0")),
     ]
     if real_models:
@@ -87,12 +98,12 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
     return listed
 
 
-def real_model_args() -> tuple[list[str], str | None]:
+def real_model_args(detector_size: str = "640x640") -> tuple[list[str], str | None]:
     """The real-model --model values, or the reason they are not installed."""
     reason = missing_reason("det", "cls")
     if reason is not None:
         return [], reason
-    return [f"{find_real_model('det')}@640x640", f"{find_real_model('cls')}@48x192"], None
+    return [f"{find_real_model('det')}@{detector_size}", f"{find_real_model('cls')}@48x192"], None
 
 
 # --- reading what the steps wrote ------------------------------------------------------------
@@ -250,6 +261,28 @@ class Stop:
         return self.reason is not None
 
 
+class StepBudget:
+    """A step's own time limit under the whole check's Stop: when the budget runs out the step is
+    stopped as a signal would stop it (what finished is kept) and the check goes on to the next step."""
+
+    def __init__(self, stop: Stop, budget_s: float | None) -> None:
+        self.stop, self.budget_s = stop, budget_s
+        self.deadline = None if budget_s is None else time.monotonic() + budget_s
+        self.reason: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        if self.stop.requested:
+            self.reason = self.stop.reason
+        elif self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.reason = f"its budget of {self.budget_s:g} s ran out"
+        return self.reason is not None
+
+    @property
+    def hurry(self) -> bool:
+        return self.stop.hurry
+
+
 @contextmanager
 def stopping_on_signals(stop: Stop) -> Iterator[None]:
     """While inside, SIGINT and SIGTERM only tell `stop`; the check then ends in order."""
@@ -262,7 +295,7 @@ def stopping_on_signals(stop: Stop) -> Iterator[None]:
 
 
 
-def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop) -> tuple[int, str | None]:
+def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop | StepBudget) -> tuple[int, str | None]:
     """The step's exit status, and why it was stopped (None: it ran to its end).
 
     On a stop the step is signalled once, given STOP_GRACE_S to write what it finished, then killed."""
@@ -288,7 +321,7 @@ def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop) -> tuple[
             return process.wait(), f"{stop.reason}; killed, {why}"
 
 
-def run_step(step: Step, out: Path, stop: Stop | None = None) -> StepResult:
+def run_step(step: Step, out: Path, stop: Stop | StepBudget | None = None) -> StepResult:
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *step.args,
             f"--junitxml={out / f'{step.name}.xml'}"]
     if step.benchmarks:
@@ -311,6 +344,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample-rate", type=float, default=10.0, help="resource samples per second (default 10)")
     parser.add_argument("--step", action="append", choices=STEP_NAMES, dest="only", metavar="STEP",
                         help=f"run only this step (repeat for several; default all: {', '.join(STEP_NAMES)})")
+    parser.add_argument("--budget", action="append", default=[], metavar="STEP=SECONDS",
+                        help="a step's own time limit (repeat for several): when it runs out the step is stopped "
+                             "as SIGTERM stops it, its finished benchmarks kept, and the check goes on with the next "
+                             "step (default: none)")
+    parser.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a CUDA provider option for every benchmark step (as `pytest bench --cuda-option`)")
+    parser.add_argument("--provider", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: a dry run of every step on the CPU with tiny models (the write-up's replaced by "
+                             f"{' '.join(DRY_RUN_WORKLOAD)}, the real detector at 64x64), to check the check itself "
+                             "(default cuda)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="stop the whole check after this long as SIGTERM does: the running step writes what "
                              f"it finished (up to {STOP_GRACE_S:g} s more), summary.md says which step ran out "
@@ -319,18 +362,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("frames", "real_frames", "sample_rate", "timeout"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.exit(USAGE_ERROR, f"error: --{name.replace('_', '-')} must be above 0, got {getattr(args, name)}.\n")
+    for text in args.cuda_option:
+        try:
+            parse_cuda_option(text)
+        except CudaOptionError as error:
+            parser.exit(USAGE_ERROR, f"error: --cuda-option: {error}\n")
+    args.budgets = {}
+    for text in args.budget:
+        name, _, seconds = text.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if name not in STEP_NAMES or not value > 0:
+            parser.exit(USAGE_ERROR, f"error: --budget expects STEP=SECONDS with STEP one of {', '.join(STEP_NAMES)} "
+                                     f"and SECONDS above 0, got {text!r}.\n")
+        args.budgets[name] = value
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    reason = cuda_unavailable_reason()
+    reason = cuda_unavailable_reason() if args.provider == "cuda" else None
     if reason is not None:
         print(f"fanbench gpu_check needs a CUDA GPU: {reason}", file=sys.stderr)
         return USAGE_ERROR
     args.out.mkdir(parents=True, exist_ok=True)
-    real_models, missing = real_model_args()
-    chosen = [step for step in steps(args.frames, args.real_frames, args.sample_rate, real_models)
+    real_models, missing = real_model_args("640x640" if args.provider == "cuda" else "64x64")
+    chosen = [step for step in steps(args.frames, args.real_frames, args.sample_rate, real_models, args.provider,
+                                     args.cuda_option)
               if args.only is None or step.name in args.only]
     stop = Stop(args.timeout)
     results: list[StepResult] = []
@@ -338,10 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for step in chosen:
             if stop.requested:
                 break
-            results.append(run_step(step, args.out, stop))
+            results.append(run_step(step, args.out, StepBudget(stop, args.budgets.get(step.name))))
         not_run = chosen[len(results):]
-        # A signal after the last step ended changes nothing: the check is whole.
-        stopped = stop.reason if not_run or any(result.interrupted for result in results) else None
+        # A signal after the last step ended changes nothing: the check is whole. A step stopped by
+        # its own budget is no stop of the check: it failed, and the others ran.
+        stopped = stop.reason if stop.reason is not None and (
+            not_run or any(result.interrupted for result in results)) else None
         command = "python -m bench.gpu_check " + " ".join(sys.argv[1:] if argv is None else argv)
         text = summary(results, command.strip(), stopped, not_run)
         if missing and (args.only is None or "real" in args.only):

@@ -13,6 +13,7 @@ from strategies.base import Arrivals, Strategy, StrategyUnavailable
 from strategies.lanes import run_lanes, wait_for_lanes
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
+from strategies.runtime.cudart import CudaRuntime, CudaRuntimeError, cuda_runtime
 from strategies.runtime.sessions import io_names, make_session, onnxruntime, provider_used
 from strategies.settings import ThreadSettings
 
@@ -33,6 +34,16 @@ class CudaGraph(Strategy):
     graph per thread: each model has one thread of its own for the strategy's whole life,
     which creates the session, warms it up, captures the graph (`open`, one model at a time)
     and replays it on every frame of every run. `close` releases each session on its thread.
+
+    On CUDA each lane owns a stream (`user_compute_stream`, created through libcudart): the
+    frame is copied to the bound input with `cudaMemcpyAsync` on that stream from page-locked
+    frames, the graph replays on it without onnxruntime's end-of-run synchronisation, the
+    outputs come back on it into page-locked buffers, and only that stream is waited for. The
+    first version copied with `update_inplace` and waited with `synchronize_outputs()`, which
+    onnxruntime's CUDA provider implements as `cudaDeviceSynchronize`: every lane then waited for
+    every other lane's work, and on an H100 the four lanes ran no faster than `serial`
+    (docs/gpu.md, *cuda_graph*). On the CPU provider (tests) onnxruntime's own copies are used,
+    unless a test hands in a `cudart` that copies host memory.
     """
 
     name = "cuda_graph"
@@ -41,6 +52,8 @@ class CudaGraph(Strategy):
     warmup_runs = 3
     #: False only in tests, which run the same buffer logic on the CPU provider.
     needs_cuda: ClassVar[bool] = True
+    #: The CUDA runtime calls the lanes' streams use; None: onnxruntime's own copies (the CPU provider).
+    cudart: CudaRuntime | None = None
 
     def open(self) -> None:
         if self.needs_cuda and self.workload.provider != "cuda":
@@ -59,6 +72,18 @@ class CudaGraph(Strategy):
         self.inputs: list[Any] = [None] * count
         self.outputs: list[list[Any]] = [[] for _ in range(count)]
         self.run_options = ort.RunOptions()
+        if self.workload.provider == "cuda" and self.cudart is None:
+            try:
+                self.cudart = cuda_runtime()
+            except CudaRuntimeError as error:
+                raise StrategyUnavailable(f"{self.name}: {error}") from error
+        self.streams: list[int] = [0] * count
+        self.staging: list[list[np.ndarray]] = [[] for _ in range(count)]
+        self.pinned: list[np.ndarray] = []
+        if self.cudart is not None:
+            # Each lane waits for its own stream; onnxruntime's end-of-run wait is not needed.
+            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            self._pin_frames()
         self._capture_lock = threading.Lock()
         self._stop.clear()  # set by a previous close; from here on it means "this open was interrupted"
         # One thread per model for the strategy's whole life: onnxruntime's CUDA provider keeps a
@@ -72,6 +97,23 @@ class CudaGraph(Strategy):
         wait_for_lanes([lane.submit(self._set_up, model) for model, lane in enumerate(self.lanes)], self.stop)
         self.providers_used = [provider_used(session) for session in self.sessions]
 
+    def _pin_frames(self) -> None:
+        """Page-lock each distinct frames array once, so each frame's copy is a DMA on the lane's stream.
+
+        Where the system refuses (a locked-memory limit), the copies come from pageable memory:
+        still on the lane's stream, only staged by the driver."""
+        seen: set[int] = set()
+        for spec in self.workload.models:
+            frames = spec.frames
+            if id(frames) in seen or not frames.flags.c_contiguous:
+                continue
+            seen.add(id(frames))
+            try:
+                self.cudart.pin(frames)  # type: ignore[union-attr]
+            except CudaRuntimeError:
+                continue
+            self.pinned.append(frames)
+
     def _set_up(self, model: int) -> None:
         """On the model's own lane: create its session, bind its buffers, warm it and capture its graph.
 
@@ -83,7 +125,12 @@ class CudaGraph(Strategy):
         with self._capture_lock:
             if self._stop.is_set():  # open was interrupted while this lane waited its turn
                 return
-            session = self._graph_session(spec.name, spec.path, self.options)
+            options = self.options
+            if self.cudart is not None:
+                self.streams[model] = self.cudart.create_stream(self.device_id)
+                if self.workload.provider == "cuda":
+                    options = {**options, "user_compute_stream": str(self.streams[model])}
+            session = self._graph_session(spec.name, spec.path, options)
             input_name, output_names = io_names(session)
             sample = np.ascontiguousarray(spec.frames[0])
             binding = session.io_binding()
@@ -92,20 +139,36 @@ class CudaGraph(Strategy):
             value = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.workload.provider, self.device_id)
             value.update_inplace(sample)
             binding.bind_ortvalue_input(input_name, value)
+            templates = self._output_templates(spec.path, input_name, sample)
             outputs = [ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.workload.provider, self.device_id)
-                       for array in self._output_templates(spec.path, input_name, sample)]
+                       for array in templates]
+            if self.cudart is not None:  # where each frame's outputs land on the host, page-locked
+                self.staging[model] = [np.empty_like(array) for array in templates]
+                for buffer in self.staging[model]:
+                    self.cudart.pin(buffer)
             for output_name, output in zip(output_names, outputs, strict=True):
                 binding.bind_ortvalue_output(output_name, output)
             self.sessions[model], self.bindings[model] = session, binding
             self.inputs[model], self.outputs[model] = value, outputs
             for _ in range(self.warmup_runs):  # regular runs, then the capture, then a replay
                 session.run_with_iobinding(binding, self.run_options)
-            binding.synchronize_outputs()
+                if self.cudart is not None:
+                    self.cudart.synchronize(self.streams[model])
+            binding.synchronize_outputs()  # once, before any lane is timed
 
     def _release(self, model: int) -> None:
-        """On the model's own lane: drop its binding, buffers and session (and with it the captured graph)."""
+        """On the model's own lane: drop its binding, buffers and session (and with it the captured
+        graph), then its stream (no longer used by any session) and its page-locked buffers."""
         self.bindings[model] = self.inputs[model] = self.sessions[model] = None
         self.outputs[model] = []
+        if self.cudart is not None:
+            if self.streams[model]:
+                self.cudart.synchronize(self.streams[model])
+                self.cudart.destroy_stream(self.streams[model])
+                self.streams[model] = 0
+            for buffer in self.staging[model]:
+                self.cudart.unpin(buffer)
+            self.staging[model] = []
 
     def _graph_session(self, name: str, path: Any, options: dict[str, str]) -> Any:
         """The model's session; StrategyUnavailable where onnxruntime refuses it CUDA graphs.
@@ -139,21 +202,33 @@ class CudaGraph(Strategy):
                 lane.submit(self._release, model)
         for lane in lanes:
             lane.shutdown(wait=True, cancel_futures=False)
+        for frames in getattr(self, "pinned", []):
+            self.cudart.unpin(frames)  # type: ignore[union-attr]
+        self.pinned = []
         self.bindings, self.inputs, self.outputs, self.sessions = [], [], [], []
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         calls: list[CallRecord] = []
 
+        cudart = self.cudart
+
         def step(model: int, frame: int) -> Outputs:
             binding, outputs = self.bindings[model], self.outputs[model]
+            frame_input = np.ascontiguousarray(self.workload.models[model].frames[frame])
             start = self.clock()
-            # The same address every frame: the graph reads it.
-            self.inputs[model].update_inplace(np.ascontiguousarray(self.workload.models[model].frames[frame]))
-            self.sessions[model].run_with_iobinding(binding, self.run_options)
-            binding.synchronize_outputs()  # the replay has finished before outputs are read
-            # .numpy() copies a device buffer to the host; on the CPU it may be a view of the
-            # buffer the next frame overwrites, hence the explicit copy.
-            results = tuple(np.array(output.numpy(), copy=True) for output in outputs)
+            if cudart is None:  # the CPU provider: onnxruntime's own copies
+                self.inputs[model].update_inplace(frame_input)  # the same address every frame: the graph reads it
+                self.sessions[model].run_with_iobinding(binding, self.run_options)
+                # .numpy() on the CPU may be a view of the buffer the next frame overwrites: copy.
+                results = tuple(np.array(output.numpy(), copy=True) for output in outputs)
+            else:  # in order on the lane's own stream: frame in, replay, outputs out; then wait for it alone
+                stream, staging = self.streams[model], self.staging[model]
+                cudart.copy_to_device(self.inputs[model].data_ptr(), frame_input, stream)
+                self.sessions[model].run_with_iobinding(binding, self.run_options)
+                for buffer, output in zip(staging, outputs, strict=True):
+                    cudart.copy_to_host(buffer, output.data_ptr(), stream)
+                cudart.synchronize(stream)
+                results = tuple(buffer.copy() for buffer in staging)  # the staging buffers serve the next frame
             calls.append(CallRecord(model, frame, 1, start, self.clock(), f"thread-{model}"))
             return results
 

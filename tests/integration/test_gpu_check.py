@@ -16,7 +16,20 @@ import psutil
 import pytest
 
 import bench.gpu_check as gpu_check
-from bench.gpu_check import STEP_NAMES, TIMED_OUT, USAGE_ERROR, Step, Stop, main, read_step, run_step, steps, summary
+from bench.gpu_check import (
+    DRY_RUN_WORKLOAD,
+    STEP_NAMES,
+    TIMED_OUT,
+    USAGE_ERROR,
+    Step,
+    StepBudget,
+    Stop,
+    main,
+    read_step,
+    run_step,
+    steps,
+    summary,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,10 +68,54 @@ def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_mo
     assert [step.name for step in steps(300, 100, 10.0, [])] == ["tests", "writeup", "noise"]
 
 
+def test_the_dry_run_swaps_the_gpu_for_the_cpu_and_the_writeup_for_tiny_models():
+    dry = steps(2, 2, 5.0, ["det.onnx@64x64", "cls.onnx@48x192"], provider="cpu")
+    assert [step.name for step in dry] == list(STEP_NAMES)
+    assert dry[0].args == ("-m", "gpu", "tests")  # they skip without a GPU
+    for step in dry[1:]:
+        assert step.args[:3] == ("bench", "--provider", "cpu")
+        assert "--require-gpu" not in step.args
+        assert "writeup" not in step.args
+    assert all(" ".join(DRY_RUN_WORKLOAD) in " ".join(step.args) for step in dry[1:3])
+
+
+def test_cuda_options_reach_every_benchmark_step_and_not_the_plain_tests():
+    listed = steps(300, 40, 10.0, ["det.onnx@640x640"], cuda_options=["cudnn_conv_algo_search=HEURISTIC"])
+    assert "--cuda-option" not in listed[0].args
+    assert all(step.args[1:4] == ("--require-gpu", "--cuda-option", "cudnn_conv_algo_search=HEURISTIC")
+               for step in listed[1:])
+
+
+@pytest.mark.parametrize("argv", [["--budget", "writeup"], ["--budget", "writeup=0"], ["--budget", "everything=10"],
+                                  ["--budget", "real=soon"], ["--cuda-option", "enable_cuda_graph=1"]],
+                         ids=["no-seconds", "zero", "unknown-step", "not-a-number", "refused-cuda-option"])
+def test_a_bad_budget_or_cuda_option_is_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == USAGE_ERROR
+    error = capsys.readouterr().err
+    assert error.startswith("error: --budget expects STEP=SECONDS") or error.startswith("error: --cuda-option: ")
+    assert error.count("\n") == 1
+
+
+def test_a_step_budget_stops_only_that_step_and_says_why():
+    stop = Stop()
+    budget = StepBudget(stop, 0.05)
+    assert not budget.requested
+    time.sleep(0.1)
+    assert budget.requested
+    assert budget.reason == "its budget of 0.05 s ran out"
+    assert not stop.requested  # the check itself goes on
+    signalled = StepBudget(stop, 100.0)
+    stop.on_signal(signal.SIGTERM, None)
+    assert signalled.requested
+    assert signalled.reason == "received SIGTERM"
+
+
 def test_step_runs_only_the_steps_named(tmp_path, monkeypatch):
     ran: list[str] = []
     monkeypatch.setattr(gpu_check, "cuda_unavailable_reason", lambda: None)
-    monkeypatch.setattr(gpu_check, "real_model_args", lambda: ([], "real models det, cls need rapidocr"))
+    monkeypatch.setattr(gpu_check, "real_model_args", lambda *_: ([], "real models det, cls need rapidocr"))
     monkeypatch.setattr(gpu_check, "run_step", lambda step, out, stop: ran.append(step.name) or read_step(step, 0, out))
     assert main(["--out", str(tmp_path), "--step", "noise", "--step", "tests"]) == 0
     assert ran == ["tests", "noise"]  # in the suite's order, not the command's
@@ -199,17 +256,18 @@ def test_a_benchmark_json_left_empty_by_a_killed_step_is_reported_not_a_crash(tm
 def fake_gpu(monkeypatch: pytest.MonkeyPatch, run) -> list[str]:
     ran: list[str] = []
     monkeypatch.setattr(gpu_check, "cuda_unavailable_reason", lambda: None)
-    monkeypatch.setattr(gpu_check, "real_model_args", lambda: ([], "real models det, cls need rapidocr"))
+    monkeypatch.setattr(gpu_check, "real_model_args", lambda *_: ([], "real models det, cls need rapidocr"))
     monkeypatch.setattr(gpu_check, "run_step", lambda step, out, stop: ran.append(step.name) or run(step, out, stop))
     return ran
 
 
 def test_a_signal_during_a_step_runs_no_further_step_and_exits_as_a_shell_reports_it(tmp_path, monkeypatch):
-    def signalled(step, out, stop):
+    def signalled(step, out, budget):
         # Checked first: without main's handler the signal would end this test run.
-        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == stop.on_signal
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == budget.stop.on_signal
         os.kill(os.getpid(), signal.SIGTERM)  # main's handler only records it
-        return read_step(step, 2, out, interrupted=stop.reason)
+        assert budget.requested  # the step sees the check's stop
+        return read_step(step, 2, out, interrupted=budget.reason)
 
     ran = fake_gpu(monkeypatch, signalled)
     assert main(["--out", str(tmp_path)]) == 128 + signal.SIGTERM
@@ -264,7 +322,8 @@ import bench.gpu_check as gpu_check
 CPU = ("bench", "--frames", "2", "--model-size", "small", "--rounds", "1", "--scenario", "offline",
        "--threads", "ort", "--no-history", "-v")
 gpu_check.cuda_unavailable_reason = lambda: None
-gpu_check.real_model_args = lambda: ([], None)
+gpu_check.real_model_args = lambda *_: ([], None)
+gpu_check.STEP_NAMES = ("first", "second")  # what --step and --budget accept here
 gpu_check.steps = lambda *_: [
     gpu_check.Step("first", "serial, then a strategy that never ends",
                    (*CPU, "-p", "blocking_strategy", "--strategy", "serial", "--strategy", "serial_blocking")),
@@ -344,6 +403,40 @@ def test_a_timeout_that_runs_out_mid_step_stops_the_check_the_same_way(tmp_path)
     status, output = finish(check, started)
     assert status == TIMED_OUT, output
     assert_stopped_with_the_finished_row(tmp_path / "check", started, "--timeout 20 s ran out", output)
+
+
+@pytest.mark.slow
+def test_a_budget_that_runs_out_mid_step_keeps_its_finished_benchmark_and_the_check_goes_on(tmp_path):
+    check = start_check(tmp_path, "--budget", "first=20")
+    started = wait_for_first_pass(check, tmp_path / "check" / "first.log")
+    status, output = finish(check, started)
+    assert status == 1, output  # a step did not finish; the others ran
+    text = (tmp_path / "check" / "summary.md").read_text()
+    assert "Stopped early" not in text
+    assert "## serial, then a strategy that never ends: INTERRUPTED (its budget of 20 s ran out, 1 benchmark(s) finished)" \
+        in text, text
+    assert "## serial again: passed" in text
+    [finished] = json.loads((tmp_path / "check" / "first.json").read_text())["benchmarks"]
+    assert finished["name"] == "test_strategy[serial-ort-defaults-offline]"
+
+
+@pytest.mark.slow
+def test_the_dry_run_on_the_cpu_runs_the_benchmark_steps_and_checks_every_strategy(tmp_path):
+    """What a GPU host will run, on the CPU with tiny models: the check checks itself in CI."""
+    out = tmp_path / "dry"
+    done = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--provider", "cpu", "--frames", "2",
+                           "--real-frames", "2", "--sample-rate", "5", "--out", str(out), "--step", "writeup",
+                           "--step", "real", "--budget", "real=300"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = (out / "summary.md").read_text()
+    assert "## write-up workload, every strategy, 2 frames: passed" in text
+    assert "| NO |" not in text
+    for strategy in ("serial", "threads", "processes_shm", "iobinding", "batched"):
+        assert f"| {strategy} |" in text
+    assert "cuda_graph needs the CUDA provider" in text  # skipped with its reason, not failed
+    if "real models: skipped" not in text:
+        assert "## real models, 2 frames: passed" in text
 
 
 HANGING_TEST = '''

@@ -7,6 +7,7 @@ a subclass that lifts the CUDA requirement.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from dataclasses import replace
 from typing import Any
@@ -30,6 +31,63 @@ class CudaGraphBuffersOnCpu(CudaGraph):
     needs_cuda = False
 
 
+class HostMemoryCudart:
+    """The CUDA runtime calls `cuda_graph` makes on CUDA, done on host memory, each one recorded.
+
+    With it `cuda_graph` runs its CUDA path on the CPU provider (an OrtValue's data_ptr() is then
+    a host address): streams, page-locked buffers and the order of the copies are checked here."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, int]] = []  # (call, stream or buffer address)
+        self.streams: set[int] = set()
+        self.pinned: set[int] = set()
+        self._next = 1
+
+    def _record(self, call: str, key: int) -> None:
+        with self.lock:
+            self.calls.append((call, key))
+
+    def create_stream(self, device: int = 0) -> int:
+        with self.lock:
+            stream, self._next = self._next, self._next + 1
+            self.streams.add(stream)
+        self._record("create", stream)
+        return stream
+
+    def destroy_stream(self, stream: int) -> None:
+        assert stream in self.streams
+        self.streams.discard(stream)
+        self._record("destroy", stream)
+
+    def synchronize(self, stream: int) -> None:
+        assert stream in self.streams
+        self._record("synchronize", stream)
+
+    def copy_to_device(self, device_ptr: int, host: np.ndarray, stream: int) -> None:
+        assert stream in self.streams
+        assert host.flags.c_contiguous
+        ctypes.memmove(device_ptr, host.ctypes.data, host.nbytes)
+        self._record("to_device", stream)
+
+    def copy_to_host(self, host: np.ndarray, device_ptr: int, stream: int) -> None:
+        assert stream in self.streams
+        assert host.flags.c_contiguous
+        ctypes.memmove(host.ctypes.data, device_ptr, host.nbytes)
+        self._record("to_host", stream)
+
+    def pin(self, host: np.ndarray) -> None:
+        assert host.ctypes.data not in self.pinned, "pinned twice (cudaHostRegister refuses that)"
+        self.pinned.add(host.ctypes.data)
+
+    def unpin(self, host: np.ndarray) -> None:
+        self.pinned.remove(host.ctypes.data)
+
+
+def streams_on_cpu() -> type[CudaGraph]:
+    return type("CudaGraphStreamsOnCpu", (CudaGraphBuffersOnCpu,), {"cudart": HostMemoryCudart()})
+
+
 def serial_outputs(workload: Workload):
     with get_strategy("serial")(workload) as serial:
         return serial.run().outputs
@@ -43,9 +101,11 @@ def mixed_inputs(make_workload) -> Workload:
     return Workload((shared.models[0], shared.models[1], third), "cpu")
 
 
-@pytest.mark.parametrize("strategy", [IOBinding, CudaGraphBuffersOnCpu], ids=["iobinding", "cuda_graph-buffers"])
+@pytest.mark.parametrize("strategy", [IOBinding, CudaGraphBuffersOnCpu, "streams"],
+                         ids=["iobinding", "cuda_graph-buffers", "cuda_graph-streams"])
 @pytest.mark.parametrize("shape", ["shared-input", "mixed-inputs"])
 def test_equals_serial_on_the_cpu(strategy, shape, make_workload):
+    strategy = streams_on_cpu() if strategy == "streams" else strategy
     workload = make_workload(models=3, frames=6) if shape == "shared-input" else mixed_inputs(make_workload)
     before = [model.frames.copy() for model in workload.models]
     reference = serial_outputs(workload)
@@ -58,6 +118,27 @@ def test_equals_serial_on_the_cpu(strategy, shape, make_workload):
                 (model, frame) for model in range(3) for frame in range(6)]
     for model, frames in zip(workload.models, before, strict=True):
         np.testing.assert_array_equal(model.frames, frames)  # in-place updates never touch the workload
+
+
+def test_cuda_graph_lanes_copy_replay_and_wait_on_their_own_streams_and_release_them(make_workload):
+    """Per frame, on the lane's own stream: frame in, outputs out, then that stream alone is waited for
+    (never the device); every stream is destroyed and every page-locked buffer released on close."""
+    workload = make_workload(models=3, frames=4)
+    strategy = streams_on_cpu()
+    cudart = strategy.cudart
+    with strategy(workload) as running:
+        assert len(cudart.streams) == 3
+        assert len(cudart.pinned) == 1 + 3  # the shared frames array once, one output buffer per lane
+        del cudart.calls[:]
+        running.run()
+        per_stream: dict[int, list[str]] = {}
+        for call, stream in cudart.calls:
+            per_stream.setdefault(stream, []).append(call)
+    assert sorted(per_stream) == sorted({stream for _, stream in cudart.calls})
+    assert len(per_stream) == 3
+    assert all(calls == ["to_device", "to_host", "synchronize"] * 4 for calls in per_stream.values())
+    assert cudart.streams == set()
+    assert cudart.pinned == set()
 
 
 def test_a_strategy_that_reorders_frames_is_caught(make_workload):

@@ -1,0 +1,265 @@
+"""Why `cuda_graph` did not overlap its lanes: `python -m bench.cuda_graph_experiment [--out DIR]`.
+
+A small, prepared experiment for a CUDA host (docs/gpu.md, *cuda_graph*), apart from the main
+run. Four models of the write-up's size (4 x ResNet-18 cost, 256x256, batch 4), one lane (thread)
+per model, the same frames, each variant timed over `--rounds` passes after one warm-up pass:
+
+- `serial`: one thread, `session.run` per model per frame (the reference outputs);
+- `threads`: a thread per model, `session.run`;
+- `iobinding_sync` / `iobinding_nosync`: a thread per model with IO binding, with and without
+  `synchronize_outputs()` after each run (onnxruntime's CUDA provider implements it as
+  `cudaDeviceSynchronize`: every lane waits for every other lane's work);
+- `graph_asis`: `cuda_graph` as fanbench ran it on the H100: `update_inplace` (a synchronous
+  `cudaMemcpy` on the legacy default stream), replay, `synchronize_outputs()`, `.numpy()`;
+- `graph_nosync`: the same without `synchronize_outputs()` (the run already waits for its own
+  stream: `OnRunEnd` calls `cudaStreamSynchronize`);
+- `graph_stream`: each session on a stream of its own (`user_compute_stream`), the frame copied
+  to the bound input with `cudaMemcpyAsync` on that stream from page-locked memory, the run
+  told not to synchronise (`disable_synchronize_execution_providers`), the outputs copied back
+  on the same stream into a page-locked buffer, then that stream alone synchronised.
+
+Per variant: wall per pass, per-call median and p90, the largest difference from `serial`'s
+outputs. Writes OUT/cuda_graph_experiment.json and .md, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fixtures.models import SIZES, model_set, write_model
+from strategies.runtime.cudart import CudaRuntimeError, cuda_runtime
+from strategies.runtime.sessions import io_names, make_session, onnxruntime
+from strategies.settings import ThreadSettings
+
+Step = Callable[[int], tuple[np.ndarray, ...]]
+CPU_SETTINGS = ThreadSettings(intra_op=4, inter_op=1, spinning=False)
+
+
+class Lane:
+    """One model's sessions and buffers for one variant, built and used on the lane's own thread."""
+
+    def __init__(self, variant: str, path: Path, frames: np.ndarray, provider: str) -> None:
+        self.variant, self.path, self.frames, self.provider = variant, path, frames, provider
+        self.ort = onnxruntime()
+        self.stream = 0
+
+    def set_up(self) -> None:
+        variant, ort = self.variant, self.ort
+        options: dict[str, str] = {}
+        if variant.startswith("graph"):
+            options["enable_cuda_graph"] = "1"
+        if variant == "graph_stream":
+            self.cudart = cuda_runtime()
+            self.stream = self.cudart.create_stream()
+            options["user_compute_stream"] = str(self.stream)
+        self.session = make_session(self.path, CPU_SETTINGS, self.provider, options if self.provider == "cuda" else None)
+        self.input_name, self.output_names = io_names(self.session)
+        self.run_options = ort.RunOptions()
+        if variant == "graph_stream":
+            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        if variant.startswith("graph") or variant.startswith("iobinding"):
+            self.binding = self.session.io_binding()
+        if variant.startswith("graph"):
+            sample = self.frames[0]
+            self.input = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.provider, 0)
+            self.input.update_inplace(sample)
+            self.binding.bind_ortvalue_input(self.input_name, self.input)
+            probe = make_session(self.path, CPU_SETTINGS, "cpu").run(None, {self.input_name: sample})
+            self.outputs = [ort.OrtValue.ortvalue_from_shape_and_type(a.shape, a.dtype, self.provider, 0) for a in probe]
+            self.staging = [np.empty_like(a) for a in probe]
+            for name, value in zip(self.output_names, self.outputs, strict=True):
+                self.binding.bind_ortvalue_output(name, value)
+            if variant == "graph_stream":
+                for buffer in self.staging:
+                    self.cudart.pin(buffer)
+            for _ in range(3):  # regular runs, then the capture, then a replay
+                self.session.run_with_iobinding(self.binding, self.run_options)
+                if self.stream:
+                    self.cudart.synchronize(self.stream)
+            self.binding.synchronize_outputs()
+        elif variant.startswith("iobinding"):
+            for name in self.output_names:
+                self.binding.bind_output(name, self.provider, 0)
+
+    def step(self, frame: int) -> tuple[np.ndarray, ...]:
+        variant, x = self.variant, self.frames[frame]
+        if variant in ("serial", "threads"):
+            return tuple(self.session.run(None, {self.input_name: x}))
+        if variant.startswith("iobinding"):
+            value = self.ort.OrtValue.ortvalue_from_numpy(x, self.provider, 0)
+            self.binding.bind_ortvalue_input(self.input_name, value)
+            self.session.run_with_iobinding(self.binding)
+            if variant == "iobinding_sync":
+                self.binding.synchronize_outputs()
+            return tuple(self.binding.copy_outputs_to_cpu())
+        if variant == "graph_stream":
+            self.cudart.copy_to_device(self.input.data_ptr(), x, self.stream)
+            self.session.run_with_iobinding(self.binding, self.run_options)
+            for buffer, value in zip(self.staging, self.outputs, strict=True):
+                self.cudart.copy_to_host(buffer, value.data_ptr(), self.stream)
+            self.cudart.synchronize(self.stream)
+            return tuple(buffer.copy() for buffer in self.staging)
+        self.input.update_inplace(x)
+        self.session.run_with_iobinding(self.binding, self.run_options)
+        if variant == "graph_asis":
+            self.binding.synchronize_outputs()
+        return tuple(np.array(value.numpy(), copy=True) for value in self.outputs)
+
+    def close(self) -> None:
+        if self.variant == "graph_stream":
+            for buffer in getattr(self, "staging", []):
+                self.cudart.unpin(buffer)
+        self.binding = self.session = self.input = self.outputs = None  # type: ignore[assignment]
+        if self.stream:
+            self.cudart.synchronize(self.stream)
+            self.cudart.destroy_stream(self.stream)
+            self.stream = 0
+
+
+def run_variant(variant: str, paths: Sequence[Path], frames: np.ndarray, provider: str, rounds: int,
+                pinned: bool) -> dict[str, Any]:
+    """Warm-up pass, then `rounds` timed passes; per pass the wall, per call the duration."""
+    count = len(paths)
+    one_thread = variant == "serial"
+    pools = [ThreadPoolExecutor(max_workers=1) for _ in range(1 if one_thread else count)]
+    lanes = [Lane(variant, path, frames, provider) for path in paths]
+    capture_lock = threading.Lock()
+
+    def set_up(lane: Lane) -> None:
+        with capture_lock:  # one capture at a time: CUDA forbids other work's syncs while a stream captures
+            lane.set_up()
+
+    try:
+        for model, lane in enumerate(lanes):
+            pools[0 if one_thread else model].submit(set_up, lane).result()
+        walls, calls, outputs = [], [], None
+        for round_index in range(rounds + 1):
+            durations: list[float] = []
+
+            def lane_loop(lane: Lane, durations: list[float] = durations) -> list[tuple[np.ndarray, ...]]:
+                results = []
+                for frame in range(len(frames)):
+                    start = time.perf_counter()
+                    results.append(lane.step(frame))
+                    durations.append(time.perf_counter() - start)
+                return results
+
+            start = time.perf_counter()
+            if one_thread:
+                def serial_loop(durations: list[float] = durations) -> list[list[tuple[np.ndarray, ...]]]:
+                    per_model: list[list[tuple[np.ndarray, ...]]] = [[] for _ in lanes]
+                    for frame in range(len(frames)):
+                        for model, lane in enumerate(lanes):
+                            t0 = time.perf_counter()
+                            per_model[model].append(lane.step(frame))
+                            durations.append(time.perf_counter() - t0)
+                    return per_model
+                result = pools[0].submit(serial_loop).result()
+            else:
+                futures = [pools[model].submit(lane_loop, lane) for model, lane in enumerate(lanes)]
+                result = [future.result() for future in futures]
+            wall = time.perf_counter() - start
+            if round_index > 0:  # the first pass is the warm-up
+                walls.append(wall)
+                calls += durations
+                outputs = result
+        return {"variant": variant, "walls_s": walls, "wall_s": statistics.median(walls),
+                "call_ms_median": 1e3 * statistics.median(calls),
+                "call_ms_p90": 1e3 * float(np.percentile(calls, 90)), "outputs": outputs, "pinned_frames": pinned}
+    finally:
+        for model, lane in enumerate(lanes):
+            pools[0 if one_thread else model].submit(lane.close).result()
+        for pool in pools:
+            pool.shutdown()
+
+
+def max_difference(outputs: Sequence[Sequence[tuple[np.ndarray, ...]]],
+                   reference: Sequence[Sequence[tuple[np.ndarray, ...]]]) -> float:
+    return max(float(np.max(np.abs(a - b))) for got, want in zip(outputs, reference, strict=True)
+               for frame_got, frame_want in zip(got, want, strict=True)
+               for a, b in zip(frame_got, frame_want, strict=True))
+
+
+VARIANTS = ("serial", "threads", "iobinding_sync", "iobinding_nosync", "graph_asis", "graph_nosync", "graph_stream")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cuda_graph_experiment", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("reports/cuda-graph-experiment"))
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--models", type=int, default=4)
+    parser.add_argument("--model-size", choices=sorted(SIZES), default="resnet18")
+    parser.add_argument("--provider", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: a dry run of the variants that do not need CUDA (the graph ones are skipped)")
+    parser.add_argument("--variant", action="append", choices=VARIANTS, help="only these (default all)")
+    args = parser.parse_args(argv)
+    if min(args.frames, args.rounds, args.models) < 1:
+        parser.exit(4, "error: --frames, --rounds and --models must be at least 1.\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    ort = onnxruntime()
+    paths = [write_model(spec, args.out / "models") for spec in model_set(SIZES[args.model_size], args.models)]
+    rng = np.random.default_rng(0)
+    frames = rng.random((args.frames, 4, 3, 256, 256), dtype=np.float32)
+    pinned = False
+    chosen = [variant for variant in VARIANTS if args.variant is None or variant in args.variant or variant == "serial"]
+    rows, reference, skipped = [], None, {}
+    for variant in chosen:
+        if args.provider != "cuda" and (variant.startswith("graph") or variant == "iobinding_sync"):
+            skipped[variant] = "needs CUDA"
+            continue
+        if variant == "graph_stream" and not pinned:
+            try:
+                cuda_runtime().pin(frames)  # page-locked: cudaMemcpyAsync from it is a DMA, not a staged copy
+                pinned = True
+            except CudaRuntimeError as error:
+                print(f"frames not page-locked ({error}); graph_stream copies from pageable memory", flush=True)
+        try:
+            row = run_variant(variant, paths, frames, args.provider, args.rounds, pinned)
+        except Exception as error:  # one variant failing must not hide the others' figures
+            skipped[variant] = f"{type(error).__name__}: {error}"
+            print(f"{variant}: FAILED {skipped[variant]}", flush=True)
+            continue
+        outputs = row.pop("outputs")
+        if reference is None:
+            reference = outputs
+        row["max_abs_diff_vs_serial"] = max_difference(outputs, reference)
+        rows.append(row)
+        print(f"{variant:17s} wall {row['wall_s']:.3f} s  call median {row['call_ms_median']:.2f} ms "
+              f"p90 {row['call_ms_p90']:.2f} ms  max |diff| {row['max_abs_diff_vs_serial']:.2e}", flush=True)
+    if pinned:
+        cuda_runtime().unpin(frames)
+    serial_wall = next((row["wall_s"] for row in rows if row["variant"] == "serial"), None)
+    lines = [f"# cuda_graph experiment: {args.models} x {args.model_size}, {args.frames} frames, batch 4, 256x256, "
+             f"median of {args.rounds} passes after one warm-up pass", "",
+             f"onnxruntime {ort.__version__}, provider {args.provider}", "",
+             "| variant | wall (s) | passes (s) | x serial | call median (ms) | call p90 (ms) | max abs diff vs serial |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ratio = f"{serial_wall / row['wall_s']:.2f}" if serial_wall else "-"
+        lines.append(f"| {row['variant']} | {row['wall_s']:.3f} | {' / '.join(f'{w:.3f}' for w in row['walls_s'])} | "
+                     f"{ratio} | {row['call_ms_median']:.2f} | {row['call_ms_p90']:.2f} | "
+                     f"{row['max_abs_diff_vs_serial']:.2e} |")
+    lines += [f"- {variant}: not run: {why}" for variant, why in skipped.items()]
+    text = "\n".join(lines) + "\n"
+    (args.out / "cuda_graph_experiment.md").write_text(text)
+    (args.out / "cuda_graph_experiment.json").write_text(json.dumps(
+        {"onnxruntime": ort.__version__, "provider": args.provider, "frames": args.frames, "rounds": args.rounds,
+         "models": args.models, "model_size": args.model_size, "rows": rows, "not_run": skipped}, indent=1))
+    print(text, flush=True)
+    return 1 if any(why != "needs CUDA" for why in skipped.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
