@@ -84,6 +84,12 @@ class Measurement:
     # What the strategy reports of its own set-up (Strategy.info): ray's version, address, placement
     # and start-up time (outside the timed rounds); {} for the others.
     strategy_info: dict[str, Any] = field(default_factory=dict)
+    # Cores busy outside the run while its rounds were timed (another job's load; the sampler's
+    # reading of the machine minus the run's own process tree): the mean over the timed rounds and
+    # each round's. None / []: not measured (--no-sampler, or a run saved before it was).
+    foreign_load_cores: float | None = None
+    rounds_foreign_load_cores: list[float] = field(default_factory=list)
+    usable_cores: int | None = None  # the cores this run could use (cpu_util_* are fractions of them)
 
     @property
     def key(self) -> str:
