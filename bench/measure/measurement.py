@@ -16,7 +16,9 @@ from strategies import RunResult, ThreadSettings
 # extra_info["schema_version"]; a run saved before it was added has none, which reads as 0.
 SCHEMA_VERSION = 1
 # Stored only where measured (serial, offline), as before the schema version: other benchmarks lack the keys.
-ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info")  # stored only when not None / {}
+# The foreign load likewise: it is measured only with the sampler.
+ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info", "foreign_load_cores",
+                      "rounds_foreign_load_cores", "usable_cores")  # stored only when not None / {} / []
 
 
 class HistoryError(ValueError):
@@ -99,7 +101,7 @@ class Measurement:
         """What is stored into pytest-benchmark's history, next to its own timing statistics."""
         info = asdict(self)
         for key in ONLY_WHEN_MEASURED:
-            if info[key] is None or info[key] == {}:
+            if info[key] is None or info[key] in ({}, []):
                 del info[key]
         return {**info, "schema_version": SCHEMA_VERSION}
 
