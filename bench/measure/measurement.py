@@ -16,7 +16,9 @@ from strategies import RunResult, ThreadSettings
 # extra_info["schema_version"]; a run saved before it was added has none, which reads as 0.
 SCHEMA_VERSION = 1
 # Stored only where measured (serial, offline), as before the schema version: other benchmarks lack the keys.
-ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info")  # stored only when not None / {}
+# The foreign load likewise: it is measured only with the sampler.
+ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info", "foreign_load_cores",
+                      "rounds_foreign_load_cores", "usable_cores")  # stored only when not None / {} / []
 
 
 class HistoryError(ValueError):
@@ -84,6 +86,12 @@ class Measurement:
     # What the strategy reports of its own set-up (Strategy.info): ray's version, address, placement
     # and start-up time (outside the timed rounds); {} for the others.
     strategy_info: dict[str, Any] = field(default_factory=dict)
+    # Cores busy outside the run while its rounds were timed (another job's load; the sampler's
+    # reading of the machine minus the run's own process tree): the mean over the timed rounds and
+    # each round's. None / []: not measured (--no-sampler, or a run saved before it was).
+    foreign_load_cores: float | None = None
+    rounds_foreign_load_cores: list[float] = field(default_factory=list)
+    usable_cores: int | None = None  # the cores this run could use (cpu_util_* are fractions of them)
 
     @property
     def key(self) -> str:
@@ -93,7 +101,7 @@ class Measurement:
         """What is stored into pytest-benchmark's history, next to its own timing statistics."""
         info = asdict(self)
         for key in ONLY_WHEN_MEASURED:
-            if info[key] is None or info[key] == {}:
+            if info[key] is None or info[key] in ({}, []):
                 del info[key]
         return {**info, "schema_version": SCHEMA_VERSION}
 

@@ -14,6 +14,13 @@ onnxruntime libraries and copy-on-write pages once per process. CPU utilisation 
 user+system CPU seconds over wall seconds, as a fraction of the usable cores, with the
 sampler thread's own CPU time taken out.
 
+Foreign load is the CPU the machine spent outside the run during a round: the busy CPU time
+of the cores this run may use (user, nice, system, irq, softirq and steal: /proc/stat's
+counters, through psutil) minus the tree's and the sampler's own, over the round's seconds,
+in cores. Another job's load that comes and goes during a run slows the benchmarks it
+overlaps; recording it per round lets the answer tell a strategy that is slower from one that
+ran while the machine was busy (bench/report/recommend.py).
+
 Clock, thread CPU clock and both readers are injected, so tests feed fabricated readings.
 """
 
@@ -27,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,10 +61,35 @@ class Sample:
     tree: TreeReading
     gpu: GpuReading | None = None
     read_s: float = 0.0  # how long the tree reading took: its CPU times were read at `time` +- half of it
+    # Busy CPU seconds of the machine's usable cores so far, read on both sides of the tree reading and
+    # averaged (so it belongs to the same moment); None: not read.
+    machine_busy_s: float | None = None
 
 
 class TreeReader(Protocol):
     def __call__(self) -> TreeReading: ...
+
+
+MachineReader = Callable[[], float]
+
+
+def _busy(times: Any) -> float:
+    """CPU seconds a psutil cpu_times reading spent not idle (guest time is already in user and nice)."""
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def machine_busy_reader(cpus: Collection[int] | None = None) -> MachineReader:
+    """Busy CPU seconds so far of the given cores (default: the ones this process may run on).
+
+    Other cores are left out: a job on a core the run may not use does not compete with it.
+    psutil lists the online cores in order, so a core's number is its index when all are online;
+    otherwise the whole machine is read."""
+    wanted = set(cpus) if cpus is not None else set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    count = psutil.cpu_count() or 0
+    if wanted is None or wanted >= set(range(count)) or len(psutil.cpu_times(percpu=True)) != count:
+        return lambda: _busy(psutil.cpu_times())
+    chosen = sorted(wanted)
+    return lambda: sum(_busy(psutil.cpu_times(percpu=True)[cpu]) for cpu in chosen)
 
 
 class ProcessTreeReader:
@@ -105,6 +137,11 @@ class ResourceSummary:
     gpu_util_mean: float | None  # percent
     gpu_util_max: float | None
     sampler_cpu_s: float  # CPU time the sampler thread itself spent
+    # Cores busy outside the run (its process tree and the sampler), over all rounds and per round
+    # (one value per segment); None / []: the machine was not read.
+    foreign_load_cores: float | None = None
+    rounds_foreign_load_cores: list[float] = field(default_factory=list)
+    usable_cores: int | None = None  # the cores the utilisation is a fraction of
 
     @classmethod
     def absent(cls) -> ResourceSummary:
@@ -126,20 +163,37 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
     """
     samples = [sample for segment in segments for sample in segment]
     busy_total, span_total, peak = 0.0, 0.0, None
+    foreign_rounds: list[float] = []
+    foreign_total, foreign_span = 0.0, 0.0
     for segment in segments:
+        foreign, segment_span, machine_read = 0.0, 0.0, True
         for before, after in itertools.pairwise(segment):
             span = after.time - before.time
             if span <= 0:
                 continue
-            busy = sum(after.tree.cpu_s[pid] - before.tree.cpu_s[pid] for pid in after.tree.cpu_s.keys() & before.tree.cpu_s)
-            if sampler_in_tree:
-                busy = max(0.0, busy - (after.sampler_cpu_s - before.sampler_cpu_s))
+            tree = sum(after.tree.cpu_s[pid] - before.tree.cpu_s[pid] for pid in after.tree.cpu_s.keys() & before.tree.cpu_s)
+            sampler = after.sampler_cpu_s - before.sampler_cpu_s
+            busy = max(0.0, tree - sampler) if sampler_in_tree else tree
+            if before.machine_busy_s is None or after.machine_busy_s is None:
+                machine_read = False
+            else:
+                # The machine's busy time minus the run's own: the tree (which holds the sampler when it is
+                # a thread of it), a process the run started within the pair (all its CPU time is from
+                # the pair), and the sampler's process when the tree leaves it out.
+                started = sum(after.tree.cpu_s[pid] for pid in after.tree.cpu_s.keys() - before.tree.cpu_s)
+                own = tree + started + (0.0 if sampler_in_tree else sampler)
+                foreign += after.machine_busy_s - before.machine_busy_s - own
+            segment_span += span
             busy_total += busy
             span_total += span
             # A peak only from a pair long enough (CPU times tick in 10 ms steps) and timed precisely enough:
             # a reading held up for longer than a tenth of the pair could turn a busy pair into a spike over 100%.
             if span >= interval_s / 2 and before.read_s + after.read_s <= span / 10:
                 peak = max(peak or 0.0, busy / span / cores)
+        if machine_read and segment_span > 0:
+            # Counters tick in 10 ms steps, so a quiet round can come out a little below zero: it is zero.
+            foreign_rounds.append(max(0.0, foreign) / segment_span)
+            foreign_total, foreign_span = foreign_total + max(0.0, foreign), foreign_span + segment_span
     cpu_mean = busy_total / span_total / cores if span_total > 0 else None
     sampler_cpu = sum(segment[-1].sampler_cpu_s - segment[0].sampler_cpu_s for segment in segments if segment)
 
@@ -157,7 +211,9 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
         gpu_memory_peak_bytes=peak_of([gpu.memory_bytes for gpu in gpus]),
         gpu_device_memory_peak_bytes=peak_of([gpu.device_memory_bytes for gpu in gpus]),
         gpu_util_mean=sum(utils) / len(utils) if utils else None, gpu_util_max=max(utils) if utils else None,
-        sampler_cpu_s=sampler_cpu)
+        sampler_cpu_s=sampler_cpu,
+        foreign_load_cores=foreign_total / foreign_span if foreign_span > 0 else None,
+        rounds_foreign_load_cores=foreign_rounds, usable_cores=cores)
 
 
 class Sampler:
@@ -165,10 +221,10 @@ class Sampler:
 
     def __init__(self, tree: TreeReader, gpu: GpuReader | None = None, *, rate_hz: float = DEFAULT_RATE_HZ,
                  cores: int | None = None, clock: Clock = time.perf_counter, cpu_clock: Clock = time.thread_time,
-                 in_tree: bool = True) -> None:
+                 in_tree: bool = True, machine: MachineReader | None = None) -> None:
         if rate_hz <= 0:
             raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
-        self.tree, self.gpu = tree, gpu
+        self.tree, self.gpu, self.machine = tree, gpu, machine
         self.interval_s = 1.0 / rate_hz
         self.cores = cores or usable_cores()
         self.clock, self.cpu_clock = clock, cpu_clock
@@ -185,11 +241,14 @@ class Sampler:
             self.segments.append([])
         # The clock on both sides of the reading: a sampler that waits for a core (it runs at the lowest
         # priority) may be held up in the middle, and its CPU times are then only known to be from in between.
+        machine_before = self.machine() if self.machine is not None else None
         began = self.clock()
         tree = self.tree()
         ended = self.clock()
+        machine_after = self.machine() if self.machine is not None else None
         gpu = self.gpu(tree.cpu_s.keys()) if self.gpu is not None else None
-        reading = Sample((began + ended) / 2, self.cpu_clock(), tree, gpu, read_s=ended - began)
+        machine = None if machine_before is None or machine_after is None else (machine_before + machine_after) / 2
+        reading = Sample((began + ended) / 2, self.cpu_clock(), tree, gpu, read_s=ended - began, machine_busy_s=machine)
         self.segments[-1].append(reading)
         return reading
 
@@ -261,6 +320,7 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
     conn.send(("ok", None))
     probe = open_gpu(provider)
     tree = ProcessTreeReader(root_pid, exclude={os.getpid()})
+    machine = machine_busy_reader()
     sampler: Sampler | None = None
     try:
         while True:
@@ -274,7 +334,7 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
                         sampler.stop()
                     # process_time: the whole sampler process's CPU (reported, not subtracted: it is not in the tree).
                     sampler = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores, cpu_clock=time.process_time,
-                                      in_tree=False)
+                                      in_tree=False, machine=machine)
                     answer: Any = None
                 elif command == "close":
                     conn.send(("ok", None))

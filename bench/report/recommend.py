@@ -6,10 +6,23 @@ strategies either way. So the line says which strategies cannot be told apart fr
 fastest, judged by the spread of their rounds (the bootstrap interval of bench.compare: the
 ratio of medians is a finding only when its interval excludes 1), and what to do to separate
 them.
+
+The group is read as "these are as good as the pick", so it is a prefix of the strategies in
+order of their medians: it ends at the first one the rounds tell apart from the pick. A
+strategy with wide rounds further down is not in it, even if its own interval includes 1: a
+faster strategy between them is already told apart, and a group that left out a faster one
+while it named a slower one would contradict itself.
+
+Benchmarks run one after another, so another job that starts or stops during the run slows
+some of them and not others. Each benchmark records the cores busy outside the run during
+its rounds (Measurement.foreign_load_cores); a strategy that ran under at least LOAD_MARGIN
+more of them than the pick, and whose gap to the pick that load could explain, is named and
+not ranked against the pick (load_could_explain).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from bench.compare.stats import compare_rounds
@@ -19,6 +32,10 @@ from strategies import ThreadSettings
 
 TIE = 0.05  # with a single round there is no spread: runs within 5% of each other count as ties
 MORE_ROUNDS = 10  # what to suggest when the rounds cannot separate the leaders
+# Cores of foreign load (another job's) by which two benchmarks must differ before their gap is put
+# down to it: CPU counters tick in 10 ms steps, so a quiet 0.2 s round on 2 cores already reads
+# +-0.1 core, and the machine's own housekeeping comes and goes by a few hundredths of one.
+LOAD_MARGIN = 0.25
 
 
 def _label(m: Measurement) -> str:
@@ -48,15 +65,54 @@ def _rounds(m: Measurement) -> str:
     return f" (rounds {min(m.rounds_wall_s):.3f}-{max(m.rounds_wall_s):.3f})" if _judged(m) else ""
 
 
+def load_could_explain(pick: Measurement, other: Measurement) -> float | None:
+    """How much slower the foreign load alone could have made `other` than `pick`, when `other`
+    ran under more than LOAD_MARGIN cores more of it; None when it did not (or either was not measured).
+
+    The bound is for a strategy that would use every core: with F cores busy outside the run,
+    C - F are left to it, so it takes up to C / (C - F) times as long as on an idle machine.
+    Between two benchmarks that is (C - F_pick) / (C - F_other): a strategy using fewer cores is
+    slowed less, so this is what the load *could* explain, not what it did.
+    """
+    if pick.foreign_load_cores is None or other.foreign_load_cores is None:
+        return None
+    if other.foreign_load_cores - pick.foreign_load_cores <= LOAD_MARGIN:
+        return None
+    cores = other.usable_cores or pick.usable_cores
+    if not cores:
+        return None
+    left = cores - other.foreign_load_cores
+    return math.inf if left <= 0 else (cores - pick.foreign_load_cores) / left
+
+
+def _confounded(pick: Measurement, other: Measurement) -> bool:
+    factor = load_could_explain(pick, other)
+    return factor is not None and other.wall_s <= pick.wall_s * factor
+
+
+def _load(m: Measurement) -> str:
+    return f"{m.foreign_load_cores:.1f}"
+
+
+def group_and_rest(equivalent: Sequence[Measurement]) -> tuple[Measurement, list[Measurement], list[Measurement]]:
+    """The pick (the fastest median), the strategies that cannot be told apart from it (a prefix
+    of the others in order of their medians, ending at the first one told apart), and the rest."""
+    ordered = sorted(equivalent, key=lambda m: m.wall_s)
+    best, others = ordered[0], ordered[1:]
+    cut = next((index for index, m in enumerate(others) if distinguishably_slower(best, m)), len(others))
+    return best, others[:cut], others[cut:]
+
+
 def recommendation(measurements: Sequence[Measurement]) -> str | None:
-    """The fastest equivalent strategy with its settings, speedup and efficiency, and which
-    others cannot be told apart from it at this run's noise (one or two lines)."""
+    """The fastest equivalent strategy with its settings, speedup and efficiency, which others
+    cannot be told apart from it at this run's noise, and which the load that changed during
+    the run made incomparable with it (one to three lines)."""
     if not measurements:
         return None
     equivalent = [m for m in measurements if m.equivalent and m.wall_s > 0]
     if not equivalent:
         return "fanbench recommends nothing: no strategy's outputs matched the serial reference."
-    best = min(equivalent, key=lambda m: m.wall_s)
+    best, ties, rest = group_and_rest(equivalent)
     fastest = min(measurements, key=lambda m: m.wall_s)
     base = baseline(measurements)
     parts = [f"fanbench recommends {_label(best)}: wall {best.wall_s:.3f} s{_rounds(best)}"]
@@ -70,24 +126,41 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
     elif efficiency_text(best) != "-":
         parts.append(f"efficiency {efficiency_text(best)} of the packing limit")
     line = ", ".join(parts)
-    ties = sorted((m for m in equivalent if m is not best and not distinguishably_slower(best, m)),
-                  key=lambda m: m.wall_s)
     if fastest is not best:
         line += f" (the fastest run, {fastest.key} at {fastest.wall_s:.3f} s, did not match serial)"
-    if not ties:
-        return line + ("; every other equivalent strategy was slower beyond the rounds' spread." if _judged(best) else
-                       f"; every other equivalent strategy was more than {TIE:.0%} slower (one round: no spread to "
-                       "judge noise by).")
-    names = ", ".join(f"{m.key} ({m.wall_s:.3f} s)" for m in ties)
-    if not _judged(best):
-        return (f"{line}\nwithin {TIE:.0%} of it, so not told apart by a single round: {names}. Run --rounds "
-                f"{MORE_ROUNDS} to judge by the rounds' spread.")
-    group = [best, *ties]
-    difference = max(m.wall_s for m in group) / best.wall_s - 1
-    return (f"{line}\ncannot be told apart from it at this run's noise ({CONFIDENCE:.0%} interval of the ratio "
-            f"includes 1): {names}. Any of these is as good on this evidence: their rounds varied by up to "
-            f"{max(_spread(m) for m in group):.0%}, their medians differ by at most {difference:.0%}. To separate "
-            f"them, run --rounds {MORE_ROUNDS} on a quieter machine (no other jobs on the cores).")
+    loaded = [m for m in rest if _confounded(best, m)]
+    ranked = [m for m in rest if m not in loaded]
+    if ranked and not ties:
+        if all(distinguishably_slower(best, m) for m in ranked):
+            line += ("; every other equivalent strategy was slower beyond the rounds' spread" if _judged(best) else
+                     f"; every other equivalent strategy was more than {TIE:.0%} slower (one round: no spread to "
+                     "judge noise by)")
+            line += " (but those the load could explain, below)." if loaded else "."
+        else:
+            line += (f"; the others were slower than {rest[0].key} ({rest[0].wall_s:.3f} s), which the rounds "
+                     "already tell apart from it.")
+    lines = [line]
+    if ties:
+        names = ", ".join(f"{m.key} ({m.wall_s:.3f} s)" for m in ties)
+        if not _judged(best):
+            lines.append(f"within {TIE:.0%} of it, so not told apart by a single round: {names}. Run --rounds "
+                         f"{MORE_ROUNDS} to judge by the rounds' spread.")
+        else:
+            group = [best, *ties]
+            difference = max(m.wall_s for m in group) / best.wall_s - 1
+            lines.append(
+                f"cannot be told apart from it at this run's noise ({CONFIDENCE:.0%} interval of the ratio includes 1): "
+                f"{names}. Any of these is as good on this evidence: their rounds varied by up to "
+                f"{max(_spread(m) for m in group):.0%}, their medians differ by at most {difference:.0%}. To separate "
+                f"them, run --rounds {MORE_ROUNDS} on a quieter machine (no other jobs on the cores).")
+    if loaded:
+        names = ", ".join(f"{m.key} ({m.wall_s:.3f} s, {_load(m)} cores busy outside the run)" for m in loaded)
+        lines.append(
+            f"not ranked against it: other work on the machine changed during the run, and these ran while more cores "
+            f"were busy outside it than during {best.key}'s rounds ({_load(best)}), enough to explain their gap: "
+            f"{names}. To compare them fairly, rerun them on a quiet machine (each benchmark's foreign load is in "
+            f"the saved run: foreign_load_cores).")
+    return "\n".join(lines)
 
 
 def streaming_recommendation(measurements: Sequence[Measurement]) -> list[str]:

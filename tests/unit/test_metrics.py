@@ -20,6 +20,7 @@ from bench.measure.metrics import (
     summarise_latencies,
     timeline,
 )
+from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import Scenario
 from strategies import CallRecord, RunResult, ThreadSettings
 
@@ -132,11 +133,11 @@ def test_timeline_is_relative_and_columnar():
 
 
 def measured(runs: list[RunResult], scenario: Scenario, per_frame: bool = True,
-             overhead: HarnessOverhead | None = None) -> Measurement:
+             overhead: HarnessOverhead | None = None, resources: ResourceSummary | None = None) -> Measurement:
     return build_measurement(runs, strategy="serial", settings=ThreadSettings(), strategy_options={"k": 2},
                              scenario=scenario, per_frame=per_frame, models=["a", "b"], batch=1,
                              provider="CPUExecutionProvider", mismatch=None, model_flops=[1, None], model_set_hash="h",
-                             provider_options={}, tolerance="float32", equivalence={"models": {}}, resources=None,
+                             provider_options={}, tolerance="float32", equivalence={"models": {}}, resources=resources,
                              sample_rate=10.0, gpu_absent="no GPU here", packing_limit=PackingLimit((0.5, 0.25), 2),
                              overhead=overhead)
 
@@ -193,3 +194,14 @@ def test_timeline_lanes_follow_the_models_they_serve_then_their_names():
     data = timeline(run_of(calls, models=4, frames=2))
     assert data["lanes"] == ["worker-2", "worker-10", "process-2", "process-3"]
     assert data["lane"] == [1, 0, 0, 3, 2]  # calls ordered by start, then model
+
+
+def test_the_foreign_load_is_stored_per_benchmark_and_read_back():
+    resources = dataclasses.replace(ResourceSummary.absent(), samples=4, foreign_load_cores=0.75,
+                        rounds_foreign_load_cores=[0.5, 1.0], usable_cores=2)
+    m = measured([run_of(serial_calls())], Scenario("offline"), resources=resources)
+    info = m.extra_info()
+    assert (info["foreign_load_cores"], info["rounds_foreign_load_cores"], info["usable_cores"]) == (0.75, [0.5, 1.0], 2)
+    assert Measurement.from_extra_info(info) == m
+    unsampled = measured([run_of(serial_calls())], Scenario("offline")).extra_info()
+    assert not {"foreign_load_cores", "rounds_foreign_load_cores", "usable_cores"} & set(unsampled)

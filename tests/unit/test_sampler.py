@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
+import bench.measure.sampler as sampler_module
 from bench.measure.machine import GpuReading, NvmlReader, gpu_list, gpu_machine_info, open_gpu
 from bench.measure.sampler import (
     ProcessTreeReader,
@@ -23,6 +26,7 @@ from bench.measure.sampler import (
     TreeReading,
     summarise,
 )
+from strategies import usable_cores
 from tests.helpers.fakes import FakeNvml
 
 MB = 1024 * 1024
@@ -67,7 +71,7 @@ def test_samples_combine_cpu_memory_and_gpu_exactly():
     assert summary == ResourceSummary(samples=3, cpu_util_mean=0.3125 / 0.375 / 2, cpu_util_max=0.75,
                                       peak_uss_bytes=300 * MB, peak_pss_bytes=250 * MB, gpu_memory_peak_bytes=2000 * MB,
                                       gpu_device_memory_peak_bytes=5000 * MB, gpu_util_mean=175 / 3, gpu_util_max=100.0,
-                                      sampler_cpu_s=0.0625)
+                                      sampler_cpu_s=0.0625, usable_cores=2)
 
 
 def test_the_gpu_reader_gets_the_pids_of_the_tree():
@@ -316,3 +320,67 @@ def test_nvml_with_a_gpu_reads_it_until_shut_down(monkeypatch):
     assert probe.reader.handles == ["gpu0", "gpu1"]
     probe.shutdown()
     assert events == ["init", "shutdown"]
+
+
+def test_foreign_load_is_the_machines_busy_time_less_the_trees_and_the_samplers_per_round():
+    def reading(time, tree_cpu, machine, sampler_cpu=0.0, pids=(1,)):
+        return Sample(time, sampler_cpu, tree({pid: tree_cpu for pid in pids}), machine_busy_s=machine)
+
+    rounds = [[reading(0.0, 1.0, 10.0), reading(0.5, 1.5, 10.75, 0.05)],  # 0.75 busy - 0.5 tree - 0.05 sampler
+              [reading(5.0, 2.0, 20.0), reading(5.5, 2.25, 20.5, 0.0, pids=(1, 2))]]  # pid 2 started: its 0.25 is own
+    summary = summarise(rounds, cores=2, interval_s=0.1, sampler_in_tree=False)
+    assert summary.rounds_foreign_load_cores == [pytest.approx(0.4), 0.0]
+    assert summary.foreign_load_cores == pytest.approx(0.2)
+    # A sampler thread of the tree is in the tree's time already: only the tree comes off.
+    assert summarise(rounds[:1], cores=2, interval_s=0.1).rounds_foreign_load_cores == [pytest.approx(0.5)]
+    # Without machine readings there is no figure, not a zero.
+    assert summarise([[sample(0.0, 0.0), sample(1.0, 0.5)]], cores=1, interval_s=0.1).foreign_load_cores is None
+
+
+BUSY = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass\n"
+
+
+def cpu_of(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def test_a_busy_process_outside_the_tree_is_foreign_load_and_a_busy_child_inside_it_is_not():
+    """A tree rooted at a process whose child spins, and a spinning process outside the tree, in one window:
+    the sampler must count the outside one as foreign and the child as the tree's own. Only inequalities
+    that other jobs on the machine cannot break: their load can only add to the foreign figure."""
+    inside_root = subprocess.Popen([sys.executable, "-c", "import subprocess, sys\n"
+                                    f"subprocess.run([sys.executable, '-c', {BUSY!r}])"])
+    outside = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        root = psutil.Process(inside_root.pid)
+        deadline = 50
+        while not root.children() and deadline:  # wait for the busy child to start
+            psutil.wait_procs([], timeout=0.1)
+            deadline -= 1
+        (child,) = root.children()
+        machine = sampler_module.machine_busy_reader()
+        sampler = Sampler(ProcessTreeReader(inside_root.pid), rate_hz=10.0, cores=usable_cores(), in_tree=False,
+                          cpu_clock=time.process_time, machine=machine)
+        child_before, outside_before, machine_before = cpu_of(child), cpu_of(psutil.Process(outside.pid)), machine()
+        sampler.start()
+        time.sleep(1.5)
+        sampler.stop()
+        child_s, outside_s = cpu_of(child) - child_before, cpu_of(psutil.Process(outside.pid)) - outside_before
+        machine_s = machine() - machine_before
+        summary = sampler.summary()
+        span = sampler.segments[0][-1].time - sampler.segments[0][0].time
+        foreign_s = summary.foreign_load_cores * span
+        tick = 0.05  # 10 ms counters, read on a few processes and cores at each end
+        assert child_s > 0.2  # both really ran
+        assert outside_s > 0.2
+        assert foreign_s >= outside_s - tick  # the outside spinner is foreign load
+        assert foreign_s <= machine_s - child_s + tick  # the child inside the tree is not
+        assert summary.cpu_util_mean * summary.usable_cores * span >= child_s - tick  # it is the tree's own
+    finally:
+        for process in (outside, inside_root):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for each in psutil.Process(process.pid).children(recursive=True):
+                    each.kill()
+            process.kill()
+            process.wait()
