@@ -124,11 +124,13 @@ def _check_storage_writable(options: RunOptions) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
-        workload = options.workload
-        needed = expected_run_bytes(len(benchmarks(options)[0]), workload.frames, workload.model_count, options.rounds)
-        problem = free_space_problem(directory, needed)
     except OSError as error:
-        problem = f"cannot save the history in {str(directory)!r} ({error.strerror or error})"
+        raise pytest.UsageError(
+            f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
+            f"({error.strerror or error}); give a writable directory, or run with --no-history.") from None
+    workload = options.workload
+    problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.frames,
+                                                               workload.model_count, options.rounds))
     if problem is not None:
         raise pytest.UsageError(f"--benchmark-storage {storage!r}: {problem}; free some space, give another "
                                 "directory, or run with --no-history.")
