@@ -71,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     saving, comparing = history_defaults(config, options)
     if saving:
-        _check_storage_writable(options)
+        _check_storage_writable(options.storage)
     if options.compare_fail and not comparing:
         # pytest-benchmark says so only after the whole run.
         raise pytest.UsageError(
@@ -112,11 +112,10 @@ def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, 
     return saving, target is not None or (bool(options.compare) and not skipped)
 
 
-def _check_storage_writable(options: RunOptions) -> None:
+def _check_storage_writable(storage: str) -> None:
     """Refuse, before anything runs, a file storage the history cannot be saved in (pytest-benchmark
-    finds out only when saving, after the whole run, and loses the run's output with a traceback):
-    one that cannot be written, or has too little room for this run."""
-    storage = options.storage
+    finds out only when saving, after the whole run, and loses the run's output with a traceback).
+    One without room for the run is refused at session start (pytest_sessionstart)."""
     if "://" in storage and not storage.startswith("file://"):
         return  # elasticsearch: pytest-benchmark's own concern
     directory = Path(storage.removeprefix("file://")) / get_machine_id()  # where pytest-benchmark saves
@@ -128,20 +127,29 @@ def _check_storage_writable(options: RunOptions) -> None:
         raise pytest.UsageError(
             f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
             f"({error.strerror or error}); give a writable directory, or run with --no-history.") from None
+
+
+@pytest.hookimpl(trylast=True)  # after bench/plugin.py's checks of the input and memory, the more basic refusals
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # pytest-benchmark made its session (and read the run to compare with) in its pytest_configure:
+    # from now on it saves through AtomicFileStorage, whole or not at all. A disk too full for the run
+    # is refused now: pytest-benchmark saves only after every benchmark has run.
+    benchmarksession = getattr(session.config, "_benchmarksession", None)
+    if benchmarksession is None or type(benchmarksession.storage) is not FileStorage:
+        return
+    benchmarksession.storage = storage = AtomicFileStorage.replacing(benchmarksession.storage)
+    if (benchmarksession.save or benchmarksession.autosave) and not benchmarksession.disabled:
+        check_room(options_of(session.config), storage.get(""))
+
+
+def check_room(options: RunOptions, directory: Path) -> None:
+    """Refuse a run the history's disk has no room to save (estimated from its size: expected_run_bytes)."""
     workload = options.workload
     problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.frames,
                                                                workload.model_count, options.rounds))
     if problem is not None:
-        raise pytest.UsageError(f"--benchmark-storage {storage!r}: {problem}; free some space, give another "
-                                "directory, or run with --no-history.")
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # pytest-benchmark made its session (and read the run to compare with) in its pytest_configure:
-    # from now on it saves through AtomicFileStorage, whole or not at all.
-    benchmarksession = getattr(session.config, "_benchmarksession", None)
-    if benchmarksession is not None and type(benchmarksession.storage) is FileStorage:
-        benchmarksession.storage = AtomicFileStorage.replacing(benchmarksession.storage)
+        raise pytest.UsageError(f"--benchmark-storage {options.storage!r}: {problem}; free some space, give "
+                                "another directory, or run with --no-history.")
 
 
 def _save_failure(config: pytest.Config) -> str | None:

@@ -19,7 +19,7 @@ from bench.cases import benchmarks
 from bench.compare import storage as storage_module
 from bench.compare.saved import history_problem, load_runs, read_history
 from bench.compare.storage import AtomicFileStorage, compare_target, expected_run_bytes, signals_held
-from bench.conftest import _check_storage_writable
+from bench.conftest import check_room
 from bench.measure.measurement import HistoryError
 from bench.options import parse_args
 
@@ -260,9 +260,9 @@ def test_a_storage_without_room_for_the_run_is_refused_before_it_starts(tmp_path
     monkeypatch.setattr(storage_module.shutil, "disk_usage", nearly_full)
     needed = expected_run_bytes(2, 40, 4, 3)
     with pytest.raises(pytest.UsageError) as refused:
-        _check_storage_writable(options)
+        check_room(options, tmp_path)
     assert str(refused.value).startswith(f"--benchmark-storage {options.storage!r}: 30 kB free in ")
     assert f"this run needs about {needed / 1e3:.0f} kB to be saved; free some space" in str(refused.value)
     assert "\n" not in str(refused.value)
     monkeypatch.setattr(storage_module.shutil, "disk_usage", real)
-    _check_storage_writable(options)  # room enough
+    check_room(options, tmp_path)  # room enough
