@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 from pytest_benchmark.logger import Logger
+from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import get_machine_id, get_tag, load_storage
 
 from bench.cases import benchmarks
 from bench.compare.comparability import compared_workload_differences, machine_differences
 from bench.compare.gates import check_references, evaluate
 from bench.compare.stats import history_regressions
+from bench.compare.storage import AtomicFileStorage, HistoryWarning, compare_target, expected_run_bytes, free_space_problem
 from bench.measure.harness import keep_complete, sigterm_as_interrupt
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
@@ -83,22 +85,37 @@ def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, 
     """Save every run and compare it with this machine's last one, unless --no-history; says
     whether the run is saved and whether it is compared.
 
+    The saved run to compare with is chosen here, each candidate checked: pytest-benchmark is
+    handed that one file, so a damaged or foreign file (0 bytes, truncated, no `fullname`, a
+    `machine_info` that is no object...) is skipped with one warning instead of stopping the run.
+
     The one deliberate write to `config.option` after RunOptions is built: these are pytest-benchmark's
     own options, which it reads in its (trylast) pytest_configure, and no earlier hook of a conftest can
     default them."""
-    saving, comparing = bool(options.save or options.autosave), bool(options.compare)
+    saving = bool(options.save or options.autosave)
     if options.history and not saving:
         config.option.benchmark_autosave, saving = get_tag(), True
-    if options.compare == [] and options.history and any(True for _ in load_storage(
-            options.storage, logger=Logger(Logger.QUIET, config=config), default_machine_id=get_machine_id(),
-            netrc=options.netrc).load()):
-        config.option.benchmark_compare = comparing = True  # the latest saved run of this machine
-    return saving, comparing
+    wanted = options.compare or (options.compare == [] and options.history)  # [] : not given
+    if not wanted:
+        return saving, False
+    storage = load_storage(options.storage, logger=Logger(Logger.QUIET, config=config),
+                           default_machine_id=get_machine_id(), netrc=options.netrc)
+    if not isinstance(storage, FileStorage):
+        return saving, bool(options.compare)  # elasticsearch: pytest-benchmark's own concern
+    target, skipped = compare_target(storage, wanted)
+    for line in skipped:
+        config.issue_config_time_warning(HistoryWarning(line), stacklevel=2)
+    if target is not None:
+        config.option.benchmark_compare = str(target)
+    elif skipped or not options.compare:
+        config.option.benchmark_compare = []  # nothing to compare with (pytest-benchmark would read the bad files)
+    return saving, target is not None or (bool(options.compare) and not skipped)
 
 
 def _check_storage_writable(storage: str) -> None:
     """Refuse, before anything runs, a file storage the history cannot be saved in (pytest-benchmark
-    finds out only when saving, after the whole run, and loses the run's output with a traceback)."""
+    finds out only when saving, after the whole run, and loses the run's output with a traceback).
+    One without room for the run is refused at session start (pytest_sessionstart)."""
     if "://" in storage and not storage.startswith("file://"):
         return  # elasticsearch: pytest-benchmark's own concern
     directory = Path(storage.removeprefix("file://")) / get_machine_id()  # where pytest-benchmark saves
@@ -110,6 +127,34 @@ def _check_storage_writable(storage: str) -> None:
         raise pytest.UsageError(
             f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
             f"({error.strerror or error}); give a writable directory, or run with --no-history.") from None
+
+
+@pytest.hookimpl(trylast=True)  # after bench/plugin.py's checks of the input and memory, the more basic refusals
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # pytest-benchmark made its session (and read the run to compare with) in its pytest_configure:
+    # from now on it saves through AtomicFileStorage, whole or not at all. A disk too full for the run
+    # is refused now: pytest-benchmark saves only after every benchmark has run.
+    benchmarksession = getattr(session.config, "_benchmarksession", None)
+    if benchmarksession is None or type(benchmarksession.storage) is not FileStorage:
+        return
+    benchmarksession.storage = storage = AtomicFileStorage.replacing(benchmarksession.storage)
+    if (benchmarksession.save or benchmarksession.autosave) and not benchmarksession.disabled:
+        check_room(options_of(session.config), storage.get(""))
+
+
+def check_room(options: RunOptions, directory: Path) -> None:
+    """Refuse a run the history's disk has no room to save (estimated from its size: expected_run_bytes)."""
+    workload = options.workload
+    problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.frames,
+                                                               workload.model_count, options.rounds))
+    if problem is not None:
+        raise pytest.UsageError(f"--benchmark-storage {options.storage!r}: {problem}; free some space, give "
+                                "another directory, or run with --no-history.")
+
+
+def _save_failure(config: pytest.Config) -> str | None:
+    """Why saving this run to the history failed (AtomicFileStorage.save), None when it did not."""
+    return getattr(getattr(getattr(config, "_benchmarksession", None), "storage", None), "failure", None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -200,6 +245,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
                 results.regressions = history_regressions(checks, current, benchmarksession.compared_mapping)
                 failed |= bool(results.regressions)
+    failed |= _save_failure(config) is not None  # the run was asked to be saved and is not
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -218,7 +264,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                       gpu_absent=results.gpu_absent, report_dir=options.report_dir,
                       saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
                       workload_differences=results.workload_differences, regressions=results.regressions,
-                      compare_fail=options.compare_fail, gate_results=results.gate_results)
+                      compare_fail=options.compare_fail, gate_results=results.gate_results,
+                      save_failure=_save_failure(config))
 
 
 @pytest.fixture(scope="session")

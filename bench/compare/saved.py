@@ -28,7 +28,8 @@ class SavedRun:
 
     @property
     def machine(self) -> str:
-        return f"{self.machine_info.get('node', '?')} ({self.machine_info.get('cpu', {}).get('brand_raw', '?')})"
+        cpu = self.machine_info.get("cpu")
+        return f"{self.machine_info.get('node', '?')} ({cpu.get('brand_raw', '?') if isinstance(cpu, dict) else '?'})"
 
     def measurements(self) -> list[Measurement]:
         found = [Measurement.from_extra_info(bench["extra_info"], f"{self.path}: {bench.get('name')}")
@@ -38,15 +39,78 @@ class SavedRun:
         return found
 
 
-def load_run(path: Path) -> SavedRun:
+#: The statistics fanbench's readers take from a saved benchmark (the trend: the median).
+READER_STATS = ("median",)
+#: ... and those pytest-benchmark's comparison table and --benchmark-compare-fail take (`ops` it derives from
+#: `mean` when absent; `outliers` is text).
+COMPARED_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "rounds", "iterations")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def history_problem(data: Any, compared: bool = False) -> str | None:
+    """Why a parsed history file cannot be read (None: it can).
+
+    What pytest-benchmark's comparison, fanbench's hooks and readers index without asking: a
+    file another tool wrote, or one edited by hand, is checked for all of it before either sees it.
+    `compared`: checked for pytest-benchmark's comparison too, which reads more of the statistics."""
+    stats = COMPARED_STATS if compared else READER_STATS
+    if not isinstance(data, dict):
+        return "not a pytest-benchmark history file (not a JSON object)"
+    if not isinstance(data.get("benchmarks"), list):
+        return "not a pytest-benchmark history file (no 'benchmarks' list)"
+    if "machine_info" in data and not isinstance(data["machine_info"], dict):
+        return f"'machine_info' is {type(data['machine_info']).__name__}, not an object"
+    for key, kind in (("commit_info", dict), ("datetime", str)):  # null is as good as absent
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            return f"{key!r} is {type(data[key]).__name__}, not {'an object' if kind is dict else 'a string'}"
+    for index, bench in enumerate(data["benchmarks"]):
+        if not isinstance(bench, dict):
+            return f"benchmark {index} is not an object"
+        for key in ("name", "fullname"):
+            if not isinstance(bench.get(key), str):
+                return f"benchmark {index} has no {key!r}"
+        if "extra_info" in bench and not isinstance(bench["extra_info"], dict):
+            return f"benchmark {bench['name']!r}: 'extra_info' is {type(bench['extra_info']).__name__}, not an object"
+        saved = bench.get("stats")
+        if not isinstance(saved, dict) or not all(_number(saved.get(key)) for key in stats):
+            return f"benchmark {bench['name']!r}: 'stats' lacks a number among {', '.join(stats)}"
+        if compared and (("ops" not in saved and not saved["mean"]) or not isinstance(saved.get("outliers"), str)):
+            return f"benchmark {bench['name']!r}: 'stats' lacks 'outliers', or 'ops' with a mean of 0"
+    return None
+
+
+def read_history(path: Path, compared: bool = False) -> dict[str, Any]:
+    """A history file's content, checked (HistoryError, naming the file and what is wrong); `compared`
+    as history_problem's."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise HistoryError(f"{path}: cannot read a history file: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise HistoryError(f"{path}: not a pytest-benchmark history file (no 'benchmarks' list).")
+        data = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        empty = isinstance(error, json.JSONDecodeError) and not error.doc.strip()
+        raise HistoryError(f"{path}: cannot read a history file: {'empty' if empty else error}.") from None
+    problem = history_problem(data, compared)
+    if problem is not None:
+        raise HistoryError(f"{path}: {problem}.")
+    return data
+
+
+def load_run(path: Path) -> SavedRun:
+    data = read_history(path)
     commit = (data.get("commit_info") or {}).get("id")
-    return SavedRun(path, str(data.get("datetime", "")), data.get("machine_info", {}), commit, data["benchmarks"])
+    return SavedRun(path, str(data.get("datetime") or ""), data.get("machine_info") or {}, commit, data["benchmarks"])
+
+
+def load_runs(files: Sequence[Path]) -> tuple[list[SavedRun], list[str]]:
+    """The files that read, oldest first (by saved date), and one line for each that does not."""
+    runs, skipped = [], []
+    for path in files:
+        try:
+            runs.append(load_run(path))
+        except HistoryError as error:
+            skipped.append(f"{error} Skipped.")
+    return sorted(runs, key=lambda run: (run.datetime, run.path.name)), skipped
 
 
 def history_files(paths: Sequence[Path]) -> list[Path]:

@@ -14,6 +14,9 @@ significant and large enough to matter. With --fail-on-regression the exit statu
 any benchmark regressed. Runs that timed different work (frames, batch, models, provider,
 thread settings) are refused with status 2 unless --force; a different machine or software
 is reported and allowed.
+
+Given a directory of saved runs (`python -m bench.compare .benchmarks/<machine>/`), it compares
+the latest two that read, skipping a damaged or foreign file with one warning naming it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from bench.compare.comparability import machine_differences, one_unmeasured, workload_differences
-from bench.compare.saved import load_run
+from bench.compare.saved import SavedRun, history_files, load_run, load_runs
 from bench.measure.limits import checked_float
 from bench.measure.measurement import HistoryError
 from bench.measure.metrics import median_ratio_interval
@@ -149,8 +152,10 @@ def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("old", type=Path, help="the saved run to compare against (e.g. .benchmarks/<machine>/0001_*.json)")
-    parser.add_argument("new", type=Path, help="the saved run under test")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                        help="OLD NEW: the saved run to compare against and the run under test (e.g. "
+                             ".benchmarks/<machine>/0001_*.json .benchmarks/<machine>/0002_*.json); or a directory of "
+                             "saved runs (or more files): its latest two that read, a damaged file skipped with a warning")
     parser.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--min-effect", type=_percent, default=0.05, metavar="PERCENT",
                         help="smallest slowdown that counts, e.g. 5%% (default 5%%)")
@@ -161,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="compare even when the runs timed different work")
     args = parser.parse_args(argv)
     try:
-        old, new = load_run(args.old), load_run(args.new)
+        old, new = saved_pair(args.runs)
     except HistoryError as error:
         parser.error(str(error))
     for line in machine_differences(old.machine_info, new.machine_info):
@@ -204,6 +209,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if regressed:
         print(f"Slower (p < {args.alpha:g}, more than {args.min_effect:.0%} slower): {', '.join(regressed)}")
     return EXIT_REGRESSION if regressed and args.fail_on_regression else EXIT_OK
+
+
+def saved_pair(paths: Sequence[Path]) -> tuple[SavedRun, SavedRun]:
+    """OLD and NEW: the two files given, or the latest two runs that read among a directory's (or more files)."""
+    if len(paths) == 2 and all(path.is_file() for path in paths):
+        return load_run(paths[0]), load_run(paths[1])
+    runs, skipped = load_runs(history_files(paths))
+    for line in skipped:
+        print(f"warning: {line}", file=sys.stderr)
+    if len(runs) < 2:
+        raise HistoryError(f"{' '.join(map(str, paths))}: {len(runs)} saved run(s) that read; two are needed to compare.")
+    print(f"comparing {runs[-2].path.name} (OLD) with {runs[-1].path.name} (NEW)")
+    return runs[-2], runs[-1]
 
 
 def _fraction(text: str) -> float:

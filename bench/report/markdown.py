@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.compare.saved import SavedRun, history_files, load_run, same_workload_runs
+from bench.compare.saved import SavedRun, history_files, load_runs, same_workload_runs
 from bench.measure.measurement import HistoryError, Measurement
 from bench.report.charts import TrendPoint, latency_chart, trend_chart, wall_and_speedup_chart
 from bench.report.recommend import recommendation, streaming_recommendation
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also chart each benchmark's median time across all the given runs (one machine's)")
     args = parser.parse_args(argv)
     try:
-        runs = sorted((load_run(path) for path in history_files(args.history)), key=lambda run: (run.datetime, run.path.name))
+        runs, skipped = load_runs(history_files(args.history))
+        for line in skipped:
+            print(f"warning: {line}", file=sys.stderr)
+        if not runs:
+            raise HistoryError("no history file given reads; nothing to report.")
         latest = runs[-1]
         measurements = latest.measurements()
         trend = None

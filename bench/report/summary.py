@@ -22,11 +22,12 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
                   gpu_absent: str | None = None, report_dir: Path | None = None, saved: int | None = None,
                   left_out: Sequence[str] = (), workload_differences: Sequence[str] = (),
                   regressions: Sequence[str] = (), compare_fail: Sequence[Any] = (),
-                  gate_results: Sequence[GateResult] = ()) -> None:
+                  gate_results: Sequence[GateResult] = (), save_failure: str | None = None) -> None:
     """Everything fanbench prints after pytest's own summary.
 
     `saved`: how many complete benchmarks pytest-benchmark saves to the history (None: it saves
-    none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete.
+    none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete;
+    `save_failure`: why saving the run failed (nothing of it is in the history).
     `compare_fail`: pytest-benchmark's --benchmark-compare-fail checks; with any, a comparison
     with a run of other work is refused rather than just reported.
     """
@@ -42,7 +43,9 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
     for line in recommendation_lines(measurements):
         reporter.write_line(line)
-    if saved is not None:
+    if save_failure is not None:
+        reporter.write_line(f"fanbench: this run was NOT saved to the history: {save_failure}.", red=True)
+    elif saved is not None:
         outcome = f"the {saved} complete benchmark(s) are saved." if saved else "no benchmark completed: nothing is saved."
         if left_out:
             reporter.write_line("fanbench: not saved to the history, as they did not complete (interrupted or "

@@ -161,7 +161,8 @@ def saved_run(path: Path, rounds: list[float], **extra: object) -> Path:
     info = {"frames": 4, "batch": 1, "models": ["a"], "model_set_hash": "abc", "provider": "cpu",
             "thread_settings": {"intra_op_num_threads": 1}, "rounds_wall_s": rounds, **extra}
     path.write_text(json.dumps({"machine_info": {"node": path.stem}, "benchmarks": [
-        {"fullname": "bench/test_strategies.py::test_strategy[serial-ort-defaults]", "extra_info": info, "stats": {}}]}))
+        {"name": "test_strategy[serial-ort-defaults]", "fullname": "bench/test_strategies.py::test_strategy[serial-ort-defaults]",
+         "extra_info": info, "stats": {"median": 1.0}}]}))
     return path
 
 

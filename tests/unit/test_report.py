@@ -191,11 +191,14 @@ def test_missing_files_are_named(tmp_path, capsys):
 
 def test_a_file_without_fanbench_benchmarks_is_refused(tmp_path, capsys):
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({"datetime": "2026-01-01T00:00:00", "benchmarks": [{"name": "x", "extra_info": {}}]}))
+    other.write_text(json.dumps({"datetime": "2026-01-01T00:00:00", "benchmarks": [
+        {"name": "x", "fullname": "x", "stats": {"median": 1.0}, "extra_info": {}}]}))
     assert "holds no fanbench benchmark" in run_failing([str(other), "--out", str(tmp_path / "out")], capsys)
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    assert "cannot read a history file" in run_failing([str(broken), "--out", str(tmp_path / "out")], capsys)
+    error = run_failing([str(broken), "--out", str(tmp_path / "out")], capsys)
+    assert f"warning: {broken}: cannot read a history file" in error
+    assert "error: no history file given reads; nothing to report." in error
 
 
 def test_a_trend_across_machines_is_refused(tmp_path, capsys):
