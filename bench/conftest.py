@@ -12,6 +12,7 @@ from pytest_benchmark.logger import Logger
 from pytest_benchmark.utils import get_machine_id, get_tag, load_storage
 
 from bench.cases import benchmarks
+from bench.compare.choice import Choice, Work, latest_comparable, named
 from bench.compare.comparability import compared_workload_differences, machine_differences
 from bench.compare.gates import check_references, evaluate
 from bench.compare.stats import history_regressions
@@ -67,33 +68,61 @@ def pytest_configure(config: pytest.Config) -> None:
     check_report_dir(options.report_dir)  # before the run, not after it
     if options.benchmark_disabled:
         return
-    saving, comparing = history_defaults(config, options)
+    saving, choice = history_defaults(config, options)
     if saving:
         _check_storage_writable(options.storage)
-    if options.compare_fail and not comparing:
+    if options.compare_fail and (choice is None or choice.path is None):
         # pytest-benchmark says so only after the whole run.
-        raise pytest.UsageError(
-            "--benchmark-compare-fail: --no-history turns the comparison off; drop one of the two."
-            if not options.history else
-            f"--benchmark-compare-fail: no saved run of this machine in {options.storage!r} to "
-            "compare with; run once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
+        if not options.history and choice is None:
+            raise pytest.UsageError("--benchmark-compare-fail: --no-history turns the comparison off; drop one of the two.")
+        if choice is None or choice.line.startswith("no saved run of this machine yet"):
+            raise pytest.UsageError(
+                f"--benchmark-compare-fail: no saved run of this machine in {options.storage!r} to compare with; run "
+                "once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
+        raise pytest.UsageError(f"--benchmark-compare-fail: {choice.line}; save a baseline of this work first "
+                                "(--benchmark-save=NAME), or name a saved run with --benchmark-compare=NAME.")
 
 
-def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, bool]:
-    """Save every run and compare it with this machine's last one, unless --no-history; says
-    whether the run is saved and whether it is compared.
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    line = state_of(config).compared_with
+    return [line] if line else []
+
+
+def expected_work(options: RunOptions) -> Work:
+    """What this run will time, as its saved benchmarks will record it."""
+    workload = options.workload
+    selected, _ = benchmarks(options)
+    return Work(frames=workload.frames, batch=workload.batch, models=tuple(workload.model_names()),
+                provider=workload.provider,
+                names=frozenset(f"test_strategy[{case.id}-{scenario.id}]" for case, scenario in selected))
+
+
+def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, Choice | None]:
+    """Save every run and compare it with this machine's latest saved run of the same work, unless
+    --no-history; says whether the run is saved and which saved run it is compared with (None: no
+    comparison asked). `--benchmark-compare` without a value also means the latest comparable run;
+    `--benchmark-compare=NAME` the latest run matching NAME (bench/compare/choice.py).
 
     The one deliberate write to `config.option` after RunOptions is built: these are pytest-benchmark's
     own options, which it reads in its (trylast) pytest_configure, and no earlier hook of a conftest can
     default them."""
-    saving, comparing = bool(options.save or options.autosave), bool(options.compare)
+    saving = bool(options.save or options.autosave)
     if options.history and not saving:
         config.option.benchmark_autosave, saving = get_tag(), True
-    if options.compare == [] and options.history and any(True for _ in load_storage(
-            options.storage, logger=Logger(Logger.QUIET, config=config), default_machine_id=get_machine_id(),
-            netrc=options.netrc).load()):
-        config.option.benchmark_compare = comparing = True  # the latest saved run of this machine
-    return saving, comparing
+    if not (options.compare is True or isinstance(options.compare, str) or (options.compare == [] and options.history)):
+        return saving, None
+    if "://" in options.storage and not options.storage.startswith("file://"):
+        return saving, None  # elasticsearch: pytest-benchmark's own choice
+    storage = load_storage(options.storage, logger=Logger(Logger.QUIET, config=config),
+                           default_machine_id=get_machine_id(), netrc=options.netrc)
+    if isinstance(options.compare, str):
+        choice = named(options.compare, lambda glob: storage.load(glob))
+    else:
+        choice = latest_comparable(list(storage.load()), expected_work(options))
+    # A file path is what pytest-benchmark loads as it is; [] (its default) compares with nothing.
+    config.option.benchmark_compare = str(storage.path / choice.path) if choice.path else []
+    state_of(config).compared_with = choice.header
+    return saving, choice
 
 
 def _check_storage_writable(storage: str) -> None:
@@ -198,7 +227,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             benchmarksession.performance_regressions.clear()
             if not results.workload_differences:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
-                results.regressions = history_regressions(checks, current, benchmarksession.compared_mapping)
+                verdict = history_regressions(checks, current, benchmarksession.compared_mapping)
+                results.regressions, results.within_noise = verdict.failed, verdict.within_noise
                 failed |= bool(results.regressions)
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -218,6 +248,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                       gpu_absent=results.gpu_absent, report_dir=options.report_dir,
                       saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
                       workload_differences=results.workload_differences, regressions=results.regressions,
+                      within_noise=results.within_noise,
                       compare_fail=options.compare_fail, gate_results=results.gate_results)
 
 

@@ -21,14 +21,16 @@ from strategies import onnxruntime, usable_cores
 def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], *, overhead_lines: Sequence[str] = (),
                   gpu_absent: str | None = None, report_dir: Path | None = None, saved: int | None = None,
                   left_out: Sequence[str] = (), workload_differences: Sequence[str] = (),
-                  regressions: Sequence[str] = (), compare_fail: Sequence[Any] = (),
+                  regressions: Sequence[str] = (), within_noise: Sequence[str] = (), compare_fail: Sequence[Any] = (),
                   gate_results: Sequence[GateResult] = ()) -> None:
     """Everything fanbench prints after pytest's own summary.
 
     `saved`: how many complete benchmarks pytest-benchmark saves to the history (None: it saves
     none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete.
     `compare_fail`: pytest-benchmark's --benchmark-compare-fail checks; with any, a comparison
-    with a run of other work is refused rather than just reported.
+    with a run of other work is refused rather than just reported. `regressions`: the checks that
+    failed (beyond the threshold and significant, or not judgeable); `within_noise`: beyond the
+    threshold, but within the rounds' noise, so not failed.
     """
     if measurements:
         reporter.write_sep("=", "fanbench")
@@ -57,14 +59,19 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
         reporter.write_line(
             "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
             if refuse else "The comparison above is not like for like.")
+    checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
+                      for check in compare_fail)
+    if within_noise:
+        reporter.write_sep("=", f"fanbench: beyond --benchmark-compare-fail={checks}, but within the rounds' noise: "
+                                "not failed", yellow=True)
+        for line in within_noise:
+            reporter.write_line(line)
     if regressions:
-        checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
-                          for check in compare_fail)
         reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
         for line in regressions:
             reporter.write_line(line, red=True)
-        reporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
-                            "--fail-on-regression (docs/ci.md).")
+        reporter.write_line("A check fails when its threshold is exceeded and the rounds differ significantly (Mann-Whitney "
+                            "U, p < 0.05), or when too few rounds leave significance untold (docs/ci.md).")
     if gate_results:
         passed = all(result.passed for result in gate_results)
         reporter.write_sep("=", "fanbench gates", green=passed, red=not passed)
