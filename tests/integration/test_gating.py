@@ -384,19 +384,24 @@ def test_the_documented_gate_recipe_fails_a_real_regression_and_not_noise(pytest
     run([fast] + [fast, slow] * 5, *save).assert_outcomes(passed=1)
     # Noise: 4 fast rounds and 6 slow ones. The median moves by about half (far beyond 10%), but rounds
     # this mixed are what chance gives: Mann-Whitney U says not significant, so the gate passes.
-    noise = run([fast] + [fast, slow] * 4 + [slow, slow], *gate)
+    noise = run([fast] + [fast, slow] * 4 + [slow, slow], *gate, "--benchmark-json=noise.json")
     assert noise.ret == pytest.ExitCode.OK, noise.stdout.str() + noise.stderr.str()
     noise.stdout.fnmatch_lines([
         "fanbench: comparing with 0001_baseline.json (saved *), as --benchmark-compare=baseline asks",
         "*= fanbench: beyond --benchmark-compare-fail=median:10%, but within the rounds' noise: not failed =*",
         "serial_scheduled-*-offline against 0001_baseline: median * s -> * s, +*% (limit +10%); not significant: *"])
     # A real regression: every round slower than any of the baseline's.
-    regression = run([0.06] * 11, *gate)
+    regression = run([0.06] * 11, *gate, "--benchmark-json=regression.json")
     assert regression.ret == pytest.ExitCode.TESTS_FAILED, regression.stdout.str() + regression.stderr.str()
     regression.stdout.fnmatch_lines([
         "fanbench: comparing with 0001_baseline.json (saved *), as --benchmark-compare=baseline asks",
         "*= fanbench: slower than the saved run (--benchmark-compare-fail=median:10%) =*",
         "serial_scheduled-*-offline against 0001_baseline: median * s -> * s, +*% (limit +10%); significant: *"])
+    # The same two verdicts from the saved baseline and each run's --benchmark-json, with python -m bench.compare.
+    [baseline] = (pytester.path / "history").glob("*/*_baseline.json")
+    assert compare_subprocess(str(baseline), str(pytester.path / "noise.json"), "--fail-on-regression").returncode == 0
+    compared = compare_subprocess(str(baseline), str(pytester.path / "regression.json"), "--fail-on-regression")
+    assert compared.returncode == 1, compared.stdout + compared.stderr
 
 
 @pytest.mark.slow
