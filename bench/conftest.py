@@ -36,19 +36,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> list[str]:
-    """Before a long run starts: how many benchmarks, what is not streamed and why, and the
-    time pacing the streams takes (the compute comes on top)."""
+    """Before a long run starts: how many benchmarks, which will skip and why, what is not streamed and
+    why, and the time pacing the streams that run takes (the compute comes on top)."""
     if not any(getattr(item, "originalname", None) == "test_strategy" for item in items):
         return []
     options = options_of(config)
     selected, left_out = benchmarks(options)
-    streams = [scenario for _, scenario in selected if scenario.name == STREAMING]
-    lines = [f"fanbench: {len(selected)} benchmarks ({len(selected) - len(streams)} offline, {len(streams)} streaming)"]
+    skipping = {case.strategy.name: reason for case, _ in selected
+                if (reason := case.strategy.unavailable(options.workload.provider))}
+    running = [(case, scenario) for case, scenario in selected if case.strategy.name not in skipping]
+    streams = [scenario for _, scenario in running if scenario.name == STREAMING]
+    lines = [f"fanbench: {len(running)} benchmarks ({len(running) - len(streams)} offline, {len(streams)} streaming)"]
+    if skipping:
+        lines[0] += f" and {len(selected) - len(running)} that will skip"
     if streams:
         rounds, frames = options.rounds + options.warmup, options.workload.frames
         least = sum(minimum_duration_s(frames, scenario, rounds) for scenario in streams)
         lines[0] += (f"; pacing the streams alone takes about {least:.0f} s ({frames} frames at "
                      f"{streams[0].fps:g} fps x {rounds} rounds x {len(streams)}), the compute comes on top")
+    lines += [f"fanbench: will skip {name}: {reason}" for name, reason in skipping.items()]
     lines += [f"fanbench: not streamed: {case_id}: {reason}" for case_id, reason in left_out.items()]
     return lines
 

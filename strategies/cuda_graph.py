@@ -42,6 +42,13 @@ class CudaGraph(Strategy):
     #: False only in tests, which run the same buffer logic on the CPU provider.
     needs_cuda: ClassVar[bool] = True
 
+    @classmethod
+    def unavailable(cls, provider: str) -> str | None:
+        if cls.needs_cuda and (provider == "cpu" or (
+                provider == "auto" and "CUDAExecutionProvider" not in onnxruntime().get_available_providers())):
+            return "needs the CUDA provider, which this run will not have"
+        return None
+
     def open(self) -> None:
         if self.needs_cuda and self.workload.provider != "cuda":
             raise StrategyUnavailable(
