@@ -13,10 +13,11 @@ from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import get_machine_id, get_tag, load_storage
 
 from bench.cases import benchmarks
+from bench.compare.choice import Choice, SavedFile, Work, latest_comparable, named
 from bench.compare.comparability import compared_workload_differences, machine_differences
 from bench.compare.gates import check_references, evaluate
 from bench.compare.stats import history_regressions
-from bench.compare.storage import AtomicFileStorage, HistoryWarning, compare_target, expected_run_bytes, free_space_problem
+from bench.compare.storage import AtomicFileStorage, HistoryWarning, expected_run_bytes, free_space_problem, readable_runs
 from bench.measure.harness import keep_complete, sigterm_as_interrupt
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
@@ -37,19 +38,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> list[str]:
-    """Before a long run starts: how many benchmarks, what is not streamed and why, and the
-    time pacing the streams takes (the compute comes on top)."""
+    """Before a long run starts: how many benchmarks, which will skip and why, what is not streamed and
+    why, and the time pacing the streams that run takes (the compute comes on top)."""
     if not any(getattr(item, "originalname", None) == "test_strategy" for item in items):
         return []
     options = options_of(config)
     selected, left_out = benchmarks(options)
-    streams = [scenario for _, scenario in selected if scenario.name == STREAMING]
-    lines = [f"fanbench: {len(selected)} benchmarks ({len(selected) - len(streams)} offline, {len(streams)} streaming)"]
+    skipping = {case.strategy.name: reason for case, _ in selected
+                if (reason := case.strategy.unavailable(options.workload.provider))}
+    running = [(case, scenario) for case, scenario in selected if case.strategy.name not in skipping]
+    streams = [scenario for _, scenario in running if scenario.name == STREAMING]
+    lines = [f"fanbench: {len(running)} benchmarks ({len(running) - len(streams)} offline, {len(streams)} streaming)"]
+    if skipping:
+        lines[0] += f" and {len(selected) - len(running)} that will skip"
     if streams:
         rounds, frames = options.rounds + options.warmup, options.workload.frames
         least = sum(minimum_duration_s(frames, scenario, rounds) for scenario in streams)
         lines[0] += (f"; pacing the streams alone takes about {least:.0f} s ({frames} frames at "
                      f"{streams[0].fps:g} fps x {rounds} rounds x {len(streams)}), the compute comes on top")
+    lines += [f"fanbench: will skip {name}: {reason}" for name, reason in skipping.items()]
     lines += [f"fanbench: not streamed: {case_id}: {reason}" for case_id, reason in left_out.items()]
     return lines
 
@@ -69,21 +76,40 @@ def pytest_configure(config: pytest.Config) -> None:
     check_report_dir(options.report_dir)  # before the run, not after it
     if options.benchmark_disabled:
         return
-    saving, comparing = history_defaults(config, options)
+    saving, choice = history_defaults(config, options)
     if saving:
         _check_storage_writable(options.storage)
-    if options.compare_fail and not comparing:
+    if options.compare_fail and (choice is None or choice.path is None):
         # pytest-benchmark says so only after the whole run.
-        raise pytest.UsageError(
-            "--benchmark-compare-fail: --no-history turns the comparison off; drop one of the two."
-            if not options.history else
-            f"--benchmark-compare-fail: no saved run of this machine in {options.storage!r} to "
-            "compare with; run once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
+        if not options.history and choice is None:
+            raise pytest.UsageError("--benchmark-compare-fail: --no-history turns the comparison off; drop one of the two.")
+        if choice is None or choice.line.startswith("no saved run of this machine yet"):
+            raise pytest.UsageError(
+                f"--benchmark-compare-fail: no saved run of this machine in {options.storage!r} to compare with; run "
+                "once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
+        raise pytest.UsageError(f"--benchmark-compare-fail: {choice.line}; save a baseline of this work first "
+                                "(--benchmark-save=NAME), or name a saved run with --benchmark-compare=NAME.")
 
 
-def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, bool]:
-    """Save every run and compare it with this machine's last one, unless --no-history; says
-    whether the run is saved and whether it is compared.
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    line = state_of(config).compared_with
+    return [line] if line else []
+
+
+def expected_work(options: RunOptions) -> Work:
+    """What this run will time, as its saved benchmarks will record it."""
+    workload = options.workload
+    selected, _ = benchmarks(options)
+    return Work(frames=workload.frames, batch=workload.batch, models=tuple(workload.model_names()),
+                provider=workload.provider,
+                names=frozenset(f"test_strategy[{case.id}-{scenario.id}]" for case, scenario in selected))
+
+
+def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, Choice | None]:
+    """Save every run and compare it with this machine's latest saved run of the same work, unless
+    --no-history; says whether the run is saved and which saved run it is compared with (None: no
+    comparison asked). `--benchmark-compare` without a value also means the latest comparable run;
+    `--benchmark-compare=NAME` the latest run matching NAME (bench/compare/choice.py).
 
     The saved run to compare with is chosen here, each candidate checked: pytest-benchmark is
     handed that one file, so a damaged or foreign file (0 bytes, truncated, no `fullname`, a
@@ -95,21 +121,31 @@ def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, 
     saving = bool(options.save or options.autosave)
     if options.history and not saving:
         config.option.benchmark_autosave, saving = get_tag(), True
-    wanted = options.compare or (options.compare == [] and options.history)  # [] : not given
-    if not wanted:
-        return saving, False
+    if not (options.compare is True or isinstance(options.compare, str) or (options.compare == [] and options.history)):
+        return saving, None
+    if "://" in options.storage and not options.storage.startswith("file://"):
+        return saving, None  # elasticsearch: pytest-benchmark's own choice
     storage = load_storage(options.storage, logger=Logger(Logger.QUIET, config=config),
                            default_machine_id=get_machine_id(), netrc=options.netrc)
-    if not isinstance(storage, FileStorage):
-        return saving, bool(options.compare)  # elasticsearch: pytest-benchmark's own concern
-    target, skipped = compare_target(storage, wanted)
-    for line in skipped:
-        config.issue_config_time_warning(HistoryWarning(line), stacklevel=2)
-    if target is not None:
-        config.option.benchmark_compare = str(target)
-    elif skipped or not options.compare:
-        config.option.benchmark_compare = []  # nothing to compare with (pytest-benchmark would read the bad files)
-    return saving, target is not None or (bool(options.compare) and not skipped)
+    warned: set[str] = set()
+
+    def readable(glob: str = "[0-9][0-9][0-9][0-9]_") -> list[SavedFile]:
+        """The saved runs matching `glob`, oldest first; each damaged or foreign one warned about once."""
+        runs, skipped = readable_runs(storage, glob)
+        for line in skipped:
+            if line not in warned:
+                warned.add(line)
+                config.issue_config_time_warning(HistoryWarning(line), stacklevel=2)
+        return runs
+
+    if isinstance(options.compare, str):
+        choice = named(options.compare, readable)
+    else:
+        choice = latest_comparable(readable(), expected_work(options))
+    # A file path is what pytest-benchmark loads as it is; [] (its default) compares with nothing.
+    config.option.benchmark_compare = str(storage.path / choice.path) if choice.path else []
+    state_of(config).compared_with = choice.header
+    return saving, choice
 
 
 def _check_storage_writable(storage: str) -> None:
@@ -243,7 +279,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             benchmarksession.performance_regressions.clear()
             if not results.workload_differences:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
-                results.regressions = history_regressions(checks, current, benchmarksession.compared_mapping)
+                verdict = history_regressions(checks, current, benchmarksession.compared_mapping)
+                results.regressions, results.within_noise = verdict.failed, verdict.within_noise
                 failed |= bool(results.regressions)
     failed |= _save_failure(config) is not None  # the run was asked to be saved and is not
     if failed and session.exitstatus == pytest.ExitCode.OK:
@@ -264,8 +301,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                       gpu_absent=results.gpu_absent, report_dir=options.report_dir,
                       saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
                       workload_differences=results.workload_differences, regressions=results.regressions,
-                      compare_fail=options.compare_fail, gate_results=results.gate_results,
-                      save_failure=_save_failure(config))
+                      within_noise=results.within_noise, compare_fail=options.compare_fail,
+                      gate_results=results.gate_results, save_failure=_save_failure(config))
 
 
 @pytest.fixture(scope="session")

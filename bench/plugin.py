@@ -42,6 +42,8 @@ class RunState:
     gate_results: list[GateResult] = field(default_factory=list)
     workload_differences: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)  # --benchmark-compare-fail checks that failed
+    within_noise: list[str] = field(default_factory=list)  # ... exceeded, but within the rounds' noise: not failed
+    compared_with: str | None = None  # which saved run this one is compared with, or why none (one line)
     called: set[str] = field(default_factory=set)  # node ids whose test function passed
     complete: set[str] = field(default_factory=set)  # ... and their teardown too
     left_out: list[str] = field(default_factory=list)  # benchmarks left out of the saved history

@@ -119,6 +119,13 @@ class Strategy(ABC):
             return split_cores(model_count, cores)
         return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
 
+    @classmethod
+    def unavailable(cls, provider: str) -> str | None:
+        """Why this strategy will not run with the provider asked for (auto, cpu, cuda), when that is
+        known before anything is built (a missing package, a missing provider); None: it may run.
+        `open` still decides: it raises StrategyUnavailable."""
+        return None
+
     def open(self) -> None:
         """Build what the strategy needs (outside the timed region)."""
 

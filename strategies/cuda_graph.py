@@ -55,6 +55,13 @@ class CudaGraph(Strategy):
     #: The CUDA runtime calls the lanes' streams use; None: onnxruntime's own copies (the CPU provider).
     cudart: CudaRuntime | None = None
 
+    @classmethod
+    def unavailable(cls, provider: str) -> str | None:
+        if cls.needs_cuda and (provider == "cpu" or (
+                provider == "auto" and "CUDAExecutionProvider" not in onnxruntime().get_available_providers())):
+            return "needs the CUDA provider, which this run will not have"
+        return None
+
     def open(self) -> None:
         if self.needs_cuda and self.workload.provider != "cuda":
             raise StrategyUnavailable(

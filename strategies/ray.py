@@ -7,6 +7,7 @@ strategy only, so the library works without it and the strategy is then skipped.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import math
 import os
 import shutil
@@ -192,6 +193,11 @@ class RayActors(Strategy):
 
     name = "ray"
     models_at_once = True
+
+    @classmethod
+    def unavailable(cls, provider: str) -> str | None:
+        # Looked up, not imported: nothing of Ray is imported before the first `ray` benchmark.
+        return None if importlib.util.find_spec("ray") else "Ray is not installed (pip install -e '.[ray]')"
 
     def __init__(self, workload: Any, settings: ThreadSettings | None = None, clock: Any = time.perf_counter,
                  address: str | None = None, gpus_per_actor: float | None = None):

@@ -95,30 +95,46 @@ def compare_rounds(name: str, old: Sequence[float], new: Sequence[float], *, alp
     return Comparison(name, old_median, new_median, ratio, ci_low, ci_high, p_value, min_p, verdict)
 
 
-def significance(name: str, old: Mapping[str, Any], new: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """Whether the rounds of two saved benchmarks differ significantly, in words (Mann-Whitney U, bootstrap CI)."""
+def significance(name: str, old: Mapping[str, Any], new: Mapping[str, Any], alpha: float = 0.05) -> tuple[bool | None, str]:
+    """Whether the rounds of two saved benchmarks differ significantly (Mann-Whitney U, bootstrap CI), and
+    that in words. None: it cannot be told (no per-round times, or too few rounds to reach `alpha`)."""
     try:
-        comparison = compare_rounds(name, rounds_of(old), rounds_of(new), alpha=alpha)
+        old_rounds, new_rounds = rounds_of(old), rounds_of(new)
     except ValueError:
-        return "significance unknown: a run has no per-round times"
+        return None, "significance unknown: a run has no per-round times"
+    comparison = compare_rounds(name, old_rounds, new_rounds, alpha=alpha)
     if comparison.p_value is None or comparison.min_p >= alpha:
-        return (f"cannot be significant with {len(rounds_of(old))} and {len(rounds_of(new))} rounds (smallest possible "
-                f"p {comparison.min_p:.2g}); run with --rounds 10 or more to tell")
+        return None, (f"cannot be significant with {len(old_rounds)} and {len(new_rounds)} rounds (smallest possible "
+                      f"p {comparison.min_p:.2g}); run with --rounds 10 or more to tell")
     if comparison.p_value < alpha:
-        return (f"significant: Mann-Whitney U p = {comparison.p_value:.2g}, 95% CI of new/old median "
-                f"{comparison.ci_low:.2f} .. {comparison.ci_high:.2f}")
-    return f"not significant: Mann-Whitney U p = {comparison.p_value:.2g}, within the rounds' noise"
+        return True, (f"significant: Mann-Whitney U p = {comparison.p_value:.2g}, 95% CI of new/old median "
+                      f"{comparison.ci_low:.2f} .. {comparison.ci_high:.2f}")
+    return False, f"not significant: Mann-Whitney U p = {comparison.p_value:.2g}, within the rounds' noise"
+
+
+@dataclass(frozen=True)
+class HistoryVerdict:
+    """--benchmark-compare-fail, noise-aware: what failed, and what passed the threshold only by noise."""
+
+    failed: list[str]  # beyond the threshold and significant, or beyond it where significance cannot be told
+    within_noise: list[str]  # beyond the threshold, but the rounds say the difference is noise: not failed
 
 
 def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str, Any]],
-                        compared: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
-    """One line per benchmark and --benchmark-compare-fail check it fails against a saved run.
+                        compared: Mapping[str, Mapping[str, Mapping[str, Any]]], alpha: float = 0.05) -> HistoryVerdict:
+    """One line per benchmark and --benchmark-compare-fail check it exceeds against a saved run.
+
+    A check fails only when its threshold is exceeded *and* the per-round times differ significantly
+    (two-sided Mann-Whitney U, p < `alpha`): a difference that the rounds' spread covers is noise, and
+    is reported apart without failing. Where significance cannot be told (too few rounds on either
+    side: with 3 and 3 no p-value falls below 0.1; or no per-round times), the threshold alone decides,
+    and the line says so.
 
     `checks` are pytest-benchmark's parsed --benchmark-compare-fail values (`field`, `threshold`,
     `fails(current_stats, saved_stats)`); `current` maps a full name to this run's benchmark as
     saved (stats, extra_info); `compared` maps a saved run's path to {full name: saved benchmark}.
     """
-    lines = []
+    failed, within_noise = [], []
     for path, saved_run in compared.items():
         for fullname, now in current.items():
             saved = saved_run.get(fullname)
@@ -131,9 +147,11 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
                 percentage = type(check).__name__.startswith("Percentage")
                 change = f"{new_value / old_value - 1:+.1%}" if percentage and old_value else f"{new_value - old_value:+.4g} s"
                 limit = f"+{check.threshold}%" if percentage else f"+{check.threshold:g} s"
-                lines.append(f"{now.get('param') or fullname} against {Path(path).stem}: {check.field} {old_value:.4g} s "
-                             f"-> {new_value:.4g} s, {change} (limit {limit}); {significance(fullname, saved, now)}")
-    return lines
+                significant, words = significance(fullname, saved, now, alpha)
+                line = (f"{now.get('param') or fullname} against {Path(path).stem}: {check.field} {old_value:.4g} s "
+                        f"-> {new_value:.4g} s, {change} (limit {limit}); {words}")
+                (within_noise if significant is False else failed).append(line)
+    return HistoryVerdict(failed, within_noise)
 
 
 def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:

@@ -7,9 +7,9 @@ under a hidden temporary name in the same directory, fsyncs it and links it to i
 with SIGINT and SIGTERM held until the file is whole or gone; a failure leaves nothing and is
 reported in one line (`failure`), not raised through pytest-benchmark's session end.
 
-Reading: `compare_target` picks the saved run pytest-benchmark will compare with, checking
-each candidate first (`saved.history_problem`), so a foreign or damaged file is skipped with
-a warning instead of crashing pytest-benchmark or fanbench's hooks.
+Reading: `readable_runs` reads the saved runs a comparison may choose from, checking each one
+first (`saved.history_problem`), so a foreign or damaged file is skipped with a warning instead
+of crashing pytest-benchmark or fanbench's hooks; `bench/compare/choice.py` then picks one.
 """
 
 from __future__ import annotations
@@ -168,18 +168,15 @@ class AtomicFileStorage(FileStorage):
         self.logger.info(f"Saved benchmark data in: {saved}")
 
 
-def compare_target(storage: FileStorage, wanted: Any) -> tuple[Path | None, list[str]]:
-    """The saved run to compare with, and one line for each damaged or foreign file passed over.
-
-    `wanted` is --benchmark-compare's value: True for this machine's latest run (the newest
-    file that reads), or a run number or glob (the newest of its matches that reads)."""
-    files = storage.query("[0-9][0-9][0-9][0-9]_" if wanted is True else str(wanted))
-    skipped = []
-    for path in reversed(files):
+def readable_runs(storage: FileStorage, glob: str = "[0-9][0-9][0-9][0-9]_") -> tuple[list[tuple[Path, Any]], list[str]]:
+    """The saved runs matching `glob` that read, oldest first, as (path relative to the storage, the run's
+    JSON); and one line for each damaged or foreign file passed over."""
+    runs, skipped = [], []
+    for path in storage.query(glob):
         try:
-            read_history(path, compared=True)
+            data = read_history(path, compared=True)
         except HistoryError as error:
             skipped.append(f"{error} Skipped: not compared (move it out of the history to silence this).")
             continue
-        return path, skipped
-    return None, skipped
+        runs.append((path.relative_to(storage.path) if path.is_relative_to(storage.path) else path, data))
+    return runs, skipped

@@ -37,12 +37,20 @@ class Progress:
         self.file, self.disable = file, disable
         self.bar: Any = None
 
-    def advance(self, frames: int) -> None:
-        with self.suspend_capture():
-            if self.bar is None:
+    def start(self) -> None:
+        """Show the bar at 0 when the first round starts: its rate is then frames over the rounds' time.
+        (Made at the first round's end, tqdm divided that round's frames by microseconds.)"""
+        if self.bar is None:
+            with self.suspend_capture():
                 # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.
-                self.bar = tqdm(total=self.total, desc=self.label, unit="frame", leave=False,
-                                file=self.file or sys.stderr, disable=self.disable, miniters=1, mininterval=0)
+                # smoothing 0: the average rate over the rounds so far, not the last round's.
+                self.bar = tqdm(total=self.total, desc=self.label, unit="frame", smoothing=0,
+                                leave=False, file=self.file or sys.stderr, disable=self.disable, miniters=1,
+                                mininterval=0)
+
+    def advance(self, frames: int) -> None:
+        self.start()
+        with self.suspend_capture():
             self.bar.update(frames)
 
     def close(self) -> None:
@@ -67,6 +75,8 @@ class RoundHooks:
 
 
     def setup(self) -> None:
+        if self.progress is not None:
+            self.progress.start()
         if self.rounds_done < self.warmup:
             return
         if self.before_timed_round is not None:

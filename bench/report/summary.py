@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,14 @@ import pytest
 from bench.compare.gates import GateResult
 from bench.measure.measurement import Measurement
 from bench.report.markdown import recommendation_lines, write_report
-from bench.report.table import format_table
+from bench.report.table import fill, format_table
 from strategies import onnxruntime, usable_cores
 
 
 def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], *, overhead_lines: Sequence[str] = (),
                   gpu_absent: str | None = None, report_dir: Path | None = None, saved: int | None = None,
                   left_out: Sequence[str] = (), workload_differences: Sequence[str] = (),
-                  regressions: Sequence[str] = (), compare_fail: Sequence[Any] = (),
+                  regressions: Sequence[str] = (), within_noise: Sequence[str] = (), compare_fail: Sequence[Any] = (),
                   gate_results: Sequence[GateResult] = (), save_failure: str | None = None) -> None:
     """Everything fanbench prints after pytest's own summary.
 
@@ -29,59 +30,77 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete;
     `save_failure`: why saving the run failed (nothing of it is in the history).
     `compare_fail`: pytest-benchmark's --benchmark-compare-fail checks; with any, a comparison
-    with a run of other work is refused rather than just reported.
+    with a run of other work is refused rather than just reported. `regressions`: the checks that
+    failed (beyond the threshold and significant, or not judgeable); `within_noise`: beyond the
+    threshold, but within the rounds' noise, so not failed.
     """
+    width = terminal_width(reporter)
+
+    def say(line: str, **markup: bool) -> None:  # every line fits the terminal, as pytest's own
+        reporter.write_line(fill(line, width), **markup)
+
     if measurements:
         reporter.write_sep("=", "fanbench")
-        reporter.write_line(format_table(measurements))
+        reporter.write_line(format_table(measurements, width))
     for line in overhead_lines:
-        reporter.write_line(line)
+        say(line)
     if gpu_absent and not any(m.gpu_absent for m in measurements):
-        reporter.write_line(f"note: GPU metrics absent: {gpu_absent}.")
+        say(f"note: GPU metrics absent: {gpu_absent}.")
     if report_dir is not None and measurements:
-        report_line(reporter, measurements, report_dir)
+        report_line(reporter, measurements, report_dir, width)
     # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
     for line in recommendation_lines(measurements):
-        reporter.write_line(line)
+        say(line)
     if save_failure is not None:
-        reporter.write_line(f"fanbench: this run was NOT saved to the history: {save_failure}.", red=True)
+        say(f"fanbench: this run was NOT saved to the history: {save_failure}.", red=True)
     elif saved is not None:
         outcome = f"the {saved} complete benchmark(s) are saved." if saved else "no benchmark completed: nothing is saved."
         if left_out:
-            reporter.write_line("fanbench: not saved to the history, as they did not complete (interrupted or "
-                                f"failed): {', '.join(left_out)}; {outcome}", yellow=True)
+            say("fanbench: not saved to the history, as they did not complete (interrupted or "
+                f"failed): {', '.join(left_out)}; {outcome}", yellow=True)
         elif not saved:
-            reporter.write_line(f"fanbench: {outcome}", yellow=True)
+            say(f"fanbench: {outcome}", yellow=True)
     if workload_differences:
         refuse = bool(compare_fail)
         reporter.write_sep("=", "fanbench: compared runs timed different work", red=refuse, yellow=not refuse)
         for line in workload_differences:
-            reporter.write_line(line)
-        reporter.write_line(
+            say(line)
+        say(
             "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
             if refuse else "The comparison above is not like for like.")
+    checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
+                      for check in compare_fail)
+    if within_noise:
+        reporter.write_sep("=", "fanbench: beyond the threshold, within the rounds' noise: not failed", yellow=True)
+        for line in within_noise:
+            say(line)
     if regressions:
-        checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
-                          for check in compare_fail)
         reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
         for line in regressions:
-            reporter.write_line(line, red=True)
-        reporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
-                            "--fail-on-regression (docs/ci.md).")
+            say(line, red=True)
+        say("A check fails when its threshold is exceeded and the rounds differ significantly (Mann-Whitney "
+            "U, p < 0.05), or when too few rounds leave significance untold (docs/ci.md).")
     if gate_results:
         passed = all(result.passed for result in gate_results)
         reporter.write_sep("=", "fanbench gates", green=passed, red=not passed)
         for result in gate_results:
-            reporter.write_line(result.line(), green=result.passed, red=not result.passed)
+            say(result.line(), green=result.passed, red=not result.passed)
 
 
-def report_line(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], directory: Path) -> None:
+def terminal_width(reporter: pytest.TerminalReporter) -> int:
+    """The width pytest's own output fits (its terminal writer: COLUMNS, else the terminal, else 80)."""
+    writer = getattr(reporter, "_tw", None)
+    return int(getattr(writer, "fullwidth", 0)) or shutil.get_terminal_size().columns
+
+
+def report_line(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], directory: Path,
+                width: int | None = None) -> None:
     """Write the report directory and say where, or in one line why it could not be written."""
     context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
                f"onnxruntime {onnxruntime().__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
     try:
         report = write_report(measurements, directory, context=context)
     except OSError as error:  # e.g. the disk filled during the run: say so, and let the summary go on
-        reporter.write_line(f"fanbench: could not write the report to {directory}: {error}", red=True)
+        reporter.write_line(fill(f"fanbench: could not write the report to {directory}: {error}", width), red=True)
         return
-    reporter.write_line(f"fanbench: report written to {report}")
+    reporter.write_line(fill(f"fanbench: report written to {report}", width))

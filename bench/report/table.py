@@ -1,11 +1,15 @@
 """The results tables, in the write-up's shape plus throughput, speedup, latency and resources.
 
 One timing table per scenario (speedups are against `serial` of the same scenario), then one
-resources table. The same cells render as plain text (terminal) or Markdown (report).
+resources table. The same cells render as plain text (terminal) or Markdown (report). The terminal
+form fits the terminal's width, as pytest's own output does: it leaves out the columns no row
+fills in this run (the GPU columns on a CPU), wraps long headers, and splits a table still too
+wide into blocks that repeat the strategy and settings. Markdown keeps every column.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -207,16 +211,80 @@ def _render(table: Table, line: Callable[[list[str], list[int]], str], rule: Cal
     return [line(header, widths), rule(widths), *(line(row, widths) for row in rows)]
 
 
-def format_table(measurements: Sequence[Measurement]) -> str:
-    """Plain-text tables for the terminal."""
+EMPTY = ("-", "")  # a cell with no value
+KEY_COLUMNS = 2  # strategy, settings: repeated in every block of a table split to fit
+GAP = "  "
+
+
+def fill(text: str, width: int | None, indent: str = "  ") -> str:
+    """`text` wrapped to `width` (None: as it is); words are never broken, so a token longer than the
+    width (a benchmark id, a path) stays whole on its own line."""
+    if width is None:
+        return text
+    return textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def drop_empty_columns(table: Table) -> tuple[Table, list[str]]:
+    """The table without the columns that no row fills, and their headers."""
+    title, header, rows = table
+    keep = [i for i in range(len(header)) if i < KEY_COLUMNS or any(row[i] not in EMPTY for row in rows)]
+    dropped = [name for i, name in enumerate(header) if i not in keep]
+    return (title, [header[i] for i in keep], [[row[i] for i in keep] for row in rows]), dropped
+
+
+def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
+    """The table's lines, as one block or, when wider than `width`, as several blocks of columns."""
+    _, header, rows = table
+    cell_widths = [max((len(row[i]) for row in rows), default=0) for i in range(len(header))]
+    if width is None:
+        widths = [max(cell, len(name)) for cell, name in zip(cell_widths, header, strict=True)]
+    else:  # a header wraps at its spaces down to its longest word or its widest cell
+        widths = [max(cell, min(len(name), max(map(len, name.split())))) for cell, name in zip(cell_widths, header,
+                                                                                                  strict=True)]
+    keys = list(range(min(KEY_COLUMNS, len(header))))
+    blocks, current = [], list(keys)
+    for i in range(len(keys), len(header)):
+        if width is not None and len(current) > len(keys) and \
+                sum(widths[j] for j in current) + widths[i] + len(GAP) * len(current) > width:
+            blocks.append(current)
+            current = [*keys]
+        current.append(i)
+    blocks.append(current)
+    rendered = []
+    for columns in blocks:
+        if width is not None:  # room left in the block: headers wrap less
+            room = width - sum(widths[i] for i in columns) - len(GAP) * (len(columns) - 1)
+            for i in columns:
+                grow = max(0, min(room, len(header[i]) - widths[i]))
+                widths[i] += grow
+                room -= grow
+        heads = [textwrap.wrap(header[i], widths[i], break_long_words=False) or [""] for i in columns]
+        lines = [GAP.join(head[line].ljust(widths[i]) if line < len(head) else " " * widths[i]
+                          for head, i in zip(heads, columns, strict=True)).rstrip()
+                 for line in range(max(map(len, heads)))]
+        lines.append(GAP.join("-" * widths[i] for i in columns))
+        lines += [GAP.join(row[i].ljust(widths[i]) for i in columns).rstrip() for row in rows]
+        rendered.append(lines)
+    return rendered
+
+
+def format_table(measurements: Sequence[Measurement], width: int | None = None) -> str:
+    """Plain-text tables for the terminal, fitted to `width` columns (None: one line per row).
+
+    Columns that no row fills in this run are left out (and named once); the report keeps them."""
     if not measurements:
         return "fanbench: no strategy was measured."
-    lines = [f"fanbench: {caption(measurements)}", *preamble(measurements)]
+    lines = [fill(line, width) for line in (f"fanbench: {caption(measurements)}", *preamble(measurements))]
+    left_out: dict[str, None] = {}
     for table in tables(measurements):
-        lines += ["", f"{table[0]}:"]
-        lines += _render(table, lambda cells, widths: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)),
-                         lambda widths: "  ".join("-" * w for w in widths))
-    lines += [f"note: {note}" for note in notes(measurements)]
+        table, dropped = drop_empty_columns(table)
+        left_out.update(dict.fromkeys(dropped))
+        for number, block in enumerate(_text_blocks(table, width)):
+            lines += ["", f"{table[0]}{' (continued)' if number else ''}:", *block]
+    notes_ = notes(measurements)
+    if left_out:
+        notes_.append(f"no value in this run, so not shown (the report keeps them): {', '.join(left_out)}.")
+    lines += [fill(f"note: {note}", width) for note in notes_]
     return "\n".join(lines)
 
 

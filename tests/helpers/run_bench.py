@@ -30,10 +30,17 @@ TINY_RUN = ("--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "-
             "--warmup", "0", "--provider", "cpu", "--no-history", "--no-report")
 
 
+# fanbench fits its output to the terminal (COLUMNS, else 80 without one), wrapping long lines; the tests match
+# whole lines, so the runs they start get a terminal wider than any line (tests/unit/test_terminal_width.py
+# checks the fitting itself).
+WIDE = {"COLUMNS": "1000"}
+
+
 def pytest_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`python -m pytest -p no:cacheprovider ARGS` in the repository root."""
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=env, check=False)
+                          capture_output=True, text=True, timeout=timeout, env={**(env or os.environ), **WIDE},
+                          check=False)
 
 
 def bench_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -43,13 +50,17 @@ def bench_subprocess(*args: str, env: dict[str, str] | None = None, timeout: flo
 
 def bench_inprocess(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """`pytest bench ARGS` in this process, with the repository's configuration."""
-    return pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                              "-p", "no:cacheprovider", *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", WIDE["COLUMNS"])
+        return pytester.runpytest(str(ROOT / "bench"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                                  "-p", "no:cacheprovider", *args)
 
 
 def bench_pytester_subprocess(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """`pytest bench ARGS` in a subprocess started in `pytester.path`: `-p NAME` loads a plugin written there."""
-    return pytester.runpytest_subprocess(str(ROOT / "bench"), "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", WIDE["COLUMNS"])
+        return pytester.runpytest_subprocess(str(ROOT / "bench"), "-p", "no:cacheprovider", f"--rootdir={ROOT}", *args)
 
 
 def _module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -95,7 +106,7 @@ class BenchSession:
                    f"--basetemp={tmp_path / 'basetemp'}", "--strategy", strategy, "--model-size", "tiny",
                    "--models", "2", "--frames", "100", "--frame-size", "32x32", "--batch", "1", "--rounds", "100000",
                    "--warmup", "0", "--provider", "cpu"]
-        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1", **WIDE}
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self.output: list[str] = []

@@ -143,18 +143,24 @@ def test_history_regressions_say_how_much_against_which_run_and_how_significant(
     short = {name: saved_benchmark([5.0, 5.2], median=5.1)}
     median_10 = [parse_compare_fail("median:10%")]
 
-    [line] = history_regressions(median_10, slower, saved)
+    verdict = history_regressions(median_10, slower, saved)
+    assert verdict.within_noise == []
+    [line] = verdict.failed
     assert line.startswith("serial-ort-defaults-offline against 0001_base: median 1.3 s -> 2.6 s, +100.0% (limit +10%); "
                            "significant: Mann-Whitney U p = 0.00058, 95% CI of new/old median ")
-    [line] = history_regressions(median_10, noisy, saved)
+    # Beyond the threshold, but the rounds overlap: noise, reported apart and not failed.
+    verdict = history_regressions(median_10, noisy, saved)
+    assert verdict.failed == []
+    [line] = verdict.within_noise
     p_value = mannwhitneyu(noisy[name]["extra_info"]["rounds_wall_s"], OLD).pvalue
     assert p_value > 0.05
     assert line.endswith(f"+15.4% (limit +10%); not significant: Mann-Whitney U p = {p_value:.2g}, within the rounds' noise")
-    [line] = history_regressions([parse_compare_fail("median:0.5")], short, saved)
+    # Too few rounds to tell: the threshold alone decides, and the line says why.
+    [line] = history_regressions([parse_compare_fail("median:0.5")], short, saved).failed
     assert line.endswith("median 1.3 s -> 5.1 s, +3.8 s (limit +0.5 s); cannot be significant with 7 and 2 rounds "
                          "(smallest possible p 0.056); run with --rounds 10 or more to tell")
-    assert history_regressions([parse_compare_fail("median:200%")], slower, saved) == []
-    assert history_regressions(median_10, {"other": slower[name]}, saved) == []  # not in the saved run
+    assert history_regressions([parse_compare_fail("median:200%")], slower, saved).failed == []
+    assert history_regressions(median_10, {"other": slower[name]}, saved).failed == []  # not in the saved run
 
 
 def saved_run(path: Path, rounds: list[float], **extra: object) -> Path:
@@ -277,7 +283,7 @@ def test_compare_fail_catches_a_real_slowdown_and_passes_an_unchanged_run(bench,
         "*= fanbench: slower than the saved run (--benchmark-compare-fail=mean:50%) =*",
         "serial_delayed-*-offline against 0001_base: mean * s -> * s, +*% (limit +50%); significant: Mann-Whitney U "
         "p = 0.00058, 95% CI of new/old median * .. *",
-        "For a noise-aware verdict on two saved runs: python -m bench.compare*",
+        "A check fails when its threshold is exceeded and the rounds differ significantly*",
         "*= 1 passed in *"])
     assert "Traceback" not in slow.stdout.str() + slow.stderr.str()
 
@@ -330,6 +336,85 @@ def test_gate_naming_a_strategy_not_run_is_a_usage_error(pytester: pytest.Pytest
     result.stderr.fnmatch_lines(["*'threads' is not benchmarked in this run (--strategy selects serial)*"])
 
 
+SCHEDULE_PLUGIN = '''
+"""Test-only strategy: serial plus, in its n-th run (warm-up included), FANBENCH_TEST_SCHEDULE's n-th
+number of seconds of sleep before every session.run: rounds as fast or as slow as a test needs."""
+import os
+import time
+
+from strategies.registry import STRATEGIES
+from strategies.serial import Serial
+
+
+class ScheduledSerial(Serial):
+    name = "serial_scheduled"
+    runs = 0
+
+    def run(self, *args, **kwargs):
+        schedule = [float(value) for value in os.environ["FANBENCH_TEST_SCHEDULE"].split(",")]
+        self.delay = schedule[self.runs % len(schedule)]
+        self.runs += 1
+        return super().run(*args, **kwargs)
+
+    def run_one(self, log, model, frame, lane):
+        time.sleep(self.delay)
+        return super().run_one(log, model, frame, lane)
+
+
+STRATEGIES[ScheduledSerial.name] = ScheduledSerial
+'''
+
+
+@pytest.mark.slow
+def test_the_documented_gate_recipe_fails_a_real_regression_and_not_noise(pytester: pytest.Pytester,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/ci.md's recipe, command for command: save a baseline under a name, gate later runs on it."""
+    pytester.makepyfile(schedule_plugin=SCHEDULE_PLUGIN)
+
+    def run(schedule: list[float], *recipe: str) -> pytest.RunResult:
+        monkeypatch.setenv("FANBENCH_TEST_SCHEDULE", ",".join(map(str, schedule)))
+        return bench_pytester_subprocess(
+            pytester, "-p", "schedule_plugin", f"--benchmark-storage=file://{pytester.path / 'history'}",
+            "--model-size", "tiny", "--models", "2", "--frames", "4", "--frame-size", "32x32", "--batch", "1",
+            "--warmup", "1", "--scenario", "offline", "--no-report", "--strategy", "serial_scheduled", *recipe)
+
+    save = ("--rounds", "10", "--benchmark-save=baseline")
+    gate = ("--rounds", "10", "--benchmark-compare=baseline", "--benchmark-compare-fail=median:10%")
+    fast, slow = 0.01, 0.03  # seconds of sleep per call: a round of 8 calls takes about 80 or 240 ms
+    # Warm-up, then 10 rounds: half fast, half slow.
+    run([fast] + [fast, slow] * 5, *save).assert_outcomes(passed=1)
+    # Noise: 4 fast rounds and 6 slow ones. The median moves by about half (far beyond 10%), but rounds
+    # this mixed are what chance gives: Mann-Whitney U says not significant, so the gate passes.
+    noise = run([fast] + [fast, slow] * 4 + [slow, slow], *gate, "--benchmark-json=noise.json")
+    assert noise.ret == pytest.ExitCode.OK, noise.stdout.str() + noise.stderr.str()
+    noise.stdout.fnmatch_lines([
+        "fanbench: comparing with 0001_baseline.json (saved *), as --benchmark-compare=baseline asks",
+        "*= fanbench: beyond --benchmark-compare-fail=median:10%, but within the rounds' noise: not failed =*",
+        "serial_scheduled-*-offline against 0001_baseline: median * s -> * s, +*% (limit +10%); not significant: *"])
+    # A real regression: every round slower than any of the baseline's.
+    regression = run([0.06] * 11, *gate, "--benchmark-json=regression.json")
+    assert regression.ret == pytest.ExitCode.TESTS_FAILED, regression.stdout.str() + regression.stderr.str()
+    regression.stdout.fnmatch_lines([
+        "fanbench: comparing with 0001_baseline.json (saved *), as --benchmark-compare=baseline asks",
+        "*= fanbench: slower than the saved run (--benchmark-compare-fail=median:10%) =*",
+        "serial_scheduled-*-offline against 0001_baseline: median * s -> * s, +*% (limit +10%); significant: *"])
+    # The same two verdicts from the saved baseline and each run's --benchmark-json, with python -m bench.compare.
+    [baseline] = (pytester.path / "history").glob("*/*_baseline.json")
+    assert compare_subprocess(str(baseline), str(pytester.path / "noise.json"), "--fail-on-regression").returncode == 0
+    compared = compare_subprocess(str(baseline), str(pytester.path / "regression.json"), "--fail-on-regression")
+    assert compared.returncode == 1, compared.stdout + compared.stderr
+
+
+@pytest.mark.slow
+def test_a_gate_naming_no_saved_run_is_refused_before_the_run(bench) -> None:
+    bench(0.0, "--benchmark-save=nightly").assert_outcomes(passed=1)
+    result = bench(0.0, "--benchmark-compare=baseline", "--benchmark-compare-fail=median:10%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --benchmark-compare-fail: no saved run of this machine matches "
+                                 "--benchmark-compare=baseline; save one with --benchmark-save=baseline, *"])
+    assert "test_strategy" not in result.stdout.str()
+
+
 # --- history anywhere, machine differences in one line ----------------------------------------
 
 def saved_files(storage: Path) -> list[Path]:
@@ -339,15 +424,32 @@ def saved_files(storage: Path) -> list[Path]:
 @pytest.mark.slow
 def test_history_outside_the_current_directory_compares_a_changed_workload(bench, tmp_path_factory) -> None:
     storage = tmp_path_factory.mktemp("history-elsewhere")  # not under the run's current directory
-    bench(0.0, f"--benchmark-storage=file://{storage}").assert_outcomes(passed=1)
-    changed = bench(0.0, f"--benchmark-storage=file://{storage}", "--frames", "5")
+    first = bench(0.0, f"--benchmark-storage=file://{storage}")
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["fanbench: not compared: no saved run of this machine yet"])
+    # Named, a run of other work is compared, and the difference said.
+    changed = bench(0.0, f"--benchmark-storage=file://{storage}", "--frames", "5", "--benchmark-compare=0001")
     output = changed.stdout.str() + changed.stderr.str()
     assert changed.ret == pytest.ExitCode.OK, output
     assert "INTERNALERROR" not in output
-    changed.stdout.fnmatch_lines(["*fanbench: compared runs timed different work*", "*frames: 4 -> 5*"])
+    changed.stdout.fnmatch_lines(["fanbench: comparing with 0001_*.json (saved *), as --benchmark-compare=0001 asks",
+                                  "*fanbench: compared runs timed different work*", "*frames: 4 -> 5*"])
     # Another workload is not another machine: the workload is compared per benchmark, above.
     assert "machine_info is different" not in output
     assert len(saved_files(storage)) == 2
+    # By default a run is compared with the latest saved run of its own work, and says which (issue 21).
+    again = bench(0.0, f"--benchmark-storage=file://{storage}")
+    assert again.ret == pytest.ExitCode.OK, again.stdout.str() + again.stderr.str()
+    again.stdout.fnmatch_lines(["fanbench: comparing with 0001_*.json (saved *), the latest saved run of this machine "
+                                "that timed this work; 1 later run(s) timed other work (the latest, 0002_*.json: "
+                                "frames: 5 -> 4)"])
+    assert "timed different work" not in again.stdout.str()
+    # ... and with nothing when no saved run timed its work.
+    other = bench(0.0, f"--benchmark-storage=file://{storage}", "--frames", "3")
+    assert other.ret == pytest.ExitCode.OK, other.stdout.str() + other.stderr.str()
+    other.stdout.fnmatch_lines(["fanbench: not compared: none of the 3 saved run(s) of this machine timed this work "
+                                "(the latest, 0003_*.json: frames: 4 -> 3)"])
+    assert "Comparing against" not in other.stdout.str() + other.stderr.str()
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from pytest_benchmark.storage.file import FileStorage
 from bench.cases import benchmarks
 from bench.compare import storage as storage_module
 from bench.compare.saved import history_problem, load_runs, read_history
-from bench.compare.storage import AtomicFileStorage, compare_target, expected_run_bytes, signals_held
+from bench.compare.storage import AtomicFileStorage, expected_run_bytes, readable_runs, signals_held
 from bench.conftest import check_room
 from bench.measure.measurement import HistoryError
 from bench.options import parse_args
@@ -215,22 +215,22 @@ def test_a_damaged_or_foreign_history_file_is_named_with_what_is_wrong(tmp_path,
     assert KINDS[kind] in str(raised.value)
 
 
-def test_the_run_compared_with_is_the_newest_that_reads_and_each_bad_one_is_named_once(tmp_path):
+def test_the_runs_a_comparison_chooses_from_are_those_that_read_and_each_bad_one_is_named_once(tmp_path):
     directory = machine_dir(tmp_path)
     (directory / "0001_good.json").write_text(GOOD.read_text())
     bad = [directory / f"{number:04d}_bad.json" for number in range(2, 2 + len(KINDS))]
     for path, kind in zip(bad, KINDS, strict=True):
         path.write_text(damaged(kind))
     storage = FileStorage(tmp_path, logger=Lines(), default_machine_id=MACHINE)
-    target, skipped = compare_target(storage, True)
-    assert target == directory / "0001_good.json"
+    runs, skipped = readable_runs(storage)
+    assert [path for path, _ in runs] == [Path(MACHINE) / "0001_good.json"]
     assert len(skipped) == len(bad)
     for path in bad:
         assert sum(str(path) in line for line in skipped) == 1
     # A number given on the command line: its file, when it reads; nothing, with the reason, when not.
-    assert compare_target(storage, "0001") == (directory / "0001_good.json", [])
-    target, skipped = compare_target(storage, "0003")
-    assert target is None
+    assert [path for path, _ in readable_runs(storage, "0001")[0]] == [Path(MACHINE) / "0001_good.json"]
+    runs, skipped = readable_runs(storage, "0003")
+    assert runs == []
     assert len(skipped) == 1
     assert str(directory / "0003_bad.json") in skipped[0]
 

@@ -25,6 +25,10 @@ class CountingProgress:
     def __init__(self) -> None:
         self.frames: list[int] = []
         self.closed = 0
+        self.started = 0
+
+    def start(self) -> None:
+        self.started += 1
 
     def advance(self, frames: int) -> None:
         self.frames.append(frames)
@@ -72,6 +76,26 @@ def test_progress_shows_frames_done_out_of_total_and_clears_itself():
     progress.close()
     progress.close()  # idempotent
     assert progress.bar is None
+
+
+def test_the_progress_rate_is_frames_over_the_rounds_time(monkeypatch):
+    """The bar starts with the first round: after a 0.5 s round of 40 frames it says 80 frame/s, not the
+    millions of frames per second it showed when made at the round's end (issue 21)."""
+    now = [100.0]
+    monkeypatch.setattr("tqdm.std.time", lambda: now[0])  # tqdm's clock
+    out = io.StringIO()
+    progress = Progress(120, "serial-offline", file=out, disable=False)
+    hooks = RoundHooks(warmup=0, frames_per_round=40, progress=progress)
+    hooks.setup()
+    assert "0/120" in out.getvalue()
+    now[0] += 0.5
+    progress.advance(40)
+    assert "40/120" in out.getvalue()
+    assert "80.00frame/s" in out.getvalue()
+    now[0] += 1.5  # a slower round: the rate is the average, 80 frames over 2 s
+    progress.advance(40)
+    assert "40.00frame/s" in out.getvalue().rsplit("\r", 1)[-1]
+    progress.close()
 
 
 def test_progress_is_quiet_off_a_terminal():

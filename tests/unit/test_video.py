@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from fixtures.video import VideoError, decode_video, frames_tensor, to_batch, write_synthetic_video
+from tests.helpers.run_bench import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +106,23 @@ def test_an_interrupted_write_leaves_no_partial_video(tmp_path, monkeypatch):
         write_synthetic_video(tmp_path / "long.mp4", frames=1000, height=48, width=64)
     assert len(drawn) == 5  # it was interrupted midway, after writing frames
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_no_video_gets_fanbenchs_one_line_without_ffmpegs(tmp_path):
+    """FFmpeg printed 'moov atom not found' lines before fanbench's own (issue 21). A fresh interpreter:
+    OpenCV reads FFmpeg's log level once, when its FFmpeg backend starts."""
+    text = tmp_path / "text.mp4"
+    text.write_text("this is not a video\n")
+    probe = (f"from fixtures.video import decode_video, video_frame_shape\nprint(video_frame_shape({str(text)!r}))\n"
+             f"decode_video({str(text)!r}, 2)")
+    env = {key: value for key, value in os.environ.items() if key != "OPENCV_FFMPEG_LOGLEVEL"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"fixtures.video.VideoError: {text}: OpenCV cannot open this file as a video."
+    assert "moov atom" not in done.stderr
+    assert "[mov," not in done.stderr
+    # The control: OpenCV alone, in the same environment, lets FFmpeg print them.
+    bare = subprocess.run([sys.executable, "-c", f"import cv2; cv2.VideoCapture({str(text)!r})"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "moov atom not found" in bare.stderr

@@ -1,0 +1,100 @@
+"""Which saved run a `pytest bench` run is compared with, chosen before the run starts.
+
+pytest-benchmark compares with the last saved run of this machine, whatever it timed: after a
+run of one's own models, the next default run was compared with it and printed a line of
+'timed different work' per benchmark. fanbench picks instead the latest saved run that timed
+the same work as this one (frames, batch, models, requested provider, at least one benchmark
+in common), and says in one line which run that is, or that none is. A run named with
+`--benchmark-compare=NAME` is taken as asked: the latest run matching NAME (a number, a glob
+or a file, as pytest-benchmark reads it, else a run saved with `--benchmark-save=NAME`).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SavedFile = tuple[Path, Mapping[str, Any]]  # (path, the run's JSON), as pytest-benchmark's storage loads them
+
+
+@dataclass(frozen=True)
+class Work:
+    """What this run will time, known before it runs."""
+
+    frames: int
+    batch: int
+    models: tuple[str, ...]  # names as stored in each benchmark's extra_info
+    provider: str  # as asked (auto, cpu, cuda): what the saved run's machine_info.fanbench.workload holds
+    names: frozenset[str]  # benchmark names, 'test_strategy[serial-ort-defaults-offline]'
+
+
+@dataclass(frozen=True)
+class Choice:
+    path: Path | None  # None: compare with nothing
+    line: str  # which run, or why none, in words
+
+    @property
+    def header(self) -> str:
+        """The one line printed before the run."""
+        return f"fanbench: {self.line}" if self.path else f"fanbench: not compared: {self.line}"
+
+
+def _models(names: Sequence[str]) -> str:
+    return textwrap.shorten(f"{len(names)} ({', '.join(names)})", 60, placeholder=" ...)")
+
+
+def differences(saved: Mapping[str, Any], work: Work) -> list[str]:
+    """Why a saved run did not time this run's work; empty when it did."""
+    benchmarks = [bench for bench in saved.get("benchmarks", []) if bench.get("name") in work.names]
+    if not benchmarks:
+        return ["no benchmark in common"]
+    found = []
+    asked = ((saved.get("machine_info") or {}).get("fanbench") or {}).get("workload") or {}
+    if "provider" in asked and asked["provider"] != work.provider:
+        found.append(f"provider: {asked['provider']} -> {work.provider}")
+    measured = next((bench["extra_info"] for bench in benchmarks if "rounds_wall_s" in (bench.get("extra_info") or {})),
+                    None)
+    if measured is None:
+        return found  # saved without fanbench's measurements (interrupted, older fanbench): names only
+    found += [f"{key}: {measured.get(key)} -> {value}" for key, value in (("frames", work.frames), ("batch", work.batch))
+              if measured.get(key) != value]
+    if tuple(measured.get("models") or ()) != work.models:
+        found.append(f"models: {_models(measured.get('models') or [])} -> {_models(work.models)}")
+    return found
+
+
+def _when(saved: Mapping[str, Any]) -> str:
+    return str(saved.get("datetime", "?"))[:19].replace("T", " ")
+
+
+def latest_comparable(runs: Sequence[SavedFile], work: Work) -> Choice:
+    """The latest of `runs` (oldest first) that timed `work`, with the line that says so."""
+    skipped: list[tuple[Path, list[str]]] = []
+    for path, saved in reversed(runs):
+        found = differences(saved, work)
+        if not found:
+            later = (f"; {len(skipped)} later run(s) timed other work (the latest, {skipped[0][0].name}: "
+                     f"{'; '.join(skipped[0][1])})") if skipped else ""
+            return Choice(path, f"comparing with {path.name} (saved {_when(saved)}), the latest saved run of this "
+                                f"machine that timed this work{later}")
+        skipped.append((path, found))
+    if not skipped:
+        return Choice(None, "no saved run of this machine yet")
+    return Choice(None, f"none of the {len(skipped)} saved run(s) of this machine timed this work (the latest, "
+                        f"{skipped[0][0].name}: {'; '.join(skipped[0][1])})")
+
+
+def named(asked: str, load: Callable[[str], Iterable[SavedFile]]) -> Choice:
+    """The run `--benchmark-compare=asked` names: the latest match of pytest-benchmark's own reading
+    (NUM, a glob, a file), else of a run saved as `--benchmark-save=asked` (NNNN_asked.json)."""
+    matches = list(load(asked)) or ([] if "*" in asked or "/" in asked else list(load(f"*_{asked}")))
+    if not matches:
+        return Choice(None, f"no saved run of this machine matches --benchmark-compare={asked}; save one with "
+                            f"--benchmark-save={asked}, or name a number (0001) or a file")
+    path, saved = matches[-1]
+    of = f", the latest of {len(matches)} matching runs" if len(matches) > 1 else ""
+    return Choice(path, f"comparing with {path.name} (saved {_when(saved)}), as --benchmark-compare={asked} "
+                        f"asks{of}")
