@@ -367,7 +367,7 @@ def _join(ray: Any, address: str) -> RayInstance:
         raise join_refusal(address, one_line(error)) from None
     except RayInitTimeout as error:
         global _abandoned
-        _abandoned = f"ray: could not join the Ray cluster at {address!r}: {error}"
+        _abandoned = f"ray: could not join the Ray cluster at {address!r}: {error}; is it a Ray GCS address?"
         raise StrategyError(_abandoned) from None
     return RayInstance(None, time.perf_counter() - started, context.address_info.get("gcs_address", address),
                        keeper=keeper, probed_at=time.monotonic())
