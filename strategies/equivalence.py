@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import StrategyError, StrategyUnavailable
+from strategies.base import RunTimeout, StrategyError, StrategyUnavailable
 from strategies.batched import Batched
 from strategies.records import Outputs, RunResult, Workload
 from strategies.serial import Serial
@@ -273,23 +273,25 @@ def calibrate(reference: Sequence[Sequence[Outputs]], second: Sequence[Sequence[
 
 
 def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs]],
-                        frames: int = NOISE_FRAMES) -> Calibration:
+                        frames: int = NOISE_FRAMES, time_limit: float | None = None) -> Calibration:
     """Compute the first `frames` frames a second way on the workload's provider, then calibrate.
 
     The second way: `batched` (NOISE_K frames per call) with other thread settings, or, where
     a model's batch axis is fixed, `serial` with other thread settings: another session, other
-    kernels, the same arithmetic."""
+    kernels, the same arithmetic. `time_limit`: as for `Strategy.run` (RunTimeout past it)."""
     count = min(frames, workload.frame_count)
     subset = replace(workload, models=tuple(replace(model, frames=model.frames[:count]) for model in workload.models))
     settings = ThreadSettings(intra_op=max(1, usable_cores() // 2), inter_op=1, spinning=False)
     precision = tolerance_for(workload).precision
     try:
         with Batched(subset, settings, k=NOISE_K) as batched:
-            second = batched.run().outputs
+            second = batched.run(time_limit=time_limit).outputs
         how = f"{NOISE_K} frames per call, {settings.label}, on {count} frames"
+    except RunTimeout:
+        raise
     except (StrategyUnavailable, StrategyError):
         with Serial(subset, settings) as serial:
-            second = serial.run().outputs
+            second = serial.run(time_limit=time_limit).outputs
         how = f"another session, {settings.label}, on {count} frames"
     return calibrate(reference, second, workload.names, precision, how)
 
