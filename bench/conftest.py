@@ -25,7 +25,8 @@ from bench.measure.scenarios import STREAMING, minimum_duration_s
 from bench.options import RunOptions
 from bench.plugin import RunState, check_report_dir, options_of, state_of
 from bench.report.summary import write_summary
-from strategies import STRATEGIES, usable_cores
+from fixtures.options import out_of_time
+from strategies import STRATEGIES, RunTimeout, usable_cores
 from strategies.ray import RayActors
 from strategies.ray import run_machine_info as ray_machine_info
 
@@ -306,9 +307,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture(scope="session")
-def packing_limit(workload) -> PackingLimit:
-    """This machine's packing limit for the workload (bench/measure/limits.py), measured once per run."""
-    return measure_packing_limit(workload)
+def packing_limit(workload, phase_time_limit: float) -> PackingLimit:
+    """This machine's packing limit for the workload (bench/measure/limits.py), measured once per run,
+    within the run's time limit."""
+    try:
+        return measure_packing_limit(workload, time_limit_s=phase_time_limit)
+    except RunTimeout as error:
+        out_of_time(error)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from fixtures.models import SIZES
 from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
 from fixtures.user import model_option
-from strategies import STRATEGIES, CudaOptionError, ThreadChoice, ThreadSettings, ThreadSpecError, parse_cuda_option
+from strategies import STRATEGIES, CudaOptionError, ThreadChoice, ThreadSettings, ThreadSpecError, parse_cuda_option, usable_cores
+from strategies.settings import too_many_threads
 
 
 def at_least(minimum: int):
@@ -100,7 +101,7 @@ def add_options(add: Callable[..., Any]) -> None:
              "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
              "intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key left out keeps onnxruntime's "
              "default). Without --threads: each strategy's default, plus onnxruntime's defaults for "
-             "the classic four.")
+             "the classic four. intra and inter may be at most 4 x the usable cores (refused above).")
     add("--batch-k", type=at_least(1), default=4, metavar="K",
         help="Frames stacked into one call per model by the batched strategy (default 4).")
     add("--ray-address", default=None, metavar="ADDRESS",
@@ -193,6 +194,11 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
     unknown = [name for name in values["strategy"] if name not in STRATEGIES]
     if unknown:
         raise OptionError(f"--strategy: unknown strategy {unknown[0]!r}; choose from: {', '.join(STRATEGIES)}.")
+    for choice in values["threads"]:
+        refusal = too_many_threads(choice.spec if isinstance(choice, ThreadSettings) else str(choice), choice,
+                                   usable_cores())
+        if refusal is not None:
+            raise OptionError(refusal)
     try:
         scenarios = selected_scenarios(values["scenario"], values["fps"])
     except ValueError as error:

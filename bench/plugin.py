@@ -18,16 +18,17 @@ from pathlib import Path
 import pytest
 
 from bench.compare.gates import GateResult
+from bench.measure.limits import time_limit
 from bench.measure.machine import GpuProbe, open_gpu
 from bench.measure.measurement import Measurement
 from bench.measure.rounds import Progress, RoundHooks
 from bench.measure.sampler import SamplerProcess
 from bench.options import RunOptions, add_options, build_run_options
-from fixtures.options import OptionError, given_flags
+from fixtures.options import OptionError, given_flags, out_of_time
 from fixtures.user import UserInput, UserInputError, load_user_input
 from fixtures.video import video_frame_shape
 from fixtures.workloads import MemoryRefused, check_memory, synthetic_memory
-from strategies import cuda_unavailable_reason, onnxruntime, usable_cores
+from strategies import RunTimeout, cuda_unavailable_reason, onnxruntime, usable_cores
 
 
 @dataclass
@@ -35,6 +36,7 @@ class RunState:
     """What the run finds and collects: the user's input, the GPU probe, and what the summary and history need."""
 
     user_input: UserInput | None = None  # loaded at session start
+    dry_run_timeout: RunTimeout | None = None  # the models' dry run passed --time-limit (ends the run at its first test)
     gpu_probed: bool = False
     gpu_reason: str | None = None  # None: a session really runs on CUDA here
 
@@ -85,16 +87,21 @@ def state_of(config: pytest.Config) -> RunState:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Load and check --model/--video before anything is collected or timed: a bad file ends
     the run here with one line naming it (exit status 4), with nothing started."""
-    workload = options_of(session.config).workload
+    options = options_of(session.config)
+    workload = options.workload
     try:
         if not workload.model_requests:  # the synthetic models: refused before any video is written or decoded
             check_memory(synthetic_memory(workload.model_specs(), workload.frames, workload.batch,
                                           video_frame_shape(workload.video)))
         state_of(session.config).user_input = load_user_input(
             workload.model_requests, workload.video, frames=workload.frames, loop=workload.loop_video,
-            frame_size=workload.frame_size, batch=workload.batch)
+            frame_size=workload.frame_size, batch=workload.batch,
+            time_limit_s=time_limit(options.time_limit, workload.frames, len(workload.model_requests)))
     except (UserInputError, MemoryRefused) as error:
         raise pytest.UsageError(str(error)) from None
+    except RunTimeout as error:  # pytest.exit here would print the line twice: the first test ends the run
+        state_of(session.config).dry_run_timeout = error
+
 
 
 def gpu_unavailable_reason(config: pytest.Config) -> str | None:
@@ -134,6 +141,13 @@ def run_options(pytestconfig: pytest.Config) -> RunOptions:
 
 
 @pytest.fixture(scope="session")
+def phase_time_limit(run_options: RunOptions, workload) -> float:
+    """The time limit of each phase before the timed rounds (the reference, the calibration, the packing
+    limit): --time-limit, else the per-workload default, as for one run (bench/measure/limits.py)."""
+    return time_limit(run_options.time_limit, workload.frame_count, len(workload.models))
+
+
+@pytest.fixture(scope="session")
 def run_state(pytestconfig: pytest.Config) -> RunState:
     return state_of(pytestconfig)
 
@@ -141,7 +155,10 @@ def run_state(pytestconfig: pytest.Config) -> RunState:
 @pytest.fixture(scope="session")
 def user_input(pytestconfig: pytest.Config) -> UserInput | None:
     """The user's --model/--video, loaded at session start (None: the synthetic ones)."""
-    return state_of(pytestconfig).user_input
+    state = state_of(pytestconfig)
+    if state.dry_run_timeout is not None:
+        out_of_time(state.dry_run_timeout)
+    return state.user_input
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import StrategyError, StrategyUnavailable
+from strategies.base import RunTimeout, StrategyError, StrategyUnavailable
 from strategies.batched import Batched
 from strategies.records import Outputs, RunResult, Workload
 from strategies.serial import Serial
@@ -190,11 +190,16 @@ class ModelCheck:
         return self.pairs > self.identical_pairs and self.pairs_within_noise == 0
 
     def verdict(self) -> str:
+        """What the check proves about the frame order, in words: which adjacent pairs it tells apart."""
         distinct = self.pairs - self.identical_pairs
         if distinct == 0:
             return "no two adjacent frames give different outputs: there is no frame order to check"
         if self.tells_frames_apart:
-            return "tells adjacent frames apart"
+            if self.identical_pairs == 0:
+                return "tells adjacent frames apart"
+            # A model with mostly constant outputs (an int64 label, NaN everywhere): say how few pairs are seen.
+            return (f"tells apart the {distinct} of {self.pairs} adjacent frame pairs whose outputs differ; the other "
+                    f"{self.identical_pairs} give equal outputs, so their order is not checked")
         if self.pairs_within_noise == distinct:
             return ("cannot tell these frames apart: the noise reaches the frames' differences, so an equal result "
                     "does not prove the frame order for this model")
@@ -202,8 +207,13 @@ class ModelCheck:
                 "(their order is not proven)")
 
     def line(self) -> str:
-        apart = "no differing frames" if self.separation == float("inf") else \
-            f"adjacent frames differ by >= {self.separation:.2g} (median {self.separation_median:.2g})"
+        distinct = self.pairs - self.identical_pairs
+        if self.separation == float("inf"):
+            apart = "no differing frames"
+        elif self.identical_pairs == 0:
+            apart = f"adjacent frames differ by >= {self.separation:.2g} (median {self.separation_median:.2g})"
+        else:  # the median over every pair would be 0, which reads as "no difference"
+            apart = f"{distinct} of {self.pairs} adjacent frame pairs differ, by >= {self.separation:.2g}"
         return (f"{self.name}: noise {self.noise:.2g}, {apart}, tolerance {self.tolerance:.2g} "
                 f"x max|output|: {self.verdict()}")
 
@@ -263,23 +273,25 @@ def calibrate(reference: Sequence[Sequence[Outputs]], second: Sequence[Sequence[
 
 
 def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs]],
-                        frames: int = NOISE_FRAMES) -> Calibration:
+                        frames: int = NOISE_FRAMES, time_limit: float | None = None) -> Calibration:
     """Compute the first `frames` frames a second way on the workload's provider, then calibrate.
 
     The second way: `batched` (NOISE_K frames per call) with other thread settings, or, where
     a model's batch axis is fixed, `serial` with other thread settings: another session, other
-    kernels, the same arithmetic."""
+    kernels, the same arithmetic. `time_limit`: as for `Strategy.run` (RunTimeout past it)."""
     count = min(frames, workload.frame_count)
     subset = replace(workload, models=tuple(replace(model, frames=model.frames[:count]) for model in workload.models))
     settings = ThreadSettings(intra_op=max(1, usable_cores() // 2), inter_op=1, spinning=False)
     precision = tolerance_for(workload).precision
     try:
         with Batched(subset, settings, k=NOISE_K) as batched:
-            second = batched.run().outputs
+            second = batched.run(time_limit=time_limit).outputs
         how = f"{NOISE_K} frames per call, {settings.label}, on {count} frames"
+    except RunTimeout:
+        raise
     except (StrategyUnavailable, StrategyError):
         with Serial(subset, settings) as serial:
-            second = serial.run().outputs
+            second = serial.run(time_limit=time_limit).outputs
         how = f"another session, {settings.label}, on {count} frames"
     return calibrate(reference, second, workload.names, precision, how)
 

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import logging
 import math
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
 from strategies.lanes import model_failed
@@ -37,22 +45,172 @@ def import_ray() -> Any:
     return ray
 
 
+#: Joining a cluster: its address is first probed with a plain TCP connect of PROBE_S (nothing listening
+#: fails at once), then ray.init gets JOIN_TIMEOUT_S (Ray retries a silent address for minutes). Starting the
+#: local instance gets START_TIMEOUT_S (about 5 s on 2 busy cores here).
+PROBE_S = 5.0
+JOIN_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0
+#: An actor not ready after this long fails `open` (its process could not start, or Ray could not place it).
+ACTOR_START_S = 300.0
+#: A joined cluster's GCS is probed (TCP) at most this often while the driver waits, to see it is still there.
+GCS_PROBE_EVERY_S = 2.0
+
+
 @dataclass
 class RayInstance:
     """The Ray this process uses, one per process, shared by every `ray` benchmark: a local instance it
-    started (`temp_dir`: its files, removed at exit) or a running cluster it joined (`temp_dir` None)."""
+    started (`temp_dir`: its files, removed with it) or a running cluster it joined (`temp_dir` None).
+
+    A local instance knows its processes (those ray.init started and their descendants: raylet, GCS server,
+    agents, workers, actors), so that removing it ends every one of them and no other, and a guard process
+    (strategies/runtime/ray_guard.py) that removes them if this process dies without doing it."""
 
     temp_dir: str | None
     startup_s: float  # ray.init's duration: starting the local instance, or joining the cluster
     address: str  # the GCS address
+    processes: dict[int, psutil.Process] = field(default_factory=dict)
+    cores: dict[int, str] = field(default_factory=dict)  # pid -> name of its GCS server and raylet
+    guard: subprocess.Popen[bytes] | None = None
+    keeper: _Init | None = None  # the thread that ran ray.init, kept until the instance is removed
+    quiet: ExitStack = field(default_factory=ExitStack)  # raylet_death_unprinted, for a local instance's life
+    probed_at: float = 0.0
 
     @property
     def joined(self) -> bool:
         return self.temp_dir is None
 
+    def track(self, processes: Iterable[psutil.Process] = ()) -> None:
+        """Add `processes` and every descendant of the instance's processes (new workers, actors, agents) to
+        what the instance is; the guard is told of each new one."""
+        for process in [*processes, *self.processes.values()]:
+            try:
+                found = [process, *process.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for each in found:
+                if each.pid not in self.processes:
+                    self.processes[each.pid] = each
+                    self._tell_guard(each)
+                    try:
+                        if each.name() in CORE_PROCESSES:  # named now: a dead process has no name to read
+                            self.cores[each.pid] = each.name()
+                    except psutil.Error:
+                        pass
+
+    def _tell_guard(self, process: psutil.Process) -> None:
+        if self.guard is None or self.guard.stdin is None:
+            return
+        try:
+            self.guard.stdin.write(f"{process.pid} {process.create_time()}\n".encode())
+            self.guard.stdin.flush()
+        except (OSError, psutil.Error):
+            pass  # the process already ended, or the guard did: nothing left to tell
+
+    def lost(self) -> str | None:
+        """What of the instance is gone, in words, or None: for a local instance its GCS server or raylet
+        process ended; for a joined cluster its GCS address no longer accepts a connection."""
+        if self.joined:
+            now = time.monotonic()
+            if now - self.probed_at < GCS_PROBE_EVERY_S:
+                return None
+            self.probed_at = now
+            problem = probe(self.address)
+            return None if problem is None else f"the cluster's GCS at {self.address} is gone ({problem})"
+        for pid, name in self.cores.items():
+            if not running(self.processes[pid]):
+                return f"the local Ray instance's {name} (pid {pid}) died"
+        return None
+
+    def remove(self, gracefully: bool, connected: bool = True) -> None:
+        """End the local instance: Ray's own shutdown first when `gracefully` (it stops its processes in
+        order), then SIGKILL to every process of the instance still running, reaped; its directory removed;
+        the guard told it is done. A joined cluster is only left. `connected`: ray.init had returned (else
+        there is no driver to disconnect)."""
+        import ray
+        if gracefully and connected:
+            ray.shutdown()
+        if self.temp_dir is not None:
+            self.track()
+            end_processes(list(self.processes.values()), GRACE_S if gracefully else 0.0)
+        if not gracefully and connected:
+            # Broken (GCS server or raylet gone): disconnect the driver too, after its processes are killed;
+            # connected to a lost GCS, Ray ends this process after 60 s.
+            ray.shutdown()
+        if self.keeper is not None:
+            self.keeper.done.set()
+        self.quiet.close()
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            close_guard(self.guard)
+
+
+CORE_PROCESSES = ("gcs_server", "raylet")
+#: After Ray's own shutdown (or none, when the instance is broken), how long its processes get before SIGKILL.
+GRACE_S = 2.0
+
+
+def running(process: psutil.Process) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
+    """Wait up to `grace_s` for `processes` to end, then SIGKILL those that did not (Ray's agents ignore
+    SIGTERM), and reap them (those that are this process's children)."""
+    alive = [process for process in processes if running(process)]
+    if alive and grace_s > 0:
+        _, alive = psutil.wait_procs(alive, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(processes, timeout=GRACE_S * 5)
+
+
+def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
+    """The instance's guard (strategies/runtime/ray_guard.py), in a session of its own."""
+    script = Path(__file__).resolve().parent / "runtime" / "ray_guard.py"  # by path: it needs only psutil
+    return subprocess.Popen([sys.executable, str(script), temp_dir, str(os.getpid())], stdin=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def close_guard(guard: subprocess.Popen[bytes] | None) -> None:
+    if guard is None:
+        return
+    try:
+        assert guard.stdin is not None
+        guard.stdin.write(b"done\n")
+        guard.stdin.close()
+    except OSError:
+        pass
+    try:
+        guard.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        guard.kill()
+        guard.wait()
+
+
+def probe(address: str, timeout: float = PROBE_S) -> str | None:
+    """Why nothing accepts a TCP connection at HOST:PORT within `timeout`, or None when something does."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except ValueError:
+        return "not HOST:PORT"
+    except OSError as error:
+        return error.strerror or type(error).__name__
+
 
 _instance: RayInstance | None = None
 _instance_lock = threading.Lock()
+# ray.init abandoned (it ran past its bound): it may still finish in its thread, so no later start is tried.
+_abandoned: str | None = None
 
 # Recent Ray starts a `ray start` cluster with token authentication by default, and a driver joining it
 # sends the token (~/.ray/auth_token, or RAY_AUTH_TOKEN) only when this variable says so; without it the
@@ -68,40 +226,163 @@ def local_ray_temp_dir() -> str:
     return tempfile.mkdtemp(prefix="fb-ray-", dir=base if len(base) <= 40 else "/tmp")
 
 
-def init_ray(ray: Any, **options: Any) -> Any:
-    """`ray.init`, keeping the caller's SIGTERM handler: Ray installs one that exits at once
-    (SystemExit), which would bypass the suite's own (SIGTERM ends a run like Ctrl-C)."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
+class _Init(threading.Thread):
+    """ray.init in a thread of its own, so that the main thread can bound the wait and stays free for signals.
+
+    From any thread but the main one, Ray installs no SIGTERM handler of its own (from the main thread it
+    installs one that raises SystemExit, which would bypass the suite's: SIGTERM ends a run like Ctrl-C).
+    The thread then lives as long as the instance (until `done` is set): Ray starts its processes with
+    PR_SET_PDEATHSIG, which Linux fires when the *thread* that started them ends."""
+
+    def __init__(self, ray: Any, options: dict[str, Any]):
+        super().__init__(name="fanbench-ray-init", daemon=True)
+        self.ray, self.options = ray, options
+        self.context: Any = None
+        self.error: BaseException | None = None
+        self.returned = threading.Event()
+        self.done = threading.Event()  # the instance is removed: the thread may end
+        self.abandoned = False  # set by the main thread when it stopped waiting
+
+    def run(self) -> None:
+        try:
+            self.context = self.ray.init(log_to_driver=False, configure_logging=False, **self.options)
+        except BaseException as error:  # handed to the main thread
+            self.error = error
+            return
+        finally:
+            self.returned.set()
+        if self.abandoned:  # finished after all, for nobody: leave (the processes are being killed)
+            self.ray.shutdown()
+            return
+        self.done.wait()
+
+
+class _QuietThreadWarning(logging.Filter):
+    """Drops Ray's warning that it set no SIGTERM handler outside the main thread: that is the point."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+def init_ray(ray: Any, timeout: float, **options: Any) -> tuple[Any, _Init]:
+    """`ray.init(**options)` waited for at most `timeout` s (RayInitTimeout past it), and the thread that
+    ran it (set its `done` once the instance is removed); Ctrl-C and SIGTERM during the wait interrupt
+    the main thread as anywhere else."""
+    init = _Init(ray, options)
+    quiet = _QuietThreadWarning()
+    logger = logging.getLogger("ray._private.worker")
+    logger.addFilter(quiet)
     try:
-        return ray.init(log_to_driver=False, configure_logging=False, **options)
+        init.start()
+        deadline = time.monotonic() + timeout
+        while not init.returned.is_set() and time.monotonic() < deadline:
+            init.returned.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
+    except BaseException:
+        init.abandoned = True
+        raise
     finally:
-        if main and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        logger.removeFilter(quiet)
+    if not init.returned.is_set():
+        init.abandoned = True
+        raise RayInitTimeout(timeout)
+    if init.error is not None:
+        raise init.error
+    return init.context, init
+
+
+class RayInitTimeout(Exception):
+    def __init__(self, timeout: float):
+        super().__init__(f"ray.init did not return within {timeout:g} s")
+
+
+def join_refusal(address: str, problem: str, hint: bool = True) -> StrategyError:
+    """`hint`: add the token advice (the address answered, but Ray could not join it)."""
+    return StrategyError(f"ray: could not join the Ray cluster at {address!r}: {problem}"
+                         f"{AUTH_HINT if hint and AUTH_MODE not in os.environ else ''}")
+
+
+def _start_local(ray: Any) -> RayInstance:
+    """A local instance: ray.init, bounded, with the processes it starts tracked from their first moment
+    (a guard in place first, every new child of this process afterwards); on any failure or interrupt
+    every one of them is killed and the directory removed."""
+    temp_dir = local_ray_temp_dir()
+    me = psutil.Process()
+    before = {child.pid for child in me.children()}
+    instance = RayInstance(temp_dir, 0.0, "local", guard=start_guard(temp_dir))
+    instance.quiet.enter_context(raylet_death_unprinted(ray))
+    started = time.perf_counter()
+    try:
+        context, instance.keeper = init_ray(ray, START_TIMEOUT_S, num_cpus=usable_cores(), include_dashboard=False,
+                                            _temp_dir=temp_dir)
+    except BaseException as error:
+        instance.track(child for child in me.children() if child.pid not in before and child.pid != instance.guard.pid)
+        instance.remove(gracefully=False, connected=False)
+        if isinstance(error, RayInitTimeout):
+            global _abandoned
+            _abandoned = f"ray: the local Ray instance did not start: {error}"
+            raise StrategyError(_abandoned) from None
+        raise
+    instance.startup_s = time.perf_counter() - started
+    instance.address = context.address_info.get("gcs_address", "local")
+    instance.track(child for child in me.children() if child.pid not in before and child.pid != instance.guard.pid)
+    return instance
+
+
+@contextmanager
+def raylet_death_unprinted(ray: Any) -> Iterator[None]:
+    """While inside, the driver does not print Ray's "Raylet is terminated ... last 20 lines of the Raylet
+    logs" (each of the raylet's two agents publishes it: the dump came twice): for a local instance the run
+    reports that death itself, in one line (RayActors._check_instance). Other published errors print as
+    before. Ray's driver prints them through `ray._private.worker.print_to_stdstream`, looked up at each
+    call; where a Ray has no such function, nothing is changed."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        yield
+        return
+
+    def printed(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if any("Raylet is terminated" in str(line) for line in data.get("lines", ())):
+            return None
+        return original(data, *args, **kwargs)
+
+    worker.print_to_stdstream = printed
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
+
+
+def _join(ray: Any, address: str) -> RayInstance:
+    """A running cluster: its address probed first when it is HOST:PORT (ray.init would retry a closed port
+    for minutes), then ray.init, bounded."""
+    if "://" not in address and address != "auto":
+        problem = probe(address)
+        if problem is not None:
+            raise join_refusal(address, f"nothing accepts a connection there ({problem}; a {PROBE_S:g} s TCP probe); "
+                               "start the cluster or give its GCS address (HOST:PORT of `ray start --head`)", hint=False)
+    started = time.perf_counter()
+    try:
+        context, keeper = init_ray(ray, JOIN_TIMEOUT_S, address=address)
+    except ConnectionError as error:  # Ray retries for seconds first
+        raise join_refusal(address, one_line(error)) from None
+    except RayInitTimeout as error:
+        global _abandoned
+        _abandoned = f"ray: could not join the Ray cluster at {address!r}: {error}; is it a Ray GCS address?"
+        raise StrategyError(_abandoned) from None
+    return RayInstance(None, time.perf_counter() - started, context.address_info.get("gcs_address", address),
+                       keeper=keeper, probed_at=time.monotonic())
 
 
 def ray_instance(ray: Any, address: str | None) -> RayInstance:
     """The process's Ray, started (address None: a local instance) or joined (`address`) once, outside every
-    timed region; shut down, or left, at exit (shutdown_ray)."""
+    timed region; shut down, or left, at exit (shutdown_ray) or when it breaks (discard_ray)."""
     global _instance
     with _instance_lock:
+        if _abandoned is not None:
+            raise StrategyError(f"{_abandoned} (an earlier ray benchmark of this run; it is not retried)")
         if _instance is None:
-            temp_dir = local_ray_temp_dir() if address is None else None
-            started = time.perf_counter()
-            try:
-                if temp_dir is not None:
-                    context = init_ray(ray, num_cpus=usable_cores(), include_dashboard=False, _temp_dir=temp_dir)
-                else:
-                    context = init_ray(ray, address=address)
-            except ConnectionError as error:  # only joining connects (Ray retries for seconds first)
-                raise StrategyError(f"ray: could not join the Ray cluster at {address!r}: {one_line(error)}"
-                                    f"{AUTH_HINT if AUTH_MODE not in os.environ else ''}") from None
-            except BaseException:
-                if temp_dir is not None:
-                    shutil.rmtree(temp_dir, ignore_errors=True)
-                raise
-            _instance = RayInstance(temp_dir, time.perf_counter() - started,
-                                    context.address_info.get("gcs_address", "local"))
+            _instance = _start_local(ray) if address is None else _join(ray, address)
             atexit.register(shutdown_ray)
         elif _instance.joined != (address is not None):
             had = "joined a cluster" if _instance.joined else "started a local Ray instance"
@@ -112,16 +393,43 @@ def ray_instance(ray: Any, address: str | None) -> RayInstance:
 
 def shutdown_ray() -> None:
     """Stop the local Ray instance this process started (its processes end, its files go), or leave the
-    cluster it joined (the driver disconnects; the cluster runs on, and Ray ends the actors of this job)."""
+    cluster it joined (the driver disconnects; the cluster runs on, and Ray ends the actors of this job).
+    Ctrl-C and SIGTERM wait until it is done: it is bounded, and half a removal leaves processes behind."""
+    _remove_instance(gracefully=True)
+
+
+def discard_ray() -> None:
+    """Remove a broken instance (its GCS server or raylet died) at once: the driver disconnects, every
+    process of a local instance is killed. A later `ray` benchmark starts or joins a new one."""
+    _remove_instance(gracefully=False)
+
+
+def _remove_instance(gracefully: bool) -> None:
     global _instance
     with _instance_lock:
         instance, _instance = _instance, None
         if instance is None:
             return
-        import ray
-        ray.shutdown()
-        if instance.temp_dir is not None:
-            shutil.rmtree(instance.temp_dir, ignore_errors=True)
+        with signals_deferred():
+            instance.remove(gracefully)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held while inside (main thread only), then handled as they would have been."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, _frame: received.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received[:1]:
+            signal.raise_signal(signum)
 
 
 def default_gpu_share(models: int, gpus: float) -> float:
@@ -209,6 +517,7 @@ class RayActors(Strategy):
         self.placement: list[dict[str, Any]] = []
         self.startup_s: float | None = None
         self.ray_address = ""
+        self.instance: RayInstance | None = None
 
     def open(self) -> None:
         ray = import_ray()
@@ -219,7 +528,7 @@ class RayActors(Strategy):
             raise
 
     def _open(self, ray: Any) -> None:
-        instance = ray_instance(ray, self.address)
+        instance = self.instance = ray_instance(ray, self.address)
         self.startup_s, self.ray_address = instance.startup_s, instance.address
         if self.workload.provider == "cuda":
             gpus = ray.cluster_resources().get("GPU", 0)
@@ -233,13 +542,37 @@ class RayActors(Strategy):
         self.actors = [actor_class.remote(str(model.path), self.settings, self.workload.provider,
                                           self.workload.provider_options) for model in self.workload.models]
         self.placement = []
+        deadline = time.monotonic() + ACTOR_START_S
         for name, actor in zip(self.workload.names, self.actors, strict=True):
-            try:
-                self.placement.append(ray.get(actor.describe.remote()))
-            except ray.exceptions.RayError as error:
-                raise StrategyError(f"{self.name}: model {name!r}: its actor could not start: {one_line(error)}") from None
+            ref = actor.describe.remote()
+            while True:
+                self._check_instance("while its actors started")
+                if time.monotonic() > deadline:
+                    raise StrategyError(f"{self.name}: model {name!r}: its actor was not ready within "
+                                        f"{ACTOR_START_S:g} s (Ray could not start or place it).")
+                try:
+                    self.placement.append(ray.get(ref, timeout=POLL_S))
+                    break
+                except ray.exceptions.GetTimeoutError:
+                    continue
+                except ray.exceptions.RayError as error:
+                    raise StrategyError(f"{self.name}: model {name!r}: its actor could not start: "
+                                        f"{one_line(error)}") from None
+        instance.track()  # the actors' processes (and any worker Ray started meanwhile) belong to the instance
         self.providers_used = [each["provider"] for each in self.placement]
         self.lanes = [f"ray-{each['node_ip']}-{each['pid']}" for each in self.placement]
+
+    def _check_instance(self, when: str) -> None:
+        """Fail in one line, the broken instance removed at once, when its GCS server or raylet is gone:
+        Ray would otherwise end this process after 60 s (GCS) or at its next object-store call (raylet)."""
+        instance = self.instance
+        problem = None if instance is None else instance.lost()
+        if problem is not None:
+            self.instance = None
+            self.actors = None  # their processes go with the instance; Ray can no longer kill them
+            discard_ray()
+            raise StrategyError(f"{self.name}: {problem} {when}; the instance was removed (a later ray benchmark "
+                                "starts a new one).")
 
     @property
     def pids(self) -> list[int]:
@@ -272,6 +605,7 @@ class RayActors(Strategy):
         try:
             for frame in range(self.workload.frame_count):
                 arrivals.wait_for(frame, self.clock)
+                self._check_instance(f"on frame {frame}")  # before ray.put: a lost raylet would end this process
                 refs = {}  # models that read the same array get the same reference
                 for model, (spec, actor) in enumerate(zip(models, self.actors, strict=True)):
                     key = id(spec.frames)
@@ -295,6 +629,7 @@ class RayActors(Strategy):
         name = self.workload.names[model]
         while True:
             arrivals.check_deadline(self.clock)
+            self._check_instance(f"on frame {frame}")
             try:
                 return ray.get(ref, timeout=POLL_S)
             except ray.exceptions.GetTimeoutError:

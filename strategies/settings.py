@@ -33,6 +33,24 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: A session may have at most this many threads (intra-op, inter-op) per usable core: more only
+#: oversubscribes the cores (intra=999 on 2 cores started thousands of threads across the strategies'
+#: sessions, drove the load average above 2,000 and took 166 s for a 2-frame serial run).
+MAX_THREADS_PER_CORE = 4
+
+
+def too_many_threads(text: str, choice: object, cores: int) -> str | None:
+    """Why the thread settings `choice` (parsed from `text`) ask for too many threads on `cores` usable
+    cores (more than MAX_THREADS_PER_CORE x cores per knob), or None."""
+    bound = MAX_THREADS_PER_CORE * cores
+    for key in ("intra_op", "inter_op"):
+        value = getattr(choice, key, None)
+        if value is not None and value > bound:
+            return (f"--threads {text}: {value} {key.replace('_op', '-op')} threads per session is more than "
+                    f"{MAX_THREADS_PER_CORE} x the {cores} usable cores; give at most {bound}.")
+    return None
+
+
 class ThreadSpecError(ValueError):
     """A thread-settings text that does not follow the grammar; the message says what is allowed."""
 

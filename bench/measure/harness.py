@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from bench.measure.metrics import median_ratio_interval
-from strategies import RunResult, Strategy, StrategyUnavailable, ThreadSettings, Workload
+from strategies import RunResult, Strategy, StrategyError, StrategyUnavailable, ThreadSettings, Workload
 
 
 @contextmanager
@@ -35,17 +35,23 @@ def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | N
 
     A strategy that raises StrategyUnavailable in `open` (no GPU, an onnxruntime without the
     needed API, models that cannot be merged) skips the test with its reason; it is never
-    dropped silently.
+    dropped silently. One that fails to open (StrategyError) fails the test with its one line.
     """
     strategy = cls(workload, settings, **kwargs)
+    failed: StrategyError | None = None
     try:
         strategy.open()
     except StrategyUnavailable as reason:
         strategy.close()
         pytest.skip(str(reason))
+    except StrategyError as error:  # a worker or Ray that could not start: one line, not a traceback
+        strategy.close()
+        failed = error
     except BaseException:
         strategy.close()
         raise
+    if failed is not None:  # outside `except`: no "during handling of the above exception" chain
+        pytest.fail(str(failed), pytrace=False)
     try:
         yield strategy
     finally:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from strategies import Clock, ThreadSettings, Workload, io_names, make_session, usable_cores
+from strategies.runtime.sessions import phase_limit
 
 SINGLE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
 
@@ -63,19 +64,22 @@ class PackingLimit:
                 "bound": self.bound}
 
 
-def measure_packing_limit(workload: Workload, clock: Clock = time.perf_counter, cores: int | None = None) -> PackingLimit:
-    """Time every model alone, single-threaded, over every frame of the workload."""
+def measure_packing_limit(workload: Workload, clock: Clock = time.perf_counter, cores: int | None = None,
+                          time_limit_s: float | None = None) -> PackingLimit:
+    """Time every model alone, single-threaded, over every frame of the workload, within `time_limit_s`
+    (RunTimeout past it: onnxruntime stops the call in progress)."""
     times = []
-    for model in workload.models:
-        session = make_session(model.path, SINGLE_THREAD, workload.provider, workload.provider_options)
-        name = io_names(session)[0]
-        session.run(None, {name: model.frames[0]})  # warm-up: first-call allocations are not the model's cost
-        total = 0.0
-        for frame in model.frames:
-            start = clock()
-            session.run(None, {name: frame})
-            total += clock() - start
-        times.append(total)
+    with phase_limit("the packing limit (each model alone, single-threaded)", time_limit_s) as options:
+        for model in workload.models:
+            session = make_session(model.path, SINGLE_THREAD, workload.provider, workload.provider_options)
+            name = io_names(session)[0]
+            session.run(None, {name: model.frames[0]}, options)  # warm-up: first-call allocations are not the model's cost
+            total = 0.0
+            for frame in model.frames:
+                start = clock()
+                session.run(None, {name: frame}, options)
+                total += clock() - start
+            times.append(total)
     units = 1 if workload.provider == "cuda" else (cores or usable_cores())
     return PackingLimit(tuple(times), units, workload.provider)
 

@@ -97,7 +97,7 @@ def shm_mapped_by(processes: list[psutil.Process]) -> set[str]:
 class BenchSession:
     """`pytest bench` running in a subprocess in its own process group, as a terminal runs it."""
 
-    def __init__(self, tmp_path: Path, strategy: str):
+    def __init__(self, tmp_path: Path, strategy: str, *args: str):
         self.tmpdir = tmp_path / "tmp"
         self.tmpdir.mkdir()
         self.history = tmp_path / "history"
@@ -105,7 +105,7 @@ class BenchSession:
                    f"--benchmark-storage=file://{self.history}",
                    f"--basetemp={tmp_path / 'basetemp'}", "--strategy", strategy, "--model-size", "tiny",
                    "--models", "2", "--frames", "100", "--frame-size", "32x32", "--batch", "1", "--rounds", "100000",
-                   "--warmup", "0", "--provider", "cpu"]
+                   "--warmup", "0", "--provider", "cpu", *args]
         env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1", **WIDE}
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)

@@ -58,3 +58,23 @@ def with_failing_model(workload: Workload, directory: Path, at: int = 1) -> Work
     models = list(workload.models)
     models.insert(at, bad)
     return Workload(tuple(models), workload.provider)
+
+
+def slow_model(directory: Path, nodes: int = 600, size: int = 256) -> Path:
+    """A valid model with one image input (1, 3, size, size) that is slow on every call: `nodes` MatMuls by
+    one orthogonal matrix in a chain (values stay bounded; 100 MFLOP each at 256), so onnxruntime can stop
+    it between two."""
+    path = directory / f"slow_{nodes}x{size}.onnx"
+    if not path.exists():
+        rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(size, size)))
+        eye = helper.make_tensor("eye", TensorProto.FLOAT, [size, size], rotation.astype(np.float32).ravel())
+        names = ["frames", *(f"x{i}" for i in range(1, nodes)), "out"]
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", [names[i], "eye"], [names[i + 1]]) for i in range(nodes)], "slow",
+            [helper.make_tensor_value_info("frames", TensorProto.FLOAT, [1, 3, size, size])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, size, size])], initializer=[eye])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 9
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+    return path

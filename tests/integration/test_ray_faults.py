@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from strategies import StrategyError
-from tests.helpers.run_bench import BenchSession, shm_mapped_by
+from tests.helpers.run_bench import ROOT, TINY_RUN, BenchSession, bench_subprocess, shm_mapped_by
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: `pip install -e '.[ray]'`")
 from strategies import ray as ray_strategy  # noqa: E402  (after the skip: it is about Ray)
@@ -126,3 +127,141 @@ def test_signal_during_a_ray_run_stops_cleanly(tmp_path: Path, signum: signal.Si
     assert fb_ray_dirs() <= dirs_before, f"Ray's temporary directory left: {fb_ray_dirs() - dirs_before}"
     leaked = sorted(name for name in session.shm if (SHM / name).exists())
     assert not leaked, f"left in /dev/shm: {leaked}"
+
+
+# ---------------------------------------------------------------- Ray's own failures (issue 20)
+
+def instance_dirs(processes: list[psutil.Process]) -> set[Path]:
+    """The local instances' directories these processes name (the GCS server's --log_dir is under it)."""
+    dirs = set()
+    for process in processes:
+        try:
+            words = process.cmdline()
+        except psutil.Error:
+            continue
+        for word in words:
+            if "/fb-ray-" in word:
+                head, _, rest = word.partition("/fb-ray-")
+                dirs.add(Path(head.split("=")[-1] + "/fb-ray-" + rest.split("/")[0]))
+    return dirs
+
+
+def naming(dirs: set[Path]) -> list[psutil.Process]:
+    """Running processes whose command line names one of `dirs`."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if any(str(path) in " ".join(process.cmdline()) for path in dirs):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for_actors(main: psutil.Process) -> list[psutil.Process]:
+    """The run's descendants once its Ray actors run (Ray's start-up takes seconds)."""
+    for _ in range(240):
+        descendants = main.children(recursive=True)
+        if any("ModelActor" in " ".join(p.cmdline()) for p in ray_processes(descendants)):
+            threading.Event().wait(1.0)  # the agents and every actor up
+            return main.children(recursive=True)
+        threading.Event().wait(0.5)
+    pytest.fail("the run's Ray actors never started")
+
+
+@pytest.mark.parametrize("victim", ["gcs_server", "raylet"])
+def test_a_lost_gcs_server_or_raylet_ends_the_run_in_one_line_and_leaves_nothing(tmp_path: Path, victim: str) -> None:
+    """kill -9 of the local instance's GCS server (Ray would end the driver, silently, 60 s later) or raylet
+    (Ray ends the driver at its next object-store call, printing the raylet's log twice): either the
+    benchmark fails in one line and the instance is removed, or, where Ray ended the process first, its
+    guard removes the instance and says so in one line."""
+    session = BenchSession(tmp_path, "ray", "-x")
+    try:
+        session.wait_until_timing("ray")
+        descendants = wait_for_actors(psutil.Process(session.process.pid))
+        dirs = instance_dirs(descendants)
+        assert dirs, "the run's local Ray instance names its directory"
+        (process,) = [p for p in descendants if p.name() == victim]
+        process.kill()
+        rest, _ = session.process.communicate(timeout=120)
+        output = "".join(session.output) + rest.decode(errors="replace")
+    finally:
+        session.kill()
+    assert session.process.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    failures = [line for line in output.splitlines()
+                if f"instance's {victim} (pid {process.pid}) died on frame" in line
+                or "ended without stopping its local Ray instance" in line]
+    assert failures, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "Raylet is terminated" not in output, output[-3000:]
+    _, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, f"processes left running: {alive}\n{output[-3000:]}"
+    assert not naming(dirs), "processes of the instance left running"
+    assert not any(path.exists() for path in dirs), f"the instance's directory left: {dirs}"
+
+
+def test_sigterm_during_ray_init_exits_2_and_leaves_nothing(tmp_path: Path) -> None:
+    """Ray's ray.init installs a SIGTERM handler (SystemExit) in the main thread: the SIGTERM failed one test
+    and the run went on. Now ray.init runs in a thread of its own and the suite's handler ends the run."""
+    session = BenchSession(tmp_path, "ray")
+    try:
+        session.wait_until_timing("ray")
+        main = psutil.Process(session.process.pid)
+        seen: dict[int, psutil.Process] = {}
+        for _ in range(600):  # until ray.init has started the GCS server: it runs for seconds after that
+            seen.update((p.pid, p) for p in main.children(recursive=True))
+            if any(p.name() == "gcs_server" for p in seen.values() if p.is_running()):
+                break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("ray.init never started a GCS server")
+        assert not any("ModelActor" in " ".join(p.cmdline()) for p in ray_processes(list(seen.values()))), \
+            "too late: the actors already run"
+        dirs = instance_dirs(list(seen.values()))
+        status, output = session.stop(signal.SIGTERM, group=False)
+    finally:
+        session.kill()
+    assert status == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "SystemExit" not in output, output[-3000:]
+    _, alive = psutil.wait_procs(list(seen.values()), timeout=30)
+    assert not alive, f"processes left running: {alive}\n{output[-3000:]}"
+    assert not naming(dirs), "processes of the instance left running"
+    assert not any(path.exists() for path in dirs), f"the instance's directory left: {dirs}"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "auto"])
+def test_a_cluster_that_is_not_there_fails_each_benchmark_in_one_line(address: str) -> None:
+    """Nothing listening at 127.0.0.1:1 hung forever (no --time-limit applies to ray.init); `auto` with no
+    cluster gave the right message in a 70-line traceback."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    result = bench_subprocess("--strategy", "ray", "--ray-address", address, *TINY_RUN, env=env, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    lines = [line for line in output.splitlines() if line.startswith(f"ray: could not join the Ray cluster at {address!r}")]
+    assert len(lines) == 2, output[-3000:]  # the offline and the streaming benchmark
+    assert "Traceback" not in output, output[-3000:]
+    assert "strategies/ray.py:" not in output, output[-3000:]
+
+
+def test_an_address_that_never_answers_is_given_up_after_the_join_bound() -> None:
+    """A port that accepts connections but is no Ray GCS: ray.init retries for minutes; fanbench waits
+    JOIN_TIMEOUT_S (lowered here), then fails in one line, and a later benchmark is refused at once."""
+    script = (
+        "import socket, sys, ray\n"
+        "from strategies import ray as rs\n"
+        "rs.JOIN_TIMEOUT_S = 2.0\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "address = f'127.0.0.1:{server.getsockname()[1]}'\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        rs.ray_instance(ray, address)\n"
+        "    except rs.StrategyError as error:\n"
+        "        print(error)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = result.stdout.splitlines()
+    assert first.startswith("ray: could not join the Ray cluster at '127.0.0.1:"), first
+    assert "within 2 s" in first, first
+    assert second.startswith(first), second
+    assert "not retried" in second, second

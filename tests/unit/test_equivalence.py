@@ -305,3 +305,15 @@ def test_frames_with_identical_outputs_have_no_order_to_check(reference, tiny_wo
         assert check.verdict() == "no two adjacent frames give different outputs: there is no frame order to check"
         assert "no differing frames" in check.line()
     assert first_mismatch(still, still, tiny_workload.names, calibration.tolerances) is None
+
+
+def test_a_model_whose_adjacent_frames_mostly_give_equal_outputs_says_how_few_pairs_were_checked():
+    """An int64 label that changes once in 6 frames (and NaN maps, which compare only their finite values)
+    had a median separation of 0 while the line said "tells adjacent frames apart"."""
+    labels = [[(np.array([0 if frame < 3 else 7], np.int64),) for frame in range(6)]]
+    (check,) = calibrate(labels, labels, ["labels"]).models
+    assert (check.pairs, check.identical_pairs, check.separation_median) == (5, 4, 0.0)
+    assert check.verdict() == ("tells apart the 1 of 5 adjacent frame pairs whose outputs differ; the other 4 give "
+                               "equal outputs, so their order is not checked")
+    assert "1 of 5 adjacent frame pairs differ, by >= 1" in check.line()
+    assert "median" not in check.line()

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from bench.cases import cases
-from bench.options import parse_args
+from bench.options import OptionError, parse_args
 from strategies import STRATEGIES, ThreadSettings
 from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError
 from tests.helpers.run_bench import bench_subprocess
@@ -97,3 +97,21 @@ def test_ids_show_the_swept_settings():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test_strategy[run_async-intra2-spin0-offline]" in result.stdout
     assert "test_strategy[run_async-intra3-inter2-parallel-offline]" in result.stdout
+
+
+@pytest.mark.parametrize("spec", ["intra=999", "inter=999", "intra=1,inter=999"])
+def test_thread_counts_far_beyond_the_usable_cores_are_refused(spec, monkeypatch):
+    """intra=999 on 2 cores spawned thousands of threads (load average above 2,000; 166 s for 2 frames)."""
+    import bench.options
+    monkeypatch.setattr(bench.options, "usable_cores", lambda: 2)
+    with pytest.raises(OptionError, match=r"^--threads .*999 .* is more than 4 x the 2 usable cores; give at most 8\.$"):
+        parse_args(["--threads", spec])
+    assert parse_args(["--threads", "intra=8,inter=8"]).threads == (ThreadSettings(intra_op=8, inter_op=8),)
+
+
+@pytest.mark.slow
+def test_too_many_threads_is_a_usage_error_in_one_line():
+    result = run_bench("--threads", "intra=999", "--collect-only")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--threads intra=999: 999 intra-op threads per session is more than 4 x the" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,88 @@
+"""The guard of a local Ray instance: a small process that removes the instance when the run's
+process dies without doing it (strategies/ray.py starts it, one per instance).
+
+Why a process of its own: Ray ends the driver with `_exit(1)` from C++ when its raylet or plasma
+store goes away, and a process killed by a signal runs no `finally` or `atexit` either; the Ray
+processes it started (the raylet's agents ignore SIGTERM) and its temporary directory would outlive
+it. The guard reads its standard input, a pipe from the driver:
+
+    pid create_time     a process of the instance (repeated as the instance grows)
+    done                the driver removed the instance itself: exit quietly
+
+End of input without `done` means the driver is gone: the guard SIGKILLs every process it was told
+of, their descendants and every process whose command line names the instance's directory, removes
+the directory and says so in one line on stderr. It runs in a session of its own and ignores
+SIGINT, SIGTERM and SIGHUP, so the signal that ended the run's process group does not end it too.
+
+    python -m strategies.runtime.ray_guard TEMP_DIR DRIVER_PID
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+
+import psutil
+
+#: How long the killed processes get to be reaped before the guard gives up on them.
+WAIT_S = 10.0
+
+
+def instance_processes(known: list[psutil.Process], temp_dir: str) -> list[psutil.Process]:
+    """`known`, their descendants and the processes naming `temp_dir`; never this process or a parent of it."""
+    found: dict[int, psutil.Process] = {}
+    mine = {psutil.Process().pid, *(process.pid for process in psutil.Process().parents())}
+    roots = [process for process in known if process.is_running()]
+    for process in psutil.process_iter():
+        try:
+            if temp_dir in " ".join(process.cmdline()):
+                roots.append(process)
+        except psutil.Error:
+            continue
+    for process in roots:
+        found[process.pid] = process
+        try:
+            found.update((child.pid, child) for child in process.children(recursive=True))
+        except psutil.Error:
+            continue
+    return [process for pid, process in found.items() if pid not in mine]
+
+
+def kill_all(processes: list[psutil.Process]) -> int:
+    """SIGKILL each one still running (psutil checks that a pid was not reused); how many were."""
+    killed = 0
+    for process in processes:
+        try:
+            process.kill()
+            killed += 1
+        except psutil.Error:
+            continue
+    psutil.wait_procs(processes, timeout=WAIT_S)
+    return killed
+
+
+def main(temp_dir: str, driver: int) -> int:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    known: list[psutil.Process] = []
+    for line in sys.stdin:
+        fields = line.split()
+        if fields == ["done"]:
+            return 0
+        if len(fields) == 2:
+            try:
+                process = psutil.Process(int(fields[0]))
+                if abs(process.create_time() - float(fields[1])) < 1.0:  # the one the driver saw, not a reused pid
+                    known.append(process)
+            except (psutil.Error, ValueError):
+                continue
+    killed = kill_all(instance_processes(known, temp_dir))
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    print(f"fanbench: the run's process (pid {driver}) ended without stopping its local Ray instance; "
+          f"its {killed} remaining processes were killed and {temp_dir} removed.", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))
