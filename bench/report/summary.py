@@ -71,7 +71,8 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
                       for check in compare_fail)
     if within_noise:
-        reporter.write_sep("=", "fanbench: beyond the threshold, within the rounds' noise: not failed", yellow=True)
+        reporter.write_sep("=", f"fanbench: beyond --benchmark-compare-fail={checks}, but within the rounds' noise: not failed",
+                           yellow=True)
         for line in within_noise:
             say(line)
     if regressions:

@@ -176,7 +176,7 @@ def test_a_disk_that_fills_up_by_the_end_gets_one_line_and_no_partial_file(tmp_p
         "                pass\n"
         "        except OSError:\n"
         "            pass\n")
-    env = {**os.environ, "FILLER": str(tmp_path / "disk" / "filler"),
+    env = {**os.environ, "FILLER": str(tmp_path / "disk" / "filler"), "COLUMNS": "1000",  # the line unwrapped
            "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     result, files = run_on_a_small_disk(tmp_path, 0, "-p", "fill_the_disk", env=env)
     output = result.stdout + result.stderr

@@ -45,9 +45,12 @@ def test_a_run_saved_before_the_renovation_compares_with_a_run_made_now(tmp_path
     after = machine / "0002_after.json"
     (old_machine, old), (new_machine, new) = saved_run(SAVED), saved_run(after)
     assert sorted(new) == sorted(old)
-    # The same extra_info keys (plus the schema version the renovation adds), the same machine info keys.
+    # The same extra_info keys, plus the schema version the renovation adds and the measurements added since,
+    # each optional to every reader (a run saved before them lacks them): the load from outside the run per
+    # round and the cores it was measured against (stored where the sampler ran).
+    added = {"schema_version", "foreign_load_cores", "rounds_foreign_load_cores", "usable_cores"}
     for name, saved in old.items():
-        assert set(new[name]["extra_info"]) - set(saved["extra_info"]) <= {"schema_version"}, name
+        assert set(new[name]["extra_info"]) - set(saved["extra_info"]) <= added, name
         assert set(saved["extra_info"]) <= set(new[name]["extra_info"]), name
     # One machine info key more, deliberately: "ray", the Ray the run's `ray` benchmarks ran on, present in every
     # run saved since and None when none ran (as here); readers and comparisons treat it as optional (an older
