@@ -64,6 +64,7 @@ class BenchmarkRounds:
     """One benchmark's share of the run: what the sequential path would have collected."""
 
     check: RoundCheck
+    runs: list[RunResult] = field(default_factory=list)  # every round, warm-ups too: the check goes through them
     timed: list[RunResult] = field(default_factory=list)
     walls: list[float] = field(default_factory=list)  # the timer's seconds around each timed run, as pedantic's
     starts: list[float] = field(default_factory=list)  # when each timed round began, s after the first round
@@ -174,7 +175,8 @@ def run_in_turns(entries: Sequence[Entry], workload: Workload, reference: Sequen
                     finally:
                         if each is not None:
                             each.stop()
-                    result.check([run])
+                    result.runs.append(run)
+                    result.check(result.runs)  # outside the timer, then its outputs are dropped
                     if timed:
                         result.timed.append(run)
                         result.walls.append(ended - began)
