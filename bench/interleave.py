@@ -34,7 +34,7 @@ from bench.measure.rounds import Progress
 from bench.measure.sampler import ResourceSummary, SamplerProcess
 from bench.measure.scenarios import STREAMING, Scenario
 from bench.options import RunOptions
-from bench.plugin import options_of
+from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
 from strategies import RoundCheck, RunResult, Strategy, StrategyError, StrategyUnavailable, Workload
 from strategies.equivalence import ToleranceChoice
@@ -236,6 +236,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if is_benchmark(item):
             item.add_marker(pytest.mark.benchmark(timer=clock))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say that the memory columns are not one strategy's: every strategy was open during every round."""
+    measured = len(state_of(config).measurements)
+    if options_of(config).interleave and measured:
+        terminalreporter.write_line(
+            f"fanbench: --interleave: the rounds of {measured} benchmarks ran in turns, every strategy open at once: "
+            "the memory columns (PSS, USS, GPU MB) are of all of them together, not of one strategy; "
+            "run without --interleave to measure a strategy's memory.")
 
 
 @dataclass

@@ -22,6 +22,8 @@ def test_an_interleaved_run_alternates_rounds_and_saves_each_benchmark_whole(tmp
     first = bench_subprocess(*RUN, *storage)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "fanbench recommends " in first.stdout
+    assert ("fanbench: --interleave: the rounds of 5 benchmarks ran in turns, every strategy open at once: the memory "
+            "columns (PSS, USS, GPU MB) are of all of them together") in first.stdout
 
     (saved,) = tmp_path.glob("history/*/0001_*.json")
     benchmarks = json.loads(saved.read_text())["benchmarks"]
