@@ -84,6 +84,9 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--rounds", type=at_least(1), default=3, help="Timed runs per benchmark (default 3).")
     add("--warmup", type=at_least(0), default=1,
         help="Untimed warm-up runs per benchmark (default 1; at least 1 on CUDA, for cuDNN's algorithm search).")
+    add("--interleave", action="store_true",
+        help="Run the rounds of all selected benchmarks in turns (A1 B1 C1 A2 B2 C2 ...), every strategy open at "
+             "once, so that a change of load from other jobs hits every strategy alike (docs/measurements.md).")
     add("--no-history", action="store_true",
         help="Do not save this run into the history, nor compare with the last one "
              "(`pytest bench` does both by default).")
@@ -157,6 +160,7 @@ class RunOptions:
     ray_gpus_per_actor: float | None  # None: default_gpu_share on CUDA, 0 on the CPU (strategies/ray.py)
     rounds: int
     warmup: int
+    interleave: bool  # rounds of all benchmarks in turns (bench/interleave.py)
     time_limit: float | None  # None: the per-workload default (bench/measure/limits.py)
     scenarios: tuple[Scenario, ...]
     sampler: bool
@@ -204,11 +208,14 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
     except ValueError as error:
         raise OptionError(str(error)) from None
     disabled = bool(values["benchmark_disable"] or values["benchmark_skip"])
+    if values["interleave"] and disabled:
+        flag = "--benchmark-disable" if values["benchmark_disable"] else "--benchmark-skip"
+        raise OptionError(f"--interleave: {flag} times no rounds to take in turns; drop one of the two.")
     return RunOptions(
         workload=workload, strategies=tuple(values["strategy"] or STRATEGIES), threads=tuple(values["threads"]),
         batch_k=values["batch_k"], ray_address=values["ray_address"],
         ray_gpus_per_actor=values["ray_gpus_per_actor"], rounds=values["rounds"], warmup=values["warmup"],
-        time_limit=values["time_limit"],
+        interleave=values["interleave"], time_limit=values["time_limit"],
         scenarios=tuple(scenarios), sampler=not values["no_sampler"], sample_rate=values["sample_rate"],
         progress=not values["no_progress"], history=not values["no_history"],
         report_dir=None if values["no_report"] or disabled else Path(values["report_dir"]),

@@ -2,28 +2,65 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
+from bench.interleave import round_limit
 from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds, opened
-from bench.measure.limits import time_limit
 from bench.measure.measurement import build_measurement
 from bench.measure.scenarios import STREAMING
 from strategies import RoundCheck, RunResult, RunTimeout, StrategyError
 
 
 def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, run_options, run_state,
-                  record, packing_limit, round_hooks, gpu_probe):
+                  record, packing_limit, round_hooks, gpu_probe, request):
     if scenario.name == STREAMING and not case.strategy.per_frame:
         pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
+    if run_options.interleave:  # every benchmark's rounds were run in turns (bench/interleave.py); take this one's
+        interleaved = request.getfixturevalue("interleaved")
+        rounds = interleaved.take(request.node.nodeid)
+        if rounds.skipped is not None:
+            pytest.skip(rounds.skipped)
+        failed = rounds.failed
+        with contextlib.suppress(StrategyError):  # reported below, as a failure of the sequential path is
+            interleaved.replay(benchmark, rounds)
+        benchmark.extra_info["interleaved_round_starts_s"] = rounds.starts
+        timed, bare, mismatch = rounds.timed, rounds.bare, rounds.mismatch
+        providers, strategy_info, resources = rounds.providers, rounds.strategy_info, rounds.resources
+    else:
+        timed, bare, mismatch, providers, strategy_info, failed = _rounds_in_a_row(
+            benchmark, case, scenario, workload, reference, calibration, run_options, round_hooks)
+        resources = round_hooks.resources() if failed is None else None
+    if failed is not None:
+        advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
+        pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
+    overhead = HarnessOverhead.of([frame_seconds(run) for run in timed], bare, [run.wall_s for run in timed]) \
+        if bare else None
+    measurement = build_measurement(
+        timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
+        scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=run_options.workload.batch,
+        provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts,
+        provider_options=workload.provider_options, tolerance=str(calibration), equivalence=calibration.as_dict(),
+        resources=resources, sample_rate=run_options.sample_rate,
+        gpu_absent=gpu_probe.reason, packing_limit=packing_limit, overhead=overhead,
+        strategy_info=strategy_info)
+    benchmark.extra_info.update(measurement.extra_info())
+    if overhead is not None:
+        run_state.overhead_lines.append(overhead.line(case.id))
+    record(measurement)
+    assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"
+
+
+def _rounds_in_a_row(benchmark, case, scenario, workload, reference, calibration, run_options, round_hooks):
+    """This benchmark's rounds, timed by pedantic: (timed runs, bare loops, mismatch, providers, info, failure)."""
     runs: list[RunResult] = []
-    # A stream takes frames / fps by design: the limit counts from when the last frame arrives.
-    limit = time_limit(run_options.time_limit, workload.frame_count, len(workload.models)) \
-        + workload.frame_count * scenario.period
     failed: StrategyError | None = None
     bare: list[list[float]] = []  # serial only: the same sessions over the same arrays, no harness (frame times)
     # Each round's outputs are checked once it is done, outside the timer, then dropped.
     check = RoundCheck(reference, workload.names, calibration.tolerances)
     round_hooks.after_round = lambda: check(runs)
+    limit = round_limit(run_options, workload, scenario)
     with opened(case.strategy, workload, case.settings, **dict(case.options)) as strategy:
         if case.strategy.name == "serial" and scenario.period == 0:
             frames = [model.frames for model in workload.models]
@@ -40,24 +77,6 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
             failed = error  # a model that failed, a worker that died or hung, the time limit: said in one line
         providers = set(strategy.providers_used)
         strategy_info = strategy.info()
-    if failed is not None:
-        advice = " Raise the limit with --time-limit SECONDS if the run is just slow." if isinstance(failed, RunTimeout) else ""
-        pytest.fail(f"{case.id}: {failed}{advice}", pytrace=False)
     check(runs)  # rounds no teardown saw (--benchmark-disable runs once, without one)
-    timed = runs[-run_options.rounds:]
-    mismatch = check.mismatch
-    overhead = HarnessOverhead.of([frame_seconds(run) for run in timed], bare, [run.wall_s for run in timed]) \
-        if bare else None
-    measurement = build_measurement(
-        timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
-        scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=run_options.workload.batch,
-        provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts,
-        provider_options=workload.provider_options, tolerance=str(calibration), equivalence=calibration.as_dict(),
-        resources=round_hooks.resources(), sample_rate=run_options.sample_rate,
-        gpu_absent=gpu_probe.reason, packing_limit=packing_limit, overhead=overhead,
-        strategy_info=strategy_info)
-    benchmark.extra_info.update(measurement.extra_info())
-    if overhead is not None:
-        run_state.overhead_lines.append(overhead.line(case.id))
-    record(measurement)
-    assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"
+    return runs[-run_options.rounds:], bare, check.mismatch, providers, strategy_info, failed
+

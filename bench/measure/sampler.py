@@ -312,7 +312,10 @@ def lowest_cpu_priority() -> None:
 
 
 def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) -> None:
-    """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe."""
+    """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe.
+
+    A command is a name, or (name, key) for `new` and `select`: an interleaved run keeps one
+    sampler per benchmark (each its own segments) and selects the one whose round comes next."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the benchmark's to handle; it closes the pipe
     lowest_cpu_priority()
     if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see SamplerProcess), now ignored
@@ -321,6 +324,7 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
     probe = open_gpu(provider)
     tree = ProcessTreeReader(root_pid, exclude={os.getpid()})
     machine = machine_busy_reader()
+    samplers: dict[str, Sampler] = {}
     sampler: Sampler | None = None
     try:
         while True:
@@ -328,14 +332,19 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
                 command = conn.recv()
             except EOFError:  # the benchmark process is gone
                 return
+            command, key = command if isinstance(command, tuple) else (command, "")
             try:
+                if command in ("new", "select") and sampler is not None:
+                    sampler.stop()
                 if command == "new":
-                    if sampler is not None:
-                        sampler.stop()
                     # process_time: the whole sampler process's CPU (reported, not subtracted: it is not in the tree).
-                    sampler = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores, cpu_clock=time.process_time,
-                                      in_tree=False, machine=machine)
+                    sampler = samplers[key] = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores,
+                                                      cpu_clock=time.process_time, in_tree=False, machine=machine)
                     answer: Any = None
+                elif command == "select":
+                    if key not in samplers:
+                        raise RuntimeError(f"the sampler process has no sampler {key!r}; 'new' it first.")
+                    sampler, answer = samplers[key], None
                 elif command == "close":
                     conn.send(("ok", None))
                     return
@@ -347,9 +356,9 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
             except Exception as error:
                 conn.send(("error", f"{type(error).__name__}: {error}"))
     finally:
-        if sampler is not None:
+        for each in samplers.values():
             with contextlib.suppress(Exception):
-                sampler.stop()
+                each.stop()
         probe.shutdown()
 
 
@@ -357,7 +366,8 @@ class SamplerProcess:
     """Samples the benchmark process's tree from a separate process, one segment per start/stop.
 
     Started once per benchmark session (a spawned interpreter takes about a second); `new()`
-    gives each benchmark a fresh sampler in it. The same start/stop/summary as `Sampler`, so
+    gives each benchmark a fresh sampler in it (`new(key)` and `select(key)` keep several, one
+    per benchmark of an interleaved run). The same start/stop/summary as `Sampler`, so
     `RoundHooks` drives either. `close()` ends the process; so does the benchmark's exit
     (the pipe closes), and the process ignores Ctrl-C so an interrupted run can still stop it.
     """
@@ -383,7 +393,7 @@ class SamplerProcess:
         self._running = False
         self._answer()  # started and ignoring Ctrl-C
 
-    def _call(self, command: str) -> Any:
+    def _call(self, command: str | tuple[str, str]) -> Any:
         self._conn.send(command)
         return self._answer()
 
@@ -397,10 +407,16 @@ class SamplerProcess:
             raise RuntimeError(f"the resource sampler failed: {answer}")
         return answer
 
-    def new(self) -> SamplerProcess:
-        self._call("new")
+    def new(self, key: str = "") -> SamplerProcess:
+        """A fresh sampler under `key` (replacing one of that key), selected: start/stop/summary act on it."""
+        self._call(("new", key))
         self._running = False
         return self
+
+    def select(self, key: str) -> None:
+        """Act on the sampler `new(key)` made (stopping the selected one first)."""
+        self._call(("select", key))
+        self._running = False
 
     def start(self) -> None:
         self._call("start")

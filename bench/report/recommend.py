@@ -158,7 +158,8 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
         lines.append(
             f"not ranked against it: other work on the machine changed during the run, and these ran while more cores "
             f"were busy outside it than during {best.key}'s rounds ({_load(best)}), enough to explain their gap: "
-            f"{names}. To compare them fairly, rerun them on a quiet machine (each benchmark's foreign load is in "
+            f"{names}. To compare them fairly, rerun them on a quiet machine or with --interleave (rounds in turns; each "
+            f"benchmark's foreign load is in "
             f"the saved run: foreign_load_cores).")
     return "\n".join(lines)
 

@@ -384,3 +384,25 @@ def test_a_busy_process_outside_the_tree_is_foreign_load_and_a_busy_child_inside
                     each.kill()
             process.kill()
             process.wait()
+
+
+def test_the_sampler_process_keeps_one_sampler_per_key_for_interleaved_rounds(sampler_process):
+    # An interleaved run selects each benchmark's sampler before its round: the segments stay apart.
+    sampler_process.new("a")
+    sampler_process.new("b")
+    for key, rounds in (("a", 1), ("b", 2), ("a", 1), ("b", 1)):
+        sampler_process.select(key)
+        for _ in range(rounds):
+            sampler_process.start()
+            sampler_process.stop()
+    sampler_process.select("a")
+    first = sampler_process.summary()
+    sampler_process.select("b")
+    second = sampler_process.summary()
+    assert first.samples >= 4
+    assert second.samples >= 6
+    assert len(first.rounds_foreign_load_cores) in (0, 2)  # one value per round, where the machine is read
+    assert len(second.rounds_foreign_load_cores) in (0, 3)
+    with pytest.raises(RuntimeError, match=r"^the resource sampler failed: RuntimeError: the sampler process has "
+                                           r"no sampler 'c'; 'new' it first\.$"):
+        sampler_process.select("c")
