@@ -13,7 +13,7 @@ from pytest_benchmark.utils import get_machine_id, get_tag, load_storage
 
 from bench.cases import benchmarks
 from bench.compare.comparability import compared_workload_differences, machine_differences
-from bench.compare.gates import check_references, evaluate
+from bench.compare.gates import capacity_drops, check_references, evaluate
 from bench.compare.stats import history_regressions
 from bench.measure.harness import keep_complete, sigterm_as_interrupt
 from bench.measure.limits import PackingLimit, measure_packing_limit
@@ -181,9 +181,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if options.gates and exitstatus != pytest.ExitCode.INTERRUPTED:
         models = options.workload.model_count
         labels = {name: cls.default_settings(models, usable_cores()).label for name, cls in STRATEGIES.items()}
-        # Gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
-        results.gate_results = evaluate(list(options.gates),
-                                        [m for m in results.measurements if m.scenario == "offline"], labels)
+        results.gate_results = evaluate(list(options.gates), results.measurements, labels)
         failed |= not all(result.passed for result in results.gate_results)
     benchmarksession = getattr(config, "_benchmarksession", None)  # pytest-benchmark's, set in its configure
     if benchmarksession is not None and getattr(benchmarksession, "compared_mapping", None):
@@ -191,6 +189,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results.workload_differences = compared_workload_differences(
             current, {str(path): saved for path, saved in benchmarksession.compared_mapping.items()})
         checks = list(options.compare_fail)
+        for saved in benchmarksession.compared_mapping.values():  # a capacity drop is a regression, always reported
+            results.regressions += capacity_drops(current, {name: bench.get("extra_info", {}) for name, bench in saved.items()})
+        failed |= bool(results.regressions and checks)
         failed |= bool(results.workload_differences and checks)
         if checks:
             # Reported in the summary as one block (or refused above), not as pytest-benchmark's
@@ -198,7 +199,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             benchmarksession.performance_regressions.clear()
             if not results.workload_differences:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
-                results.regressions = history_regressions(checks, current, benchmarksession.compared_mapping)
+                results.regressions += history_regressions(checks, current, benchmarksession.compared_mapping)
                 failed |= bool(results.regressions)
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.compare.gates import SYNTAX, Gate, parse_gate
+from bench.compare.gates import SYNTAX, CapacityGate, Gate, parse_gate
 from bench.measure.capacity import check_arrival_rate
 from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, checked_float, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
@@ -169,8 +169,8 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--max-delay-ms", type=non_negative_ms, default=None, metavar="MS",
         help="dynamic_batch: how long a frame may wait for more to batch with (default 0: never wait).")
     add("--gate", action="append", type=parse_gate, default=[], metavar="GATE",
-        help=f"Fail the session unless one benchmark is FACTOR times as fast as another in this run: "
-             f"{SYNTAX}. Repeat for several.")
+        help=f"Fail the session unless one benchmark is FACTOR times as fast as another in this run, or a "
+             f"strategy serves at least N cameras: {SYNTAX}. Repeat for several.")
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class RunOptions:
     progress: bool
     history: bool
     report_dir: Path | None  # None: no report (--no-report, --benchmark-disable or --benchmark-skip)
-    gates: tuple[Gate, ...]
+    gates: tuple[Gate | CapacityGate, ...]
     capacity: bool  # search each streaming benchmark's capacity (not --no-capacity, streaming selected)
     probe_seconds: float
     dynamic_batch: tuple[tuple[str, Any], ...]  # dynamic_batch's --max-batch / --max-delay-ms, as given
@@ -235,6 +235,10 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         if given_value and not streaming:
             raise OptionError(f"{flag}: there is no stream to apply it to (--fps 0 or --scenario offline); "
                               "give --fps above 0 and --scenario both or streaming.")
+    capacity_gates = [str(gate) for gate in values["gate"] if isinstance(gate, CapacityGate)]
+    if capacity_gates and (not streaming or values["no_capacity"]):
+        raise OptionError(f"--gate {capacity_gates[0]!r}: a capacity needs the streaming scenario with a frame rate; "
+                          "give --fps above 0, without --scenario offline or --no-capacity.")
     if fps == 0 and "--probe-seconds" in given:
         raise OptionError("--probe-seconds: a capacity needs a frame rate; give --fps above 0 (or drop "
                           "--probe-seconds).")

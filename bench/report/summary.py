@@ -13,6 +13,7 @@ import pytest
 
 from bench.compare.gates import GateResult
 from bench.measure.measurement import Measurement
+from bench.report.capacity import capacity_lines
 from bench.report.markdown import recommendation_lines, write_report
 from bench.report.table import format_table
 from strategies import onnxruntime, usable_cores
@@ -33,6 +34,8 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if measurements:
         reporter.write_sep("=", "fanbench")
         reporter.write_line(format_table(measurements))
+        for line in capacity_lines(measurements):
+            reporter.write_line(line)
     for line in overhead_lines:
         reporter.write_line(line)
     if gpu_absent and not any(m.gpu_absent for m in measurements):
@@ -60,7 +63,8 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if regressions:
         checks = " ".join(f"{check.field}:{check.threshold}{'%' if 'Percentage' in type(check).__name__ else ''}"
                           for check in compare_fail)
-        reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
+        reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})" if checks
+                           else "fanbench: below the saved run", red=True)
         for line in regressions:
             reporter.write_line(line, red=True)
         reporter.write_line("For a noise-aware verdict on two saved runs: python -m bench.compare OLD.json NEW.json "
