@@ -198,7 +198,8 @@ def search(probe: Callable[[int], ProbeResult], upper: int | None, *, fps: float
             confirmed.add(low)
         else:
             low -= 1
-    return Capacity(low, fps, deadline_s, phase, upper, tuple(results))
+    # The known probes (the benchmark's rounds) come first: they are the search's first probe.
+    return Capacity(low, fps, deadline_s, phase, upper, tuple([*(known or {}).values(), *results]))
 
 
 def capacity_efficiency(capacity: Mapping[str, Any], best_offline_fps: float | None) -> float | None:

@@ -64,7 +64,8 @@ def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_mo
     assert with_real[0].args == ("-m", "gpu", "--require-gpu", "tests")
     assert "--strategy" not in with_real[1].args  # every strategy
     capacity = with_real[3].args
-    assert "--scenario" not in capacity and "--no-capacity" not in capacity  # offline and the capacity search
+    assert "--scenario" not in capacity  # offline, and streaming with the capacity search
+    assert "--no-capacity" not in capacity
     assert [capacity[i + 1] for i, arg in enumerate(capacity) if arg == "--strategy"] == \
         ["serial", "threads", "asyncio_threads", "dynamic_batch", "cuda_graph", "batched"]
     assert with_real[4].args[-4:] == ("--model", "det.onnx@640x640", "--model", "cls.onnx@48x192")
