@@ -15,7 +15,7 @@ from pytest_benchmark.utils import get_machine_id, get_tag, load_storage
 from bench.cases import benchmarks
 from bench.compare.choice import Choice, SavedFile, Work, latest_comparable, named
 from bench.compare.comparability import compared_workload_differences, machine_differences
-from bench.compare.gates import check_references, evaluate
+from bench.compare.gates import capacity_drops, check_references, evaluate
 from bench.compare.stats import history_regressions
 from bench.compare.storage import AtomicFileStorage, HistoryWarning, expected_run_bytes, free_space_problem, readable_runs
 from bench.measure.harness import keep_complete, sigterm_as_interrupt
@@ -263,9 +263,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if options.gates and exitstatus != pytest.ExitCode.INTERRUPTED:
         models = options.workload.model_count
         labels = {name: cls.default_settings(models, usable_cores()).label for name, cls in STRATEGIES.items()}
-        # Gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
-        results.gate_results = evaluate(list(options.gates),
-                                        [m for m in results.measurements if m.scenario == "offline"], labels)
+        results.gate_results = evaluate(list(options.gates), results.measurements, labels)
         failed |= not all(result.passed for result in results.gate_results)
     benchmarksession = getattr(config, "_benchmarksession", None)  # pytest-benchmark's, set in its configure
     if benchmarksession is not None and getattr(benchmarksession, "compared_mapping", None):
@@ -273,6 +271,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results.workload_differences = compared_workload_differences(
             current, {str(path): saved for path, saved in benchmarksession.compared_mapping.items()})
         checks = list(options.compare_fail)
+        for saved in benchmarksession.compared_mapping.values():  # a capacity drop is a regression, always reported
+            results.regressions += capacity_drops(current, {name: bench.get("extra_info", {}) for name, bench in saved.items()})
+        failed |= bool(results.regressions and checks)
         failed |= bool(results.workload_differences and checks)
         if checks:
             # Reported in the summary as one block (or refused above), not as pytest-benchmark's
@@ -281,7 +282,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             if not results.workload_differences:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
                 verdict = history_regressions(checks, current, benchmarksession.compared_mapping)
-                results.regressions, results.within_noise = verdict.failed, verdict.within_noise
+                results.regressions += verdict.failed
+                results.within_noise = verdict.within_noise
                 failed |= bool(results.regressions)
     failed |= _save_failure(config) is not None  # the run was asked to be saved and is not
     if failed and session.exitstatus == pytest.ExitCode.OK:

@@ -53,7 +53,9 @@ USAGE_ERROR = 4
 TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number
 STOP_GRACE_S = 60.0  # how long a stopped step may take to write what it finished before it is killed
 POLL_S = 0.2  # how often a running step is checked against a stop
-STEP_NAMES = ("tests", "writeup", "noise", "real")
+STEP_NAMES = ("tests", "writeup", "noise", "capacity", "real")
+# The strategies issue 24 names for the capacity step; batched has no stream and runs offline only.
+CAPACITY_STRATEGIES = ("serial", "threads", "asyncio_threads", "dynamic_batch", "cuda_graph", "batched")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
     device = ("--require-gpu", *(arg for option in cuda_options for arg in ("--cuda-option", option))) if on_gpu \
         else ("--provider", "cpu")
     workload = ("--workload", "writeup") if on_gpu else DRY_RUN_WORKLOAD
-    bench = ("bench", *device, "--scenario", "offline", "--sample-rate", str(sample_rate), "--no-history")
+    common = ("bench", *device, "--sample-rate", str(sample_rate), "--no-history")
+    bench = (*common, "--scenario", "offline")
     listed = [
         Step("tests", "gpu-marked tests", ("-m", "gpu", *(("--require-gpu",) if on_gpu else ()), "tests"),
              benchmarks=False),
@@ -90,6 +93,9 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
         Step("noise", f"serial's run-to-run spread: onnxruntime's thread pools or the device ({frames} frames)",
              (*bench, *workload, "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
               "--threads", "ort", "--threads", "intra=1,inter=1,spin=0")),
+        Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {frames} frames",
+             (*common, *workload, "--frames", str(frames), "--fps", "25",
+              *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))),
     ]
     if real_models:
         listed.append(Step("real", f"real models, {real_frames} frames",

@@ -38,12 +38,13 @@ from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
 from strategies import RoundCheck, RunResult, Strategy, StrategyError, StrategyUnavailable, Workload
 from strategies.equivalence import ToleranceChoice
+from strategies.streams import stream_reference
 
 
 def round_limit(options: RunOptions, workload: Workload, scenario: Scenario) -> float:
     """A single round's time limit: a stream takes frames / fps by design, so its limit counts from
     when the last frame arrives."""
-    return time_limit(options.time_limit, workload.frame_count, len(workload.models)) \
+    return time_limit(options.time_limit, workload.frame_count * scenario.streams, len(workload.models)) \
         + workload.frame_count * scenario.period
 
 
@@ -129,7 +130,9 @@ def run_in_turns(entries: Sequence[Entry], workload: Workload, reference: Sequen
     strategy that cannot run here is skipped with its reason; one whose round fails stops there
     (its failure kept) while the others go on. Anything else (Ctrl-C, SIGTERM) ends the run,
     every opened strategy stopped and closed."""
-    results = {entry.key: BenchmarkRounds(RoundCheck(reference, names, tolerance)) for entry in entries}
+    schedules = {entry.key: entry.scenario.schedule(workload.frame_count) for entry in entries}  # several cameras
+    results = {entry.key: BenchmarkRounds(RoundCheck(stream_reference(reference, schedules[entry.key]), names, tolerance))
+               for entry in entries}
     with contextlib.ExitStack() as stack:
         opened: dict[str, Strategy] = {}
         for entry in entries:
@@ -165,7 +168,8 @@ def run_in_turns(entries: Sequence[Entry], workload: Workload, reference: Sequen
                         each.start()
                     try:
                         began = clock()
-                        run = strategy.run(period=entry.scenario.period, time_limit=limit(entry.scenario))
+                        run = strategy.run(period=entry.scenario.period, time_limit=limit(entry.scenario),
+                                           schedule=schedules[entry.key])
                         ended = clock()
                     except StrategyError as error:
                         result.failed = error

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.compare.gates import SYNTAX, Gate, parse_gate
+from bench.compare.gates import SYNTAX, CapacityGate, Gate, parse_gate
+from bench.measure.capacity import check_arrival_rate
 from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, checked_float, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from fixtures.models import SIZES
@@ -55,6 +56,16 @@ def gpu_share(text: str) -> float:
                          "a share of a GPU", "must be between 0 and 1, or a whole number of GPUs")
 
 
+def positive_ms(text: str) -> float:
+    """--deadline-ms, --probe-seconds: a positive finite number."""
+    return checked_float(text, lambda value: 0 < value < float("inf"), "a number", "must be a positive number")
+
+
+def non_negative_ms(text: str) -> float:
+    """--max-delay-ms: 0 or more milliseconds."""
+    return checked_float(text, lambda value: 0 <= value < float("inf"), "a number", "must be 0 or more milliseconds")
+
+
 def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Callable[[str], Any]:
     """`parse` as an argparse type: its `error` becomes argparse's one-line refusal."""
     def convert(text: str) -> Any:
@@ -86,7 +97,8 @@ def add_options(add: Callable[..., Any]) -> None:
         help="Untimed warm-up runs per benchmark (default 1; at least 1 on CUDA, for cuDNN's algorithm search).")
     add("--interleave", action="store_true",
         help="Run the rounds of all selected benchmarks in turns (A1 B1 C1 A2 B2 C2 ...), every strategy open at "
-             "once, so that a change of load from other jobs hits every strategy alike (docs/measurements.md).")
+             "once, so that a change of load from other jobs hits every strategy alike (docs/measurements.md). "
+             "The capacity search (docs/capacity.md) runs only without it.")
     add("--no-history", action="store_true",
         help="Do not save this run into the history, nor compare with the last one "
              "(`pytest bench` does both by default).")
@@ -143,9 +155,27 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--time-limit", type=parse_time_limit, default=None, metavar="SECONDS",
         help=f"Fail a benchmark whose single run takes longer, and stop its strategy (default: "
              f"{BASE_S:g} s + {PER_MODEL_FRAME_S:g} s per model per frame).")
+    # --- several cameras and capacity (bench/measure/capacity.py, docs/capacity.md) ---
+    add("--streams", type=at_least(1), default=1, metavar="N",
+        help="Cameras in the streaming scenario, each at --fps; the workload's frames go round-robin to them "
+             "(default 1).")
+    add("--stream-phase", choices=["spread", "aligned"], default="spread",
+        help="spread: camera c's frame j arrives at j/fps + c/(N fps); aligned: all N frames of a period at once, "
+             "the worst case (default spread).")
+    add("--deadline-ms", type=positive_ms, default=None, metavar="MS",
+        help="A frame's latency bound (default: one frame period of its camera).")
+    add("--no-capacity", action="store_true",
+        help="Do not search, per strategy, for the most cameras at --fps it serves (searched by default "
+             "whenever streaming runs).")
+    add("--probe-seconds", type=positive_ms, default=3.0, metavar="S",
+        help="Length of each capacity probe's stream (default 3; frames are reused when the workload has fewer).")
+    add("--max-batch", type=at_least(1), default=None, metavar="N",
+        help="dynamic_batch: the most frames in one call per model (default 8).")
+    add("--max-delay-ms", type=non_negative_ms, default=None, metavar="MS",
+        help="dynamic_batch: how long a frame may wait for more to batch with (default 0: never wait).")
     add("--gate", action="append", type=parse_gate, default=[], metavar="GATE",
-        help=f"Fail the session unless one benchmark is FACTOR times as fast as another in this run: "
-             f"{SYNTAX}. Repeat for several.")
+        help=f"Fail the session unless one benchmark is FACTOR times as fast as another in this run, or a "
+             f"strategy serves at least N cameras: {SYNTAX}. Repeat for several.")
 
 
 @dataclass(frozen=True)
@@ -168,7 +198,10 @@ class RunOptions:
     progress: bool
     history: bool
     report_dir: Path | None  # None: no report (--no-report, --benchmark-disable or --benchmark-skip)
-    gates: tuple[Gate, ...]
+    gates: tuple[Gate | CapacityGate, ...]
+    capacity: bool  # search each streaming benchmark's capacity (not --no-capacity, streaming selected)
+    probe_seconds: float
+    dynamic_batch: tuple[tuple[str, Any], ...]  # dynamic_batch's --max-batch / --max-delay-ms, as given
     # pytest-benchmark's own options, as given
     benchmark_disabled: bool  # --benchmark-disable or --benchmark-skip
     compare_fail: tuple[Any, ...]  # --benchmark-compare-fail checks
@@ -183,6 +216,8 @@ class RunOptions:
         ray's cluster address and GPU share (only those given, so ids stay short)."""
         if name == "batched":
             return (("k", self.batch_k),)
+        if name == "dynamic_batch":
+            return self.dynamic_batch
         if name == "ray":
             given = (("address", self.ray_address), ("gpus_per_actor", self.ray_gpus_per_actor))
             return tuple((key, value) for key, value in given if value is not None)
@@ -203,10 +238,31 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
                                    usable_cores())
         if refusal is not None:
             raise OptionError(refusal)
+    fps, streams, phase = values["fps"], values["streams"], values["stream_phase"]
+    deadline_ms = values["deadline_ms"]
+    streaming = values["scenario"] != "offline" and fps > 0
+    for flag, given_value in (("--streams", "--streams" in given and streams != 1), ("--deadline-ms", deadline_ms),
+                              ("--stream-phase", "--stream-phase" in given)):
+        if given_value and not streaming:
+            raise OptionError(f"{flag}: there is no stream to apply it to (--fps 0 or --scenario offline); "
+                              "give --fps above 0 and --scenario both or streaming.")
+    capacity_gates = [str(gate) for gate in values["gate"] if isinstance(gate, CapacityGate)]
+    if capacity_gates and values["interleave"]:
+        raise OptionError(f"--gate {capacity_gates[0]!r}: capacity is searched only when the benchmarks run one after "
+                          "another; drop --interleave (or the gate).")
+    if capacity_gates and (not streaming or values["no_capacity"]):
+        raise OptionError(f"--gate {capacity_gates[0]!r}: a capacity needs the streaming scenario with a frame rate; "
+                          "give --fps above 0, without --scenario offline or --no-capacity.")
+    if fps == 0 and "--probe-seconds" in given:
+        raise OptionError("--probe-seconds: a capacity needs a frame rate; give --fps above 0 (or drop "
+                          "--probe-seconds).")
     try:
-        scenarios = selected_scenarios(values["scenario"], values["fps"])
+        if streaming:
+            check_arrival_rate(streams, fps, phase)
+        scenarios = selected_scenarios(values["scenario"], fps, streams, phase,
+                                       None if deadline_ms is None else deadline_ms / 1000)
     except ValueError as error:
-        raise OptionError(str(error)) from None
+        raise OptionError(f"--streams {streams}: {error}" if "OS timers" in str(error) else str(error)) from None
     disabled = bool(values["benchmark_disable"] or values["benchmark_skip"])
     if values["interleave"] and disabled:
         flag = "--benchmark-disable" if values["benchmark_disable"] else "--benchmark-skip"
@@ -219,7 +275,13 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         scenarios=tuple(scenarios), sampler=not values["no_sampler"], sample_rate=values["sample_rate"],
         progress=not values["no_progress"], history=not values["no_history"],
         report_dir=None if values["no_report"] or disabled else Path(values["report_dir"]),
-        gates=tuple(values["gate"]), benchmark_disabled=disabled,
+        gates=tuple(values["gate"]),
+        capacity=streaming and not values["no_capacity"] and not disabled and not values["interleave"],
+        probe_seconds=values["probe_seconds"],
+        dynamic_batch=tuple((key, values[option]) for key, option in (("max_batch", "max_batch"),
+                                                                      ("max_delay_ms", "max_delay_ms"))
+                            if values[option] is not None),
+        benchmark_disabled=disabled,
         compare_fail=tuple(values["benchmark_compare_fail"] or ()), storage=values["benchmark_storage"],
         netrc=values["benchmark_netrc"], save=values["benchmark_save"], autosave=bool(values["benchmark_autosave"]),
         compare=values["benchmark_compare"])

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from strategies.records import CallRecord, Outputs, RunResult, Workload
 from strategies.settings import ThreadSettings, split_cores, usable_cores
+from strategies.streams import Schedule
 
 Clock = Callable[[], float]
 
@@ -34,6 +35,10 @@ class StrategyUnavailable(RuntimeError):
 
     Raised by `open` (never mid-run); the benchmark turns it into a skip with the reason.
     """
+
+
+class Overloaded(RunTimeout):
+    """A stream run stopped early: more of its frames started after their deadline than it may miss."""
 
 
 class RunStopped(StrategyError):
@@ -56,8 +61,12 @@ class Arrivals:
     """When each frame becomes available, and when the run must give up.
 
     Offline (period 0) every frame is there at the start; streaming, frame i arrives at
-    start + i * period, like a camera. Every strategy calls `wait_for(frame)` before it
-    touches a frame, which is also where a run past its deadline is stopped.
+    start + i * period, like a camera. With a `schedule` (several cameras, strategies/streams.py)
+    the run has `len(schedule)` frames, frame k arrives at start + schedule.times[k] and carries
+    the workload's frame `source(k)`: a strategy loops over `frame_count(...)` run frames, reads
+    its inputs at `source(frame)` and records outputs and calls by run frame. Every strategy
+    calls `wait_for(frame)` before it touches a frame, which is also where a run past its
+    deadline is stopped.
     """
 
     start: float
@@ -65,8 +74,29 @@ class Arrivals:
     deadline: float | None = None  # clock reading after which the run fails with RunTimeout
     # Set by `Strategy.stop()` (closing mid-run, a failed lane): every lane ends at its next frame.
     stop: threading.Event | None = field(default=None, compare=False, repr=False)
+    schedule: Schedule | None = field(default=None, compare=False, repr=False)  # None: one stream at `period`
+    # Early stop of a capacity probe: a frame a lane starts more than `late_after` seconds after
+    # it arrived has certainly missed; once more than `late_budget` have, the run raises Overloaded.
+    late_after: float | None = None
+    late_budget: int = 0
+    late: set[int] = field(default_factory=set, compare=False, repr=False)  # frames certainly missed
+
+    @property
+    def streaming(self) -> bool:
+        """Frames arrive over time (a rate or a schedule), rather than all at the start."""
+        return self.period > 0 or self.schedule is not None
+
+    def frame_count(self, workload_frames: int) -> int:
+        """Frames in this run: the schedule's, else the workload's."""
+        return len(self.schedule) if self.schedule is not None else workload_frames
+
+    def source(self, frame: int) -> int:
+        """The workload frame run frame `frame` carries."""
+        return int(self.schedule.sources[frame]) if self.schedule is not None else frame
 
     def time_of(self, frame: int) -> float:
+        if self.schedule is not None:
+            return self.start + float(self.schedule.times[frame])
         return self.start + frame * self.period
 
     def check_deadline(self, clock: Clock = time.perf_counter) -> None:
@@ -84,11 +114,17 @@ class Arrivals:
     def wait_for(self, frame: int, clock: Clock = time.perf_counter) -> None:
         """Block until `frame` has arrived (no wait offline); fail once past the deadline or stopped."""
         self.check_deadline(clock)
-        if self.period <= 0:
+        if not self.streaming:
             return
         delay = self.time_of(frame) - clock()
         if delay > 0 and pause(delay, self.stop):  # woken early: the run was stopped
             self.check_deadline(clock)
+        elif self.late_after is not None and -delay > self.late_after:
+            self.late.add(frame)  # set.add is atomic under the GIL: lanes of one run share the set
+            if len(self.late) > self.late_budget:
+                self.stop_all()  # the other lanes end at their next frame
+                raise Overloaded(f"{len(self.late)} frames started after their {self.late_after * 1e3:.1f} ms "
+                                 f"deadline, more than the {self.late_budget} a passing stream may miss.")
 
 
 class Strategy(ABC):
@@ -103,6 +139,9 @@ class Strategy(ABC):
     per_frame: ClassVar[bool] = True
     #: True for strategies that run every model's call at the same time (threads, processes).
     models_at_once: ClassVar[bool] = False
+    #: False for strategies that cannot go on after a run stopped midway (ray closes itself):
+    #: their capacity probes run to the end instead of stopping once past 1% misses.
+    stops_early: ClassVar[bool] = True
 
     def __init__(self, workload: Workload, settings: ThreadSettings | None = None, clock: Clock = time.perf_counter):
         self.workload = workload
@@ -110,6 +149,7 @@ class Strategy(ABC):
         self.clock = clock
         self.providers_used: list[str] = []  # filled by `open` from session.get_providers()
         self._stop = threading.Event()  # set by `stop()`; cleared when a run starts
+        self.arrivals: Arrivals | None = None  # the run in progress (or the last one)
 
     @classmethod
     def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
@@ -159,14 +199,19 @@ class Strategy(ABC):
         self.stop()
         self.close()
 
-    def run(self, period: float = 0.0, time_limit: float | None = None) -> RunResult:
-        """Process every frame once. With `period` > 0 frames arrive one per period; with
-        `time_limit` (seconds) the run fails with RunTimeout once it has taken longer."""
+    def run(self, period: float = 0.0, time_limit: float | None = None, schedule: Schedule | None = None,
+            late_after: float | None = None, late_budget: int = 0) -> RunResult:
+        """Process every frame once. With `period` > 0 frames arrive one per period; with a
+        `schedule` (several cameras) its frames arrive at its times instead; with `time_limit`
+        (seconds) the run fails with RunTimeout once it has taken longer; with `late_after` it
+        stops early with Overloaded once more than `late_budget` frames started that late."""
         if time_limit is not None and time_limit <= 0:
             raise ValueError(f"time_limit must be positive seconds or None (no limit), got {time_limit}.")
         self._stop.clear()
         start = self.clock()
-        arrivals = Arrivals(start, period, None if time_limit is None else start + time_limit, self._stop)
+        arrivals = Arrivals(start, period, None if time_limit is None else start + time_limit, self._stop, schedule,
+                            late_after if self.stops_early else None, late_budget)
+        self.arrivals = arrivals
         outputs, calls = self._execute(arrivals)
         wall = self.clock() - arrivals.start
         return RunResult(outputs=outputs, calls=calls, start=arrivals.start, wall_s=wall)
@@ -174,6 +219,14 @@ class Strategy(ABC):
     @abstractmethod
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         """Run every model on every frame; return outputs[model][frame] and the call records."""
+
+    def source(self, frame: int) -> int:
+        """The workload frame that run frame `frame` of the run in progress carries."""
+        return frame if self.arrivals is None else self.arrivals.source(frame)
+
+    def frame_count(self, arrivals: Arrivals) -> int:
+        """Frames in the run `arrivals` describes."""
+        return arrivals.frame_count(self.workload.frame_count)
 
 
 def release(owner: object, attribute: str, free: Callable[[Any], object]) -> None:

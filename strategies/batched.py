@@ -41,22 +41,18 @@ class Batched(SessionStrategy):
 
     def open(self) -> None:
         super().open()
-        for index, session in enumerate(self.sessions):
-            batch_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
-            if isinstance(batch_dim, int) and batch_dim > 0:
-                raise StrategyUnavailable(
-                    f"batched: model {self.workload.names[index]!r} has a fixed batch size of {batch_dim}, "
-                    "so frames cannot be stacked; export it with a dynamic batch axis.")
+        check_free_batch(self.name, self.sessions, self.workload.names)
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
-        count = self.workload.frame_count
+        count = self.frame_count(arrivals)
         outputs = empty_outputs(len(self.sessions), count)
         for first in range(0, count, self.k):
             last = min(first + self.k, count) - 1  # the last chunk may be shorter
             arrivals.wait_for(last, self.clock)  # the chunk's latency cost: wait for its last frame
             for model, (session, spec) in enumerate(zip(self.sessions, self.workload.models, strict=True)):
-                frames = spec.frames[first:last + 1]
+                frames = spec.frames[first:last + 1] if arrivals.schedule is None \
+                    else spec.frames[arrivals.schedule.sources[first:last + 1]]
                 per_frame = frames.shape[1]
                 # A slice of a C-contiguous array along its first axis reshapes without a copy.
                 stacked = np.ascontiguousarray(frames).reshape(-1, *frames.shape[2:])
@@ -67,6 +63,16 @@ class Batched(SessionStrategy):
                 for offset in range(last + 1 - first):
                     outputs[model][first + offset] = tuple(parts[offset] for parts in split)
         return outputs, log.calls
+
+
+def check_free_batch(strategy: str, sessions: list, names: list[str]) -> None:
+    """StrategyUnavailable unless every model's input has a free (dynamic) batch dimension."""
+    for index, session in enumerate(sessions):
+        batch_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
+        if isinstance(batch_dim, int) and batch_dim > 0:
+            raise StrategyUnavailable(
+                f"{strategy}: model {names[index]!r} has a fixed batch size of {batch_dim}, "
+                "so frames cannot be stacked; export it with a dynamic batch axis.")
 
 
 def _split(result: np.ndarray, frames: int, per_frame: int) -> list[np.ndarray]:

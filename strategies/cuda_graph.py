@@ -221,7 +221,7 @@ class CudaGraph(Strategy):
 
         def step(model: int, frame: int) -> Outputs:
             binding, outputs = self.bindings[model], self.outputs[model]
-            frame_input = np.ascontiguousarray(self.workload.models[model].frames[frame])
+            frame_input = np.ascontiguousarray(self.workload.models[model].frames[self.source(frame)])
             start = self.clock()
             if cudart is None:  # the CPU provider: onnxruntime's own copies
                 self.inputs[model].update_inplace(frame_input)  # the same address every frame: the graph reads it

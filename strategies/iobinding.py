@@ -59,7 +59,7 @@ class IOBinding(ModelThreads, SessionStrategy):
 
         def step(model: int, frame: int) -> Outputs:
             binding = self.bindings[model]
-            binding.bind_ortvalue_input(self.input_names[model], frames.get(model, frame))
+            binding.bind_ortvalue_input(self.input_names[model], frames.get(model, frame, self.source(frame)))
             start = self.clock()
             self.sessions[model].run_with_iobinding(binding)
             binding.synchronize_outputs()  # the device has finished before the clock reads

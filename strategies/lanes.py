@@ -83,7 +83,7 @@ def run_lanes(strategy: Strategy, arrivals: Arrivals, step: Callable[[int, int],
     """One `run_lane` per model, model i on `pools[i]`, with `step(model, frame)`. The first
     failure cancels the others (`cancel`, by default `arrivals.stop_all`) and is raised once
     they have ended. Returns outputs[model][frame]."""
-    futures = [pool.submit(run_lane, arrivals, strategy.workload.frame_count, partial(step, model),
+    futures = [pool.submit(run_lane, arrivals, strategy.frame_count(arrivals), partial(step, model),
                            strategy=strategy.name, model=name, clock=strategy.clock)
                for model, (pool, name) in enumerate(zip(pools, strategy.workload.names, strict=True))]
     wait_for_lanes(futures, cancel or arrivals.stop_all)
@@ -134,14 +134,14 @@ class EventLoopOwner(Strategy):
     def run_model_tasks(self, arrivals: Arrivals, step: Callable[[int, int], Awaitable[Outputs]]) -> list[list[Outputs]]:
         """One `run_lane_async` task per model on this strategy's loop; returns outputs[model][frame]."""
         return run_models(self.loop, [
-            run_lane_async(arrivals, self.workload.frame_count, partial(step, model), strategy=self.name, model=name,
+            run_lane_async(arrivals, self.frame_count(arrivals), partial(step, model), strategy=self.name, model=name,
                            clock=self.clock) for model, name in enumerate(self.workload.names)])
 
 
 async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
     """Await `frame`'s arrival without blocking the loop (at once offline)."""
     delay = arrivals.time_of(frame) - clock()
-    if arrivals.period > 0 and delay > 0:
+    if arrivals.streaming and delay > 0:
         await asyncio.sleep(delay)
 
 

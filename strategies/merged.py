@@ -69,13 +69,13 @@ class Merged(Strategy):
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
         models = len(self.workload.models)
-        outputs = empty_outputs(models, self.workload.frame_count)
+        outputs = empty_outputs(models, self.frame_count(arrivals))
         frames = self.workload.models[0].frames
-        for frame in range(self.workload.frame_count):
+        for frame in range(self.frame_count(arrivals)):
             arrivals.wait_for(frame, self.clock)
             start = self.clock()
             try:
-                results = self.session.run(None, {self.input_name: frames[frame]})
+                results = self.session.run(None, {self.input_name: frames[arrivals.source(frame)]})
             except Exception as error:
                 raise model_failed(self.name, self._culprit(str(error)), frame, error) from error
             end = self.clock()

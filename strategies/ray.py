@@ -500,6 +500,7 @@ class RayActors(Strategy):
     """
 
     name = "ray"
+    stops_early = False  # a stopped run closes the actors (answers in flight): probes run to the end
     models_at_once = True
 
     @classmethod
@@ -603,16 +604,16 @@ class RayActors(Strategy):
         models = self.workload.models
         pending: list[list[Any]] = [[] for _ in models]
         try:
-            for frame in range(self.workload.frame_count):
+            for frame in range(self.frame_count(arrivals)):
                 arrivals.wait_for(frame, self.clock)
                 self._check_instance(f"on frame {frame}")  # before ray.put: a lost raylet would end this process
                 refs = {}  # models that read the same array get the same reference
                 for model, (spec, actor) in enumerate(zip(models, self.actors, strict=True)):
                     key = id(spec.frames)
                     if key not in refs:
-                        refs[key] = ray.put(spec.frames[frame])
+                        refs[key] = ray.put(spec.frames[arrivals.source(frame)])
                     pending[model].append(actor.run.remote(refs[key]))
-            outputs = empty_outputs(len(models), self.workload.frame_count)
+            outputs = empty_outputs(len(models), self.frame_count(arrivals))
             calls = []
             for model, refs_of_model in enumerate(pending):
                 for frame, ref in enumerate(refs_of_model):

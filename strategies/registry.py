@@ -7,6 +7,7 @@ from strategies.asyncio_threads import AsyncioThreads
 from strategies.base import Strategy
 from strategies.batched import Batched
 from strategies.cuda_graph import CudaGraph
+from strategies.dynamic_batch import DynamicBatch
 from strategies.fanout import Fanout
 from strategies.iobinding import IOBinding
 from strategies.merged import Merged
@@ -22,7 +23,7 @@ from strategies.threads import Threads
 # the one that spreads models over a Ray cluster.
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Serial, Threads, Processes, Asyncio,
-    AsyncioThreads, ProcessesShm, Fanout, Merged, RunAsync, Batched,
+    AsyncioThreads, ProcessesShm, Fanout, Merged, RunAsync, Batched, DynamicBatch,
     IOBinding, CudaGraph, RayActors,
 )}
 

@@ -67,7 +67,7 @@ class RunAsync(SessionStrategy):
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
         models = len(self.sessions)
-        outputs = empty_outputs(models, self.workload.frame_count)
+        outputs = empty_outputs(models, self.frame_count(arrivals))
         idle = [threading.Semaphore(1) for _ in range(models)]  # one call in flight per session
         errors: list[tuple[int, int, str]] = []
 
@@ -92,7 +92,7 @@ class RunAsync(SessionStrategy):
                 raise
 
         try:
-            for frame in range(self.workload.frame_count):
+            for frame in range(self.frame_count(arrivals)):
                 arrivals.wait_for(frame, self.clock)
                 for model in range(models):
                     idle[model].acquire()

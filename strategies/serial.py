@@ -20,8 +20,8 @@ class Serial(SessionStrategy):
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
-        outputs = empty_outputs(len(self.sessions), self.workload.frame_count)
-        for frame in range(self.workload.frame_count):
+        outputs = empty_outputs(len(self.sessions), self.frame_count(arrivals))
+        for frame in range(self.frame_count(arrivals)):
             arrivals.wait_for(frame, self.clock)
             for model in range(len(self.sessions)):
                 with failure_of(self.name, self.workload.names[model], frame):

@@ -21,10 +21,14 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bench.measure.measurement import Measurement
 
-SYNTAX = "FAST >= FACTORx SLOW, e.g. 'threads >= 1.3x serial-ort-defaults'"
+SYNTAX = ("FAST >= FACTORx SLOW, e.g. 'threads >= 1.3x serial-ort-defaults', or NAME cameras >= N, "
+          "e.g. 'threads cameras >= 6'")
+# A capacity gate: the streaming benchmark of NAME served at least N cameras (bench/measure/capacity.py).
+_CAPACITY = re.compile(r"^\s*(?P<name>[\w.-]+?)\s+cameras\s*>=\s*(?P<cameras>\d+)\s*$")
 _GATE = re.compile(r"^\s*(?P<fast>[\w.-]+?)\s*>=\s*(?P<factor>\d+(?:\.\d*)?|\.\d+)\s*x\s*(?P<slow>[\w.-]+)\s*$")
 
 
@@ -40,7 +44,7 @@ class Gate:
 
 @dataclass(frozen=True)
 class GateResult:
-    gate: Gate
+    gate: Gate | CapacityGate
     passed: bool
     speedup: float | None  # median wall of SLOW / median wall of FAST; None when not measured
     reason: str
@@ -49,8 +53,26 @@ class GateResult:
         return f"{'PASS' if self.passed else 'FAIL'}  {self.gate}: {self.reason}"
 
 
-def parse_gate(text: str) -> Gate:
+@dataclass(frozen=True)
+class CapacityGate:
+    """NAME cameras >= N: the capacity search of NAME's streaming benchmark found at least N cameras."""
+
+    name: str
+    cameras: int
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def __str__(self) -> str:
+        return f"{self.name} cameras >= {self.cameras}"
+
+
+def parse_gate(text: str) -> Gate | CapacityGate:
     """Parse one --gate value; the error says what the syntax is."""
+    capacity = _CAPACITY.match(text)
+    if capacity is not None:
+        return CapacityGate(capacity["name"], int(capacity["cameras"]))
     match = _GATE.match(text)
     if match is None:
         raise argparse.ArgumentTypeError(f"expected {SYNTAX}; got {text!r}.")
@@ -76,7 +98,7 @@ def strategy_of(reference: str, strategies: Sequence[str]) -> str | None:
 def check_references(gates: Sequence[Gate], strategies: Sequence[str], selected: Sequence[str]) -> None:
     """Raise ValueError for a gate naming an unknown strategy, or one not selected to run."""
     for gate in gates:
-        for reference in (gate.fast, gate.slow):
+        for reference in getattr(gate, "references", None) or (gate.fast, gate.slow):
             name = strategy_of(reference, strategies)
             if name is None:
                 raise ValueError(f"--gate {str(gate)!r}: {reference!r} names no strategy; use a strategy name "
@@ -86,20 +108,26 @@ def check_references(gates: Sequence[Gate], strategies: Sequence[str], selected:
                                  f"(--strategy selects {', '.join(selected)}).")
 
 
-def evaluate(gates: Sequence[Gate], measurements: Sequence[Measurement], default_labels: Mapping[str, str]) -> list[GateResult]:
+def evaluate(gates: Sequence[Gate | CapacityGate], measurements: Sequence[Measurement],
+             default_labels: Mapping[str, str]) -> list[GateResult]:
     """Evaluate every gate on this run's measurements.
 
     `default_labels` maps a strategy name to the settings label of its default-settings
     benchmark, which is what a bare strategy name in a gate refers to.
     """
-    by_key = {measurement.key: measurement for measurement in measurements}
+    # Speed gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
+    by_key = {measurement.key: measurement for measurement in measurements if measurement.scenario == "offline"}
+    streamed = {measurement.key: measurement for measurement in measurements if measurement.capacity}
 
-    def find(reference: str) -> Measurement | None:
+    def find(reference: str, among: Mapping[str, Measurement] = by_key) -> Measurement | None:
         key = f"{reference}-{default_labels[reference]}" if reference in default_labels else reference
-        return by_key.get(key)
+        return among.get(key)
 
     results = []
     for gate in gates:
+        if isinstance(gate, CapacityGate):
+            results.append(capacity_result(gate, find(gate.name, streamed)))
+            continue
         fast, slow = find(gate.fast), find(gate.slow)
         missing = [ref for ref, found in ((gate.fast, fast), (gate.slow, slow)) if found is None]
         if missing or fast is None or slow is None:
@@ -113,6 +141,31 @@ def evaluate(gates: Sequence[Gate], measurements: Sequence[Measurement], default
                                   f"{fast.key} {fast_s:.4g} s vs {slow.key} {slow_s:.4g} s (median wall per run): "
                                   f"{speedup:.2f}x, {'at least' if passed else 'below'} {gate.factor:g}x."))
     return results
+
+
+def capacity_result(gate: CapacityGate, measurement: Measurement | None) -> GateResult:
+    if measurement is None:
+        return GateResult(gate, False, None, f"no capacity of {gate.name!r} (its streaming benchmark failed, was "
+                                             "deselected, or ran with --no-capacity).")
+    cameras = measurement.capacity["cameras"]
+    passed = cameras >= gate.cameras
+    return GateResult(gate, passed, None, f"{measurement.key} serves {cameras} cameras at "
+                                          f"{measurement.capacity['fps']:g} fps, {'at least' if passed else 'below'} "
+                                          f"{gate.cameras}.")
+
+
+def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str, Mapping[str, Any]],
+                   label: str = "the saved run") -> list[str]:
+    """One line per benchmark whose capacity (cameras served) fell against a saved run: a regression.
+    Both map a benchmark's full name to its extra_info; benchmarks without a capacity on either side are skipped."""
+    lines = []
+    for name, now in current.items():
+        before = (saved.get(name) or {}).get("capacity") or {}
+        after = now.get("capacity") or {}
+        if before and after and after["cameras"] < before["cameras"]:
+            lines.append(f"{name} against {label}: capacity {before['cameras']} -> {after['cameras']} cameras at "
+                         f"{after['fps']:g} fps (a capacity drop)")
+    return lines
 
 
 def median_wall(measurement: Measurement) -> float:

@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 # Stored only where measured (serial, offline), as before the schema version: other benchmarks lack the keys.
 # The foreign load likewise: it is measured only with the sampler.
 ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info", "foreign_load_cores",
-                      "rounds_foreign_load_cores", "usable_cores")  # stored only when not None / {} / []
+                      "rounds_foreign_load_cores", "usable_cores", "capacity")  # stored only when not None / {} / []
 
 
 class HistoryError(ValueError):
@@ -92,6 +92,14 @@ class Measurement:
     foreign_load_cores: float | None = None
     rounds_foreign_load_cores: list[float] = field(default_factory=list)
     usable_cores: int | None = None  # the cores this run could use (cpu_util_* are fractions of them)
+    # Streaming: the most cameras at target_fps this benchmark served (bench/measure/capacity.py
+    # Capacity.as_dict: cameras, aggregate_fps, p50_s/p99_s at capacity, deadline, every probe);
+    # {} where not searched (offline, --no-capacity, a run saved before it was).
+    capacity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def capacity_cameras(self) -> int | None:
+        return self.capacity.get("cameras") if self.capacity else None
 
     @property
     def key(self) -> str:
@@ -127,15 +135,17 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
                       equivalence: Mapping[str, Any], resources: ResourceSummary | None, sample_rate: float,
                       gpu_absent: str | None, packing_limit: PackingLimit,
                       overhead: HarnessOverhead | None = None,
-                      strategy_info: Mapping[str, Any] | None = None) -> Measurement:
+                      strategy_info: Mapping[str, Any] | None = None, workload_frames: int | None = None,
+                      capacity: Mapping[str, Any] | None = None) -> Measurement:
     """Summarise the timed runs by the run with the median wall time: every field, computed once."""
     median = median_run(runs)
+    frames_in = workload_frames if workload_frames is not None else (len(median.outputs[0]) if median.outputs else 0)
     frames = len(median.outputs[0]) if median.outputs else 0
     latency: dict[str, Any] = {}
     if per_frame:
         # A strategy without per-frame completion gets no latency: its call records cover
         # whole videos, so "latency" would be the run's end for every frame, which is not one.
-        summary = latency_over_runs(runs, scenario.period, scenario.deadline_s)
+        summary = latency_over_runs(runs, scenario.period, scenario.deadline_s, scenario.schedule(frames_in))
         latency = dict(latency_frames=summary.frames, latency_p50_s=summary.p50_s, latency_p90_s=summary.p90_s,
                        latency_p99_s=summary.p99_s, latency_max_s=summary.max_s, latency_mean_s=summary.mean_s,
                        deadline_misses=summary.misses)
@@ -157,4 +167,4 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
         timeline=timeline(median, scenario.period), provider_options=dict(provider_options), tolerance=tolerance,
         equivalence=dict(equivalence), packing_limit=packing_limit.as_dict(),
         harness_overhead=overhead.fraction if overhead else None, bare_loop_s=overhead.bare_s if overhead else None,
-        strategy_info=dict(strategy_info or {}))
+        strategy_info=dict(strategy_info or {}), capacity=dict(capacity or {}))

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from strategies import RunResult
+from strategies.streams import Schedule
 
 PERCENTILES = (50, 90, 99)
 # Timeline timestamps are stored rounded to a microsecond: far below a session.run, and it
@@ -52,11 +53,11 @@ def frame_completions(run: RunResult) -> np.ndarray:
     return finished.max(axis=0)
 
 
-def frame_latencies(run: RunResult, period: float) -> np.ndarray:
-    """Seconds from each frame's arrival to its completion."""
+def frame_latencies(run: RunResult, period: float, schedule: Schedule | None = None) -> np.ndarray:
+    """Seconds from each frame's arrival to its completion (arrivals at `schedule`'s times when given)."""
     completions = frame_completions(run)
-    arrivals = run.start + np.arange(completions.size) * period
-    return completions - arrivals
+    offsets = np.arange(completions.size) * period if schedule is None else schedule.times
+    return completions - (run.start + offsets)
 
 
 def deadline_misses(latencies: np.ndarray, deadline_s: float) -> int:
@@ -87,9 +88,10 @@ def summarise_latencies(latencies: np.ndarray, deadline_s: float | None) -> Late
                           misses=None if deadline_s is None else deadline_misses(values, deadline_s))
 
 
-def latency_over_runs(runs: Sequence[RunResult], period: float, deadline_s: float | None) -> LatencySummary:
+def latency_over_runs(runs: Sequence[RunResult], period: float, deadline_s: float | None,
+                      schedule: Schedule | None = None) -> LatencySummary:
     """Percentiles over the frames of every timed run together: more frames, steadier tails."""
-    return summarise_latencies(np.concatenate([frame_latencies(run, period) for run in runs]), deadline_s)
+    return summarise_latencies(np.concatenate([frame_latencies(run, period, schedule) for run in runs]), deadline_s)
 
 
 def _natural(text: str) -> list[Any]:

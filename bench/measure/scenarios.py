@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.measure.limits import checked_float
+from strategies.streams import PHASES, SPREAD, Schedule, camera_schedule
 
 OFFLINE, STREAMING = "offline", "streaming"
 SCENARIO_CHOICES = ("both", OFFLINE, STREAMING)
@@ -31,6 +32,9 @@ class Scenario:
 
     name: str
     fps: float | None = None
+    streams: int = 1  # cameras, each at `fps` (--streams)
+    phase: str = SPREAD  # how their frames fall in a period (--stream-phase)
+    deadline_override_s: float | None = None  # --deadline-ms; None: one camera period
 
     def __post_init__(self) -> None:
         if self.name not in (OFFLINE, STREAMING):
@@ -39,6 +43,9 @@ class Scenario:
             raise ValueError(f"a streaming scenario needs a frame rate above 0, got fps={self.fps!r}.")
         if self.name == OFFLINE and self.fps is not None:
             raise ValueError(f"an offline scenario has no frame rate, got fps={self.fps!r}.")
+        if self.streams < 1 or self.phase not in PHASES:
+            raise ValueError(f"a scenario needs at least one stream and a phase of {', '.join(PHASES)}, got "
+                             f"streams={self.streams!r}, phase={self.phase!r}.")
 
     @property
     def period(self) -> float:
@@ -48,14 +55,28 @@ class Scenario:
     @property
     def deadline_s(self) -> float | None:
         """The latency a frame may take before it counts as missed: one frame period."""
-        return self.period if self.name == STREAMING else None
+        if self.name != STREAMING:
+            return None
+        return self.deadline_override_s if self.deadline_override_s is not None else self.period
 
     @property
     def id(self) -> str:
-        return OFFLINE if self.name == OFFLINE else f"stream{self.fps:g}fps"
+        if self.name == OFFLINE:
+            return OFFLINE
+        cameras = "" if self.streams == 1 else f"x{self.streams}" + ("aligned" if self.phase != SPREAD else "")
+        return f"stream{self.fps:g}fps{cameras}"
+
+    def schedule(self, workload_frames: int) -> Schedule | None:
+        """The arrivals of one streaming round: every camera streams `workload_frames` frames (the
+        workload's frames round-robin over the cameras); None offline and for one camera, whose
+        frames arrive one per period as they always did."""
+        if self.name != STREAMING or (self.streams == 1 and self.phase == SPREAD):
+            return None
+        return camera_schedule(self.streams, self.fps, workload_frames, workload_frames, self.phase)
 
 
-def selected_scenarios(choice: str, fps: float) -> list[Scenario]:
+def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = SPREAD,
+                       deadline_s: float | None = None) -> list[Scenario]:
     """The scenarios `--scenario` and `--fps` ask for; `--fps 0` turns streaming off."""
     if choice not in SCENARIO_CHOICES:
         raise ValueError(f"--scenario must be one of {', '.join(SCENARIO_CHOICES)}, got {choice!r}.")
@@ -67,7 +88,7 @@ def selected_scenarios(choice: str, fps: float) -> list[Scenario]:
     if choice in ("both", OFFLINE):
         scenarios.append(Scenario(OFFLINE))
     if choice in ("both", STREAMING) and fps > 0:
-        scenarios.append(Scenario(STREAMING, fps))
+        scenarios.append(Scenario(STREAMING, fps, streams, phase, deadline_s))
     return scenarios
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from bench.compare.saved import SavedRun, history_files, load_runs, same_workload_runs
 from bench.measure.measurement import HistoryError, Measurement
+from bench.report.capacity import CHART as CAPACITY_CHART
+from bench.report.capacity import capacity_markdown
 from bench.report.charts import TrendPoint, latency_chart, trend_chart, wall_and_speedup_chart
 from bench.report.recommend import recommendation, streaming_recommendation
 from bench.report.table import by_scenario, markdown_tables
@@ -29,7 +31,7 @@ REPORT_NAME = "report.md"
 TIMELINES = "timelines"
 #: What a report writes into its directory; all of it is removed first, so the directory
 #: holds exactly the last report (files the report does not own are left alone).
-OWNED = (REPORT_NAME, "wall-speedup-*.png", "latency-*.png", "trend.png", f"{TIMELINES}/*.png")
+OWNED = (REPORT_NAME, "wall-speedup-*.png", "latency-*.png", "trend.png", f"{TIMELINES}/*.png", CAPACITY_CHART)
 
 
 def slug(text: str) -> str:
@@ -61,7 +63,7 @@ def write_report(measurements: Sequence[Measurement], out_dir: Path, *, context:
             old.unlink()
     lines = ["# fanbench report", "", *(f"- {line}" for line in context), "", "## Recommendation", "",
              *(f"- {line}" for line in recommendation_lines(measurements)), "", "## Results", "",
-             markdown_tables(measurements), "", "## Charts", ""]
+             markdown_tables(measurements), "", *capacity_markdown(measurements, out_dir), "## Charts", ""]
     for title, group in by_scenario(measurements).items():
         chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}", out_dir / f"wall-speedup-{slug(title)}.png")
         lines += [f"![wall time and speedup, {title}]({chart.name})", ""]

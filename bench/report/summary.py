@@ -14,6 +14,7 @@ import pytest
 
 from bench.compare.gates import GateResult
 from bench.measure.measurement import Measurement
+from bench.report.capacity import capacity_lines
 from bench.report.markdown import recommendation_lines, write_report
 from bench.report.table import fill, format_table
 from strategies import onnxruntime, usable_cores
@@ -42,6 +43,8 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if measurements:
         reporter.write_sep("=", "fanbench")
         reporter.write_line(format_table(measurements, width))
+        for line in capacity_lines(measurements, width):
+            reporter.write_line(line)
     for line in overhead_lines:
         say(line)
     if gpu_absent and not any(m.gpu_absent for m in measurements):
@@ -76,7 +79,8 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
         for line in within_noise:
             say(line)
     if regressions:
-        reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})", red=True)
+        reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})" if checks
+                           else "fanbench: below the saved run", red=True)
         for line in regressions:
             say(line, red=True)
         say("A check fails when its threshold is exceeded and the rounds differ significantly (Mann-Whitney "

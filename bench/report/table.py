@@ -268,6 +268,14 @@ def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
     return rendered
 
 
+def table_lines(table: Table, width: int | None) -> list[str]:
+    """One table for the terminal under its title, in blocks that fit `width` (None: one line per row)."""
+    lines: list[str] = []
+    for number, block in enumerate(_text_blocks(table, width)):
+        lines += ["", f"{table[0]}{' (continued)' if number else ''}:", *block]
+    return lines
+
+
 def format_table(measurements: Sequence[Measurement], width: int | None = None) -> str:
     """Plain-text tables for the terminal, fitted to `width` columns (None: one line per row).
 
@@ -279,8 +287,7 @@ def format_table(measurements: Sequence[Measurement], width: int | None = None) 
     for table in tables(measurements):
         table, dropped = drop_empty_columns(table)
         left_out.update(dict.fromkeys(dropped))
-        for number, block in enumerate(_text_blocks(table, width)):
-            lines += ["", f"{table[0]}{' (continued)' if number else ''}:", *block]
+        lines += table_lines(table, width)
     notes_ = notes(measurements)
     if left_out:
         notes_.append(f"no value in this run, so not shown (the report keeps them): {', '.join(left_out)}.")

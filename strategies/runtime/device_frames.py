@@ -51,8 +51,9 @@ class DeviceFrames:
         self._cancelled = False
         self.uploads = 0  # how many host-to-device copies were made (tests check: one per frame per array)
 
-    def get(self, model: int, frame: int) -> Any:
-        """The device copy of `frame` for `model`; uploads it if no model has yet."""
+    def get(self, model: int, frame: int, source: int | None = None) -> Any:
+        """The device copy of `frame` for `model`; uploads it if no model has yet. `source`: the
+        row of the arrays that run frame `frame` carries (several cameras reuse rows), default `frame`."""
         key = (self._group[model], frame)
         with self._cond:
             self._cond.wait_for(lambda: self._cancelled or frame < min(self._done) + self.ahead)
@@ -65,7 +66,8 @@ class DeviceFrames:
                 self.uploads += 1
         if upload:
             try:
-                entry.value = self._ortvalue.ortvalue_from_numpy(self.arrays[model][frame], self.device, self.device_id)
+                row = frame if source is None else source
+                entry.value = self._ortvalue.ortvalue_from_numpy(self.arrays[model][row], self.device, self.device_id)
             except BaseException as error:
                 entry.error = error
                 raise

@@ -178,7 +178,7 @@ class SessionStrategy(Strategy):
         self.sessions = []
 
     def feeds(self, model: int, frame: int) -> dict[str, np.ndarray]:
-        return {self.input_names[model]: self.workload.models[model].frames[frame]}
+        return {self.input_names[model]: self.workload.models[model].frames[self.source(frame)]}
 
     def run_one(self, log: CallLog, model: int, frame: int, lane: str) -> Outputs:
         """One `session.run` of `model` on `frame`, recorded in `log`."""

@@ -89,9 +89,9 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
         log = CallLog(time.perf_counter)
         outputs: list[Outputs] = []
         try:
-            for frame in range(count):
+            for frame in range(arrivals.frame_count(count)):
                 arrivals.wait_for(frame)
-                outputs.append(tuple(log.run(session, {input_name: frames[frame]}, model, frame, lane)))
+                outputs.append(tuple(log.run(session, {input_name: frames[arrivals.source(frame)]}, model, frame, lane)))
         except RunTimeout as error:
             conn.send((TIMED_OUT, f"model {name!r} before frame {len(outputs)}: {error}"))
             continue
@@ -158,7 +158,7 @@ class WorkerPool:
             stop: Callable[[], None] | None = None) -> tuple[list[list[Outputs]], list[CallRecord]]:
         """Every worker runs its model over every frame (`serve`); their outputs and call records.
         Past the run's deadline plus a grace second: RunTimeout (closing the pool kills them)."""
-        self.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline)))
+        self.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline, None, arrivals.schedule)))
         answers = self.collect(DONE, answer_timeout(arrivals, clock), stop)
         return [answer[0] for answer in answers], [call for answer in answers for call in answer[1]]
 

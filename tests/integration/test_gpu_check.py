@@ -59,13 +59,18 @@ def test_a_bad_frame_count_is_a_usage_error(capsys):
 
 def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_models_when_present():
     with_real = steps(300, 100, 10.0, ["det.onnx@640x640", "cls.onnx@48x192"])
-    assert [step.name for step in with_real] == ["tests", "writeup", "noise", "real"]
+    assert [step.name for step in with_real] == ["tests", "writeup", "noise", "capacity", "real"]
     assert tuple(step.name for step in with_real) == STEP_NAMES  # what --step accepts
     assert with_real[0].args == ("-m", "gpu", "--require-gpu", "tests")
     assert "--strategy" not in with_real[1].args  # every strategy
-    assert with_real[3].args[-4:] == ("--model", "det.onnx@640x640", "--model", "cls.onnx@48x192")
+    capacity = with_real[3].args
+    assert "--scenario" not in capacity  # offline, and streaming with the capacity search
+    assert "--no-capacity" not in capacity
+    assert [capacity[i + 1] for i, arg in enumerate(capacity) if arg == "--strategy"] == \
+        ["serial", "threads", "asyncio_threads", "dynamic_batch", "cuda_graph", "batched"]
+    assert with_real[4].args[-4:] == ("--model", "det.onnx@640x640", "--model", "cls.onnx@48x192")
     assert all("--require-gpu" in step.args for step in with_real)
-    assert [step.name for step in steps(300, 100, 10.0, [])] == ["tests", "writeup", "noise"]
+    assert [step.name for step in steps(300, 100, 10.0, [])] == ["tests", "writeup", "noise", "capacity"]
 
 
 def test_the_dry_run_swaps_the_gpu_for_the_cpu_and_the_writeup_for_tiny_models():
@@ -76,7 +81,7 @@ def test_the_dry_run_swaps_the_gpu_for_the_cpu_and_the_writeup_for_tiny_models()
         assert step.args[:3] == ("bench", "--provider", "cpu")
         assert "--require-gpu" not in step.args
         assert "writeup" not in step.args
-    assert all(" ".join(DRY_RUN_WORKLOAD) in " ".join(step.args) for step in dry[1:3])
+    assert all(" ".join(DRY_RUN_WORKLOAD) in " ".join(step.args) for step in dry[1:4])
 
 
 def test_cuda_options_reach_every_benchmark_step_and_not_the_plain_tests():
@@ -274,7 +279,7 @@ def test_a_signal_during_a_step_runs_no_further_step_and_exits_as_a_shell_report
     assert ran == ["tests"]
     text = (tmp_path / "summary.md").read_text()
     assert "## gpu-marked tests: INTERRUPTED (received SIGTERM)" in text
-    assert "not run: writeup, noise." in text
+    assert "not run: writeup, noise, capacity." in text
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
 
 

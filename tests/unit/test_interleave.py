@@ -5,6 +5,7 @@ pytest-benchmark exactly, and what cannot fit or cannot combine refused in one l
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import pytest
 
@@ -32,19 +33,19 @@ class FailsOnSecondRun(SERIAL):
     name = "fails_second"
     runs = 0
 
-    def run(self, period: float = 0.0, time_limit: float | None = None) -> RunResult:
+    def run(self, period: float = 0.0, time_limit: float | None = None, **kwargs: Any) -> RunResult:
         type(self).runs += 1
         if type(self).runs == 2:
             raise StrategyError("fails_second: model m failed on frame 0: boom")
-        return super().run(period, time_limit)
+        return super().run(period, time_limit, **kwargs)
 
 
 class WrongOnThirdRun(SERIAL):
     name = "wrong_third"
     runs = 0
 
-    def run(self, period: float = 0.0, time_limit: float | None = None) -> RunResult:
-        result = super().run(period, time_limit)
+    def run(self, period: float = 0.0, time_limit: float | None = None, **kwargs: Any) -> RunResult:
+        result = super().run(period, time_limit, **kwargs)
         type(self).runs += 1
         if type(self).runs == 3:
             result.outputs[1][2] = tuple(array + 1 for array in result.outputs[1][2])
@@ -141,7 +142,7 @@ def test_an_interrupt_stops_the_run_and_closes_every_opened_strategy(tiny_worklo
     class Interrupted(SERIAL):
         name = "interrupted"
 
-        def run(self, period: float = 0.0, time_limit: float | None = None) -> RunResult:
+        def run(self, period: float = 0.0, time_limit: float | None = None, **kwargs: Any) -> RunResult:
             raise KeyboardInterrupt
 
     for cls in (SERIAL, THREADS):  # Interrupted closes through serial's
