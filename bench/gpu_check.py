@@ -53,7 +53,7 @@ USAGE_ERROR = 4
 TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number
 STOP_GRACE_S = 60.0  # how long a stopped step may take to write what it finished before it is killed
 POLL_S = 0.2  # how often a running step is checked against a stop
-STEP_NAMES = ("tests", "writeup", "noise", "capacity", "real")
+STEP_NAMES = ("tests", "writeup", "noise", "capacity", "real", "real-capacity")
 # The strategies issue 24 names for the capacity step; batched has no stream and runs offline only.
 CAPACITY_STRATEGIES = ("serial", "threads", "asyncio_threads", "dynamic_batch", "cuda_graph", "batched")
 
@@ -78,7 +78,8 @@ DRY_RUN_WORKLOAD = ("--model-size", "tiny", "--frame-size", "64x64")
 
 
 def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequence[str],
-          provider: str = "cuda", cuda_options: Sequence[str] = ()) -> list[Step]:
+          provider: str = "cuda", cuda_options: Sequence[str] = (), capacity_frames: int = 50,
+          capacity_rounds: int = 3, probe_seconds: float = 3.0) -> list[Step]:
     on_gpu = provider == "cuda"
     device = ("--require-gpu", *(arg for option in cuda_options for arg in ("--cuda-option", option))) if on_gpu \
         else ("--provider", "cpu")
@@ -93,14 +94,19 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
         Step("noise", f"serial's run-to-run spread: onnxruntime's thread pools or the device ({frames} frames)",
              (*bench, *workload, "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
               "--threads", "ort", "--threads", "intra=1,inter=1,spin=0")),
-        Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {frames} frames",
-             (*common, *workload, "--frames", str(frames), "--fps", "25",
-              *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))),
     ]
+    # The capacity steps stream: each round takes frames / 25 s by design, so they have frames of their own.
+    capacity = ("--frames", str(capacity_frames), "--fps", "25", "--rounds", str(capacity_rounds),
+                "--probe-seconds", f"{probe_seconds:g}",
+                *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))
+    listed.append(Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {capacity_frames} frames",
+                       (*common, *workload, *capacity)))
     if real_models:
+        models = tuple(arg for model in real_models for arg in ("--model", model))
         listed.append(Step("real", f"real models, {real_frames} frames",
-                           (*bench, "--frames", str(real_frames), *(arg for model in real_models
-                                                                    for arg in ("--model", model)))))
+                           (*bench, "--frames", str(real_frames), *models)))
+        listed.append(Step("real-capacity", f"real models: cameras at 25 fps (capacity search), {capacity_frames} frames",
+                           (*common, *models, *capacity)))
     return listed
 
 
@@ -173,21 +179,47 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _cameras(info: dict[str, Any]) -> str:
+    capacity = info.get("capacity")
+    if not capacity:
+        return "-"
+    p99 = capacity.get("p99_s")
+    return f"{capacity['cameras']} (p99 {'-' if p99 is None else f'{p99 * 1e3:.1f}'} ms)"
+
+
 def benchmark_table(benchmarks: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown rows: median wall, spread of the rounds, ratio to serial ort-defaults, GPU, equality."""
+    """Markdown rows: scenario, median wall, spread of the rounds, ratio to serial ort-defaults (offline), GPU,
+    cameras served (where a capacity was searched), equality."""
     infos = [bench["extra_info"] for bench in benchmarks if bench.get("extra_info", {}).get("wall_s")]
-    base = next((info["wall_s"] for info in infos if info["strategy"] == "serial" and info.get("ort_defaults")), None)
-    rows = ["| strategy | settings | wall (s) | rounds min-max (spread) | x serial-ort-defaults | GPU util mean % "
-            "| GPU MB | equal | provider |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    base = next((info["wall_s"] for info in infos if info["strategy"] == "serial" and info.get("ort_defaults")
+                 and info.get("scenario", "offline") == "offline"), None)
+    rows = ["| strategy | settings | scenario | wall (s) | rounds min-max (spread) | x serial-ort-defaults "
+            "| GPU util mean % | GPU MB | cameras at capacity | equal | provider |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for info in infos:
-        ratio = f"{base / info['wall_s']:.2f}" if base else "-"
+        offline = info.get("scenario", "offline") == "offline"
+        ratio = f"{base / info['wall_s']:.2f}" if base and offline else "-"  # a stream's wall is paced
         memory = info.get("gpu_memory_peak_bytes")
-        rows.append(f"| {info['strategy']} | {info['settings']} | {info['wall_s']:.3f} | "
-                    f"{_spread(info.get('rounds_wall_s') or [info['wall_s']])} | {ratio} | "
+        rows.append(f"| {info['strategy']} | {info['settings']} | {info.get('scenario', 'offline')} | "
+                    f"{info['wall_s']:.3f} | {_spread(info.get('rounds_wall_s') or [info['wall_s']])} | {ratio} | "
                     f"{_percent(info.get('gpu_util_mean'))} | {'-' if memory is None else f'{memory / 2**20:.0f}'} | "
-                    f"{'yes' if info.get('equivalent') else 'NO'} | {info.get('provider', '-')} |")
+                    f"{_cameras(info)} | {'yes' if info.get('equivalent') else 'NO'} | {info.get('provider', '-')} |")
     return rows
+
+
+def cameras_line(benchmarks: Sequence[dict[str, Any]]) -> str | None:
+    """Which strategy serves the most cameras, and the runner-up, as the main job's answer says it."""
+    found = sorted((bench["extra_info"] for bench in benchmarks if (bench.get("extra_info") or {}).get("capacity")),
+                   key=lambda info: (-info["capacity"]["cameras"], info["capacity"].get("p99_s") or 0.0))
+    if not found:
+        return None
+    top, c = found[0], found[0]["capacity"]
+    line = (f"- this host serves {c['cameras']} cameras at {c['fps']:g} fps with {top['strategy']} {top['settings']} "
+            f"(p99 {(c.get('p99_s') or 0.0) * 1e3:.1f} ms)")
+    runner = next((info for info in found[1:] if info["strategy"] != top["strategy"]), None)
+    if runner is not None:
+        line += f"; {runner['strategy']} {runner['settings']} serves {runner['capacity']['cameras']}"
+    return line
 
 
 def device_lines(results: Sequence[StepResult]) -> list[str]:
@@ -222,6 +254,9 @@ def summary(results: Sequence[StepResult], command: str, stopped: str | None = N
                   f"`pytest {' '.join(result.step.args)}`", ""]
         if result.benchmarks:
             lines += benchmark_table(result.benchmarks)
+            cameras = cameras_line(result.benchmarks)
+            if cameras is not None:
+                lines += ["", cameras]
             tolerances = sorted({bench["extra_info"].get("tolerance") for bench in result.benchmarks
                                  if bench["extra_info"].get("tolerance")})
             lines += [""] + [f"- equal to serial within: {tolerance}" for tolerance in tolerances]
@@ -347,6 +382,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "summary.md go (default reports/gpu-check)")
     parser.add_argument("--frames", type=int, default=300, help="frames of the write-up workload (default 300)")
     parser.add_argument("--real-frames", type=int, default=100, help="frames of the real-model run (default 100)")
+    parser.add_argument("--capacity-frames", type=int, default=50,
+                        help="frames of the capacity steps' workloads (each streamed at 25 fps; default 50)")
+    parser.add_argument("--capacity-rounds", type=int, default=3, help="timed rounds of the capacity steps (default 3)")
+    parser.add_argument("--probe-seconds", type=float, default=3.0,
+                        help="each capacity probe's stream, in seconds (default 3, as pytest bench's)")
     parser.add_argument("--sample-rate", type=float, default=10.0, help="resource samples per second (default 10)")
     parser.add_argument("--step", action="append", choices=STEP_NAMES, dest="only", metavar="STEP",
                         help=f"run only this step (repeat for several; default all: {', '.join(STEP_NAMES)})")
@@ -365,7 +405,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"it finished (up to {STOP_GRACE_S:g} s more), summary.md says which step ran out "
                              f"of time; exit {TIMED_OUT} (default: no limit)")
     args = parser.parse_args(argv)
-    for name in ("frames", "real_frames", "sample_rate", "timeout"):
+    for name in ("frames", "real_frames", "capacity_frames", "capacity_rounds", "probe_seconds", "sample_rate", "timeout"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.exit(USAGE_ERROR, f"error: --{name.replace('_', '-')} must be above 0, got {getattr(args, name)}.\n")
     for text in args.cuda_option:
@@ -396,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     real_models, missing = real_model_args("640x640" if args.provider == "cuda" else "64x64")
     chosen = [step for step in steps(args.frames, args.real_frames, args.sample_rate, real_models, args.provider,
-                                     args.cuda_option)
+                                     args.cuda_option, args.capacity_frames, args.capacity_rounds, args.probe_seconds)
               if args.only is None or step.name in args.only]
     stop = Stop(args.timeout)
     results: list[StepResult] = []

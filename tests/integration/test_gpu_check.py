@@ -58,17 +58,23 @@ def test_a_bad_frame_count_is_a_usage_error(capsys):
 
 
 def test_the_steps_are_the_gpu_tests_the_writeup_the_noise_check_and_the_real_models_when_present():
-    with_real = steps(300, 100, 10.0, ["det.onnx@640x640", "cls.onnx@48x192"])
-    assert [step.name for step in with_real] == ["tests", "writeup", "noise", "capacity", "real"]
+    with_real = steps(300, 100, 10.0, ["det.onnx@640x640", "cls.onnx@48x192"], capacity_frames=60, capacity_rounds=2,
+                      probe_seconds=2.5)
+    assert [step.name for step in with_real] == ["tests", "writeup", "noise", "capacity", "real", "real-capacity"]
     assert tuple(step.name for step in with_real) == STEP_NAMES  # what --step accepts
     assert with_real[0].args == ("-m", "gpu", "--require-gpu", "tests")
     assert "--strategy" not in with_real[1].args  # every strategy
-    capacity = with_real[3].args
-    assert "--scenario" not in capacity  # offline, and streaming with the capacity search
-    assert "--no-capacity" not in capacity
-    assert [capacity[i + 1] for i, arg in enumerate(capacity) if arg == "--strategy"] == \
-        ["serial", "threads", "asyncio_threads", "dynamic_batch", "cuda_graph", "batched"]
+    for capacity in (with_real[3].args, with_real[5].args):
+        assert "--scenario" not in capacity  # offline, and streaming with the capacity search
+        assert "--no-capacity" not in capacity
+        assert capacity[capacity.index("--frames") + 1] == "60"  # their own frames: a stream takes frames / fps
+        assert capacity[capacity.index("--rounds") + 1] == "2"
+        assert capacity[capacity.index("--probe-seconds") + 1] == "2.5"
+        assert [capacity[i + 1] for i, arg in enumerate(capacity) if arg == "--strategy"] == \
+            ["serial", "threads", "asyncio_threads", "dynamic_batch", "cuda_graph", "batched"]
+    assert "writeup" in with_real[3].args
     assert with_real[4].args[-4:] == ("--model", "det.onnx@640x640", "--model", "cls.onnx@48x192")
+    assert with_real[5].args.count("--model") == 2
     assert all("--require-gpu" in step.args for step in with_real)
     assert [step.name for step in steps(300, 100, 10.0, [])] == ["tests", "writeup", "noise", "capacity"]
 
@@ -139,6 +145,26 @@ def bench_entry(strategy: str, settings: str, walls: list[float], *, ort_default
     return {"extra_info": info}
 
 
+def test_the_summary_shows_each_streams_cameras_and_the_answer_and_no_ratio_for_a_paced_wall(tmp_path):
+    def capacity(cameras: int, p99: float) -> dict:
+        return {"cameras": cameras, "fps": 25.0, "p99_s": p99, "aggregate_fps": 25.0 * cameras}
+
+    benchmarks = [
+        bench_entry("serial", "ort-defaults", [1.30, 1.322, 1.40], ort_defaults=True),
+        bench_entry("serial", "ort-defaults", [2.0, 2.0, 2.0], ort_defaults=True, scenario="stream25fps",
+                    capacity=capacity(12, 0.031)),
+        bench_entry("cuda_graph", "intra4-inter1-spin0", [2.0, 2.0, 2.0], scenario="stream25fps",
+                    capacity=capacity(31, 0.0224)),
+        bench_entry("threads", "intra4-inter1-spin0", [2.0, 2.0, 2.0], scenario="stream25fps", capacity=capacity(24, 0.02)),
+    ]
+    (tmp_path / "capacity.json").write_text(json.dumps({"machine_info": {"fanbench": {}}, "benchmarks": benchmarks}))
+    text = summary([read_step(Step("capacity", "capacity", ("bench",)), 0, tmp_path)], "python -m bench.gpu_check")
+    assert "| serial | ort-defaults | stream25fps | 2.000 | 2.000-2.000 (+-0%) | - | 58 | 1632 | 12 (p99 31.0 ms) |" in text
+    assert "| cuda_graph | intra4-inter1-spin0 | stream25fps |" in text
+    assert ("- this host serves 31 cameras at 25 fps with cuda_graph intra4-inter1-spin0 (p99 22.4 ms); "
+            "threads intra4-inter1-spin0 serves 24") in text
+
+
 def test_the_summary_shows_device_table_spread_overhead_failures_and_skips(tmp_path):
     machine = {"onnxruntime": "1.31.1", "onnxruntime_device": "GPU", "available_providers": ["CUDAExecutionProvider"],
                "usable_cores": 16, "gpu": {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04",
@@ -164,9 +190,10 @@ def test_the_summary_shows_device_table_spread_overhead_failures_and_skips(tmp_p
     assert "- onnxruntime 1.31.1 (GPU), providers CUDAExecutionProvider, 16 cores" in text
     assert "## gpu-marked tests: passed" in text
     assert "## write-up workload: FAILED (exit 1)" in text
-    assert "| serial | ort-defaults | 1.322 | 1.300-1.400 (+-4%) | 1.00 | 58 | 1632 | yes | cuda |" in text
-    assert "| threads | intra4-inter1-spin0 | 0.551 | 0.530-0.560 (+-3%) | 2.40 | 58 | 1632 | yes | cuda |" in text
-    assert "| batched | intra16-inter1-spin0 | 0.261 |" in text
+    assert "| serial | ort-defaults | offline | 1.322 | 1.300-1.400 (+-4%) | 1.00 | 58 | 1632 | - | yes | cuda |" in text
+    assert "| threads | intra4-inter1-spin0 | offline | 0.551 | 0.530-0.560 (+-3%) | 2.40 | 58 | 1632 | - | yes | cuda |" \
+        in text
+    assert "| batched | intra16-inter1-spin0 | offline | 0.261 |" in text
     assert "| NO | cuda |" in text
     assert "- harness overhead of serial ort-defaults: +1.2% (bare loop 1.306 s)" in text
     assert "- equal to serial within: tf32: rtol=0.001, atol=0.005 x max|reference|" in text
@@ -192,7 +219,7 @@ def test_a_real_benchmark_step_on_the_cpu_gives_a_summary_with_its_rows_and_over
     assert result.machine["usable_cores"] >= 1
     text = summary([result], "python -m bench.gpu_check")
     assert "## small CPU run: passed" in text
-    assert "| serial | ort-defaults |" in text
+    assert "| serial | ort-defaults | offline |" in text
     assert "- harness overhead of serial ort-defaults: " in text
     assert "| yes | cpu |" in text
 
@@ -241,7 +268,7 @@ def test_the_summary_of_a_stopped_check_marks_the_step_shows_its_rows_and_lists_
     assert "**Stopped early: received SIGTERM.** Every benchmark that finished is below; not run: noise, real." in text
     assert "## gpu-marked tests: passed" in text
     assert "## write-up workload: INTERRUPTED (received SIGTERM, 1 benchmark(s) finished)" in text
-    assert "| serial | ort-defaults | 1.322 |" in text
+    assert "| serial | ort-defaults | offline | 1.322 |" in text
     assert "pytest exited with 2" not in text  # pytest's status for an interrupt is no failure
     assert "## noise check: NOT RUN (the check was stopped before it)" in text
     assert "## real models: NOT RUN" in text
@@ -378,7 +405,7 @@ def assert_stopped_with_the_finished_row(out: Path, started: list[psutil.Process
     text = (out / "summary.md").read_text()
     assert f"**Stopped early: {reason}.** Every benchmark that finished is below; not run: second." in text, text
     assert f"## serial, then a strategy that never ends: INTERRUPTED ({reason}, 1 benchmark(s) finished)" in text
-    assert "| serial | ort-defaults |" in text
+    assert "| serial | ort-defaults | offline |" in text
     assert "serial_blocking |" not in text
     assert "## serial again: NOT RUN (the check was stopped before it)" in text
     assert not (out / "second.log").exists()

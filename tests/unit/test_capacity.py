@@ -24,6 +24,7 @@ from strategies import STRATEGIES, Strategy, Tolerance, assert_equivalent, get_s
 from strategies.base import Arrivals, Overloaded
 from strategies.records import CallRecord, empty_outputs
 from strategies.streams import ALIGNED, SPREAD, camera_schedule, stream_reference
+from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
 from tests.helpers.fakes import FakeClock
 
 # --- the arrival schedule ---------------------------------------------------------------------
@@ -276,13 +277,17 @@ def test_overloaded_is_raised_only_past_the_budget():
 PROCESS_STRATEGIES = {"processes", "processes_shm", "ray"}
 
 
+# cuda_graph's own logic, on the CPU (the registered one skips without CUDA): its buffers, and its per-lane streams.
+ON_CPU = {"cuda_graph-buffers": lambda: CudaGraphBuffersOnCpu, "cuda_graph-streams": streams_on_cpu}
+
+
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name in PROCESS_STRATEGIES else [])
-                                  for name in STRATEGIES])
+                                  for name in [*STRATEGIES, *ON_CPU]])
 def test_every_strategy_serves_several_cameras(name, tiny_workload):
     with get_strategy("serial")(tiny_workload) as serial:
         reference = serial.run().outputs
     schedule = camera_schedule(3, 500.0, 4, tiny_workload.frame_count, ALIGNED)  # 12 run frames over 5 workload frames
-    with opened(get_strategy(name), tiny_workload) as strategy:
+    with opened(ON_CPU[name]() if name in ON_CPU else get_strategy(name), tiny_workload) as strategy:
         result = strategy.run(schedule=schedule)
     assert_equivalent(stream_reference(reference, schedule), result.outputs, tiny_workload.names)
     covered = sorted((call.model, frame) for call in result.calls
