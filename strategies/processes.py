@@ -10,7 +10,7 @@ from typing import Any
 
 from strategies.base import Arrivals, Strategy, release
 from strategies.records import CallRecord, Outputs
-from strategies.runtime.workers import WorkerPool, context, serve
+from strategies.runtime.workers import WorkerPool, context, detach_from_terminal_signals, serve, terminal_signals_blocked
 
 
 class Processes(Strategy):
@@ -32,7 +32,8 @@ class Processes(Strategy):
         # folder that only the manager process removes, so it stayed behind when that was killed.
         self.manager_dir = Path(tempfile.mkdtemp(prefix="fanbench_manager_"))
         manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
-        manager.start()
+        with terminal_signals_blocked():  # a group SIGTERM is ours to handle: the manager outlives it until close()
+            manager.start(detach_from_terminal_signals)
         self.manager = manager  # only once started: shutdown() exists from then on
         lists: dict[int, Any] = {}
         sources = []
