@@ -10,7 +10,27 @@ from typing import Any
 
 from strategies.base import Arrivals, Strategy, release
 from strategies.records import CallRecord, Outputs
-from strategies.runtime.workers import WorkerPool, context, detach_from_terminal_signals, serve, terminal_signals_blocked
+from strategies.runtime.workers import (
+    JOIN_TIMEOUT_S,
+    WorkerPool,
+    context,
+    detach_from_terminal_signals,
+    serve,
+    terminal_signals_blocked,
+)
+
+
+def end_manager(manager: SyncManager) -> None:
+    """Stop the Manager's process for certain. `shutdown()` asks it, then falls back on SIGTERM after a
+    second, which it ignores (a group SIGTERM is ours to handle): under load a slow answer left it
+    running, and the interpreter's exit then waits for it forever. So wait a little more, then kill."""
+    manager.shutdown()  # set by start(), not a method of the class
+    process = getattr(manager, "_process", None)  # multiprocessing keeps the Manager's process private
+    if process is not None and process.exitcode is None:
+        process.join(JOIN_TIMEOUT_S)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
 
 
 class Processes(Strategy):
@@ -59,5 +79,5 @@ class Processes(Strategy):
     def close(self) -> None:
         release(self, "pool", WorkerPool.close)  # closed mid-run (failure, time-out, Ctrl-C) it kills its workers at once
         self.sources = []
-        release(self, "manager", lambda manager: manager.shutdown())  # set by start(), not a method of the class
+        release(self, "manager", end_manager)
         release(self, "manager_dir", lambda directory: shutil.rmtree(directory, ignore_errors=True))
