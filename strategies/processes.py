@@ -24,9 +24,11 @@ def end_manager(manager: SyncManager) -> None:
     """Stop the Manager's process for certain. `shutdown()` asks it, then falls back on SIGTERM after a
     second, which it ignores (a group SIGTERM is ours to handle): under load a slow answer left it
     running, and the interpreter's exit then waits for it forever. So wait a little more, then kill."""
-    manager.shutdown()  # set by start(), not a method of the class
+    shutdown = getattr(manager, "shutdown", None)  # set by start() once the Manager answered, not a method
+    if shutdown is not None:
+        shutdown()
     process = getattr(manager, "_process", None)  # multiprocessing keeps the Manager's process private
-    if process is not None and process.exitcode is None:
+    if process is not None and process.pid is not None and process.exitcode is None:  # started, still running
         process.join(JOIN_TIMEOUT_S)
         if process.exitcode is None:
             process.kill()
@@ -51,10 +53,10 @@ class Processes(Strategy):
         # The manager listens on a socket in a folder of ours: left to itself it makes a `pymp-*`
         # folder that only the manager process removes, so it stayed behind when that was killed.
         self.manager_dir = Path(tempfile.mkdtemp(prefix="fanbench_manager_"))
-        manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
+        # Recorded before it starts: Ctrl-C in the middle of start() still leaves close() a Manager to end.
+        self.manager = manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
         with terminal_signals_blocked():  # a group SIGTERM is ours to handle: the manager outlives it until close()
             manager.start(detach_from_terminal_signals)
-        self.manager = manager  # only once started: shutdown() exists from then on
         lists: dict[int, Any] = {}
         sources = []
         for model in self.workload.models:

@@ -7,7 +7,9 @@ worker's model and its exit code or signal, instead of hanging on a pipe that ne
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
 import multiprocessing
 import signal
 import time
@@ -54,6 +56,7 @@ def terminal_signals_blocked() -> Iterator[None]:
     interpreter inherits the mask) until `detach_from_terminal_signals` ignores them, so a
     group signal during the second or so a child takes to start cannot kill it. Any signal
     meant for this process waits for the end of the block (in this thread)."""
+    _kill_leftover_children_at_exit()
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -62,6 +65,16 @@ def terminal_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@functools.cache  # registered once, at the first child started
+def _kill_leftover_children_at_exit() -> None:
+    """Children ignore SIGTERM, and at exit multiprocessing ends its daemonic children with SIGTERM and
+    then joins every child: one that an interrupt left unregistered (Ctrl-C between its start and the
+    line that records it, so no close() stops it) would hold the exit forever. Anything still running
+    at exit is such a leftover: kill it first (atexit runs this before multiprocessing's own handler,
+    registered earlier)."""
+    atexit.register(lambda: [child.kill() for child in multiprocessing.active_children()])
 
 
 def detach_from_terminal_signals() -> None:
