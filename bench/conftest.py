@@ -3,8 +3,11 @@ run of this machine, parametrise over strategies, and print the table at the end
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,8 @@ from bench.compare.comparability import compared_workload_differences, machine_d
 from bench.compare.gates import capacity_drops, check_references, evaluate
 from bench.compare.stats import history_regressions
 from bench.compare.storage import AtomicFileStorage, HistoryWarning, expected_run_bytes, free_space_problem, readable_runs
-from bench.measure.harness import keep_complete, sigterm_as_interrupt
+from bench.interrupts import interruption, signals_held, sigterm_as_interrupt
+from bench.measure.harness import keep_complete
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
 from bench.measure.scenarios import STREAMING, minimum_duration_s
@@ -62,9 +66,26 @@ def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> 
     return lines
 
 
+@dataclass
+class SessionSignals:
+    """SIGTERM as Ctrl-C for the whole session (bench/interrupts.py), and, from the end of the
+    benchmarks to the summary, while pytest-benchmark saves the history, both held."""
+
+    session: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    saving: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    noted: list[signal.Signals] = field(default_factory=list)  # held while the history was saved
+    end: pytest.Session | None = None  # whose exit status a late signal sets
+
+
+SIGNALS = pytest.StashKey[SessionSignals]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Runs after bench/plugin.py built the options, before pytest-benchmark reads its own (its
-    # pytest_configure is trylast).
+    # pytest_configure is trylast). SIGTERM first: from here on it ends the run cleanly in every
+    # phase (start-up, collection, the benchmarks, the report), not with status 143 and leftovers.
+    signals = config.stash[SIGNALS] = SessionSignals()
+    signals.session.enter_context(sigterm_as_interrupt())
     if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         raise pytest.UsageError(
             "fanbench refuses to benchmark under pytest-xdist (-n/--dist): parallel benchmarks share the cores "
@@ -239,16 +260,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
-    # SIGTERM (CI cancel, `kill`) stops the run as cleanly as Ctrl-C: see bench/measure/harness.py.
-    with sigterm_as_interrupt():
-        try:
-            return (yield)
-        finally:
-            # Before pytest-benchmark saves the run (in its sessionfinish), also after an interrupt.
-            benchmarksession = getattr(session.config, "_benchmarksession", None)
-            if benchmarksession is not None:
-                results = state_of(session.config)
-                results.left_out = keep_complete(benchmarksession.benchmarks, results.complete)
+    try:
+        return (yield)
+    finally:
+        # Before pytest-benchmark saves the run (in its sessionfinish), also after an interrupt.
+        benchmarksession = getattr(session.config, "_benchmarksession", None)
+        if benchmarksession is not None:
+            results = state_of(session.config)
+            results.left_out = keep_complete(benchmarksession.benchmarks, results.complete)
+        # From here to the summary pytest-benchmark saves the history: a signal waits for it.
+        signals = session.config.stash[SIGNALS]
+        signals.end = session
+        signals.noted = signals.saving.enter_context(signals_held())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    signals = config.stash.get(SIGNALS, None)
+    if signals is not None:
+        signals.saving.close()
+        signals.session.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -293,6 +323,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
     # A wrapper, so this prints last and also when pytest-benchmark raises PerformanceRegression.
+    signals = config.stash[SIGNALS]
+    signals.saving.close()  # the history is saved: Ctrl-C and SIGTERM act again (the report is interruptible)
+    stopped = interruption(signals.noted[0]) if signals.noted else None
     try:
         return (yield)
     finally:
@@ -300,12 +333,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         benchmarksession = getattr(config, "_benchmarksession", None)
         saving = benchmarksession is not None and (benchmarksession.save or benchmarksession.autosave) \
             and not benchmarksession.disabled
-        write_summary(terminalreporter, results.measurements, overhead_lines=results.overhead_lines,
-                      gpu_absent=results.gpu_absent, report_dir=options.report_dir,
-                      saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
-                      workload_differences=results.workload_differences, regressions=results.regressions,
-                      within_noise=results.within_noise, compare_fail=options.compare_fail,
-                      gate_results=results.gate_results, save_failure=_save_failure(config))
+        interrupted = write_summary(
+            terminalreporter, results.measurements, overhead_lines=results.overhead_lines,
+            gpu_absent=results.gpu_absent, report_dir=options.report_dir,
+            saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
+            workload_differences=results.workload_differences, regressions=results.regressions,
+            within_noise=results.within_noise, compare_fail=options.compare_fail, gate_results=results.gate_results,
+            save_failure=_save_failure(config), stopped=stopped) or stopped
+        if interrupted is not None and signals.end is not None:
+            signals.end.exitstatus = pytest.ExitCode.INTERRUPTED  # a signal at the end still ends the run as one
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,29 @@ from typing import Any
 
 from strategies.base import Arrivals, Strategy, release
 from strategies.records import CallRecord, Outputs
-from strategies.runtime.workers import WorkerPool, context, serve
+from strategies.runtime.workers import (
+    JOIN_TIMEOUT_S,
+    WorkerPool,
+    context,
+    detach_from_terminal_signals,
+    serve,
+    terminal_signals_blocked,
+)
+
+
+def end_manager(manager: SyncManager) -> None:
+    """Stop the Manager's process for certain. `shutdown()` asks it, then falls back on SIGTERM after a
+    second, which it ignores (a group SIGTERM is ours to handle): under load a slow answer left it
+    running, and the interpreter's exit then waits for it forever. So wait a little more, then kill."""
+    shutdown = getattr(manager, "shutdown", None)  # set by start() once the Manager answered, not a method
+    if shutdown is not None:
+        shutdown()
+    process = getattr(manager, "_process", None)  # multiprocessing keeps the Manager's process private
+    if process is not None and process.pid is not None and process.exitcode is None:  # started, still running
+        process.join(JOIN_TIMEOUT_S)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
 
 
 class Processes(Strategy):
@@ -31,9 +53,10 @@ class Processes(Strategy):
         # The manager listens on a socket in a folder of ours: left to itself it makes a `pymp-*`
         # folder that only the manager process removes, so it stayed behind when that was killed.
         self.manager_dir = Path(tempfile.mkdtemp(prefix="fanbench_manager_"))
-        manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
-        manager.start()
-        self.manager = manager  # only once started: shutdown() exists from then on
+        # Recorded before it starts: Ctrl-C in the middle of start() still leaves close() a Manager to end.
+        self.manager = manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
+        with terminal_signals_blocked():  # a group SIGTERM is ours to handle: the manager outlives it until close()
+            manager.start(detach_from_terminal_signals)
         lists: dict[int, Any] = {}
         sources = []
         for model in self.workload.models:
@@ -58,5 +81,5 @@ class Processes(Strategy):
     def close(self) -> None:
         release(self, "pool", WorkerPool.close)  # closed mid-run (failure, time-out, Ctrl-C) it kills its workers at once
         self.sources = []
-        release(self, "manager", lambda manager: manager.shutdown())  # set by start(), not a method of the class
+        release(self, "manager", end_manager)
         release(self, "manager_dir", lambda directory: shutil.rmtree(directory, ignore_errors=True))

@@ -17,13 +17,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import signal
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pytest_benchmark import utils
@@ -31,6 +27,7 @@ from pytest_benchmark.logger import PytestBenchmarkWarning
 from pytest_benchmark.storage.file import FileStorage
 
 from bench.compare.saved import read_history
+from bench.interrupts import signals_held
 from bench.measure.measurement import HistoryError
 
 # What one saved run takes, generously rounded up from measured files: a run's machine_info and
@@ -63,30 +60,6 @@ def free_space_problem(directory: Path, needed: int) -> str | None:
     if free >= needed:
         return None
     return f"{size_text(free)} free in {str(directory)!r}, and this run needs about {size_text(needed)} to be saved"
-
-
-@contextmanager
-def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """Hold these signals for the block, then deliver them to the handlers that were in place.
-
-    The block is short (a file write); a signal arriving in it takes effect right after, so
-    what the block writes is whole. Outside the main thread (where handlers cannot be set) a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    previous = {signum: signal.signal(signum, hold) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
 
 
 def _umask() -> int:
@@ -134,7 +107,7 @@ class AtomicFileStorage(FileStorage):
         temporary: Path | None = None
         saved: Path | None = None
         try:
-            with signals_held():
+            with signals_held(replay=True):  # a signal waits for the file to be whole, then acts
                 try:
                     fd, name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{save}-", suffix=_TEMP_SUFFIX, dir=directory)
                     temporary = Path(name)

@@ -1,25 +1,15 @@
 """Opening strategies under pytest (skipped with the reason when they cannot run here), and
 what the harness itself costs: the same sessions timed in a bare loop next to `serial`, and
-how a session ends: SIGTERM the way Ctrl-C does (cleanly), and only complete benchmarks saved.
-
-Python's default for SIGTERM is to die on the spot, skipping every `finally`, fixture
-teardown and `close()`: worker processes would be orphaned and shared memory left in
-/dev/shm. CI runners send SIGTERM on cancel and time-out, so the session turns it into a
-KeyboardInterrupt raised in the main thread; strategies stop their lanes, kill their
-workers and unlink their memory on the way out, and pytest exits with status 2
-(interrupted). A second SIGTERM during that clean-up is handled by the default again.
+only complete benchmarks saved (SIGTERM and Ctrl-C themselves: bench/interrupts.py).
 """
 
 from __future__ import annotations
 
-import signal
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -139,29 +129,6 @@ class HarnessOverhead:
         return (f"harness overhead of {label}: {self.fraction:+.1%}{spread} (median frame {self.harness_frame_s * 1e3:.3f} ms "
                 f"timed, {self.bare_frame_s * 1e3:.3f} ms in a bare loop over the same sessions, {self.rounds} paired "
                 f"rounds; walls {self.harness_s:.4f} s and {self.bare_s:.4f} s)")
-
-
-class Terminated(KeyboardInterrupt):
-    """The session received SIGTERM."""
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    # Restore the default first: a second SIGTERM while cleaning up ends the process.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise Terminated(f"received {signal.Signals(signum).name}; stopping the run and cleaning up.")
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def keep_complete(benchmarks: list, complete: set[str]) -> list[str]:

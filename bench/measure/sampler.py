@@ -30,7 +30,6 @@ import contextlib
 import itertools
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -42,6 +41,7 @@ import psutil
 
 from bench.measure.machine import GpuReader, GpuReading, open_gpu
 from strategies import usable_cores
+from strategies.runtime.workers import detach_from_terminal_signals, terminal_signals_blocked
 
 Clock = Callable[[], float]
 DEFAULT_RATE_HZ = 10.0
@@ -316,10 +316,10 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
 
     A command is a name, or (name, key) for `new` and `select`: an interleaved run keeps one
     sampler per benchmark (each its own segments) and selects the one whose round comes next."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the benchmark's to handle; it closes the pipe
+    # Ctrl-C and SIGTERM, also sent to the whole process group, are the benchmark's to handle: it
+    # stops this process in its teardown (had it died of them, that teardown would meet a broken pipe).
+    detach_from_terminal_signals()
     lowest_cpu_priority()
-    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (see SamplerProcess), now ignored
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     conn.send(("ok", None))
     probe = open_gpu(provider)
     tree = ProcessTreeReader(root_pid, exclude={os.getpid()})
@@ -369,7 +369,8 @@ class SamplerProcess:
     gives each benchmark a fresh sampler in it (`new(key)` and `select(key)` keep several, one
     per benchmark of an interleaved run). The same start/stop/summary as `Sampler`, so
     `RoundHooks` drives either. `close()` ends the process; so does the benchmark's exit
-    (the pipe closes), and the process ignores Ctrl-C so an interrupted run can still stop it.
+    (the pipe closes), and the process ignores Ctrl-C and SIGTERM (a signal to the whole process
+    group reaches it too) so an interrupted run can still stop it.
     """
 
     def __init__(self, provider: str, *, rate_hz: float = DEFAULT_RATE_HZ, cores: int | None = None) -> None:
@@ -379,30 +380,31 @@ class SamplerProcess:
         self._conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, os.getpid(), provider, rate_hz, cores or usable_cores()),
                                        name="fanbench-sampler", daemon=True)
-        # Blocked while the interpreter starts, which inherits the mask, until _serve ignores it:
-        # a Ctrl-C in that second would otherwise kill the sampler instead of reaching the benchmark.
-        blocking = hasattr(signal, "pthread_sigmask")
-        if blocking:
-            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        # Blocked while the interpreter starts, until _serve ignores them: a group Ctrl-C or SIGTERM
+        # in that second would otherwise kill the sampler instead of only reaching the benchmark.
+        with terminal_signals_blocked():
             self.process.start()
-        finally:
-            if blocking:
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child.close()
         self._running = False
         self._answer()  # started and ignoring Ctrl-C
 
     def _call(self, command: str | tuple[str, str]) -> Any:
-        self._conn.send(command)
+        try:
+            self._conn.send(command)
+        except OSError as error:  # BrokenPipeError: pytest would take it for its own stdout's, exit 1 and say nothing
+            raise self._ended() from error
         return self._answer()
+
+    def _ended(self) -> RuntimeError:
+        self.process.join(1)  # its exit code, once reaped
+        return RuntimeError(f"the resource sampler process ended unexpectedly (exit code {self.process.exitcode}); "
+                            "rerun, or measure without it (--no-sampler).")
 
     def _answer(self) -> Any:
         try:
             status, answer = self._conn.recv()
         except (EOFError, OSError) as error:
-            raise RuntimeError(f"the resource sampler process ended unexpectedly (exit code {self.process.exitcode}); "
-                               f"rerun, or measure without it (--no-sampler).") from error
+            raise self._ended() from error
         if status != "ok":
             raise RuntimeError(f"the resource sampler failed: {answer}")
         return answer

@@ -3,7 +3,10 @@ of each benchmark's time across saved runs. matplotlib's object API on the Agg c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,73 @@ def new_figure(width: float, height: float) -> tuple[Any, Any]:
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure, matplotlib
+
+
+@functools.cache
+def _glyphs(path: str) -> frozenset[int]:
+    """The code points the font file at `path` draws."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file matplotlib lists but cannot read
+        return frozenset()
+
+
+@functools.cache
+def _font_for(text: str) -> str | None:
+    """The family of an installed font that draws every character of `text`: "" when matplotlib's
+    default font does, None when no installed font does."""
+    from matplotlib import font_manager
+
+    needed = {ord(char) for char in text if not char.isspace()}
+    missing = needed - _glyphs(font_manager.findfont(font_manager.FontProperties()))
+    if not missing:
+        return ""
+    for entry in font_manager.fontManager.ttflist:  # e.g. Noto Sans CJK where the system has it
+        # Last Resort (bundled with matplotlib) maps every code point to a box that names its block: no name.
+        if entry.style == "normal" and not entry.name.startswith("Last Resort") and missing <= _glyphs(entry.fname):
+            return entry.name
+    return None
+
+
+def chart_text(texts: Sequence[str], placeholder: str) -> tuple[list[str], list[str]]:
+    """Labels for `texts` (model names, lanes) on a chart, and the font families to draw them with.
+
+    A name in a script matplotlib's default font lacks (CJK, Arabic...) is drawn with an installed
+    font that has its glyphs, listed after the default (matplotlib falls back glyph by glyph);
+    where no installed font has them, the chart says `<placeholder> N` (its position, from 1)
+    instead, and the report names it (`chart_names`). Never a row of empty boxes, and never
+    matplotlib's missing-glyph warning, which `filterwarnings = error` turns into a lost report."""
+    from matplotlib import rcParams
+
+    labels, fallbacks = [], []
+    for index, text in enumerate(texts):
+        font = _font_for(text)
+        labels.append(f"{placeholder} {index + 1}" if font is None else text)
+        if font and font not in fallbacks:
+            fallbacks.append(font)
+    return labels, [*rcParams["font.family"], *fallbacks]
+
+
+def chart_names(names: Sequence[str], placeholder: str = "model") -> dict[str, str]:
+    """The names that the charts show as `<placeholder> N` (see `chart_text`), with that label."""
+    labels, _ = chart_text(names, placeholder)
+    return {name: label for name, label in zip(names, labels, strict=True) if name != label}
+
+
+@contextlib.contextmanager
+def chart_warnings() -> Iterator[list[str]]:
+    """While inside, warnings (matplotlib's about fonts, layouts, ...) are collected, not raised:
+    under `filterwarnings = error` one would end the report, and a chart is still worth having.
+    Yields the list of their distinct messages, complete on leaving, for the report to show."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield notes
+        finally:
+            notes += dict.fromkeys(str(warning.message) for warning in caught)
 
 
 def _figure(width: float, height: float, columns: int = 1):

@@ -5,24 +5,29 @@
 
 The directory holds `report.md` (the tables, the charts and the timelines), `wall-speedup-*.png`
 (wall time and speedup per strategy, per scenario), `latency-*.png` (streaming latency
-percentiles), `timelines/*.png` (one per benchmark) and, with `--trend`, `trend.png`; files
-an earlier report left there are removed first. Given several history files (or a directory
+percentiles), `timelines/*.png` (one per benchmark) and, with `--trend`, `trend.png`. The report
+is written whole into a hidden folder inside the directory, then swapped in; files an earlier
+report left there and the new one lacks are removed only then. Given several history files (or a directory
 of them), the report shows the latest run and the trend chart spans the runs of its workload.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.compare.saved import SavedRun, history_files, load_runs, same_workload_runs
+from bench.interrupts import interruption, signals_held, sigterm_as_interrupt
 from bench.measure.measurement import HistoryError, Measurement
 from bench.report.capacity import CHART as CAPACITY_CHART
 from bench.report.capacity import capacity_markdown
-from bench.report.charts import TrendPoint, latency_chart, trend_chart, wall_and_speedup_chart
+from bench.report.charts import TrendPoint, chart_names, chart_warnings, latency_chart, trend_chart, wall_and_speedup_chart
 from bench.report.recommend import recommendation, streaming_recommendation
 from bench.report.table import by_scenario, markdown_tables
 from bench.report.timeline import render_timeline
@@ -32,6 +37,8 @@ TIMELINES = "timelines"
 #: What a report writes into its directory; all of it is removed first, so the directory
 #: holds exactly the last report (files the report does not own are left alone).
 OWNED = (REPORT_NAME, "wall-speedup-*.png", "latency-*.png", "trend.png", f"{TIMELINES}/*.png", CAPACITY_CHART)
+#: The hidden folder a report is written into before it is swapped in.
+STAGING_PREFIX = ".fanbench-report-"
 
 
 def slug(text: str) -> str:
@@ -56,37 +63,85 @@ def recommendation_lines(measurements: Sequence[Measurement]) -> list[str]:
 
 def write_report(measurements: Sequence[Measurement], out_dir: Path, *, context: Sequence[str] = (),
                  trend: tuple[dict[str, list[TrendPoint]], list[str]] | None = None) -> Path:
-    """Write report.md and its charts into `out_dir`; return the report's path."""
+    """Write report.md and its charts into `out_dir`; return the report's path.
+
+    Written whole into a staging folder first (`stage_report`), then swapped in (`swap_in`):
+    an interrupt or a failure while writing leaves the previous report as it was."""
+    staging = stage_report(measurements, out_dir, context=context, trend=trend)
+    with signals_held(replay=True):  # a signal waits for the few renames, then acts as it would have
+        return swap_in(staging, out_dir)
+
+
+def stage_report(measurements: Sequence[Measurement], out_dir: Path, *, context: Sequence[str] = (),
+                 trend: tuple[dict[str, list[TrendPoint]], list[str]] | None = None) -> Path:
+    """Write the whole report into a new hidden folder inside `out_dir` (the same file system, so
+    `swap_in` only renames) and return it. On any error or interrupt the folder is removed and
+    `out_dir` is left as it was."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        _write(measurements, staging, context, trend)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def swap_in(staging: Path, out_dir: Path) -> Path:
+    """Move a staged report into `out_dir`: each file replaces its namesake (a rename, so no file
+    is ever half-written), report.md last; then the files of the previous report that the new one
+    does not have are removed. `out_dir` holds a whole report at every step. Returns report.md."""
+    report = out_dir / REPORT_NAME
+    files = sorted((path for path in staging.rglob("*") if path.is_file()), key=lambda path: path.name == REPORT_NAME)
+    new = {path.relative_to(staging) for path in files}
+    for path in files:
+        target = out_dir / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
     for pattern in OWNED:  # a reused directory keeps nothing from an earlier report
         for old in out_dir.glob(pattern):
-            old.unlink()
+            if old.relative_to(out_dir) not in new:
+                old.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence[str],
+           trend: tuple[dict[str, list[TrendPoint]], list[str]] | None) -> None:
+    """Write report.md and its charts into the empty folder `out_dir`."""
     lines = ["# fanbench report", "", *(f"- {line}" for line in context), "", "## Recommendation", "",
              *(f"- {line}" for line in recommendation_lines(measurements)), "", "## Results", "",
-             markdown_tables(measurements), "", *capacity_markdown(measurements, out_dir), "## Charts", ""]
-    for title, group in by_scenario(measurements).items():
-        chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}", out_dir / f"wall-speedup-{slug(title)}.png")
-        lines += [f"![wall time and speedup, {title}]({chart.name})", ""]
-        if group[0].target_fps is not None and any(m.latency_p50_s is not None for m in group):
-            chart = latency_chart(group, f"per-frame latency, {title}", out_dir / f"latency-{slug(title)}.png")
-            lines += [f"![latency, {title}]({chart.name})", ""]
-    if trend is not None:
-        series, labels = trend
-        chart = trend_chart(series, labels, "median round time across saved runs", out_dir / "trend.png")
-        lines += ["## Trend", "", f"![trend]({chart.name})", ""]
-    lines += ["## Timelines", "",
-              "Each bar is one `session.run` (median run of the timed rounds), one lane per thread, process or event loop.",
-              ""]
-    for m in measurements:
-        if not m.timeline.get("lanes"):
-            continue
-        title = f"{m.key}, {m.scenario if m.target_fps is None else f'{m.target_fps:g} fps'}"
-        path = render_timeline(m.timeline, m.models, title,
-                               out_dir / TIMELINES / f"{slug(m.scenario)}-{slug(m.key)}.png")
-        lines += [f"### {title}", "", f"![timeline {title}]({TIMELINES}/{path.name})", ""]
-    report = out_dir / REPORT_NAME
-    report.write_text("\n".join(lines))
-    return report
+             markdown_tables(measurements), ""]
+    with chart_warnings() as notes:
+        lines += [*capacity_markdown(measurements, out_dir), "## Charts", ""]
+        for title, group in by_scenario(measurements).items():
+            chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}",
+                                           out_dir / f"wall-speedup-{slug(title)}.png")
+            lines += [f"![wall time and speedup, {title}]({chart.name})", ""]
+            if group[0].target_fps is not None and any(m.latency_p50_s is not None for m in group):
+                chart = latency_chart(group, f"per-frame latency, {title}", out_dir / f"latency-{slug(title)}.png")
+                lines += [f"![latency, {title}]({chart.name})", ""]
+        if trend is not None:
+            series, labels = trend
+            chart = trend_chart(series, labels, "median round time across saved runs", out_dir / "trend.png")
+            lines += ["## Trend", "", f"![trend]({chart.name})", ""]
+        lines += ["## Timelines", "",
+                  "Each bar is one `session.run` (median run of the timed rounds), one lane per thread, process or "
+                  "event loop.", ""]
+        for m in measurements:
+            if not m.timeline.get("lanes"):
+                continue
+            title = f"{m.key}, {m.scenario if m.target_fps is None else f'{m.target_fps:g} fps'}"
+            path = render_timeline(m.timeline, m.models, title,
+                                   out_dir / TIMELINES / f"{slug(m.scenario)}-{slug(m.key)}.png")
+            lines += [f"### {title}", "", f"![timeline {title}]({TIMELINES}/{path.name})", ""]
+    renamed = chart_names(sorted({name for m in measurements for name in m.models}))
+    if renamed or notes:
+        lines += ["## Notes on the charts", ""]
+        lines += [f"- the charts call {label} `{name}`: no installed font draws that name" for name, label in renamed.items()]
+        lines += [f"- matplotlib: {note}" for note in notes]
+        lines.append("")
+    (out_dir / REPORT_NAME).write_text("\n".join(lines), encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         context += [f"left out of the trend: {line}" for line in left_out]
         for line in left_out:
             print(f"note: left out of the trend: {line}")
-    report = write_report(measurements, args.out, context=context, trend=trend)
+    try:
+        with sigterm_as_interrupt():
+            report = write_report(measurements, args.out, context=context, trend=trend)
+    except KeyboardInterrupt as interrupt:
+        parser.exit(2, f"{interruption(interrupt)}: no report written; {args.out} keeps what it held.\n")
     print(f"report written to {report}")
     return 0

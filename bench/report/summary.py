@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from bench.compare.gates import GateResult
+from bench.interrupts import interruption, signals_held
 from bench.measure.measurement import Measurement
 from bench.report.capacity import capacity_lines
-from bench.report.markdown import recommendation_lines, write_report
+from bench.report.markdown import recommendation_lines, stage_report, swap_in
 from bench.report.table import fill, format_table
 from strategies import onnxruntime, usable_cores
 
@@ -24,8 +25,10 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
                   gpu_absent: str | None = None, report_dir: Path | None = None, saved: int | None = None,
                   left_out: Sequence[str] = (), workload_differences: Sequence[str] = (),
                   regressions: Sequence[str] = (), within_noise: Sequence[str] = (), compare_fail: Sequence[Any] = (),
-                  gate_results: Sequence[GateResult] = (), save_failure: str | None = None) -> None:
-    """Everything fanbench prints after pytest's own summary.
+                  gate_results: Sequence[GateResult] = (), save_failure: str | None = None,
+                  stopped: str | None = None) -> str | None:
+    """Everything fanbench prints after pytest's own summary; returns what interrupted it, if
+    anything did (a signal while the report was written: the run then ends as interrupted).
 
     `saved`: how many complete benchmarks pytest-benchmark saves to the history (None: it saves
     none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete;
@@ -33,8 +36,10 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     `compare_fail`: pytest-benchmark's --benchmark-compare-fail checks; with any, a comparison
     with a run of other work is refused rather than just reported. `regressions`: the checks that
     failed (beyond the threshold and significant, or not judgeable); `within_noise`: beyond the
-    threshold, but within the rounds' noise, so not failed.
+    threshold, but within the rounds' noise, so not failed. `stopped`: the signal that came while
+    the history was saved (it waited for it); no report is written then.
     """
+    interrupted = None
     width = terminal_width(reporter)
 
     def say(line: str, **markup: bool) -> None:  # every line fits the terminal, as pytest's own
@@ -50,7 +55,11 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if gpu_absent and not any(m.gpu_absent for m in measurements):
         say(f"note: GPU metrics absent: {gpu_absent}.")
     if report_dir is not None and measurements:
-        report_line(reporter, measurements, report_dir, width)
+        if stopped is not None:
+            say(f"fanbench: {stopped} while the history was saved (it finished first): no report written, "
+                f"{report_dir} keeps what it held; python -m bench.report on the saved run writes it.", yellow=True)
+        else:
+            interrupted = report_line(reporter, measurements, report_dir, width)
     # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
     for line in recommendation_lines(measurements):
         say(line)
@@ -90,6 +99,7 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
         reporter.write_sep("=", "fanbench gates", green=passed, red=not passed)
         for result in gate_results:
             say(result.line(), green=result.passed, red=not result.passed)
+    return interrupted
 
 
 def terminal_width(reporter: pytest.TerminalReporter) -> int:
@@ -99,13 +109,25 @@ def terminal_width(reporter: pytest.TerminalReporter) -> int:
 
 
 def report_line(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], directory: Path,
-                width: int | None = None) -> None:
-    """Write the report directory and say where, or in one line why it could not be written."""
+                width: int | None = None) -> str | None:
+    """Write the report directory and say where, or in one line why it could not be written.
+
+    Ctrl-C or SIGTERM while it is written leaves `directory` as it was (the report is written
+    whole elsewhere first, then swapped in, which a signal waits for); returns what interrupted
+    it, if anything did."""
     context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
                f"onnxruntime {onnxruntime().__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
     try:
-        report = write_report(measurements, directory, context=context)
+        staging = stage_report(measurements, directory, context=context)
+        with signals_held() as noted:
+            report = swap_in(staging, directory)
+    except KeyboardInterrupt as interrupt:
+        reporter.write_line(fill(f"fanbench: {interruption(interrupt)} while the report was written: none written, "
+                                 f"{directory} keeps what it held; python -m bench.report on the saved run writes it.",
+                                 width), yellow=True)
+        return interruption(interrupt)
     except OSError as error:  # e.g. the disk filled during the run: say so, and let the summary go on
         reporter.write_line(fill(f"fanbench: could not write the report to {directory}: {error}", width), red=True)
-        return
+        return None
     reporter.write_line(fill(f"fanbench: report written to {report}", width))
+    return interruption(noted[0]) if noted else None

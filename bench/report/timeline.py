@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report.charts import new_figure, save
+from bench.report.charts import chart_text, new_figure, save
 
 # Arrival marks are drawn only while they stay readable.
 MAX_ARRIVAL_MARKS = 200
@@ -38,12 +38,15 @@ def render_timeline(data: dict[str, Any], models: list[str], title: str, path: P
         axes.set_xlabel("seconds since the run started (grey lines: frame arrivals)")
     else:
         axes.set_xlabel("seconds since the run started")
-    axes.set_yticks(range(len(lanes)), lanes)
+    lane_labels, lane_fonts = chart_text(lanes, "lane")
+    axes.set_yticks(range(len(lanes)), lane_labels, fontfamily=lane_fonts)
     axes.set_ylim(len(lanes) - 0.5, -0.5)
     axes.set_xlim(0, max(data.get("wall_s") or 0.0, max(data["end"])))
     axes.set_title(title, fontsize=10)
     used = sorted({model for model in data["model"]})
+    names, fonts = chart_text(models, "model")  # a name in a script no installed font draws: "model N"
     handles = [matplotlib.patches.Patch(color=colours(model % colours.N),
-                                        label=models[model] if model < len(models) else f"model {model}") for model in used]
-    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+                                        label=names[model] if model < len(names) else f"model {model + 1}") for model in used]
+    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                prop={"family": fonts, "size": 8})
     return save(figure, path)

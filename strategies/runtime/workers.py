@@ -7,11 +7,14 @@ worker's model and its exit code or signal, instead of hanging on a pipe that ne
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -43,10 +46,47 @@ def context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+# What a terminal's Ctrl-C, `timeout`, a CI cancel or systemd send to the whole process group.
+TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextmanager
+def terminal_signals_blocked() -> Iterator[None]:
+    """Start child processes inside this: they begin with SIGINT and SIGTERM blocked (a new
+    interpreter inherits the mask) until `detach_from_terminal_signals` ignores them, so a
+    group signal during the second or so a child takes to start cannot kill it. Any signal
+    meant for this process waits for the end of the block (in this thread)."""
+    _kill_leftover_children_at_exit()
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@functools.cache  # registered once, at the first child started
+def _kill_leftover_children_at_exit() -> None:
+    """Children ignore SIGTERM, and at exit multiprocessing ends its daemonic children with SIGTERM and
+    then joins every child: one that an interrupt left unregistered (Ctrl-C between its start and the
+    line that records it, so no close() stops it) would hold the exit forever. Anything still running
+    at exit is such a leftover: kill it first (atexit runs this before multiprocessing's own handler,
+    registered earlier)."""
+    atexit.register(lambda: [child.kill() for child in multiprocessing.active_children()])
+
+
 def detach_from_terminal_signals() -> None:
-    """Called first in a worker: Ctrl-C goes to the parent, which stops the workers itself,
-    and on Linux the worker is killed if the parent dies without cleaning up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Called first in every child (worker, Manager, sampler): SIGINT and SIGTERM are the
+    parent's to handle. A signal to the whole process group reaches the children too; had they
+    died of it, the parent would see dead workers and a dead sampler pipe and report those
+    instead of the interruption. The parent stops its children itself, in order, and on Linux a
+    child is killed if the parent dies without cleaning up (PR_SET_PDEATHSIG)."""
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started blocked (terminal_signals_blocked); now ignored
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -140,7 +180,8 @@ class WorkerPool:
         for index, lane in enumerate(self.lanes):
             parent, child = ctx.Pipe()
             process = ctx.Process(target=target, args=(child, *args_for(index)), name=f"fanbench-{lane}", daemon=True)
-            process.start()
+            with terminal_signals_blocked():
+                process.start()
             child.close()
             self.processes.append(process)
             self.pipes.append(parent)

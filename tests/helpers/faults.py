@@ -8,9 +8,12 @@ importable by name, so spawned workers can unpickle them.
 from __future__ import annotations
 
 import ctypes
+import functools
+import itertools
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,3 +82,48 @@ class FaultySession:
         if call == self.at:
             self.action()
         return self.session.run(output_names, feeds)
+
+
+# --- pausing `pytest bench` at a phase, for the signal tests -----------------------------------------
+# Loaded as a plugin (`pytest bench -p tests.helpers.faults`): with FANBENCH_TEST_PAUSE=PHASE the run
+# stops at PHASE, creates the file FANBENCH_TEST_PAUSED names and waits there for the test's signal, so a
+# test hits a phase for certain instead of guessing it with a sleep.
+
+PAUSE, PAUSED = "FANBENCH_TEST_PAUSE", "FANBENCH_TEST_PAUSED"
+PAUSE_S = 600.0  # a bound only: the test signals long before (and kills the group if it fails midway)
+# video: the synthetic video for --model without --video is written, not yet decoded (start-up);
+# round:N: the Nth run of a worker pool's strategy is sent to its workers (N = 1: the dry run);
+# report: the report is half written (its charts drawn, not its timelines).
+PHASES = ("video", "round:N", "report")
+
+
+def pause_at(phase: str) -> None:
+    """Where FANBENCH_TEST_PAUSE names `phase`: say so in the FANBENCH_TEST_PAUSED file, then wait
+    for a signal (its handler raising ends the sleep)."""
+    if os.environ.get(PAUSE) == phase:
+        Path(os.environ[PAUSED]).write_text(f"{os.getpid()}\n")
+        time.sleep(PAUSE_S)
+
+
+def _after(function: Callable[..., Any], phase: Callable[[], str]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = function(*args, **kwargs)
+        pause_at(phase())
+        return result
+    return wrapper
+
+
+def pytest_configure(config: Any) -> None:
+    """Put the pauses in (this is a test run's own process: nothing else sees them)."""
+    if not os.environ.get(PAUSE):
+        return
+    import bench.report.markdown as report
+    import fixtures.user as user
+    from strategies.runtime.workers import WorkerPool
+
+    runs = itertools.count(1)
+    user.write_synthetic_video = _after(user.write_synthetic_video, lambda: "video")
+    WorkerPool.send_all = _after(WorkerPool.send_all,
+                                 lambda: f"round:{next(runs)}")  # start and stop go through start/close
+    report.render_timeline = _after(report.render_timeline, lambda: "report")

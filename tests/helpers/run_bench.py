@@ -141,3 +141,49 @@ class BenchSession:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.communicate()
+
+
+class PausedBench:
+    """`pytest bench ARGS` in its own session, as a terminal, CI runner or systemd starts it, with
+    tests/helpers/faults.py pausing it at `phase` (see PHASES there) until the test signals it."""
+
+    def __init__(self, tmp_path: Path, phase: str, *args: str):
+        self.tmpdir = tmp_path / "tmp"
+        self.tmpdir.mkdir(exist_ok=True)
+        self.paused = tmp_path / "paused"
+        self.paused.unlink(missing_ok=True)
+        self.log = tmp_path / "output.txt"
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1",
+               "FANBENCH_TEST_PAUSE": phase, "FANBENCH_TEST_PAUSED": str(self.paused)}
+        command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-p", "tests.helpers.faults",
+                   f"--basetemp={tmp_path / 'basetemp'}", *args]
+        with self.log.open("wb") as log:  # a file, not a pipe: nothing blocks on a full pipe while paused
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        self.descendants: list[psutil.Process] = []
+        self.shm: set[str] = set()
+
+    def wait_paused(self) -> None:
+        """Until the run pauses at its phase; then note the processes it started and their /dev/shm."""
+        deadline = time.monotonic() + HANG_BOUND_S * 3  # start-up and a reference run on a busy machine
+        while not self.paused.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"pytest bench never paused (status {self.process.poll()}):\n{self.output()}")
+            time.sleep(0.1)
+        main = psutil.Process(self.process.pid)
+        self.descendants = main.children(recursive=True)
+        self.shm = shm_mapped_by([main, *self.descendants])
+
+    def signal_group(self, signum: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+        """Signal every process of the run's group, as `timeout`, a CI cancel or systemd do; its status and output."""
+        os.killpg(self.process.pid, signum)
+        self.process.wait(timeout=HANG_BOUND_S)
+        return self.process.returncode, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()

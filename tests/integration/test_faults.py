@@ -267,3 +267,26 @@ def test_asyncio_interrupted_inside_session_run_leaves_no_pending_task(long: Wor
 def test_time_limit_must_be_positive(short: Workload) -> None:
     with get_strategy("serial")(short) as strategy, pytest.raises(ValueError, match="time_limit must be positive"):
         strategy.run(time_limit=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in ("processes", "processes_shm") if name in STRATEGIES])
+def test_worker_and_manager_processes_outlive_a_group_sigterm_and_close_still_ends_them(short, no_leftover_children,
+                                                                                        name: str) -> None:
+    # `timeout`, a CI cancel or systemd signal the whole process group: the parent handles it and stops
+    # its children in order. A child that died of it showed up as a worker failure instead.
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    strategy = get_strategy(name)(short)
+    strategy.open()
+    try:
+        children = [child for child in psutil.Process().children(recursive=True)
+                    if child.pid not in before and not is_resource_tracker(child)]
+        assert len(children) == len(short.models) + (name == "processes")  # the workers, and the Manager
+        for child in children:
+            os.kill(child.pid, signal.SIGTERM)
+        result = strategy.run()
+    finally:
+        strategy.close()
+    assert [len(outputs) for outputs in result.outputs] == [short.frame_count] * len(short.models)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive

@@ -18,8 +18,9 @@ from pytest_benchmark.storage.file import FileStorage
 from bench.cases import benchmarks
 from bench.compare import storage as storage_module
 from bench.compare.saved import history_problem, load_runs, read_history
-from bench.compare.storage import AtomicFileStorage, expected_run_bytes, readable_runs, signals_held
+from bench.compare.storage import AtomicFileStorage, expected_run_bytes, readable_runs
 from bench.conftest import check_room
+from bench.interrupts import signals_held
 from bench.measure.measurement import HistoryError
 from bench.options import parse_args
 
@@ -177,7 +178,7 @@ def test_signals_held_are_delivered_after_the_block():
     reached = []
 
     def interrupted_in_the_block() -> None:
-        with signals_held():
+        with signals_held(replay=True):
             os.kill(os.getpid(), signal.SIGINT)
             reached.append(True)
 

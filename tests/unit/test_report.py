@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import struct
 from dataclasses import replace
 from pathlib import Path
@@ -10,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bench.compare.saved import load_run, same_workload_runs
+from bench.interrupts import Terminated, sigterm_as_interrupt
 from bench.measure.measurement import SCHEMA_VERSION, HistoryError, Measurement
-from bench.report import summary
+from bench.report import markdown, summary
 from bench.report.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
 from bench.report.markdown import main, trend_series, write_report
 
@@ -256,8 +259,67 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_
         def write_line(self, line: str, **markup) -> None:
             self.lines.append(line)
 
-    monkeypatch.setattr(summary, "write_report", disk_full)
+    monkeypatch.setattr(summary, "stage_report", disk_full)
     reporter = Reporter()
     summary.report_line(reporter, load_run(FIRST).measurements(), tmp_path / "report")
     assert reporter.lines == [f"fanbench: could not write the report to {tmp_path / 'report'}: "
                               "[Errno 28] No space left on device"]
+
+
+def report_files(directory: Path) -> dict[str, bytes]:
+    return {path.relative_to(directory).as_posix(): path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("error", [Terminated("received SIGTERM"), KeyboardInterrupt(), OSError(28, "No space left")],
+                         ids=["SIGTERM", "Ctrl-C", "disk-full"])
+def test_a_report_cut_short_leaves_the_previous_report_whole(tmp_path, monkeypatch, error):
+    write_report(load_run(FIRST).measurements(), tmp_path)
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    before = report_files(tmp_path)
+    drawn = []
+
+    def timeline_then_stop(*args, **kwargs):  # the second timeline never comes: the report is half written
+        if drawn:
+            raise error
+        drawn.append(markdown.render_timeline.__wrapped__(*args, **kwargs))
+        return drawn[-1]
+
+    timeline_then_stop.__wrapped__ = markdown.render_timeline
+    monkeypatch.setattr(markdown, "render_timeline", timeline_then_stop)
+    with pytest.raises(type(error)):
+        write_report(load_run(SECOND).measurements(), tmp_path)
+    assert report_files(tmp_path) == before  # nothing of the new report, not a file of the old one lost
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no staging folder
+
+
+def test_a_report_is_swapped_in_whole_and_a_signal_then_waits_for_it(tmp_path, monkeypatch):
+    write_report(load_run(FIRST).measurements(), tmp_path)
+    replace = os.replace
+
+    def replace_and_signal(source, target):  # SIGTERM in the middle of the renames
+        replace(source, target)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(markdown.os, "replace", replace_and_signal)
+    with sigterm_as_interrupt(), pytest.raises(Terminated):  # acted on once the new report is in place
+        write_report(load_run(FIRST).measurements()[:1], tmp_path)
+    assert sorted(report_files(tmp_path)) == ["report.md", "timelines/offline-serial-ort-defaults.png",
+                                              "wall-speedup-offline.png"]
+
+
+def test_a_signal_while_the_report_is_written_is_one_line_and_said_to_the_summary(tmp_path, monkeypatch):
+    class Reporter:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def write_line(self, line: str, **markup) -> None:
+            self.lines.append(line)
+
+    def terminated(*args, **kwargs):
+        raise Terminated("received SIGTERM")
+
+    monkeypatch.setattr(summary, "stage_report", terminated)
+    reporter = Reporter()
+    assert summary.report_line(reporter, load_run(FIRST).measurements(), tmp_path) == "received SIGTERM"
+    assert reporter.lines == [f"fanbench: received SIGTERM while the report was written: none written, {tmp_path} "
+                              "keeps what it held; python -m bench.report on the saved run writes it."]

@@ -226,6 +226,26 @@ def test_the_sampler_process_survives_ctrl_c_and_reports_errors_in_one_line(samp
     assert sampler_process.summary().samples >= 2
 
 
+def test_the_sampler_process_survives_a_group_sigterm_mid_segment(sampler_process):
+    # `timeout`, a CI cancel or systemd signal the whole process group: the benchmark handles it and
+    # stops the sampler in its teardown, which met a broken pipe when SIGTERM had killed it.
+    sampler_process.new().start()
+    os.kill(sampler_process.process.pid, signal.SIGTERM)
+    sampler_process.stop()
+    assert sampler_process.summary().samples >= 2
+    assert sampler_process.process.is_alive()
+
+
+def test_a_sampler_process_killed_mid_segment_fails_in_one_line_not_with_a_broken_pipe(sampler_process):
+    # pytest takes a BrokenPipeError for its own broken stdout: exit status 1 and not a word.
+    sampler_process.new().start()
+    sampler_process.process.kill()
+    sampler_process.process.join()
+    with pytest.raises(RuntimeError, match=r"^the resource sampler process ended unexpectedly \(exit code -9\); rerun, "
+                                           r"or measure without it \(--no-sampler\)\.$"):
+        sampler_process.stop()
+
+
 def test_the_sampler_process_runs_at_the_lowest_cpu_priority(sampler_process):
     # Where onnxruntime's spinning pools keep every core busy, a sample must wait rather than take a core.
     process = psutil.Process(sampler_process.process.pid)
