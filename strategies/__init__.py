@@ -16,14 +16,14 @@ from strategies.equivalence import (
 from strategies.records import CallLog, CallRecord, ModelInput, Outputs, RunResult, Workload
 from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
 from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, device_id, parse_cuda_option
-from strategies.runtime.sessions import ProviderError, io_names, make_session, onnxruntime, provider_used
+from strategies.runtime.sessions import ProviderError, SessionFactory, io_names, make_session, onnxruntime, provider_used
 from strategies.settings import STRATEGY_DEFAULT, ThreadChoice, ThreadSettings, ThreadSpecError, resolve, usable_cores
 
 __all__ = [
     "CLASSIC", "STRATEGIES", "STRATEGY_DEFAULT", "Arrivals", "Calibration", "CallLog", "CallRecord", "Clock",
     "CudaOptionError", "ModelCheck", "ModelInput", "Outputs", "ProviderError", "RoundCheck", "RunResult",
-    "RunStopped", "RunTimeout", "Strategy", "StrategyError", "StrategyUnavailable", "ThreadChoice", "ThreadSettings",
-    "ThreadSpecError", "Tolerance", "UnknownStrategyError", "Workload", "assert_equivalent", "cuda_options",
+    "RunStopped", "RunTimeout", "SessionFactory", "Strategy", "StrategyError", "StrategyUnavailable", "ThreadChoice",
+    "ThreadSettings", "ThreadSpecError", "Tolerance", "UnknownStrategyError", "Workload", "assert_equivalent", "cuda_options",
     "cuda_unavailable_reason", "device_id", "first_mismatch", "get_strategy", "io_names", "make_session",
     "measure_calibration", "onnxruntime", "parse_cuda_option", "provider_used", "resolve", "usable_cores",
 ]

@@ -14,7 +14,7 @@ from strategies.lanes import run_lanes, wait_for_lanes
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.cuda import device_id
 from strategies.runtime.cudart import CudaRuntime, CudaRuntimeError, cuda_runtime
-from strategies.runtime.sessions import io_names, make_session, onnxruntime, provider_used
+from strategies.runtime.sessions import SessionFactory, io_names, onnxruntime, provider_used
 from strategies.settings import ThreadSettings
 
 # The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
@@ -69,10 +69,8 @@ class CudaGraph(Strategy):
                 f"{self.workload.provider!r}; run on a CUDA host with `.[gpu]` installed and --provider cuda or auto.")
         # Fixed shapes hold by construction: a model's frames are one array (frames, *input shape).
         ort = onnxruntime()
-        self.options = dict(self.workload.provider_options)
-        if self.workload.provider == "cuda":
-            self.options["enable_cuda_graph"] = "1"
-        self.device_id = device_id(self.options)
+        self.options = {"enable_cuda_graph": "1"}  # on top of the run's (the session factory adds those)
+        self.device_id = device_id(self.workload.provider_options)
         count = len(self.workload.models)
         self.sessions: list[Any] = [None] * count
         self.bindings: list[Any] = [None] * count
@@ -135,8 +133,7 @@ class CudaGraph(Strategy):
             options = self.options
             if self.cudart is not None:
                 self.streams[model] = self.cudart.create_stream(self.device_id)
-                if self.workload.provider == "cuda":
-                    options = {**options, "user_compute_stream": str(self.streams[model])}
+                options = {**options, "user_compute_stream": str(self.streams[model])}
             session = self._graph_session(spec.name, spec.path, options)
             input_name, output_names = io_names(session)
             sample = np.ascontiguousarray(spec.frames[0])
@@ -185,7 +182,7 @@ class CudaGraph(Strategy):
         property of the model, so the strategy is skipped with onnxruntime's reason, not failed.
         """
         try:
-            return make_session(path, self.settings, self.workload.provider, options)
+            return self.workload.sessions.open(path, self.settings, **options)
         except Exception as error:
             if GRAPH_REFUSED not in str(error):
                 raise
@@ -197,7 +194,8 @@ class CudaGraph(Strategy):
 
         (Read from a run, not from the model's declared outputs, which may have symbolic dims.)
         """
-        probe = make_session(path, ThreadSettings(intra_op=1, inter_op=1, spinning=False), "cpu")
+        # A probe of shapes on the CPU, not one of the run's sessions.
+        probe = SessionFactory("cpu").open(path, ThreadSettings(intra_op=1, inter_op=1, spinning=False))
         return probe.run(None, {input_name: sample})
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from strategies.base import Arrivals, Strategy, StrategyUnavailable, release
 from strategies.lanes import model_failed
 from strategies.records import CallLog, CallRecord, Outputs, empty_outputs
 from strategies.runtime.merge import MergeError, merge_models, prefix_for
-from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.runtime.sessions import io_names, provider_used
 
 
 class Merged(Strategy):
@@ -50,7 +50,7 @@ class Merged(Strategy):
         self.directory = Path(tempfile.mkdtemp(prefix="fanbench_merged_"))
         path = self.directory / "merged.onnx"
         onnx.save(merged.model, str(path))
-        self.session = make_session(path, self.settings, self.workload.provider)
+        self.session = self.workload.sessions.open(path, self.settings)
         self.input_name = io_names(self.session)[0]
         order = {name: index for index, name in enumerate(io_names(self.session)[1])}
         # Where each model's outputs sit in the merged call's output list.

@@ -72,8 +72,7 @@ class Processes(Strategy):
         models = self.workload.models
         self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))], self.workload.names)
         self.providers_used = self.pool.start(serve, lambda i: (
-            i, models[i].name, str(models[i].path), self.settings, self.workload.provider, sources[i], self.pool.lanes[i],
-            self.workload.provider_options))
+            i, models[i].name, str(models[i].path), self.settings, self.workload.sessions, sources[i], self.pool.lanes[i]))
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         return self.pool.run(arrivals, self.clock)

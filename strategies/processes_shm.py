@@ -9,6 +9,7 @@ import numpy as np
 
 from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
 from strategies.records import CallRecord, Outputs
+from strategies.runtime.sessions import SessionFactory
 from strategies.runtime.shared_frames import BlockSpec, SharedFrames, SharedMemoryFull, attach, check_room
 from strategies.runtime.workers import FAILED, WorkerPool, context, detach_from_terminal_signals, serve
 from strategies.settings import ThreadSettings
@@ -35,8 +36,8 @@ class StoppableFrames:
         return self.view[frame]
 
 
-def serve_shared(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
-                 spec: BlockSpec, lane: str, stop: Any, provider_options: dict[str, str] | None = None) -> None:
+def serve_shared(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings,
+                 sessions: SessionFactory, spec: BlockSpec, lane: str, stop: Any) -> None:
     """Worker main: attach the frames' block, then answer runs exactly as `serve` does."""
     detach_from_terminal_signals()
     try:
@@ -46,7 +47,7 @@ def serve_shared(conn: Connection, model: int, name: str, path: str, settings: T
         return
     frames = StoppableFrames(view, stop)
     try:
-        serve(conn, model, name, path, settings, provider, frames, lane, provider_options)
+        serve(conn, model, name, path, settings, sessions, frames, lane)
     finally:
         del frames, view  # the mapping can only close once no array points into it
         try:
@@ -96,8 +97,8 @@ class ProcessesShm(Strategy):
         models = self.workload.models
         self.pool = WorkerPool(self.name, [f"process-{index}" for index in range(len(models))], self.workload.names)
         self.providers_used = self.pool.start(serve_shared, lambda i: (
-            i, models[i].name, str(models[i].path), self.settings, self.workload.provider,
-            specs[id(models[i].frames)], self.pool.lanes[i], self.stop_event, self.workload.provider_options))
+            i, models[i].name, str(models[i].path), self.settings, self.workload.sessions,
+            specs[id(models[i].frames)], self.pool.lanes[i], self.stop_event))
 
     @property
     def block_names(self) -> list[str]:

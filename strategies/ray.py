@@ -30,7 +30,7 @@ import psutil
 from strategies.base import Arrivals, Strategy, StrategyError, StrategyUnavailable, release
 from strategies.lanes import model_failed
 from strategies.records import CallRecord, Outputs, empty_outputs
-from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.runtime.sessions import SessionFactory, io_names, provider_used
 from strategies.settings import ThreadSettings, usable_cores
 
 #: How often the driver wakes while it waits for an actor's answer, to honour stop and deadline.
@@ -467,8 +467,8 @@ def run_machine_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
 class ModelActor:
     """Runs in the actor's process: its own session, timed with the wall clock both sides agree on."""
 
-    def __init__(self, path: str, settings: ThreadSettings, provider: str, provider_options: dict[str, str]):
-        self.session = make_session(path, settings, provider, provider_options)
+    def __init__(self, path: str, settings: ThreadSettings, sessions: SessionFactory):
+        self.session = sessions.open(path, settings)
         self.input_name = io_names(self.session)[0]
 
     def describe(self) -> dict[str, Any]:
@@ -540,8 +540,8 @@ class RayActors(Strategy):
         # num_cpus=0: the thread settings decide the cores a session uses; Ray's CPU count would
         # otherwise refuse to place more actors than cores.
         actor_class = ray.remote(num_cpus=0, num_gpus=self.gpus_per_actor, max_restarts=0)(ModelActor)
-        self.actors = [actor_class.remote(str(model.path), self.settings, self.workload.provider,
-                                          self.workload.provider_options) for model in self.workload.models]
+        self.actors = [actor_class.remote(str(model.path), self.settings, self.workload.sessions)
+                       for model in self.workload.models]
         self.placement = []
         deadline = time.monotonic() + ACTOR_START_S
         for name, actor in zip(self.workload.names, self.actors, strict=True):

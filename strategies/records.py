@@ -34,6 +34,8 @@ class Workload:
     provider: str = "cpu"  # 'cpu' or 'cuda': also onnxruntime's name of the device (OrtValue, IO binding)
     # CUDA provider options as sorted (key, value) pairs (see strategies.runtime.cuda); used when provider is 'cuda'.
     cuda_options: tuple[tuple[str, str], ...] = ()
+    # Where every session of the run comes from; None: sessions of `provider` with `cuda_options` (tests record here).
+    session_factory: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -51,6 +53,15 @@ class Workload:
     @property
     def names(self) -> list[str]:
         return [model.name for model in self.models]
+
+    @property
+    def sessions(self) -> Any:
+        """The run's SessionFactory (strategies/runtime/sessions.py): every strategy opens its sessions here."""
+        if self.session_factory is not None:
+            return self.session_factory
+        from strategies.runtime.sessions import SessionFactory  # sessions imports records: imported late
+
+        return SessionFactory(self.provider, self.cuda_options)
 
     @property
     def provider_options(self) -> dict[str, str]:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from strategies import Clock, ThreadSettings, Workload, io_names, make_session, usable_cores
+from strategies import Clock, ThreadSettings, Workload, io_names, usable_cores
 from strategies.runtime.sessions import phase_limit
 
 SINGLE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
@@ -71,7 +71,7 @@ def measure_packing_limit(workload: Workload, clock: Clock = time.perf_counter, 
     times = []
     with phase_limit("the packing limit (each model alone, single-threaded)", time_limit_s) as options:
         for model in workload.models:
-            session = make_session(model.path, SINGLE_THREAD, workload.provider, workload.provider_options)
+            session = workload.sessions.open(model.path, SINGLE_THREAD)
             name = io_names(session)[0]
             session.run(None, {name: model.frames[0]}, options)  # warm-up: first-call allocations are not the model's cost
             total = 0.0

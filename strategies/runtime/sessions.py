@@ -7,6 +7,7 @@ import contextlib
 import io
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,22 @@ def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: s
     return session
 
 
+@dataclass(frozen=True)
+class SessionFactory:
+    """How every session of a run is made: its provider and provider options, checked against what
+    the session really runs on (`make_session`). A run's Workload carries one (`Workload.sessions`);
+    strategies open their sessions through it, in this process or, pickled, in a worker or actor, so
+    none can forget an option the run asked for. `extra` options are a strategy's own on top
+    (cuda_graph's `enable_cuda_graph` and stream); they apply on CUDA only, as the run's do."""
+
+    provider: str = "cpu"
+    options: tuple[tuple[str, str], ...] = ()  # the run's CUDA provider options, sorted pairs
+
+    def open(self, model: Path | str | bytes, settings: ThreadSettings, **extra: str) -> Any:
+        options = {**dict(self.options), **extra} if self.provider == "cuda" else None
+        return make_session(model, settings, self.provider, options)
+
+
 def provider_used(session: Any) -> str:
     """'cuda' or 'cpu', from the provider the session really runs on."""
     return "cuda" if session.get_providers()[0] == PROVIDERS["cuda"] else "cpu"
@@ -169,7 +186,7 @@ class SessionStrategy(Strategy):
         self.sessions: list[Any] = []
         self.input_names: list[str] = []
         for model in self.workload.models:
-            session = make_session(model.path, self.settings, self.workload.provider, self.workload.provider_options)
+            session = self.workload.sessions.open(model.path, self.settings)
             self.sessions.append(session)
             self.input_names.append(io_names(session)[0])
         self.providers_used = [provider_used(session) for session in self.sessions]

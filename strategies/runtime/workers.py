@@ -20,7 +20,7 @@ from typing import Any
 
 from strategies.base import Arrivals, Clock, RunTimeout, StrategyError
 from strategies.records import CallLog, CallRecord, Outputs
-from strategies.runtime.sessions import io_names, make_session, provider_used
+from strategies.runtime.sessions import SessionFactory, io_names, provider_used
 from strategies.settings import ThreadSettings
 
 READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
@@ -105,8 +105,8 @@ def exit_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, provider: str,
-          frames: Any, lane: str, provider_options: dict[str, str] | None = None) -> None:
+def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, sessions: SessionFactory,
+          frames: Any, lane: str) -> None:
     """Worker main loop: build the session, then answer every 'run' with outputs and call records.
 
     `frames` is anything indexable by frame number: a Manager list proxy (`processes`: each
@@ -114,7 +114,7 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
     """
     detach_from_terminal_signals()
     try:
-        session = make_session(path, settings, provider, provider_options)
+        session = sessions.open(path, settings)
         input_name = io_names(session)[0]
         count = len(frames)
     except Exception as error:
