@@ -101,9 +101,9 @@ def test_cuda_graph_is_skipped_with_its_reason_by_the_benchmark_harness(tiny_wor
 
 def refuse_graphs_for(model_path, message: str):
     """make_session as onnxruntime behaves for a model it cannot capture (its own words)."""
-    from strategies import cuda_graph
+    from strategies.runtime import sessions
 
-    real = cuda_graph.make_session
+    real = sessions.make_session
 
     def make_session(path, *args, **kwargs):
         if path == model_path:
@@ -121,10 +121,10 @@ def refuse_graphs_for(model_path, message: str):
 ])
 def test_cuda_graph_is_skipped_with_onnxruntimes_reason_for_a_model_it_cannot_capture(make_workload, monkeypatch,
                                                                                        message):
-    from strategies import cuda_graph
+    from strategies.runtime import sessions
 
     workload = make_workload(models=3, frames=2)
-    monkeypatch.setattr(cuda_graph, "make_session", refuse_graphs_for(workload.models[1].path, message))
+    monkeypatch.setattr(sessions, "make_session", refuse_graphs_for(workload.models[1].path, message))
     with pytest.raises(pytest.skip.Exception) as skipped:
         with opened(CudaGraphBuffersOnCpu, workload):
             pass
@@ -133,10 +133,10 @@ def test_cuda_graph_is_skipped_with_onnxruntimes_reason_for_a_model_it_cannot_ca
 
 
 def test_cuda_graph_lets_other_session_errors_fail(make_workload, monkeypatch):
-    from strategies import cuda_graph
+    from strategies.runtime import sessions
 
     workload = make_workload(models=2, frames=2)
-    monkeypatch.setattr(cuda_graph, "make_session", refuse_graphs_for(workload.models[0].path, "out of memory"))
+    monkeypatch.setattr(sessions, "make_session", refuse_graphs_for(workload.models[0].path, "out of memory"))
     with pytest.raises(RuntimeError, match="out of memory"):
         with opened(CudaGraphBuffersOnCpu, workload):
             pass

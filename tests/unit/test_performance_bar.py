@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench.measure.limits as limits_module
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.measurement import Measurement
 from bench.report.markdown import write_report
@@ -31,7 +30,9 @@ def test_packing_limit_sums_each_models_single_thread_time_over_the_cores(tmp_pa
 
 
 def test_the_packing_limit_runs_on_the_workloads_provider_with_its_cuda_options(tmp_path: Path, monkeypatch):
-    created, real = [], limits_module.make_session
+    from strategies.runtime import sessions
+
+    created, real = [], sessions.make_session
 
     def make_session(path, settings, provider, options):
         created.append((provider, options))
@@ -39,7 +40,7 @@ def test_the_packing_limit_runs_on_the_workloads_provider_with_its_cuda_options(
 
     workload = replace(tiny_workload(tmp_path, models=2, frames=2, batch=1, size=8), provider="cuda",
                        cuda_options=(("cudnn_conv_algo_search", "HEURISTIC"), ("device_id", "1")))
-    monkeypatch.setattr(limits_module, "make_session", make_session)
+    monkeypatch.setattr(sessions, "make_session", make_session)  # the run's session factory makes them
     limit = measure_packing_limit(workload)
     assert created == [("cuda", {"cudnn_conv_algo_search": "HEURISTIC", "device_id": "1"})] * 2
     assert limit.units == 1  # one device, whatever the core count
