@@ -154,7 +154,7 @@ class PausedBench:
         self.paused.unlink(missing_ok=True)
         self.log = tmp_path / "output.txt"
         env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1",
-               "FANBENCH_TEST_PAUSE": phase, "FANBENCH_TEST_PAUSED": str(self.paused)}
+               "FANBENCH_TEST_PAUSE": phase, "FANBENCH_TEST_PAUSED": str(self.paused), **WIDE}
         command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-p", "tests.helpers.faults",
                    f"--basetemp={tmp_path / 'basetemp'}", *args]
         with self.log.open("wb") as log:  # a file, not a pipe: nothing blocks on a full pipe while paused
