@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -187,3 +188,17 @@ class PausedBench:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+# onnxruntime writes $TMPDIR/.ses (a timestamp and a session id) on import and keeps it on purpose.
+ONNXRUNTIME_FILES = {".ses"}
+
+
+def assert_nothing_left(run: Any, output: str) -> None:
+    """A launched run (BenchSession, PausedBench) left no process, /dev/shm block or temporary file."""
+    _, alive = psutil.wait_procs(run.descendants, timeout=10)  # the resource tracker exits just after
+    assert not alive, f"processes left running: {alive}\n{output}"
+    leaked = sorted(name for name in run.shm if (SHM / name).exists())
+    assert not leaked, f"left in /dev/shm: {leaked}"
+    left = [path.name for path in run.tmpdir.iterdir() if path.name not in ONNXRUNTIME_FILES]
+    assert not left, f"temporary files left: {left}\n{output}"

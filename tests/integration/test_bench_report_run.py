@@ -30,7 +30,8 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
     report = (report_dir / "report.md").read_text()
     assert all(f"- {line}" in report for line in answers)
     names = sorted(path.relative_to(report_dir).as_posix() for path in report_dir.rglob("*.png"))
-    assert names == ["capacity-latency.png", "latency-streaming_at_50_fps.png", "timelines/offline-serial-intra2-inter1-spin0.png",
+    assert names == ["capacity-latency.png", "latency-streaming_at_50_fps.png",
+                     "timelines/offline-serial-intra2-inter1-spin0.png",
                      "timelines/offline-serial-ort-defaults.png", "timelines/streaming-serial-intra2-inter1-spin0.png",
                      "wall-speedup-offline.png",
                      "wall-speedup-streaming_at_50_fps.png"]

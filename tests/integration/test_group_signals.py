@@ -15,18 +15,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from bench.report.charts import chart_names
 from tests.helpers.input_models import write_image_model
-from tests.helpers.run_bench import SHM, PausedBench, bench_subprocess, compare_subprocess
+from tests.helpers.run_bench import PausedBench, assert_nothing_left, bench_subprocess, compare_subprocess
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="uses /dev/shm and Linux signals")]
 
 TINY = ("--model-size", "tiny", "--models", "2", "--frame-size", "32x32", "--batch", "1", "--threads", "default",
         "--scenario", "offline", "--provider", "cpu", "--warmup", "1")
-ONNXRUNTIME_FILES = {".ses"}  # onnxruntime writes $TMPDIR/.ses on import and keeps it on purpose
 
 
 @pytest.fixture
@@ -44,15 +42,6 @@ def paused(tmp_path: Path) -> Iterator[callable]:
 
 def saved_runs(history: Path) -> list[Path]:
     return sorted(history.rglob("*.json"))
-
-
-def assert_nothing_left(run: PausedBench, output: str) -> None:
-    _, alive = psutil.wait_procs(run.descendants, timeout=10)  # the resource tracker exits just after
-    assert not alive, f"processes left running: {alive}\n{output}"
-    leaked = sorted(name for name in run.shm if (SHM / name).exists())
-    assert not leaked, f"left in /dev/shm: {leaked}"
-    left = [path.name for path in run.tmpdir.iterdir() if path.name not in ONNXRUNTIME_FILES]
-    assert not left, f"temporary files left: {left}\n{output}"
 
 
 @pytest.mark.parametrize("strategy", ["processes_shm", "processes"])

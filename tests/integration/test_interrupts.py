@@ -17,14 +17,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from strategies import STRATEGIES
-from tests.helpers.run_bench import BenchSession, bench_pytester_subprocess, compare_subprocess
+from tests.helpers.run_bench import BenchSession, assert_nothing_left, bench_pytester_subprocess, compare_subprocess
 
-SHM = Path("/dev/shm")
-ONNXRUNTIME_FILES = {".ses"}
 PROCESS_STRATEGIES = [name for name in ("processes", "processes_shm") if name in STRATEGIES]
 
 pytest_plugins = ["pytester"]
@@ -64,13 +61,7 @@ def test_signal_during_a_run_stops_cleanly(bench_session, strategy: str, signum:
     assert "KeyboardInterrupt" in output or "Terminated" in output, output
     if signum == signal.SIGTERM:
         assert "received SIGTERM" in output, output
-    _, alive = psutil.wait_procs(session.descendants, timeout=10)  # the resource tracker exits just after
-    assert not alive, f"processes left running: {alive}\n{output}"
-    leaked = sorted(name for name in session.shm if (SHM / name).exists())
-    assert not leaked, f"left in /dev/shm: {leaked}"
-    # onnxruntime writes $TMPDIR/.ses (a timestamp and a session id) on import and keeps it on purpose.
-    left = [path.name for path in session.tmpdir.iterdir() if path.name not in ONNXRUNTIME_FILES]
-    assert not left, f"temporary files left: {left}"
+    assert_nothing_left(session, output)
     # The only benchmark never finished its rounds: nothing is saved, and the run says so.
     assert not list(session.history.rglob("*.json")), output
     assert "no benchmark completed: nothing is saved." in output, output
