@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.helpers.run_bench import bench_subprocess
@@ -24,7 +26,9 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
     assert "fanbench: not streamed: serial-ort-defaults: onnxruntime's defaults stream only when asked" in result.stdout
     # After it: an answer per question, in the terminal and in the report.
     answers = [line for line in result.stdout.splitlines() if "fanbench recommends" in line]
-    assert answers[0].startswith("fanbench recommends serial (--threads intra=2")
+    # Offline the pick is between the run's two serial settings, each timed once on tiny models: which
+    # one wins is the machine's noise (a CI run picked --threads ort), so either is a right answer here.
+    assert re.match(r"fanbench recommends serial \(--threads (intra=2,inter=1,spin=0|ort)\)", answers[0]), answers[0]
     assert answers[1].startswith("for a 50 fps stream fanbench recommends serial (--threads intra=2")
     assert len(answers) == 2
     report = (report_dir / "report.md").read_text()
