@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from bench.plugin import RunState, check_report_dir, options_of, state_of
 from bench.report.summary import write_summary
 from fixtures.options import out_of_time
 from strategies import STRATEGIES, RunTimeout, usable_cores
+from strategies import ray as ray_strategy
 from strategies.ray import RayActors
 from strategies.ray import run_machine_info as ray_machine_info
 
@@ -86,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # phase (start-up, collection, the benchmarks, the report), not with status 143 and leftovers.
     signals = config.stash[SIGNALS] = SessionSignals()
     signals.session.enter_context(sigterm_as_interrupt())
+    signals.session.enter_context(ray_guard_to_terminal(config))
     if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         raise pytest.UsageError(
             "fanbench refuses to benchmark under pytest-xdist (-n/--dist): parallel benchmarks share the cores "
@@ -111,6 +115,19 @@ def pytest_configure(config: pytest.Config) -> None:
                 "once without it to save a baseline, or name one with --benchmark-compare=NUMBER.")
         raise pytest.UsageError(f"--benchmark-compare-fail: {choice.line}; save a baseline of this work first "
                                 "(--benchmark-save=NAME), or name a saved run with --benchmark-compare=NAME.")
+
+
+@contextlib.contextmanager
+def ray_guard_to_terminal(config: pytest.Config) -> Iterator[None]:
+    """A Ray guard's line goes to the terminal's stderr, not to the capture file of the test that started it."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        ray_strategy.guard_stderr = os.dup(2)
+    try:
+        yield
+    finally:
+        os.close(ray_strategy.guard_stderr)
+        ray_strategy.guard_stderr = None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

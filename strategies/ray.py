@@ -172,11 +172,16 @@ def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
     psutil.wait_procs(processes, timeout=GRACE_S * 5)
 
 
+#: Where a guard writes its one line (None: this process's stderr). `pytest bench` sets the terminal's
+#: stderr: during a test pytest points fd 2 at its capture file, which a run that Ray ended never prints.
+guard_stderr: int | None = None
+
+
 def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
     """The instance's guard (strategies/runtime/ray_guard.py), in a session of its own."""
     script = Path(__file__).resolve().parent / "runtime" / "ray_guard.py"  # by path: it needs only psutil
     return subprocess.Popen([sys.executable, str(script), temp_dir, str(os.getpid())], stdin=subprocess.PIPE,
-                            start_new_session=True)
+                            stderr=guard_stderr, start_new_session=True)
 
 
 def close_guard(guard: subprocess.Popen[bytes] | None) -> None:
