@@ -139,9 +139,11 @@ def expected_work(options: RunOptions) -> Work:
     """What this run will time, as its saved benchmarks will record it."""
     workload = options.workload
     selected, _ = benchmarks(options)
-    return Work(frames=workload.frames, batch=workload.batch, models=tuple(workload.model_names()),
-                provider=workload.provider,
-                names=frozenset(f"test_strategy[{case.id}-{scenario.id}]" for case, scenario in selected))
+    names = {f"test_strategy[{case.id}-{scenario.id}]": scenario for case, scenario in selected}
+    schedules = {name: scenario.schedule(workload.total_frames) for name, scenario in names.items()}
+    return Work(frames=workload.total_frames, batch=workload.batch, models=tuple(workload.model_names()),
+                provider=workload.provider, names=frozenset(names),
+                run_frames={name: len(schedule) for name, schedule in schedules.items() if schedule is not None})
 
 
 def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, Choice | None]:
@@ -220,7 +222,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def check_room(options: RunOptions, directory: Path) -> None:
     """Refuse a run the history's disk has no room to save (estimated from its size: expected_run_bytes)."""
     workload = options.workload
-    problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.frames,
+    problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.total_frames,
                                                                workload.model_count, options.rounds))
     if problem is not None:
         raise pytest.UsageError(f"--benchmark-storage {options.storage!r}: {problem}; free some space, give "

@@ -106,8 +106,9 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--model", action="append", type=model_option, default=[], metavar="PATH[@HxW]",
         help="Benchmark this ONNX model instead of the synthetic ones; repeat for several. @HxW sets "
              "the input height and width where the model leaves them dynamic.")
-    add("--video", type=Path, default=None, metavar="PATH",
-        help="Decode the frames from this video (OpenCV) instead of the synthetic one.")
+    add("--video", action="append", type=Path, default=[], metavar="PATH",
+        help="Decode the frames from this video (OpenCV) instead of the synthetic one; repeat for one video per "
+             "camera (camera c shows video c mod the number of videos; --streams defaults to that number).")
     add("--loop-video", action="store_true",
         help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
     # --- thread-settings sweep and batched's frames per call ---
@@ -239,6 +240,9 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         if refusal is not None:
             raise OptionError(refusal)
     fps, streams, phase = values["fps"], values["streams"], values["stream_phase"]
+    videos = max(1, len(values["video"]))
+    if videos > 1 and "--streams" not in given:
+        streams = videos  # one camera per video
     deadline_ms = values["deadline_ms"]
     streaming = values["scenario"] != "offline" and fps > 0
     for flag, given_value in (("--streams", "--streams" in given and streams != 1), ("--deadline-ms", deadline_ms),
@@ -260,7 +264,7 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         if streaming:
             check_arrival_rate(streams, fps, phase)
         scenarios = selected_scenarios(values["scenario"], fps, streams, phase,
-                                       None if deadline_ms is None else deadline_ms / 1000)
+                                       None if deadline_ms is None else deadline_ms / 1000, videos)
     except ValueError as error:
         raise OptionError(f"--streams {streams}: {error}" if "OS timers" in str(error) else str(error)) from None
     disabled = bool(values["benchmark_disable"] or values["benchmark_skip"])

@@ -25,8 +25,7 @@ from bench.measure.rounds import Progress, RoundHooks
 from bench.measure.sampler import SamplerProcess
 from bench.options import RunOptions, add_options, build_run_options
 from fixtures.options import OptionError, given_flags, out_of_time
-from fixtures.user import UserInput, UserInputError, load_user_input
-from fixtures.video import video_frame_shape
+from fixtures.user import UserInput, UserInputError, largest_frame_shape, load_user_input
 from fixtures.workloads import MemoryRefused, check_memory, synthetic_memory
 from strategies import RunTimeout, cuda_unavailable_reason, onnxruntime, usable_cores
 
@@ -91,10 +90,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     workload = options.workload
     try:
         if not workload.model_requests:  # the synthetic models: refused before any video is written or decoded
-            check_memory(synthetic_memory(workload.model_specs(), workload.frames, workload.batch,
-                                          video_frame_shape(workload.video)))
+            check_memory(synthetic_memory(workload.model_specs(), workload.total_frames, workload.batch,
+                                          largest_frame_shape(workload.videos)))
         state_of(session.config).user_input = load_user_input(
-            workload.model_requests, workload.video, frames=workload.frames, loop=workload.loop_video,
+            workload.model_requests, workload.videos, frames=workload.frames, loop=workload.loop_video,
             frame_size=workload.frame_size, batch=workload.batch,
             time_limit_s=time_limit(options.time_limit, workload.frames, len(workload.model_requests)))
     except (UserInputError, MemoryRefused) as error:

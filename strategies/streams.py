@@ -50,8 +50,12 @@ class Schedule:
 
 
 def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_frames: int,
-                    phase: str = SPREAD) -> Schedule:
-    """`cameras` cameras at `fps`, `frames_per_camera` frames each, over a workload of `workload_frames`."""
+                    phase: str = SPREAD, videos: int = 1) -> Schedule:
+    """`cameras` cameras at `fps`, `frames_per_camera` frames each, over a workload of `workload_frames`.
+
+    One video (the default): the cameras take the workload's frames round-robin. Several: the
+    workload is `videos` equal runs of frames, one per video, and camera c shows video c mod `videos`
+    from its start (replayed when the camera streams longer)."""
     if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
         raise ValueError(f"cameras must be a whole number of at least 1, got {cameras!r}.")
     if not fps > 0:
@@ -59,6 +63,8 @@ def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_f
     if frames_per_camera < 1 or workload_frames < 1:
         raise ValueError(f"a camera schedule needs at least one frame per camera and one workload frame, got "
                          f"{frames_per_camera} and {workload_frames}.")
+    if videos < 1 or workload_frames % videos:
+        raise ValueError(f"{workload_frames} workload frames cannot be {videos} videos of equal length.")
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}.")
     index = np.arange(cameras * frames_per_camera, dtype=np.int64)
@@ -66,7 +72,9 @@ def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_f
     times = frame / fps
     if phase == SPREAD:
         times = times + camera / (cameras * fps)
-    return Schedule(times=times.astype(np.float64), sources=index % workload_frames, cameras=camera,
+    per_video = workload_frames // videos
+    sources = index % workload_frames if videos == 1 else (camera % videos) * per_video + frame % per_video
+    return Schedule(times=times.astype(np.float64), sources=sources, cameras=camera,
                     period=1.0 / fps, phase=phase)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class Work:
     models: tuple[str, ...]  # names as stored in each benchmark's extra_info
     provider: str  # as asked (auto, cpu, cuda): what the saved run's machine_info.fanbench.workload holds
     names: frozenset[str]  # benchmark names, 'test_strategy[serial-ort-defaults-offline]'
+    # Frames a benchmark runs where they are not `frames` (a stream of several cameras runs each its frames)
+    run_frames: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,12 @@ def differences(saved: Mapping[str, Any], work: Work) -> list[str]:
     asked = ((saved.get("machine_info") or {}).get("fanbench") or {}).get("workload") or {}
     if "provider" in asked and asked["provider"] != work.provider:
         found.append(f"provider: {asked['provider']} -> {work.provider}")
-    measured = next((bench["extra_info"] for bench in benchmarks if "rounds_wall_s" in (bench.get("extra_info") or {})),
-                    None)
+    name, measured = next(((bench["name"], bench["extra_info"]) for bench in benchmarks
+                           if "rounds_wall_s" in (bench.get("extra_info") or {})), (None, None))
     if measured is None:
         return found  # saved without fanbench's measurements (interrupted, older fanbench): names only
-    found += [f"{key}: {measured.get(key)} -> {value}" for key, value in (("frames", work.frames), ("batch", work.batch))
+    frames = work.run_frames.get(name, work.frames)
+    found += [f"{key}: {measured.get(key)} -> {value}" for key, value in (("frames", frames), ("batch", work.batch))
               if measured.get(key) != value]
     if tuple(measured.get("models") or ()) != work.models:
         found.append(f"models: {_models(measured.get('models') or [])} -> {_models(work.models)}")

@@ -99,10 +99,11 @@ class Probe:
     tolerances: ToleranceChoice
     time_limit_s: float
     early_stop: bool = True
+    videos: int = 1  # camera c shows video c mod videos (strategies/streams.py camera_schedule)
 
     def schedule(self, cameras: int) -> Schedule:
         return camera_schedule(cameras, self.fps, frames_per_camera(self.seconds, self.fps), self.workload_frames,
-                               self.phase)
+                               self.phase, self.videos)
 
     def __call__(self, strategy: Strategy, cameras: int) -> ProbeResult:
         schedule = self.schedule(cameras)

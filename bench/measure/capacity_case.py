@@ -53,7 +53,8 @@ def search_in_benchmark(strategy: Strategy, case: Any, scenario: Scenario, workl
     probe = Probe(fps=fps, deadline_s=deadline, seconds=run_options.probe_seconds, phase=scenario.phase,
                   workload_frames=workload.frame_count, reference=reference, names=workload.names,
                   tolerances=calibration.tolerances,
-                  time_limit_s=time_limit(run_options.time_limit, workload.frame_count, len(workload.models)))
+                  time_limit_s=time_limit(run_options.time_limit, workload.frame_count, len(workload.models)),
+                  videos=scenario.videos)
     progress = None
     if round_hooks.progress is not None:
         progress = ProbeProgress(round_hooks.progress.label, expected_probes(upper), round_hooks.progress.suspend_capture,

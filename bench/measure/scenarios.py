@@ -35,6 +35,7 @@ class Scenario:
     streams: int = 1  # cameras, each at `fps` (--streams)
     phase: str = SPREAD  # how their frames fall in a period (--stream-phase)
     deadline_override_s: float | None = None  # --deadline-ms; None: one camera period
+    videos: int = 1  # --video files: camera c shows video c mod videos
 
     def __post_init__(self) -> None:
         if self.name not in (OFFLINE, STREAMING):
@@ -67,16 +68,17 @@ class Scenario:
         return f"stream{self.fps:g}fps{cameras}"
 
     def schedule(self, workload_frames: int) -> Schedule | None:
-        """The arrivals of one streaming round: every camera streams `workload_frames` frames (the
-        workload's frames round-robin over the cameras); None offline and for one camera, whose
-        frames arrive one per period as they always did."""
-        if self.name != STREAMING or (self.streams == 1 and self.phase == SPREAD):
+        """The arrivals of one streaming round: every camera streams its video's frames once (one
+        video: the workload's frames round-robin over the cameras); None offline and for one camera
+        of one video, whose frames arrive one per period as they always did."""
+        if self.name != STREAMING or (self.streams == 1 and self.phase == SPREAD and self.videos == 1):
             return None
-        return camera_schedule(self.streams, self.fps, workload_frames, workload_frames, self.phase)
+        return camera_schedule(self.streams, self.fps, workload_frames // self.videos, workload_frames, self.phase,
+                               self.videos)
 
 
 def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = SPREAD,
-                       deadline_s: float | None = None) -> list[Scenario]:
+                       deadline_s: float | None = None, videos: int = 1) -> list[Scenario]:
     """The scenarios `--scenario` and `--fps` ask for; `--fps 0` turns streaming off."""
     if choice not in SCENARIO_CHOICES:
         raise ValueError(f"--scenario must be one of {', '.join(SCENARIO_CHOICES)}, got {choice!r}.")
@@ -88,7 +90,7 @@ def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = S
     if choice in ("both", OFFLINE):
         scenarios.append(Scenario(OFFLINE))
     if choice in ("both", STREAMING) and fps > 0:
-        scenarios.append(Scenario(STREAMING, fps, streams, phase, deadline_s))
+        scenarios.append(Scenario(STREAMING, fps, streams, phase, deadline_s, videos))
     return scenarios
 
 

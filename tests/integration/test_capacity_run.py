@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fixtures.video import write_synthetic_video
 from tests.helpers.run_bench import TINY_RUN, bench_subprocess
 
 
@@ -30,3 +31,22 @@ def test_pytest_bench_searches_capacity_and_saves_it(tmp_path):
         assert capacity["fps"] == 25.0
         assert all(set(probe) >= {"cameras", "passed", "p99_s"} for probe in capacity["probes"])
     assert all("capacity" not in info for name, info in saved.items() if name.endswith("offline]"))
+
+
+@pytest.mark.slow
+def test_one_video_per_camera_streams_each_camera_its_own_video(tmp_path):
+    videos = [write_synthetic_video(tmp_path / f"camera{c}.mp4", 3, height=48 + 24 * c, width=64 + 32 * c)
+              for c in range(2)]
+    out = tmp_path / "run.json"
+    result = bench_subprocess(*TINY_RUN, "--frames", "3", "--video", str(videos[0]), "--video", str(videos[1]),
+                              "--strategy", "serial", "--strategy", "threads", "--probe-seconds", "0.5",
+                              "--benchmark-json", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    saved = {bench["name"]: bench["extra_info"] for bench in json.loads(out.read_text())["benchmarks"]}
+    offline = [info for name, info in saved.items() if name.endswith("offline]")]
+    streams = [info for name, info in saved.items() if name.endswith("stream25fpsx2]")]
+    assert offline, saved.keys()
+    assert streams, saved.keys()
+    assert all(info["frames"] == 6 for info in offline)  # 3 frames of each video
+    assert all(info["equivalent"] for info in [*offline, *streams])
+    assert all(info["capacity"]["cameras"] >= 1 for info in streams)

@@ -20,6 +20,7 @@ from bench.measure.capacity import (
     upper_bound,
 )
 from bench.measure.harness import opened
+from bench.options import parse_args
 from strategies import STRATEGIES, Strategy, Tolerance, assert_equivalent, get_strategy
 from strategies.base import Arrivals, Overloaded
 from strategies.records import CallRecord, empty_outputs
@@ -53,6 +54,30 @@ def test_camera_c_frame_j_arrives_at_its_formula():
         j = k // cameras
         assert camera == k % cameras
         assert time == pytest.approx(j / fps + camera / (cameras * fps))
+
+
+def test_with_one_video_per_camera_camera_c_shows_video_c_mod_videos_from_its_start():
+    # 2 videos of 3 frames (workload frames 0-2, then 3-5), 3 cameras of 4 frames: camera 2 shows video 0 again.
+    schedule = camera_schedule(3, 25.0, 4, 6, ALIGNED, videos=2)
+    by_camera = {camera: schedule.sources[schedule.cameras == camera].tolist() for camera in range(3)}
+    assert by_camera == {0: [0, 1, 2, 0], 1: [3, 4, 5, 3], 2: [0, 1, 2, 0]}
+    with pytest.raises(ValueError, match="cannot be 4 videos of equal length"):
+        camera_schedule(3, 25.0, 4, 6, ALIGNED, videos=4)
+
+
+def test_several_videos_stream_one_per_camera_by_default():
+    options = parse_args(["--video", "a.mp4", "--video", "b.mp4", "--video", "c.mp4", "--scenario", "streaming"])
+    (scenario,) = options.scenarios
+    assert (scenario.streams, scenario.videos) == (3, 3)
+    schedule = scenario.schedule(3 * 5)  # --frames 5 of each video
+    assert schedule is not None
+    assert schedule.camera_count == 3
+    assert [schedule.sources[schedule.cameras == c].tolist() for c in range(3)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9],
+                                                                                  [10, 11, 12, 13, 14]]
+    (one_camera,) = parse_args(["--video", "a.mp4", "--video", "b.mp4", "--streams", "1",
+                                "--scenario", "streaming"]).scenarios
+    assert one_camera.schedule(10) is not None  # camera 0 shows a.mp4 only, not both one after the other
+    assert options.workload.total_frames == 3 * options.workload.frames
 
 
 def test_one_spread_camera_is_the_single_stream():

@@ -53,6 +53,14 @@ def test_differences_name_what_the_saved_run_timed_otherwise() -> None:
                        WORK) == []
 
 
+def test_a_stream_of_several_cameras_is_compared_on_the_frames_it_runs() -> None:
+    """2 cameras stream the 2 workload frames each: their benchmark runs 4 frames (found 'frames: 4 -> 2')."""
+    stream = run(frames=4)
+    name = stream["benchmarks"][0]["name"]
+    assert differences(stream, Work(2, 1, MODELS, "cpu", frozenset({name}), run_frames={name: 4})) == []
+    assert differences(stream, Work(2, 1, MODELS, "cpu", frozenset({name}))) == ["frames: 4 -> 2"]
+
+
 def test_the_latest_comparable_run_is_chosen_and_named_in_one_line() -> None:
     runs = [(Path("0001_a.json"), MAIN), (Path("0002_b.json"), run(frames=40)),
             (Path("0003_c.json"), own_models_run())]

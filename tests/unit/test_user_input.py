@@ -17,6 +17,7 @@ from fixtures.user import (
     InputPlan,
     ModelRequest,
     UserInputError,
+    largest_frame_shape,
     load_models,
     load_user_input,
     model_names,
@@ -193,7 +194,7 @@ def test_uint8_input_is_refused(tmp_path, images):
 def test_user_video_is_decoded_and_feeds_the_models(tmp_path):
     video = write_synthetic_video(tmp_path / "street.mp4", 4, height=48, width=64)
     model = write_image_model(tmp_path / "m.onnx", ["N", 3, "H", "W"])
-    loaded = load_user_input([ModelRequest(model)], video, frames=6, loop=True, frame_size=(16, 16), batch=1)
+    loaded = load_user_input([ModelRequest(model)], [video], frames=6, loop=True, frame_size=(16, 16), batch=1)
     assert loaded is not None
     assert loaded.images is not None
     assert loaded.models is not None
@@ -201,11 +202,26 @@ def test_user_video_is_decoded_and_feeds_the_models(tmp_path):
     assert loaded.images[0].shape == (48, 64, 3)
     np.testing.assert_array_equal(loaded.images[4], loaded.images[0])  # looped
     assert loaded.models[0].frames.shape == (6, 1, 3, 16, 16)
-    video_only = load_user_input([], video, frames=3, loop=False, frame_size=(16, 16), batch=1)
+    video_only = load_user_input([], [video], frames=3, loop=False, frame_size=(16, 16), batch=1)
     assert video_only is not None
     assert video_only.models is None
     assert len(video_only.images) == 3
-    assert load_user_input([], None, frames=3, loop=False, frame_size=(16, 16), batch=1) is None
+    assert load_user_input([], [], frames=3, loop=False, frame_size=(16, 16), batch=1) is None
+
+
+def test_several_videos_give_their_frames_one_after_another_one_per_camera(tmp_path):
+    """--video a --video b: a's --frames frames, then b's (each looped on its own), whatever their sizes."""
+    small = write_synthetic_video(tmp_path / "small.mp4", 2, height=48, width=64)
+    large = write_synthetic_video(tmp_path / "large.mp4", 3, height=72, width=96)
+    model = write_image_model(tmp_path / "m.onnx", ["N", 3, "H", "W"])
+    loaded = load_user_input([ModelRequest(model)], [small, large], frames=3, loop=True, frame_size=(16, 16), batch=1)
+    assert loaded is not None
+    assert loaded.images is not None
+    assert loaded.models is not None
+    assert [image.shape for image in loaded.images] == [(48, 64, 3)] * 3 + [(72, 96, 3)] * 3
+    np.testing.assert_array_equal(loaded.images[2], loaded.images[0])  # small.mp4 looped within its own frames
+    assert loaded.models[0].frames.shape == (6, 1, 3, 16, 16)
+    assert largest_frame_shape([small, large]) == (72, 96, 3)
 
 
 # ---------------------------------------------------------------- memory: estimate, refusal, preprocessing peak
@@ -257,7 +273,7 @@ def test_user_models_that_cannot_fit_are_refused_before_the_video_is_decoded(tmp
     monkeypatch.setattr("fixtures.user.decode_video", no_decoding)
     frames = 10 if size else 100_000
     with pytest.raises(UserInputError, match=r"^this run needs about .* but only 64\.0 MiB is available; lower --frames"):
-        load_user_input([ModelRequest(model, size)], video, frames=frames, loop=True, frame_size=(64, 64), batch=1)
+        load_user_input([ModelRequest(model, size)], [video], frames=frames, loop=True, frame_size=(64, 64), batch=1)
 
 
 def test_a_sequence_of_maps_output_is_refused_at_set_up(tmp_path, images):
