@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -320,3 +321,27 @@ def test_every_strategy_serves_several_cameras(name, tiny_workload):
     assert covered == [(m, f) for m in range(len(tiny_workload.models)) for f in range(len(schedule))]
     for call in result.calls:  # no frame runs before it arrives
         assert call.start >= result.start + schedule.times[call.first_frame + call.frames - 1] - 1e-9
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_probes(tiny_workload):
+    """A probe keeps its numbers, not its run: outputs are checked then dropped, calls go with the run.
+    Python's allocations (numpy's arrays included) are traced over 1 probe and then 5 more: were each
+    probe's run retained, the peak would grow by at least one run's outputs and call records per probe."""
+    with get_strategy("serial")(tiny_workload) as serial:
+        reference = serial.run().outputs
+    probe = Probe(fps=1000.0, deadline_s=1.0, seconds=0.25, phase=ALIGNED, workload_frames=tiny_workload.frame_count,
+                  reference=reference, names=tiny_workload.names, tolerances=Tolerance(), time_limit_s=60.0)
+    run_frames = len(probe.schedule(4))
+    one_run_outputs = run_frames * sum(array.nbytes for model in reference for array in model[0])
+    with opened(get_strategy("serial"), tiny_workload) as strategy:
+        probe(strategy, 4)  # first-call allocations (sessions, arenas) are not the probes'
+        tracemalloc.start()
+        try:
+            results = [probe(strategy, 4)]
+            after_one = tracemalloc.get_traced_memory()[1]
+            results += [probe(strategy, 4) for _ in range(5)]
+            after_six = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert all(result.passed for result in results)
+    assert after_six - after_one < one_run_outputs, (after_one, after_six, one_run_outputs)
