@@ -230,10 +230,12 @@ def test_sigterm_during_ray_init_exits_2_and_leaves_nothing(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "auto"])
-def test_a_cluster_that_is_not_there_fails_each_benchmark_in_one_line(address: str) -> None:
+def test_a_cluster_that_is_not_there_fails_each_benchmark_in_one_line(address: str, tmp_path: Path) -> None:
     """Nothing listening at 127.0.0.1:1 hung forever (no --time-limit applies to ray.init); `auto` with no
-    cluster gave the right message in a 70-line traceback."""
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    cluster gave the right message in a 70-line traceback. `auto` finds a cluster through the file Ray keeps
+    under its temporary root (/tmp/ray/ray_current_cluster): a root of the test's own, so that a cluster
+    another job started on this machine is not found."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(tmp_path)}
     result = bench_subprocess("--strategy", "ray", "--ray-address", address, *TINY_RUN, env=env, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
