@@ -12,7 +12,8 @@ import pytest
 from tests.helpers.run_bench import bench_subprocess
 
 SMALL = ["--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "--rounds", "2", "--warmup", "0",
-         "--provider", "cpu"]  # the harness itself, on any machine: a GPU host would resolve auto to CUDA
+         "--provider", "cpu",  # the harness itself, on any machine: a GPU host would resolve auto to CUDA
+         "--probe-seconds", "0.25"]  # short capacity probes (tests/helpers/run_bench.py TINY_RUN says why)
 
 
 @pytest.mark.slow

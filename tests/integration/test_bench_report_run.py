@@ -14,7 +14,7 @@ def test_a_small_benchmark_run_prints_the_tables_and_writes_the_report(tmp_path)
     report_dir = tmp_path / "report"
     result = bench_subprocess("--frames", "2", "--model-size", "tiny",
          "--models", "2", "--rounds", "1", "--warmup", "0", "--provider", "cpu", "--no-history", "--strategy", "serial",
-         "--fps", "50",
+         "--fps", "50", "--probe-seconds", "0.25",
          "--report-dir", str(report_dir))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for line in ("offline:", "streaming at 50 fps:", "resources during the timed rounds (process tree):",

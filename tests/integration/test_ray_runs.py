@@ -31,7 +31,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: `pip install -e '
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="Ray's CLI cluster: Linux only")]
 
 RUN = ("--strategy", "ray", "--frames", "2", "--model-size", "small", "--rounds", "1", "--warmup", "0",
-       "--provider", "cpu", "--no-history", "--no-report")
+       "--provider", "cpu", "--no-history", "--no-report", "--probe-seconds", "0.25")
 RAY_CLI = Path(sys.executable).with_name("ray")  # the venv's: the cluster's workers then run this Python
 # Ray >= 2.5x starts a `ray start` cluster with token authentication by default and a driver joining it only
 # sends the token (~/.ray/auth_token) when told to (docs/ray.md): said explicitly on both sides, so the test
