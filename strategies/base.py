@@ -80,6 +80,7 @@ class Arrivals:
     late_after: float | None = None
     late_budget: int = 0
     late: set[int] = field(default_factory=set, compare=False, repr=False)  # frames certainly missed
+    frames: int | None = None  # only the run's first `frames` frames (a warm-up round); None: all of them
 
     @property
     def streaming(self) -> bool:
@@ -87,8 +88,9 @@ class Arrivals:
         return self.period > 0 or self.schedule is not None
 
     def frame_count(self, workload_frames: int) -> int:
-        """Frames in this run: the schedule's, else the workload's."""
-        return len(self.schedule) if self.schedule is not None else workload_frames
+        """Frames in this run: the schedule's, else the workload's; at most `frames`."""
+        count = len(self.schedule) if self.schedule is not None else workload_frames
+        return count if self.frames is None else min(count, self.frames)
 
     def source(self, frame: int) -> int:
         """The workload frame run frame `frame` carries."""
@@ -200,17 +202,20 @@ class Strategy(ABC):
         self.close()
 
     def run(self, period: float = 0.0, time_limit: float | None = None, schedule: Schedule | None = None,
-            late_after: float | None = None, late_budget: int = 0) -> RunResult:
+            late_after: float | None = None, late_budget: int = 0, frames: int | None = None) -> RunResult:
         """Process every frame once. With `period` > 0 frames arrive one per period; with a
         `schedule` (several cameras) its frames arrive at its times instead; with `time_limit`
         (seconds) the run fails with RunTimeout once it has taken longer; with `late_after` it
-        stops early with Overloaded once more than `late_budget` frames started that late."""
+        stops early with Overloaded once more than `late_budget` frames started that late; with
+        `frames`, only the first `frames` frames are run (the first frames/N of each of N cameras)."""
         if time_limit is not None and time_limit <= 0:
             raise ValueError(f"time_limit must be positive seconds or None (no limit), got {time_limit}.")
+        if frames is not None and frames < 1:
+            raise ValueError(f"frames must be at least 1 or None (every frame), got {frames}.")
         self._stop.clear()
         start = self.clock()
         arrivals = Arrivals(start, period, None if time_limit is None else start + time_limit, self._stop, schedule,
-                            late_after if self.stops_early else None, late_budget)
+                            late_after if self.stops_early else None, late_budget, frames=frames)
         self.arrivals = arrivals
         outputs, calls = self._execute(arrivals)
         wall = self.clock() - arrivals.start

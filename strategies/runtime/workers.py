@@ -125,7 +125,7 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
         command, payload = conn.recv()
         if command == "stop":
             return
-        arrivals = Arrivals(*payload)
+        arrivals = Arrivals(**payload)
         log = CallLog(time.perf_counter)
         outputs: list[Outputs] = []
         try:
@@ -199,7 +199,8 @@ class WorkerPool:
             stop: Callable[[], None] | None = None) -> tuple[list[list[Outputs]], list[CallRecord]]:
         """Every worker runs its model over every frame (`serve`); their outputs and call records.
         Past the run's deadline plus a grace second: RunTimeout (closing the pool kills them)."""
-        self.send_all(("run", (arrivals.start, arrivals.period, arrivals.deadline, None, arrivals.schedule)))
+        self.send_all(("run", {"start": arrivals.start, "period": arrivals.period, "deadline": arrivals.deadline,
+                               "schedule": arrivals.schedule, "frames": arrivals.frames}))
         answers = self.collect(DONE, answer_timeout(arrivals, clock), stop)
         return [answer[0] for answer in answers], [call for answer in answers for call in answer[1]]
 

@@ -323,6 +323,25 @@ def test_every_strategy_serves_several_cameras(name, tiny_workload):
         assert call.start >= result.start + schedule.times[call.first_frame + call.frames - 1] - 1e-9
 
 
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name in PROCESS_STRATEGIES else [])
+                                  for name in [*STRATEGIES, *ON_CPU]])
+def test_every_strategy_runs_only_the_first_frames_when_asked(name, tiny_workload):
+    """A warm-up round runs a run's first frames: offline the workload's first 3; with 2 cameras the
+    first 4 run frames, each camera's first 2. Every strategy counts its frames through Arrivals."""
+    with get_strategy("serial")(tiny_workload) as serial:
+        reference = serial.run().outputs
+    schedule = camera_schedule(2, 500.0, 4, tiny_workload.frame_count, ALIGNED)
+    with opened(ON_CPU[name]() if name in ON_CPU else get_strategy(name), tiny_workload) as strategy:
+        offline = strategy.run(frames=3)
+        streamed = strategy.run(schedule=schedule, frames=4)
+    assert_equivalent([model[:3] for model in reference], offline.outputs, tiny_workload.names)
+    assert max(call.first_frame + call.frames for call in offline.calls) == 3
+    assert_equivalent([model[:4] for model in stream_reference(reference, schedule)], streamed.outputs,
+                      tiny_workload.names)
+    assert max(call.first_frame + call.frames for call in streamed.calls) == 4
+    assert schedule.cameras[:4].tolist() == [0, 1, 0, 1]
+
+
 def test_peak_memory_does_not_grow_with_the_number_of_probes(tiny_workload):
     """A probe keeps its numbers, not its run: outputs are checked then dropped, calls go with the run.
     Python's allocations (numpy's arrays included) are traced over 1 probe and then 5 more: were each
