@@ -193,7 +193,7 @@ def test_flags_given_through_pytest_addopts_or_the_ini_count_as_given():
     assert "--frames" in given_flags([], "--frames 7", ())
     assert "--frames" in given_flags([], "", ["--frames=7"])
     assert "--frames" not in given_flags(["--frame-size", "8x8"], "", ())
-    values = {**vars(parse_args([]).workload), "workload": "writeup", "cuda_option": [], "model": [],
+    values = {**vars(parse_args([]).workload), "workload": "writeup", "cuda_option": [], "model": [], "video": [],
               "frames": 7}
     assert workload_options(values, given_flags([], "--frames 7", ())).frames == 7
 
