@@ -192,7 +192,7 @@ class BenchmarkRun:
             except StrategyError as error:  # leaving `with` stops the strategy: lanes end, workers are killed
                 rounds.failed = error  # a model that failed, a worker that died or hung, the time limit: one line
             if rounds.failed is None:  # outside the timer and the sampler: probes of more cameras (docs/capacity.md)
-                rounds.capacity = self.capacity(hooks)
+                rounds.capacity = self.search_capacity(hooks)
             self.note_strategy()
         self.check()  # rounds no teardown saw (--benchmark-disable runs once, without one)
         rounds.timed = rounds.runs[-options.rounds:]
@@ -200,7 +200,7 @@ class BenchmarkRun:
 
     # --- the capacity search ---------------------------------------------------------------------
 
-    def capacity(self, hooks: RoundHooks) -> dict[str, Any] | None:
+    def search_capacity(self, hooks: RoundHooks) -> dict[str, Any] | None:
         """Capacity.as_dict() of this streaming benchmark, searched after its rounds on the still opened
         strategy (None where no search is asked for). Its own rounds are the search's first probe (at
         --streams cameras); the offline benchmark of the same case, recorded just before, gives the ceiling."""
