@@ -8,7 +8,7 @@ import copy
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,8 @@ from bench.interrupts import interruption, signals_held, sigterm_as_interrupt
 from bench.measure.harness import keep_complete
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
+from bench.measure.measurement import Measurement
+from bench.measure.run import RunInputs
 from bench.measure.scenarios import STREAMING, minimum_duration_s
 from bench.options import RunOptions
 from bench.plugin import RunState, check_report_dir, options_of, state_of
@@ -234,15 +236,16 @@ def _save_failure(config: pytest.Config) -> str | None:
     return getattr(getattr(getattr(config, "_benchmarksession", None), "storage", None), "failure", None)
 
 
+THIS_MACHINE = pytest.StashKey[dict]()  # this run's machine_info, as first given to the comparison with a saved run
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession, machine_info: dict,
                                           compared_benchmark: dict) -> None:
     """One line naming what differs between this machine and the saved run's (MACHINE_KEYS)."""
-    results = state_of(config)
-    if results.machine_info is None:
-        results.machine_info = copy.deepcopy(machine_info)
+    this_machine = config.stash.setdefault(THIS_MACHINE, copy.deepcopy(machine_info))
     saved = compared_benchmark.get("machine_info", {})
-    differences = machine_differences(saved, results.machine_info)
+    differences = machine_differences(saved, this_machine)
     if differences:
         commit = (compared_benchmark.get("commit_info") or {}).get("id") or "?"
         benchmarksession.logger.warning(f"Benchmark machine_info is different from the saved run of "
@@ -266,14 +269,16 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["fanbench"] = fanbench_machine_info(workload.machine_info(), dict(workload.cuda_options), ray)
 
 
+CALLED = pytest.StashKey[bool]()  # the test function passed (its teardown has yet to)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    results = state_of(item.config)
     if report.when == "call" and report.passed:
-        results.called.add(item.nodeid)
-    elif report.when == "teardown" and report.passed and item.nodeid in results.called:
-        results.complete.add(item.nodeid)
+        item.stash[CALLED] = True
+    elif report.when == "teardown" and report.passed and item.stash.get(CALLED, False):
+        state_of(item.config).complete.add(item.nodeid)
     return report
 
 
@@ -320,9 +325,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results.workload_differences = compared_workload_differences(
             current, {str(path): saved for path, saved in benchmarksession.compared_mapping.items()})
         checks = list(options.compare_fail)
+        regressions: list[str] = []
         for saved in benchmarksession.compared_mapping.values():  # a capacity drop is a regression, always reported
-            results.regressions += capacity_drops(current, {name: bench.get("extra_info", {}) for name, bench in saved.items()})
-        failed |= bool(results.regressions and checks)
+            regressions += capacity_drops(current, {name: bench.get("extra_info", {}) for name, bench in saved.items()})
+        failed |= bool(regressions and checks)
         failed |= bool(results.workload_differences and checks)
         if checks:
             # Reported in the summary as one block (or refused above), not as pytest-benchmark's
@@ -331,9 +337,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             if not results.workload_differences:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
                 verdict = history_regressions(checks, current, benchmarksession.compared_mapping)
-                results.regressions += verdict.failed
+                regressions += verdict.failed
                 results.within_noise = verdict.within_noise
-                failed |= bool(results.regressions)
+                failed |= bool(regressions)
+        results.regressions = regressions
     failed |= _save_failure(config) is not None  # the run was asked to be saved and is not
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -373,7 +380,20 @@ def packing_limit(workload, phase_time_limit: float) -> PackingLimit:
         out_of_time(error)
 
 
+@pytest.fixture(scope="session")
+def run_inputs(workload, reference, calibration, model_facts, run_options: RunOptions, run_state: RunState,
+               packing_limit: PackingLimit, gpu_probe) -> RunInputs:
+    """What every benchmark of this run is given (bench/measure/run.py); the measurements recorded so far
+    give the capacity search its ceiling."""
+    return RunInputs(run_options, workload, reference, calibration, model_facts, packing_limit, gpu_probe.reason,
+                     run_state.measurements)
+
+
 @pytest.fixture
-def record(run_state: RunState):
-    """Append a measurement to the end-of-run table."""
-    return run_state.measurements.append
+def record(run_state: RunState) -> Callable[[Measurement, str | None], None]:
+    """Add a benchmark's measurement to the end-of-run table, and its harness overhead line (serial offline)."""
+    def add(measurement: Measurement, overhead_line: str | None) -> None:
+        run_state.measurements.append(measurement)
+        if overhead_line is not None:
+            run_state.overhead_lines.append(overhead_line)
+    return add

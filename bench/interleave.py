@@ -4,10 +4,11 @@ Benchmarks timed one after another see whatever load other jobs put on the machi
 one runs: a job that starts halfway through slows only the later strategies. Taken in turns,
 as asv's `--interleave-rounds` does, a change of load lands on every strategy's rounds alike.
 
-How: the first benchmark test to run asks for the session fixture `interleaved`, which opens
-every selected benchmark's strategy (before any clock, as the sequential path does), runs the
-warm-up rounds in turns, then the timed rounds in turns, checks each round's outputs against
-serial's as soon as it is done, and closes everything. Each test then takes its own rounds:
+How: the first benchmark test to run asks for the session fixture `interleaved`, which makes
+every selected benchmark's BenchmarkRun (bench/measure/run.py), opens each one's strategy (before
+any clock, as the sequential path does), runs the warm-up rounds in turns, then the timed rounds in
+turns, each through its run (serial's bare loop, the round's arrivals and time limit, the check
+against serial's outputs as soon as it is done), and closes everything. Each test then takes its own rounds:
 pytest-benchmark gets the walls through its public `benchmark` marker's `timer` (a clock that
 replays them to `benchmark.pedantic`), and the measurement is built from the stored runs as
 usual. So every saved record still holds its own rounds, walls, latencies, resources and check.
@@ -22,30 +23,19 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from bench.cases import Case
-from bench.measure.harness import bare_loop
-from bench.measure.limits import time_limit
 from bench.measure.rounds import Progress
+from bench.measure.run import BenchmarkRun, Rounds, RunInputs
 from bench.measure.sampler import ResourceSummary, SamplerProcess
 from bench.measure.scenarios import STREAMING, Scenario
-from bench.options import RunOptions
 from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
-from strategies import RoundCheck, RunResult, Strategy, StrategyError, StrategyUnavailable, Workload
-from strategies.equivalence import ToleranceChoice
-from strategies.streams import stream_reference
-
-
-def round_limit(options: RunOptions, workload: Workload, scenario: Scenario) -> float:
-    """A single round's time limit: a stream takes frames / fps by design, so its limit counts from
-    when the last frame arrives."""
-    return time_limit(options.time_limit, workload.frame_count * scenario.streams, len(workload.models)) \
-        + workload.frame_count * scenario.period
+from strategies import StrategyError, StrategyUnavailable, Workload
 
 
 def streamable(case: Case, scenario: Scenario) -> bool:
@@ -58,27 +48,6 @@ class Entry:
     key: str  # the test's node id
     case: Case
     scenario: Scenario
-
-
-@dataclass
-class BenchmarkRounds:
-    """One benchmark's share of the run: what the sequential path would have collected."""
-
-    check: RoundCheck
-    runs: list[RunResult] = field(default_factory=list)  # every round, warm-ups too: the check goes through them
-    timed: list[RunResult] = field(default_factory=list)
-    walls: list[float] = field(default_factory=list)  # the timer's seconds around each timed run, as pedantic's
-    starts: list[float] = field(default_factory=list)  # when each timed round began, s after the first round
-    bare: list[list[float]] = field(default_factory=list)  # serial offline: a bare loop before each timed round
-    providers: set[str] = field(default_factory=set)
-    strategy_info: dict[str, Any] = field(default_factory=dict)
-    resources: ResourceSummary | None = None
-    skipped: str | None = None  # StrategyUnavailable's reason
-    failed: StrategyError | None = None
-
-    @property
-    def mismatch(self) -> str | None:
-        return self.check.mismatch
 
 
 class _Keyed:
@@ -119,87 +88,67 @@ def memory_refusal(workload: Workload, strategies: int, available: int | None = 
             f"{_size(available)} is available; select fewer with --strategy, lower --frames, or drop --interleave.")
 
 
-def run_in_turns(entries: Sequence[Entry], workload: Workload, reference: Sequence[Any], names: Sequence[str],
-                 tolerance: ToleranceChoice, *, rounds: int, warmup: int, limit: Callable[[Scenario], float],
-                 sampler: SamplerProcess | None = None, progress: Progress | None = None,
-                 clock: Callable[[], float] = time.perf_counter,
-                 order: list[tuple[str, str, int]] | None = None) -> dict[str, BenchmarkRounds]:
+def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: SamplerProcess | None = None,
+                 progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter,
+                 order: list[tuple[str, str, int]] | None = None) -> dict[str, Rounds]:
     """Open every entry's strategy, run warm-up then timed rounds in turns, close them all.
 
     `order`, when given, receives (key, "warmup" | "timed", round number) as each round starts. A
     strategy that cannot run here is skipped with its reason; one whose round fails stops there
     (its failure kept) while the others go on. Anything else (Ctrl-C, SIGTERM) ends the run,
     every opened strategy stopped and closed."""
-    schedules = {entry.key: entry.scenario.schedule(workload.frame_count) for entry in entries}  # several cameras
-    results = {entry.key: BenchmarkRounds(RoundCheck(stream_reference(reference, schedules[entry.key]), names, tolerance))
-               for entry in entries}
+    runs = {entry.key: BenchmarkRun(inputs, entry.case, entry.scenario) for entry in entries}
     with contextlib.ExitStack() as stack:
-        opened: dict[str, Strategy] = {}
-        for entry in entries:
-            strategy = entry.case.strategy(workload, entry.case.settings, **dict(entry.case.options))
+        opened: dict[str, BenchmarkRun] = {}
+        for key, run in runs.items():
             try:
-                strategy.open()
+                run.open()
             except StrategyUnavailable as reason:
-                strategy.close()
-                results[entry.key].skipped = str(reason)
+                run.rounds.skipped = str(reason)
                 continue
-            except BaseException:
-                strategy.close()
-                raise
-            stack.callback(_close, strategy)
-            opened[entry.key] = strategy
+            stack.callback(run.close)
+            opened[key] = run
+        runners = {key: run.round_runner() for key, run in opened.items()}
         samplers = {key: _Keyed(sampler, key) for key in opened} if sampler is not None else {}
         start = clock()
-        for kind, count in (("warmup", warmup), ("timed", rounds)):
+        for kind, count in (("warmup", inputs.options.warmup), ("timed", inputs.options.rounds)):
             for number in range(1, count + 1):
-                for entry in entries:
-                    strategy = opened.get(entry.key)
-                    if strategy is None:
+                for key, run in runs.items():
+                    if key not in opened:
                         continue
-                    result = results[entry.key]
-                    timed = kind == "timed"
-                    if timed and entry.case.strategy.name == "serial" and entry.scenario.period == 0:
-                        result.bare.append(bare_loop(strategy.sessions, strategy.input_names,
-                                                     [model.frames for model in workload.models]))
+                    rounds, timed = run.rounds, kind == "timed"
+                    if timed and run.takes_bare_loops:
+                        run.bare_loop()
                     if order is not None:
-                        order.append((entry.key, kind, number))
-                    each = samplers.get(entry.key) if timed else None
+                        order.append((key, kind, number))
+                    each = samplers.get(key) if timed else None
                     if each is not None:
                         each.start()
                     try:
                         began = clock()
-                        run = strategy.run(period=entry.scenario.period, time_limit=limit(entry.scenario),
-                                           schedule=schedules[entry.key])
+                        result = runners[key]()
                         ended = clock()
                     except StrategyError as error:
-                        result.failed = error
-                        del opened[entry.key]
-                        _close(strategy)
+                        rounds.failed = error
+                        del opened[key]
+                        run.close()
                         continue
                     finally:
                         if each is not None:
                             each.stop()
-                    result.runs.append(run)
-                    result.check(result.runs)  # outside the timer, then its outputs are dropped
+                    rounds.runs.append(result)
+                    run.check()  # outside the timer, then its outputs are dropped
                     if timed:
-                        result.timed.append(run)
-                        result.walls.append(ended - began)
-                        result.starts.append(began - start)
+                        rounds.timed.append(result)
+                        rounds.walls.append(ended - began)
+                        rounds.starts.append(began - start)
                     if progress is not None:
-                        progress.advance(workload.frame_count)
-        for key, strategy in opened.items():
-            results[key].providers = set(strategy.providers_used)
-            results[key].strategy_info = strategy.info()
-            if key in samplers and results[key].timed:
-                results[key].resources = samplers[key].summary()
-    return results
-
-
-def _close(strategy: Strategy) -> None:
-    try:
-        strategy.stop()  # lanes still running (an interrupt, a failed lane) end at their next frame
-    finally:
-        strategy.close()
+                        progress.advance(inputs.workload.frame_count)
+        for key, run in opened.items():
+            run.note_strategy()
+            if key in samplers and run.rounds.timed:
+                run.rounds.resources = samplers[key].summary()
+    return {key: run.rounds for key, run in runs.items()}
 
 
 class ReplayClock:
@@ -254,14 +203,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 @dataclass
 class Interleaved:
-    results: dict[str, BenchmarkRounds]
+    results: dict[str, Rounds]
     clock: ReplayClock
     order: list[tuple[str, str, int]]
 
-    def take(self, key: str) -> BenchmarkRounds:
-        return self.results.pop(key)
+    def replayed(self, benchmark: Any, key: str) -> Rounds:
+        """The rounds of the benchmark test `key`, taken, their walls handed to pytest-benchmark (unless its
+        strategy could not run here). A failed one's failure is for its measurement to report, as in a row."""
+        rounds = self.results.pop(key)
+        if rounds.skipped is None:
+            with contextlib.suppress(StrategyError):
+                self.replay(benchmark, rounds)
+            benchmark.extra_info["interleaved_round_starts_s"] = rounds.starts
+        return rounds
 
-    def replay(self, benchmark: Any, rounds: BenchmarkRounds) -> None:
+    def replay(self, benchmark: Any, rounds: Rounds) -> None:
         """Hand one benchmark's walls to pytest-benchmark (its fixture, timed by the replaying clock
         the `benchmark` marker gave it). A failed benchmark raises its failure inside `pedantic`,
         from its setup (before any clock reading), so pytest-benchmark marks it failed, as a round
@@ -282,12 +238,13 @@ def _raising(error: BaseException) -> Callable[[], None]:
 
 
 @pytest.fixture(scope="session")
-def interleaved(request: pytest.FixtureRequest, workload, reference, calibration, run_options: RunOptions,
+def interleaved(request: pytest.FixtureRequest, run_inputs: RunInputs,
                 sampler_process: SamplerProcess | None) -> Interleaved:
     """Every selected benchmark's rounds, run in turns when the first benchmark test asks for them."""
     entries = [Entry(item.nodeid, item.callspec.params["case"], item.callspec.params["scenario"])
                for item in request.session.items if is_benchmark(item)]
     entries = [entry for entry in entries if streamable(entry.case, entry.scenario)]
+    workload, run_options = run_inputs.workload, run_inputs.options
     refusal = memory_refusal(workload, len(entries))
     if refusal is not None:
         pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
@@ -299,10 +256,7 @@ def interleaved(request: pytest.FixtureRequest, workload, reference, calibration
                             capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
     order: list[tuple[str, str, int]] = []
     try:
-        results = run_in_turns(entries, workload, reference, workload.names, calibration.tolerances,
-                               rounds=run_options.rounds, warmup=run_options.warmup,
-                               limit=lambda scenario: round_limit(run_options, workload, scenario),
-                               sampler=sampler_process, progress=progress, order=order)
+        results = run_in_turns(entries, run_inputs, sampler=sampler_process, progress=progress, order=order)
     finally:
         if progress is not None:
             progress.close()

@@ -32,25 +32,25 @@ from strategies import RunTimeout, cuda_unavailable_reason, onnxruntime, usable_
 
 @dataclass
 class RunState:
-    """What the run finds and collects: the user's input, the GPU probe, and what the summary and history need."""
+    """What pytest's hooks and fixtures share: the user's input, the GPU probe, and what the summary and history
+    need. Each field is set in one place, named beside it (conftest: bench/conftest.py); what one benchmark
+    collects while it runs stays in its BenchmarkRun (bench/measure/run.py)."""
 
-    user_input: UserInput | None = None  # loaded at session start
-    dry_run_timeout: RunTimeout | None = None  # the models' dry run passed --time-limit (ends the run at its first test)
+    user_input: UserInput | None = None  # pytest_sessionstart: loaded at session start
+    dry_run_timeout: RunTimeout | None = None  # pytest_sessionstart: the dry run passed --time-limit (ends the run)
     gpu_probed: bool = False
     gpu_reason: str | None = None  # None: a session really runs on CUDA here
 
-    measurements: list[Measurement] = field(default_factory=list)
-    gate_results: list[GateResult] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)  # conftest's fixture record, one per benchmark
+    gate_results: list[GateResult] = field(default_factory=list)  # conftest's pytest_sessionfinish (and the next 3)
     workload_differences: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)  # --benchmark-compare-fail checks that failed
     within_noise: list[str] = field(default_factory=list)  # ... exceeded, but within the rounds' noise: not failed
-    compared_with: str | None = None  # which saved run this one is compared with, or why none (one line)
-    called: set[str] = field(default_factory=set)  # node ids whose test function passed
-    complete: set[str] = field(default_factory=set)  # ... and their teardown too
-    left_out: list[str] = field(default_factory=list)  # benchmarks left out of the saved history
-    machine_info: dict | None = None  # this run's, as first given to the comparison with a saved run
-    gpu_absent: str | None = None  # why GPU metrics are absent
-    overhead_lines: list[str] = field(default_factory=list)  # serial's harness overhead, printed after the table
+    compared_with: str | None = None  # conftest's history_defaults: which saved run this one is compared with, or why none
+    complete: set[str] = field(default_factory=set)  # conftest's pytest_runtest_makereport: passed, teardown too
+    left_out: list[str] = field(default_factory=list)  # conftest's pytest_runtestloop: left out of the saved history
+    gpu_absent: str | None = None  # fixture gpu_probe: why GPU metrics are absent
+    overhead_lines: list[str] = field(default_factory=list)  # conftest's fixture record: serial's harness overhead
 
 
 RUN_OPTIONS = pytest.StashKey[RunOptions]()  # frozen

@@ -6,23 +6,25 @@ passes when the p99 latency is at most the deadline and at most 1% of the frames
 from the offline throughput, the ceiling of any capacity (no strategy serves more than
 offline fps / fps cameras), bisects to the largest passing N, and runs that boundary probe
 once more. A probe that is already past 1% misses (frames that started after their deadline)
-stops early. `Probe` opens nothing: it takes an opened strategy and a schedule, so the one-run
-object of issue 22 can absorb it.
+stops early. `Probe` opens nothing: it runs its schedule through the benchmark's BenchmarkRun
+(bench/measure/run.py), on the strategy its timed rounds ran on, checked as they were.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.measure.metrics import frame_completions
-from strategies import RoundCheck, RunTimeout, Strategy
-from strategies.equivalence import ToleranceChoice
-from strategies.streams import SPREAD, Schedule, camera_schedule, stream_reference
+from bench.measure.metrics import frame_latencies
+from strategies import RunTimeout
+from strategies.streams import SPREAD, Schedule, camera_schedule
+
+if TYPE_CHECKING:
+    from bench.measure.run import BenchmarkRun
 
 MISS_FRACTION = 0.01  # LoadGen: at most 1% of queries over the latency bound
 PERCENTILE = 99
@@ -84,19 +86,15 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class Probe:
-    """One stream through an opened strategy: latency, misses and the check against serial.
+    """One stream through a benchmark's opened strategy: latency, misses and the check against serial.
 
-    `reference` is serial's outputs per model per workload frame; `time_limit_s` bounds one
-    probe beyond its own span (the benchmark's --time-limit rule)."""
+    `time_limit_s` bounds one probe beyond its own span (the benchmark's --time-limit rule)."""
 
     fps: float
     deadline_s: float
     seconds: float
     phase: str
     workload_frames: int
-    reference: Sequence[Sequence[Any]]
-    names: Sequence[str]
-    tolerances: ToleranceChoice
     time_limit_s: float
     early_stop: bool = True
     videos: int = 1  # camera c shows video c mod videos (strategies/streams.py camera_schedule)
@@ -105,17 +103,19 @@ class Probe:
         return camera_schedule(cameras, self.fps, frames_per_camera(self.seconds, self.fps), self.workload_frames,
                                self.phase, self.videos)
 
-    def __call__(self, strategy: Strategy, cameras: int) -> ProbeResult:
+    def __call__(self, run: BenchmarkRun, cameras: int) -> ProbeResult:
+        """`cameras` cameras through `run`'s opened strategy, checked against serial as its rounds are."""
         schedule = self.schedule(cameras)
         budget = miss_budget(len(schedule))
+        play = run.runner(schedule, time_limit=schedule.span_s + self.time_limit_s,
+                          late_after=self.deadline_s if self.early_stop else None, late_budget=budget)
         try:
-            run = strategy.run(time_limit=schedule.span_s + self.time_limit_s, schedule=schedule,
-                               late_after=self.deadline_s if self.early_stop else None, late_budget=budget)
+            result = play()
         except RunTimeout as error:  # past 1% misses already, or past the limit: a failed probe
             return ProbeResult(cameras, len(schedule), False, None, None, None, stopped=str(error))
-        latencies = frame_completions(run) - (run.start + schedule.times)
-        check = RoundCheck(stream_reference(self.reference, schedule), self.names, self.tolerances)
-        check([run])  # and drops the outputs
+        latencies = frame_latencies(result, 0.0, schedule)
+        check = run.check_of(schedule)
+        check([result])  # and drops the outputs
         misses = int(np.count_nonzero(latencies > self.deadline_s))
         p50, p99 = (float(value) for value in np.percentile(latencies, (50, PERCENTILE)))
         return ProbeResult(cameras, len(schedule), passes(latencies, self.deadline_s) and check.mismatch is None,

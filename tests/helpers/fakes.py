@@ -5,6 +5,12 @@ from __future__ import annotations
 import types
 from typing import Any
 
+import numpy as np
+
+from strategies import Strategy
+from strategies.base import Arrivals
+from strategies.records import CallRecord, empty_outputs
+
 
 class FakeClock:
     """Each reading returns the time, then moves it on by `step`; `sleep` moves it on by the time slept.
@@ -24,6 +30,25 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+class FixedService(Strategy):
+    """One lane, `service_s` per frame on the fake clock; outputs the workload frame it carried."""
+
+    name = "fixed_service"
+    service_s = 1 / 256
+
+    def _execute(self, arrivals: Arrivals):
+        count = self.frame_count(arrivals)
+        outputs = empty_outputs(1, count)
+        calls = []
+        for frame in range(count):
+            arrivals.wait_for(frame, self.clock)
+            start = self.clock()
+            self.clock.sleep(self.service_s)
+            outputs[0][frame] = (np.array([float(self.source(frame))]),)
+            calls.append(CallRecord(0, frame, 1, start, self.clock(), "main"))
+        return outputs, calls
 
 
 class FakeNvml(types.ModuleType):

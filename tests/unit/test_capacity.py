@@ -8,6 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from bench.cases import Case
 from bench.measure.capacity import (
     Capacity,
     Probe,
@@ -21,13 +22,15 @@ from bench.measure.capacity import (
     upper_bound,
 )
 from bench.measure.harness import opened
+from bench.measure.run import BenchmarkRun
+from bench.measure.scenarios import STREAMING, Scenario
 from bench.options import parse_args
-from strategies import STRATEGIES, Strategy, Tolerance, assert_equivalent, get_strategy
+from strategies import STRATEGIES, ThreadSettings, assert_equivalent, get_strategy
 from strategies.base import Arrivals, Overloaded
-from strategies.records import CallRecord, empty_outputs
 from strategies.streams import ALIGNED, SPREAD, camera_schedule, stream_reference
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
-from tests.helpers.fakes import FakeClock
+from tests.helpers.fakes import FakeClock, FixedService
+from tests.helpers.runs import run_inputs
 
 # --- the arrival schedule ---------------------------------------------------------------------
 
@@ -207,66 +210,59 @@ def test_capacity_record_and_efficiency():
     assert upper_bound(24.0, 25.0) == 1
 
 
-# --- a fake strategy of fixed service time: the exact capacity under aligned arrival --------------
-
-
-class FixedService(Strategy):
-    """One lane, `service_s` per frame on the fake clock; outputs the workload frame it carried."""
-
-    name = "fixed_service"
-    service_s = 1 / 256
-
-    def _execute(self, arrivals: Arrivals):
-        count = self.frame_count(arrivals)
-        outputs = empty_outputs(1, count)
-        calls = []
-        for frame in range(count):
-            arrivals.wait_for(frame, self.clock)
-            start = self.clock()
-            self.clock.sleep(self.service_s)
-            outputs[0][frame] = (np.array([float(self.source(frame))]),)
-            calls.append(CallRecord(0, frame, 1, start, self.clock(), "main"))
-        return outputs, calls
+# --- a fake strategy of fixed service time (tests/helpers/fakes.py): the exact capacity under aligned arrival ---
 
 
 @pytest.fixture
-def fixed_service(monkeypatch, tiny_workload):
+def fixed_service(monkeypatch, make_workload):
+    """A maker of opened BenchmarkRuns of FixedService, checked against `reference` (by default, the
+    outputs it gives), and a maker of probes."""
     clock = FakeClock()
     monkeypatch.setattr("strategies.base.pause", lambda seconds, stop: clock.sleep(seconds))
     workload_frames = 5
-    reference = [[(np.array([float(f)]),) for f in range(workload_frames)]]
-    strategy = FixedService(tiny_workload, clock=clock)
+    workload = make_workload(models=1, frames=workload_frames)
+    case = Case(FixedService, ThreadSettings(), (("clock", clock),))
+    opened: list[BenchmarkRun] = []
+
+    def service(reference=None) -> BenchmarkRun:
+        reference = reference or [[(np.array([float(f)]),) for f in range(workload_frames)]]
+        run = BenchmarkRun(run_inputs(workload, reference), case, Scenario(STREAMING, 32.0, phase=ALIGNED))
+        run.open()
+        opened.append(run)
+        return run
 
     def make(early_stop: bool = True, phase: str = ALIGNED) -> Probe:
         return Probe(fps=32.0, deadline_s=1 / 32, seconds=2.0, phase=phase, workload_frames=workload_frames,
-                     reference=reference, names=["fake"], tolerances=Tolerance(), time_limit_s=60.0,
-                     early_stop=early_stop)
+                     time_limit_s=60.0, early_stop=early_stop)
 
-    return strategy, make
+    yield service, make
+    for run in opened:
+        run.close()
 
 
 @pytest.mark.parametrize("upper", [None, 8, 20])
 def test_search_finds_the_exact_capacity_of_a_fixed_service_time(fixed_service, upper):
     # s = 1/256 s, 32 fps, aligned: N frames at once take N/256 s, within the 1/32 s period iff
     # N <= floor(1 / (s x fps)) = 8 (exactly on the deadline at 8). Binary fractions: no rounding.
-    strategy, make = fixed_service
-    probe = make()
-    found = search(lambda n: probe(strategy, n), upper, fps=32.0, deadline_s=1 / 32, phase=ALIGNED)
+    service, make = fixed_service
+    run, probe = service(), make()
+    found = search(lambda n: probe(run, n), upper, fps=32.0, deadline_s=1 / 32, phase=ALIGNED)
     assert found.cameras == math.floor(1 / (FixedService.service_s * 32)) == 8
     at = found.at_capacity
     assert at.p99_s == pytest.approx(8 / 256)
     assert at.misses == 0
     assert at.mismatch is None
-    assert not probe(strategy, 9).passed  # one camera more fails: not an off-by-one
+    assert not probe(run, 9).passed  # one camera more fails: not an off-by-one
 
 
 def test_an_overloaded_probe_stops_early(fixed_service):
-    strategy, make = fixed_service
-    result = make()(strategy, 16)
+    service, make = fixed_service
+    run = service()
+    result = make()(run, 16)
     assert not result.passed
     assert result.stopped is not None
     assert "more than the" in result.stopped
-    slow = make(early_stop=False)(strategy, 16)  # run to the end: nearly every frame missed
+    slow = make(early_stop=False)(run, 16)  # run to the end: nearly every frame missed
     assert not slow.passed
     assert slow.stopped is None
     assert slow.misses > 0.5 * slow.frames
@@ -274,17 +270,16 @@ def test_an_overloaded_probe_stops_early(fixed_service):
 
 def test_spread_cameras_pass_where_the_average_load_fits(fixed_service):
     # Spread, 8 cameras at 32 fps arrive 1/256 s apart: each frame is done as the next arrives.
-    strategy, make = fixed_service
-    result = make(phase=SPREAD)(strategy, 8)
+    service, make = fixed_service
+    result = make(phase=SPREAD)(service(), 8)
     assert result.passed
     assert result.p99_s == pytest.approx(1 / 256)
 
 
-def test_a_probe_whose_outputs_differ_fails(fixed_service, tiny_workload):
-    strategy, make = fixed_service
-    probe = make()
-    wrong = Probe(**{**probe.__dict__, "reference": [[(np.array([f + 100.0]),) for f in range(5)]]})
-    result = wrong(strategy, 2)
+def test_a_probe_whose_outputs_differ_fails(fixed_service):
+    service, make = fixed_service
+    wrong = service(reference=[[(np.array([f + 100.0]),) for f in range(5)]])
+    result = make()(wrong, 2)
     assert not result.passed
     assert result.mismatch is not None
 
@@ -349,16 +344,20 @@ def test_peak_memory_does_not_grow_with_the_number_of_probes(tiny_workload):
     with get_strategy("serial")(tiny_workload) as serial:
         reference = serial.run().outputs
     probe = Probe(fps=1000.0, deadline_s=1.0, seconds=0.25, phase=ALIGNED, workload_frames=tiny_workload.frame_count,
-                  reference=reference, names=tiny_workload.names, tolerances=Tolerance(), time_limit_s=60.0)
+                  time_limit_s=60.0)
     run_frames = len(probe.schedule(4))
     one_run_outputs = run_frames * sum(array.nbytes for model in reference for array in model[0])
-    with opened(get_strategy("serial"), tiny_workload) as strategy:
-        probe(strategy, 4)  # first-call allocations (sessions, arenas) are not the probes'
+    serial = get_strategy("serial")
+    run = BenchmarkRun(run_inputs(tiny_workload, reference),
+                       Case(serial, serial.default_settings(len(tiny_workload.models))),
+                       Scenario(STREAMING, 1000.0, phase=ALIGNED))
+    with run.opened():
+        probe(run, 4)  # first-call allocations (sessions, arenas) are not the probes'
         tracemalloc.start()
         try:
-            results = [probe(strategy, 4)]
+            results = [probe(run, 4)]
             after_one = tracemalloc.get_traced_memory()[1]
-            results += [probe(strategy, 4) for _ in range(5)]
+            results += [probe(run, 4) for _ in range(5)]
             after_six = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 
 from bench.cases import Case
-from bench.interleave import BenchmarkRounds, Entry, Interleaved, ReplayClock, memory_refusal, run_in_turns
+from bench.interleave import Entry, Interleaved, ReplayClock, memory_refusal, run_in_turns
+from bench.measure.run import Rounds
 from bench.measure.scenarios import Scenario
 from bench.options import BENCHMARK_DEFAULTS, add_options, build_run_options, parse_args
 from fixtures.options import OptionError
 from strategies import STRATEGIES, RoundCheck, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
 from strategies.equivalence import FLOAT32
 from tests.helpers.fakes import FakeClock
+from tests.helpers.runs import run_inputs
 
 OFFLINE = Scenario("offline")
 SERIAL, THREADS = STRATEGIES["serial"], STRATEGIES["threads"]
@@ -91,8 +93,9 @@ def test_rounds_alternate_and_every_benchmark_keeps_its_own(tiny_workload, refer
     entries = [entry("a", SERIAL), entry("b", THREADS), entry("c", SERIAL, ThreadSettings())]
     order: list[tuple[str, str, int]] = []
     sampler = CountingSampler()
-    results = run_in_turns(entries, tiny_workload, reference, tiny_workload.names, FLOAT32, rounds=3, warmup=1,
-                           limit=lambda scenario: 60.0, sampler=sampler, clock=FakeClock(step=0.5), order=order)
+    results = run_in_turns(entries, run_inputs(tiny_workload, reference, "--rounds", "3", "--warmup", "1",
+                                               "--time-limit", "60"), sampler=sampler, clock=FakeClock(step=0.5),
+                           order=order)
     assert order == [(key, "warmup", 1) for key in "abc"] + [
         (key, "timed", number) for number in (1, 2, 3) for key in "abc"]
     assert sampler.starts == ["a", "b", "c"] * 3  # each timed round sampled into its own benchmark's segments
@@ -119,8 +122,8 @@ def test_a_strategy_that_cannot_run_or_fails_leaves_the_others_running(tiny_work
     FailsOnSecondRun.runs = 0
     entries = [entry("a", SERIAL), entry("gpu", Unavailable), entry("bad", FailsOnSecondRun), entry("b", THREADS)]
     order: list[tuple[str, str, int]] = []
-    results = run_in_turns(entries, tiny_workload, reference, tiny_workload.names, FLOAT32, rounds=3, warmup=0,
-                           limit=lambda scenario: 60.0, order=order)
+    results = run_in_turns(entries, run_inputs(tiny_workload, reference, "--rounds", "3", "--warmup", "0",
+                                               "--time-limit", "60"), order=order)
     assert results["gpu"].skipped == "needs a GPU: none here"
     assert str(results["bad"].failed) == "fails_second: model m failed on frame 0: boom"
     assert len(results["bad"].timed) == 1  # the round before its failure; none after
@@ -130,8 +133,8 @@ def test_a_strategy_that_cannot_run_or_fails_leaves_the_others_running(tiny_work
 
 def test_every_round_of_a_benchmark_is_checked_not_only_its_first(tiny_workload, reference):
     WrongOnThirdRun.runs = 0
-    results = run_in_turns([entry("a", SERIAL), entry("wrong", WrongOnThirdRun)], tiny_workload, reference,
-                           tiny_workload.names, FLOAT32, rounds=3, warmup=1, limit=lambda scenario: 60.0)
+    results = run_in_turns([entry("a", SERIAL), entry("wrong", WrongOnThirdRun)],
+                           run_inputs(tiny_workload, reference, "--rounds", "3", "--warmup", "1", "--time-limit", "60"))
     assert results["a"].mismatch is None
     assert "frame 2" in results["wrong"].mismatch  # its second timed round (the third run) differed
 
@@ -148,8 +151,8 @@ def test_an_interrupt_stops_the_run_and_closes_every_opened_strategy(tiny_worklo
     for cls in (SERIAL, THREADS):  # Interrupted closes through serial's
         monkeypatch.setattr(cls, "close", lambda self, close=cls.close: (closed.append(self.name), close(self))[1])
     with pytest.raises(KeyboardInterrupt):
-        run_in_turns([entry("a", SERIAL), entry("b", THREADS), entry("c", Interrupted)], tiny_workload, reference,
-                     tiny_workload.names, FLOAT32, rounds=2, warmup=0, limit=lambda scenario: 60.0)
+        run_in_turns([entry("a", SERIAL), entry("b", THREADS), entry("c", Interrupted)],
+                     run_inputs(tiny_workload, reference, "--rounds", "2", "--warmup", "0", "--time-limit", "60"))
     assert sorted(closed) == ["interrupted", "serial", "threads"]
 
 
@@ -196,8 +199,8 @@ def test_a_replay_that_pytest_benchmark_did_not_read_is_an_error():
         Interleaved({}, clock, []).replay(benchmark, run_free_rounds(walls=[0.1, 0.2]))
 
 
-def run_free_rounds(walls: list[float]) -> BenchmarkRounds:
-    return BenchmarkRounds(RoundCheck([], [], FLOAT32), walls=walls)
+def run_free_rounds(walls: list[float]) -> Rounds:
+    return Rounds(RoundCheck([], [], FLOAT32), walls=walls)
 
 
 def test_opening_every_strategy_at_once_is_refused_in_one_line_when_it_cannot_fit(tiny_workload):

@@ -1,0 +1,23 @@
+"""What `pytest bench` gives every benchmark (bench/measure/run.py RunInputs), built for a test's workload."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.measure.limits import PackingLimit
+from bench.measure.run import RunInputs
+from bench.options import parse_args
+from strategies import Calibration, ModelCheck, Outputs, Workload
+
+
+def run_inputs(workload: Workload, reference: Sequence[Sequence[Outputs]], *options: str,
+               tolerance: float = 1e-4) -> RunInputs:
+    """RunInputs of `workload` under fanbench's command-line `options`, its runs checked against `reference`
+    (serial's outputs) within `tolerance` times each output's largest magnitude."""
+    names = workload.names
+    calibration = Calibration(tuple(ModelCheck(name, noise=0.0, separation=float("inf"), separation_median=0.0,
+                                               tolerance=tolerance, pairs=0, identical_pairs=0, pairs_within_noise=0)
+                                    for name in names), second_way="none (a test's given tolerance)", precision="float32")
+    return RunInputs(parse_args(list(options)), workload, reference, calibration,
+                     {"model_flops": [None] * len(names), "model_set_hash": "test"},
+                     PackingLimit((0.01,) * len(names), 1), "a unit test: no GPU")
