@@ -28,6 +28,7 @@ from bench.measure.harness import keep_complete
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
 from bench.measure.measurement import Measurement
+from bench.measure.rounds import WARMUP_FRAMES
 from bench.measure.run import RunInputs
 from bench.measure.scenarios import STREAMING, minimum_duration_s
 from bench.options import RunOptions
@@ -62,10 +63,12 @@ def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> 
     if skipping:
         lines[0] += f" and {len(selected) - len(running)} that will skip"
     if streams:
-        rounds, frames = options.rounds + options.warmup, options.workload.frames
-        least = sum(minimum_duration_s(frames, scenario, rounds) for scenario in streams)
-        lines[0] += (f"; pacing the streams alone takes about {least:.0f} s ({frames} frames at "
-                     f"{streams[0].fps:g} fps x {rounds} rounds x {len(streams)}), the compute comes on top")
+        frames = options.workload.frames
+        warm = min(WARMUP_FRAMES, frames)  # a warm-up round streams each camera's first frames only
+        least = sum(minimum_duration_s(frames, scenario, options.rounds) + minimum_duration_s(warm, scenario, options.warmup)
+                    for scenario in streams)
+        lines[0] += (f"; pacing the streams alone takes about {least:.0f} s ({frames} frames at {streams[0].fps:g} fps x "
+                     f"{options.rounds} rounds + {warm} x {options.warmup} warm-up, x {len(streams)}), the compute comes on top")
     lines += [f"fanbench: will skip {name}: {reason}" for name, reason in skipping.items()]
     lines += [f"fanbench: not streamed: {case_id}: {reason}" for case_id, reason in left_out.items()]
     return lines

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from bench.cases import Case
-from bench.measure.rounds import Progress
+from bench.measure.rounds import WARMUP_FRAMES, Progress
 from bench.measure.run import BenchmarkRun, Rounds, RunInputs
 from bench.measure.sampler import ResourceSummary, SamplerProcess
 from bench.measure.scenarios import STREAMING, Scenario
@@ -108,7 +108,7 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
                 continue
             stack.callback(run.close)
             opened[key] = run
-        runners = {key: run.round_runner() for key, run in opened.items()}
+        runners = {(key, timed): run.round_runner(warmup=not timed) for key, run in opened.items() for timed in (False, True)}
         samplers = {key: _Keyed(sampler, key) for key in opened} if sampler is not None else {}
         start = clock()
         for kind, count in (("warmup", inputs.options.warmup), ("timed", inputs.options.rounds)):
@@ -126,7 +126,7 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
                         each.start()
                     try:
                         began = clock()
-                        result = runners[key]()
+                        result = runners[key, timed]()
                         ended = clock()
                     except StrategyError as error:
                         rounds.failed = error
@@ -136,14 +136,15 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
                     finally:
                         if each is not None:
                             each.stop()
-                    rounds.runs.append(result)
+                    (rounds.runs if timed else rounds.warmups).append(result)
                     run.check()  # outside the timer, then its outputs are dropped
                     if timed:
                         rounds.timed.append(result)
                         rounds.walls.append(ended - began)
                         rounds.starts.append(began - start)
                     if progress is not None:
-                        progress.advance(inputs.workload.frame_count)
+                        progress.advance(inputs.workload.frame_count if timed else min(WARMUP_FRAMES,
+                                                                                      inputs.workload.frame_count))
         for key, run in opened.items():
             run.note_strategy()
             if key in samplers and run.rounds.timed:
@@ -251,7 +252,8 @@ def interleaved(request: pytest.FixtureRequest, run_inputs: RunInputs,
     progress = None
     if run_options.progress:
         capture = request.config.pluginmanager.getplugin("capturemanager")
-        progress = Progress(workload.frame_count * (run_options.warmup + run_options.rounds) * len(entries),
+        per_benchmark = min(WARMUP_FRAMES, workload.frame_count) * run_options.warmup + workload.frame_count * run_options.rounds
+        progress = Progress(per_benchmark * len(entries),
                             f"{len(entries)} benchmarks in turns",
                             capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
     order: list[tuple[str, str, int]] = []

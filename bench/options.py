@@ -94,7 +94,8 @@ def add_options(add: Callable[..., Any]) -> None:
         help="Execution provider. auto (default) uses CUDA when a session really runs on it, else CPU.")
     add("--rounds", type=at_least(1), default=3, help="Timed runs per benchmark (default 3).")
     add("--warmup", type=at_least(0), default=1,
-        help="Untimed warm-up runs per benchmark (default 1; at least 1 on CUDA, for cuDNN's algorithm search).")
+        help="Untimed warm-up runs per benchmark, each of every camera's first 8 frames (default 1; at least 1 on CUDA, "
+             "for cuDNN's algorithm search).")
     add("--interleave", action="store_true",
         help="Run the rounds of all selected benchmarks in turns (A1 B1 C1 A2 B2 C2 ...), every strategy open at "
              "once, so that a change of load from other jobs hits every strategy alike (docs/measurements.md). "

@@ -60,12 +60,19 @@ class Progress:
             self.bar = None
 
 
+#: A warm-up round runs each camera's first frames only (offline: the workload's first): enough for first-call
+#: allocations, thread pools, workers and batch shapes (batched's k=4, dynamic_batch's max_batch 8), without
+#: pacing a whole stream or timing every frame once more (docs/measurements.md, "Warm-up").
+WARMUP_FRAMES = 8
+
+
 class RoundHooks:
     """`setup`/`teardown` for `benchmark.pedantic`: the first `warmup` rounds are not sampled."""
 
     def __init__(self, warmup: int, frames_per_round: int, sampler: Sampler | SamplerProcess | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, frames_per_warmup: int | None = None) -> None:
         self.warmup, self.frames_per_round = warmup, frames_per_round
+        self.frames_per_warmup = frames_per_round if frames_per_warmup is None else frames_per_warmup
         self.sampler, self.progress = sampler, progress
         self.rounds_done = 0
         #: Run before each timed round, outside the timer and before the sampler starts: the
@@ -73,6 +80,11 @@ class RoundHooks:
         self.before_timed_round: Callable[[], None] | None = None
         self.after_round: Callable[[], None] | None = None  # e.g. check the round's outputs, then drop them
 
+
+    @property
+    def warming_up(self) -> bool:
+        """The round about to run (or running) is a warm-up round."""
+        return self.rounds_done < self.warmup
 
     def setup(self) -> None:
         if self.progress is not None:
@@ -87,11 +99,12 @@ class RoundHooks:
     def teardown(self, *args: Any, **kwargs: Any) -> None:
         if self.sampler is not None:
             self.sampler.stop()
+        frames = self.frames_per_warmup if self.warming_up else self.frames_per_round
         self.rounds_done += 1
         if self.after_round is not None:
             self.after_round()
         if self.progress is not None:
-            self.progress.advance(self.frames_per_round)
+            self.progress.advance(frames)
 
     def resources(self) -> ResourceSummary | None:
         """What the timed rounds used. Stops a sampler still running first: with

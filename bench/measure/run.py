@@ -33,7 +33,7 @@ from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds
 from bench.measure.limits import PackingLimit, time_limit
 from bench.measure.measurement import Measurement, build_measurement
 from bench.measure.metrics import frame_latencies
-from bench.measure.rounds import RoundHooks
+from bench.measure.rounds import WARMUP_FRAMES, RoundHooks
 from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import OFFLINE, STREAMING, Scenario
 from bench.options import RunOptions
@@ -67,7 +67,9 @@ class Rounds:
     """What a benchmark's rounds gave, run in a row (`BenchmarkRun.in_a_row`) or in turns (bench/interleave.py)."""
 
     check: RoundCheck
-    runs: list[RunResult] = field(default_factory=list)  # every round, warm-ups too: the check goes through them
+    warm_check: RoundCheck  # the warm-up rounds' check: serial's outputs of their first frames
+    runs: list[RunResult] = field(default_factory=list)  # every full round: the check goes through them
+    warmups: list[RunResult] = field(default_factory=list)  # the warm-up rounds (WARMUP_FRAMES a camera)
     timed: list[RunResult] = field(default_factory=list)
     walls: list[float] = field(default_factory=list)  # in turns: the timer's seconds around each timed run
     starts: list[float] = field(default_factory=list)  # in turns: when each timed round began, s after the first
@@ -81,7 +83,7 @@ class Rounds:
 
     @property
     def mismatch(self) -> str | None:
-        return self.check.mismatch
+        return self.check.mismatch or self.warm_check.mismatch
 
 
 class BenchmarkRun:
@@ -92,7 +94,11 @@ class BenchmarkRun:
     def __init__(self, inputs: RunInputs, case: Case, scenario: Scenario, rounds: Rounds | None = None) -> None:
         self.inputs, self.case, self.scenario = inputs, case, scenario
         self.schedule = scenario.schedule(inputs.workload.frame_count)  # several cameras (None: one, or offline)
-        self.rounds = rounds if rounds is not None else Rounds(self.check_of(self.schedule))
+        cameras = scenario.streams if self.schedule is not None else 1
+        self.warmup_frames = min(WARMUP_FRAMES * cameras, len(self.schedule) if self.schedule is not None
+                                 else inputs.workload.frame_count)
+        self.rounds = rounds if rounds is not None else Rounds(self.check_of(self.schedule),
+                                                               self.check_of(self.schedule, self.warmup_frames))
         self.strategy: Strategy | None = None
         self.overhead: HarnessOverhead | None = None
 
@@ -133,30 +139,34 @@ class BenchmarkRun:
     # --- one schedule through it: a timed round's, an interleaved round's, a probe's ------------
 
     def runner(self, schedule: Schedule | None, *, time_limit: float, period: float = 0.0,
-               late_after: float | None = None, late_budget: int = 0) -> Callable[[], RunResult]:
-        """One run of the opened strategy on `schedule`'s arrivals, its arguments bound before any clock
-        starts: a timed round times this call and nothing else."""
+               late_after: float | None = None, late_budget: int = 0, frames: int | None = None) -> Callable[[], RunResult]:
+        """One run of the opened strategy on `schedule`'s arrivals (its first `frames` only, when given), its
+        arguments bound before any clock starts: a timed round times this call and nothing else."""
         if self.strategy is None:
             raise RuntimeError(f"{self.case.id}: the strategy is not open; run it inside `opened()` or after `open()`.")
         return functools.partial(self.strategy.run, period=period, time_limit=time_limit, schedule=schedule,
-                                 late_after=late_after, late_budget=late_budget)
+                                 late_after=late_after, late_budget=late_budget, frames=frames)
 
-    def check_of(self, schedule: Schedule | None) -> RoundCheck:
-        """The check of runs on `schedule` against serial's outputs of the frames it carries."""
+    def check_of(self, schedule: Schedule | None, frames: int | None = None) -> RoundCheck:
+        """The check of runs on `schedule` (its first `frames`) against serial's outputs of the frames they carry."""
         inputs = self.inputs
-        return RoundCheck(stream_reference(inputs.reference, schedule), inputs.workload.names,
-                          inputs.calibration.tolerances)
+        reference = stream_reference(inputs.reference, schedule)
+        if frames is not None:
+            reference = [model[:frames] for model in reference]
+        return RoundCheck(reference, inputs.workload.names, inputs.calibration.tolerances)
 
     # --- the rounds ------------------------------------------------------------------------------
 
-    def round_runner(self) -> Callable[[], RunResult]:
-        """One round: the scenario's arrivals within the round's time limit."""
+    def round_runner(self, warmup: bool = False) -> Callable[[], RunResult]:
+        """One round: the scenario's arrivals within the round's time limit (a warm-up round: its first frames)."""
         return self.runner(self.schedule, period=self.scenario.period,
-                           time_limit=round_limit(self.inputs.options, self.inputs.workload, self.scenario))
+                           time_limit=round_limit(self.inputs.options, self.inputs.workload, self.scenario),
+                           frames=self.warmup_frames if warmup else None)
 
     def check(self) -> None:
         """Check the rounds not yet checked (outside the timer), then drop their outputs."""
         self.rounds.check(self.rounds.runs)
+        self.rounds.warm_check(self.rounds.warmups)
 
     @property
     def takes_bare_loops(self) -> bool:
@@ -185,9 +195,18 @@ class BenchmarkRun:
         with self.opened():
             if self.takes_bare_loops:
                 hooks.before_timed_round = self.bare_loop
-            run = self.round_runner()
+            run, warm = self.round_runner(), self.round_runner(warmup=True)
+            # --benchmark-disable calls the target once, as its only round (and never `teardown`).
+            warms = not options.benchmark_disabled
+
+            def one_round() -> None:
+                if warms and hooks.warming_up:
+                    rounds.warmups.append(warm())
+                else:
+                    rounds.runs.append(run())
+
             try:
-                benchmark.pedantic(lambda: rounds.runs.append(run()), setup=hooks.setup, teardown=hooks.teardown,
+                benchmark.pedantic(one_round, setup=hooks.setup, teardown=hooks.teardown,
                                    rounds=options.rounds, warmup_rounds=options.warmup, iterations=1)
             except StrategyError as error:  # leaving `with` stops the strategy: lanes end, workers are killed
                 rounds.failed = error  # a model that failed, a worker that died or hung, the time limit: one line

@@ -200,7 +200,7 @@ def test_a_replay_that_pytest_benchmark_did_not_read_is_an_error():
 
 
 def run_free_rounds(walls: list[float]) -> Rounds:
-    return Rounds(RoundCheck([], [], FLOAT32), walls=walls)
+    return Rounds(RoundCheck([], [], FLOAT32), RoundCheck([], [], FLOAT32), walls=walls)
 
 
 def test_opening_every_strategy_at_once_is_refused_in_one_line_when_it_cannot_fit(tiny_workload):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.cases import Case
-from bench.measure.rounds import RoundHooks
+from bench.measure.rounds import WARMUP_FRAMES, RoundHooks
 from bench.measure.run import BenchmarkRun
 from bench.measure.scenarios import OFFLINE, Scenario
 from strategies import STRATEGIES, RunResult, RunTimeout, StrategyUnavailable, ThreadSettings, get_strategy
@@ -57,7 +57,7 @@ def test_the_timed_call_is_the_run_alone_checks_and_bare_loops_come_outside_it(t
     seen: list[tuple[bool, int]] = []  # after each timed call: were its outputs still there, bare loops so far
 
     def inside() -> None:
-        latest = run.rounds.runs[-1]
+        latest = (run.rounds.runs or run.rounds.warmups)[-1]  # the warm-up round, then the timed ones
         seen.append((all(frame != () for model in latest.outputs for frame in model), len(run.rounds.bare)))
 
     benchmark = Pedantic(inside)
@@ -68,9 +68,13 @@ def test_the_timed_call_is_the_run_alone_checks_and_bare_loops_come_outside_it(t
     assert seen == [(True, 0), (True, 1), (True, 2), (True, 3)]
     assert run.strategy is None  # closed on leaving
     rounds = run.rounds
-    assert len(rounds.runs) == 4
-    assert rounds.timed == rounds.runs[1:]
-    assert all(frame == () for result in rounds.runs for model in result.outputs for frame in model)  # checked
+    assert len(rounds.runs) == 3
+    assert rounds.timed == rounds.runs
+    (warmup,) = rounds.warmups  # the workload's first WARMUP_FRAMES frames (all 5 of the tiny one)
+    assert run.warmup_frames == min(WARMUP_FRAMES, tiny_workload.frame_count)
+    assert sorted({call.first_frame for call in warmup.calls}) == list(range(run.warmup_frames))
+    assert all(frame == () for result in [*rounds.warmups, *rounds.runs] for model in result.outputs
+               for frame in model)  # checked
     assert rounds.providers == {"cpu"}
     measurement = run.measure(benchmark)
     assert measurement.equivalent
@@ -111,6 +115,43 @@ def test_every_round_is_checked_and_a_difference_is_the_measurements(tiny_worklo
     run = BenchmarkRun(inputs, *offline(WrongSecondRun, tiny_workload, ThreadSettings(intra_op=1)))
     run.in_a_row(Pedantic(), RoundHooks(1, tiny_workload.frame_count))
     measurement = run.measure(Pedantic())
+    assert not measurement.equivalent
+    assert "frame 1" in measurement.mismatch
+
+
+class WrongWarmUp(WrongSecondRun):
+    """Its first run, the warm-up round, differs from serial at frame 1."""
+
+    name = "wrong_warm_up"
+
+    def run(self, *args: Any, **kwargs: Any) -> RunResult:
+        result = SERIAL.run(self, *args, **kwargs)
+        self.runs += 1
+        if self.runs == 1:
+            result.outputs[0][1] = tuple(array + 1 for array in result.outputs[0][1])
+        return result
+
+
+@pytest.mark.parametrize("cameras", [1, 2])
+def test_a_warm_up_round_runs_each_cameras_first_frames_and_is_checked(make_workload, cameras):
+    """12 frames at 200 fps: the warm-up round streams each camera's first WARMUP_FRAMES (8), paced as the timed
+    rounds are; a difference in it fails the benchmark as one in a timed round does."""
+    workload = make_workload(frames=12)
+    with get_strategy("serial")(workload) as serial:
+        reference = serial.run().outputs
+    inputs = run_inputs(workload, reference, "--rounds", "1", "--warmup", "1", "--fps", "200", "--streams", str(cameras),
+                        "--stream-phase", "aligned", "--no-capacity")
+    (scenario,) = [s for s in inputs.options.scenarios if s.name != OFFLINE]
+    run = BenchmarkRun(inputs, Case(SERIAL, ThreadSettings(intra_op=1)), scenario)
+    run.in_a_row(Pedantic(), RoundHooks(1, workload.frame_count))
+    (warmup,) = run.rounds.warmups
+    assert run.warmup_frames == WARMUP_FRAMES * cameras
+    assert sorted({call.first_frame for call in warmup.calls}) == list(range(WARMUP_FRAMES * cameras))
+    assert warmup.wall_s >= (WARMUP_FRAMES - 1) / 200  # paced: the 8th frame arrives 35 ms after the first
+    assert run.measure(Pedantic()).equivalent
+    wrong = BenchmarkRun(inputs, Case(WrongWarmUp, ThreadSettings(intra_op=1)), scenario)
+    wrong.in_a_row(Pedantic(), RoundHooks(1, workload.frame_count))
+    measurement = wrong.measure(Pedantic())
     assert not measurement.equivalent
     assert "frame 1" in measurement.mismatch
 
