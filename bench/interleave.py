@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from bench.cases import Case
+from bench.measure.equivalence import RoundCheck, ToleranceChoice
 from bench.measure.harness import bare_loop
 from bench.measure.limits import time_limit
 from bench.measure.rounds import Progress
@@ -36,8 +37,7 @@ from bench.measure.scenarios import STREAMING, Scenario
 from bench.options import RunOptions
 from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
-from strategies import RoundCheck, RunResult, Strategy, StrategyError, StrategyUnavailable, Workload
-from strategies.equivalence import ToleranceChoice
+from strategies import RunResult, Strategy, StrategyError, StrategyUnavailable, Workload
 from strategies.streams import stream_reference
 
 

@@ -1,6 +1,6 @@
 """fanbench's pytest plugin: every option declared once, one frozen RunOptions built once at
 configure time, the user's models and video loaded before the run, the GPU checks, and the
-benchmark-side fixtures (resource sampling, progress) and the report directory.
+benchmark-side fixtures (the measured tolerance, resource sampling, progress) and the report directory.
 
 Hooks read the options with `options_of(config)`, fixtures request `run_options`; what the run finds
 and collects is one more stash entry, RUN_STATE (`state_of(config)`, fixture `run_state`).
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.compare.gates import GateResult
+from bench.measure.equivalence import Calibration, measure_calibration
 from bench.measure.limits import time_limit
 from bench.measure.machine import GpuProbe, open_gpu
 from bench.measure.measurement import Measurement
@@ -145,6 +146,16 @@ def phase_time_limit(run_options: RunOptions, workload) -> float:
     """The time limit of each phase before the timed rounds (the reference, the calibration, the packing
     limit): --time-limit, else the per-workload default, as for one run (bench/measure/limits.py)."""
     return time_limit(run_options.time_limit, workload.frame_count, len(workload.models))
+
+
+@pytest.fixture(scope="session")
+def calibration(workload, reference, phase_time_limit: float) -> Calibration:
+    """Each model's measured tolerance: noise floor and discrimination (bench/measure/equivalence.py),
+    measured once per run with the serial reference, outside every timed region, within the run's time limit."""
+    try:
+        return measure_calibration(workload, reference, time_limit=phase_time_limit)
+    except RunTimeout:
+        out_of_time(RunTimeout(f"the equivalence calibration passed the time limit of {phase_time_limit:g} s."))
 
 
 @pytest.fixture(scope="session")

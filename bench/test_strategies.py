@@ -8,10 +8,11 @@ import pytest
 
 from bench.interleave import round_limit
 from bench.measure.capacity_case import search_in_benchmark
+from bench.measure.equivalence import RoundCheck
 from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds, opened
 from bench.measure.measurement import build_measurement
 from bench.measure.scenarios import STREAMING
-from strategies import RoundCheck, RunResult, RunTimeout, StrategyError
+from strategies import RunResult, RunTimeout, StrategyError
 from strategies.streams import stream_reference
 
 

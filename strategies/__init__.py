@@ -4,15 +4,6 @@ Other packages import from here only; tests may import the submodules.
 """
 
 from strategies.base import Arrivals, Clock, RunStopped, RunTimeout, Strategy, StrategyError, StrategyUnavailable
-from strategies.equivalence import (
-    Calibration,
-    ModelCheck,
-    RoundCheck,
-    Tolerance,
-    assert_equivalent,
-    first_mismatch,
-    measure_calibration,
-)
 from strategies.records import CallLog, CallRecord, ModelInput, Outputs, RunResult, Workload
 from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
 from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, device_id, parse_cuda_option
@@ -20,10 +11,10 @@ from strategies.runtime.sessions import ProviderError, SessionFactory, io_names,
 from strategies.settings import STRATEGY_DEFAULT, ThreadChoice, ThreadSettings, ThreadSpecError, resolve, usable_cores
 
 __all__ = [
-    "CLASSIC", "STRATEGIES", "STRATEGY_DEFAULT", "Arrivals", "Calibration", "CallLog", "CallRecord", "Clock",
-    "CudaOptionError", "ModelCheck", "ModelInput", "Outputs", "ProviderError", "RoundCheck", "RunResult",
+    "CLASSIC", "STRATEGIES", "STRATEGY_DEFAULT", "Arrivals", "CallLog", "CallRecord", "Clock",
+    "CudaOptionError", "ModelInput", "Outputs", "ProviderError", "RunResult",
     "RunStopped", "RunTimeout", "SessionFactory", "Strategy", "StrategyError", "StrategyUnavailable", "ThreadChoice",
-    "ThreadSettings", "ThreadSpecError", "Tolerance", "UnknownStrategyError", "Workload", "assert_equivalent", "cuda_options",
-    "cuda_unavailable_reason", "device_id", "first_mismatch", "get_strategy", "io_names", "make_session",
-    "measure_calibration", "onnxruntime", "parse_cuda_option", "provider_used", "resolve", "usable_cores",
+    "ThreadSettings", "ThreadSpecError", "UnknownStrategyError", "Workload", "cuda_options",
+    "cuda_unavailable_reason", "device_id", "get_strategy", "io_names", "make_session",
+    "onnxruntime", "parse_cuda_option", "provider_used", "resolve", "usable_cores",
 ]

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.measure.equivalence import RoundCheck, ToleranceChoice
 from bench.measure.metrics import frame_completions
-from strategies import RoundCheck, RunTimeout, Strategy
-from strategies.equivalence import ToleranceChoice
+from strategies import RunTimeout, Strategy
 from strategies.streams import SPREAD, Schedule, camera_schedule, stream_reference
 
 MISS_FRACTION = 0.01  # LoadGen: at most 1% of queries over the latency bound

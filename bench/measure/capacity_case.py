@@ -22,11 +22,12 @@ from bench.measure.capacity import (
     search,
     upper_bound,
 )
+from bench.measure.equivalence import RoundCheck
 from bench.measure.limits import time_limit
 from bench.measure.metrics import frame_latencies
 from bench.measure.rounds import RoundHooks
 from bench.measure.scenarios import OFFLINE, STREAMING, Scenario
-from strategies import RoundCheck, RunResult, Strategy, StrategyError, Workload
+from strategies import RunResult, Strategy, StrategyError, Workload
 from strategies.streams import SPREAD
 
 

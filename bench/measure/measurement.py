@@ -76,8 +76,8 @@ class Measurement:
     sampler_cpu_s: float | None = None  # CPU time the sampler spent (its own process)
     timeline: dict[str, Any] = field(default_factory=dict)
     provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
-    tolerance: str = ""  # what "equal to serial" allowed (strategies.equivalence); "" in older histories
-    # Per model: measured noise, discrimination and tolerance (strategies.equivalence.Calibration.as_dict)
+    tolerance: str = ""  # what "equal to serial" allowed (bench/measure/equivalence.py); "" in older histories
+    # Per model: measured noise, discrimination and tolerance (bench/measure/equivalence.py Calibration.as_dict)
     equivalence: dict[str, Any] = field(default_factory=dict)
     packing_limit: dict[str, Any] = field(default_factory=dict)  # PackingLimit.as_dict()
     # serial, offline: the timed rounds against bare loops over the same sessions (HarnessOverhead)

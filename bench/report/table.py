@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.compare.stats import compare_rounds
+from bench.measure.equivalence import ModelCheck
 from bench.measure.measurement import Measurement
-from strategies import ModelCheck
 
 MB = 1024 * 1024
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows

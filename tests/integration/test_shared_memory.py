@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from strategies import ModelInput, StrategyError, StrategyUnavailable, Workload, assert_equivalent, get_strategy
+from bench.measure.equivalence import assert_equivalent
+from strategies import ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
 from strategies.processes_shm import ProcessesShm
 from strategies.runtime import shared_frames
 from strategies.runtime.shared_frames import SharedFrames, SharedMemoryFull, attach, block_prefix

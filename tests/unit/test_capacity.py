@@ -19,8 +19,9 @@ from bench.measure.capacity import (
     search,
     upper_bound,
 )
+from bench.measure.equivalence import Tolerance, assert_equivalent
 from bench.measure.harness import opened
-from strategies import STRATEGIES, Strategy, Tolerance, assert_equivalent, get_strategy
+from strategies import STRATEGIES, Strategy, get_strategy
 from strategies.base import Arrivals, Overloaded
 from strategies.records import CallRecord, empty_outputs
 from strategies.streams import ALIGNED, SPREAD, camera_schedule, stream_reference

@@ -12,12 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fixtures.models import SIZES, build_model, model_set
-from fixtures.real_models import find_real_model, missing_reason
-from fixtures.user import ModelRequest, load_models, synthetic_images
-from fixtures.video import decode_video, frames_tensor, write_synthetic_video
-from strategies import RunResult, ThreadSettings, Tolerance, Workload, assert_equivalent, get_strategy
-from strategies.equivalence import (
+from bench.measure.equivalence import (
     FLOAT32,
     MARGIN,
     NOISE_FLOOR,
@@ -25,11 +20,18 @@ from strategies.equivalence import (
     TF32,
     ModelCheck,
     RoundCheck,
+    Tolerance,
+    assert_equivalent,
     calibrate,
     first_mismatch,
     measure_calibration,
     tolerance_for,
 )
+from fixtures.models import SIZES, build_model, model_set
+from fixtures.real_models import find_real_model, missing_reason
+from fixtures.user import ModelRequest, load_models, synthetic_images
+from fixtures.video import decode_video, frames_tensor, write_synthetic_video
+from strategies import RunResult, ThreadSettings, Workload, get_strategy
 from strategies.records import empty_outputs
 from strategies.runtime.sessions import make_session
 from tests.helpers.tf32 import round_to_tf32, tf32_model

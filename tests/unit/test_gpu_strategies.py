@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.measure.equivalence import first_mismatch, tolerance_for
 from bench.measure.harness import opened
 from strategies import STRATEGIES, ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
 from strategies.cuda_graph import CudaGraph
-from strategies.equivalence import first_mismatch, tolerance_for
 from strategies.iobinding import IOBinding
 from strategies.lanes import wait_for_lanes
 from strategies.runtime.device_frames import Cancelled, DeviceFrames

@@ -11,11 +11,11 @@ import pytest
 
 from bench.cases import Case
 from bench.interleave import BenchmarkRounds, Entry, Interleaved, ReplayClock, memory_refusal, run_in_turns
+from bench.measure.equivalence import FLOAT32, RoundCheck
 from bench.measure.scenarios import Scenario
 from bench.options import BENCHMARK_DEFAULTS, add_options, build_run_options, parse_args
 from fixtures.options import OptionError
-from strategies import STRATEGIES, RoundCheck, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
-from strategies.equivalence import FLOAT32
+from strategies import STRATEGIES, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
 from tests.helpers.fakes import FakeClock
 
 OFFLINE = Scenario("offline")

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, compose, helper, numpy_helper
 
+from bench.measure.equivalence import assert_equivalent
 from fixtures.models import ModelSpec, build_model, write_model
-from strategies import ModelInput, StrategyUnavailable, ThreadSettings, Workload, assert_equivalent, get_strategy, make_session
+from strategies import ModelInput, StrategyUnavailable, ThreadSettings, Workload, get_strategy, make_session
 from strategies.runtime import merge
 from strategies.runtime.merge import MergeError, merge_models
 from tests.helpers.workloads import frames_array, tiny_workload

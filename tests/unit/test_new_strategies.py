@@ -8,13 +8,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.measure.equivalence import assert_equivalent
 from strategies import (
     STRATEGIES,
     StrategyError,
     StrategyUnavailable,
     ThreadSettings,
     Workload,
-    assert_equivalent,
     get_strategy,
 )
 from strategies.batched import Batched

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.measure.equivalence import first_mismatch
 from bench.measure.harness import opened
 from fixtures.real_models import INSTALL, REAL_MODELS, find_real_model, missing_reason
 from fixtures.user import ModelRequest, UserInputError, load_models, synthetic_images
 from strategies import STRATEGIES, Workload
-from strategies.equivalence import first_mismatch
 
 SET = ("det", "cls", "orientation")
 needs_real_models = pytest.mark.skipif(missing_reason(*SET) is not None, reason=missing_reason(*SET) or "")

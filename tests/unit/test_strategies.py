@@ -6,8 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.measure.equivalence import assert_equivalent
 from bench.measure.harness import opened
-from strategies import STRATEGIES, ThreadSettings, assert_equivalent, get_strategy
+from strategies import STRATEGIES, ThreadSettings, get_strategy
 
 # Strategies that start processes (ray: a Ray instance and its actors) are slow to open; they run in the slow tier.
 PROCESS_STRATEGIES = {"processes", "processes_shm", "ray"}

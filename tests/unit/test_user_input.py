@@ -13,6 +13,7 @@ import psutil
 import pytest
 from onnx import TensorProto
 
+from bench.measure.equivalence import first_mismatch
 from fixtures.user import (
     InputPlan,
     ModelRequest,
@@ -34,7 +35,6 @@ from fixtures.workloads import (
     estimate_memory,
 )
 from strategies import Workload, get_strategy
-from strategies.equivalence import first_mismatch
 from tests.helpers.input_models import write_image_model
 
 

@@ -43,11 +43,17 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import RunTimeout, StrategyError, StrategyUnavailable
-from strategies.batched import Batched
-from strategies.records import Outputs, RunResult, Workload
-from strategies.serial import Serial
-from strategies.settings import ThreadSettings, usable_cores
+from strategies import (
+    Outputs,
+    RunResult,
+    RunTimeout,
+    StrategyError,
+    StrategyUnavailable,
+    ThreadSettings,
+    Workload,
+    get_strategy,
+    usable_cores,
+)
 
 
 @dataclass(frozen=True)
@@ -284,13 +290,13 @@ def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs
     settings = ThreadSettings(intra_op=max(1, usable_cores() // 2), inter_op=1, spinning=False)
     precision = tolerance_for(workload).precision
     try:
-        with Batched(subset, settings, k=NOISE_K) as batched:
+        with get_strategy("batched")(subset, settings, k=NOISE_K) as batched:
             second = batched.run(time_limit=time_limit).outputs
         how = f"{NOISE_K} frames per call, {settings.label}, on {count} frames"
     except RunTimeout:
         raise
     except (StrategyUnavailable, StrategyError):
-        with Serial(subset, settings) as serial:
+        with get_strategy("serial")(subset, settings) as serial:
             second = serial.run(time_limit=time_limit).outputs
         how = f"another session, {settings.label}, on {count} frames"
     return calibrate(reference, second, workload.names, precision, how)
