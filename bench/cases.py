@@ -7,7 +7,8 @@ from typing import Any
 
 from bench.measure.scenarios import STREAMING, Scenario, not_streamed
 from bench.options import RunOptions
-from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, resolve, usable_cores
+from bench.thread_spec import resolve
+from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 
 
 @dataclass(frozen=True)

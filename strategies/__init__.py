@@ -8,13 +8,13 @@ from strategies.records import CallLog, CallRecord, ModelInput, Outputs, RunResu
 from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
 from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, device_id, parse_cuda_option
 from strategies.runtime.sessions import ProviderError, SessionFactory, io_names, make_session, onnxruntime, provider_used
-from strategies.settings import STRATEGY_DEFAULT, ThreadChoice, ThreadSettings, ThreadSpecError, resolve, usable_cores
+from strategies.settings import ThreadSettings, usable_cores
 
 __all__ = [
-    "CLASSIC", "STRATEGIES", "STRATEGY_DEFAULT", "Arrivals", "CallLog", "CallRecord", "Clock",
+    "CLASSIC", "STRATEGIES", "Arrivals", "CallLog", "CallRecord", "Clock",
     "CudaOptionError", "ModelInput", "Outputs", "ProviderError", "RunResult",
-    "RunStopped", "RunTimeout", "SessionFactory", "Strategy", "StrategyError", "StrategyUnavailable", "ThreadChoice",
-    "ThreadSettings", "ThreadSpecError", "UnknownStrategyError", "Workload", "cuda_options",
+    "RunStopped", "RunTimeout", "SessionFactory", "Strategy", "StrategyError", "StrategyUnavailable",
+    "ThreadSettings", "UnknownStrategyError", "Workload", "cuda_options",
     "cuda_unavailable_reason", "device_id", "get_strategy", "io_names", "make_session",
-    "onnxruntime", "parse_cuda_option", "provider_used", "resolve", "usable_cores",
+    "onnxruntime", "parse_cuda_option", "provider_used", "usable_cores",
 ]
