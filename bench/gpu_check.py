@@ -46,8 +46,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fixtures.cuda import CudaOptionError, cuda_unavailable_reason, parse_cuda_option
 from fixtures.real_models import find_real_model, missing_reason
-from strategies import CudaOptionError, cuda_unavailable_reason, parse_cuda_option
 
 USAGE_ERROR = 4
 TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number

@@ -15,10 +15,11 @@ from bench.measure.capacity import check_arrival_rate
 from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, checked_float, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from bench.thread_spec import ThreadChoice, ThreadSpecError, parse_threads, thread_spec, too_many_threads
+from fixtures.cuda import CudaOptionError, parse_cuda_option
 from fixtures.models import SIZES
 from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
 from fixtures.user import model_option
-from strategies import STRATEGIES, CudaOptionError, ThreadSettings, parse_cuda_option, usable_cores
+from strategies import STRATEGIES, ThreadSettings, usable_cores
 
 
 def at_least(minimum: int):

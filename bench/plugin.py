@@ -25,11 +25,12 @@ from bench.measure.measurement import Measurement
 from bench.measure.rounds import Progress, RoundHooks
 from bench.measure.sampler import SamplerProcess
 from bench.options import RunOptions, add_options, build_run_options
+from fixtures.cuda import cuda_unavailable_reason
 from fixtures.options import OptionError, given_flags, out_of_time
 from fixtures.user import UserInput, UserInputError, load_user_input
 from fixtures.video import video_frame_shape
 from fixtures.workloads import MemoryRefused, check_memory, synthetic_memory
-from strategies import RunTimeout, cuda_unavailable_reason, onnxruntime, usable_cores
+from strategies import RunTimeout, onnxruntime, usable_cores
 
 
 @dataclass
@@ -106,7 +107,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def gpu_unavailable_reason(config: pytest.Config) -> str | None:
-    """Why no session really runs on CUDA here (None when one does); probed once per session."""
+    """Why no session really runs on CUDA here (None when one does): probed once per session, with the run's
+    CUDA options, and kept in RunState; every later question (collection under --provider cuda, a `gpu`
+    marker, --provider auto's choice in the workload fixture) reads that answer."""
     state = state_of(config)
     if not state.gpu_probed:
         state.gpu_reason = cuda_unavailable_reason(dict(options_of(config).workload.cuda_options))
@@ -139,6 +142,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(scope="session")
 def run_options(pytestconfig: pytest.Config) -> RunOptions:
     return options_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def cuda_unavailable(pytestconfig: pytest.Config) -> str | None:
+    """Why no session really runs on CUDA here, None when one does (gpu_unavailable_reason: probed once)."""
+    return gpu_unavailable_reason(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,22 @@ Other packages import from here only; tests may import the submodules.
 from strategies.base import Arrivals, Clock, RunStopped, RunTimeout, Strategy, StrategyError, StrategyUnavailable
 from strategies.records import CallLog, CallRecord, ModelInput, Outputs, RunResult, Workload
 from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
-from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, device_id, parse_cuda_option
-from strategies.runtime.sessions import ProviderError, SessionFactory, io_names, make_session, onnxruntime, provider_used
+from strategies.runtime.sessions import (
+    ProviderError,
+    SessionFactory,
+    device_id,
+    io_names,
+    make_session,
+    onnxruntime,
+    provider_used,
+)
 from strategies.settings import ThreadSettings, usable_cores
 
 __all__ = [
     "CLASSIC", "STRATEGIES", "Arrivals", "CallLog", "CallRecord", "Clock",
-    "CudaOptionError", "ModelInput", "Outputs", "ProviderError", "RunResult",
+    "ModelInput", "Outputs", "ProviderError", "RunResult",
     "RunStopped", "RunTimeout", "SessionFactory", "Strategy", "StrategyError", "StrategyUnavailable",
-    "ThreadSettings", "UnknownStrategyError", "Workload", "cuda_options",
-    "cuda_unavailable_reason", "device_id", "get_strategy", "io_names", "make_session",
-    "onnxruntime", "parse_cuda_option", "provider_used", "usable_cores",
+    "ThreadSettings", "UnknownStrategyError", "Workload",
+    "device_id", "get_strategy", "io_names", "make_session",
+    "onnxruntime", "provider_used", "usable_cores",
 ]

@@ -165,6 +165,11 @@ class SessionFactory:
         return make_session(model, settings, self.provider, options)
 
 
+def device_id(options: dict[str, str]) -> int:
+    """The GPU the CUDA provider options put the sessions on (onnxruntime's default: 0)."""
+    return int(options.get("device_id", "0"))
+
+
 def provider_used(session: Any) -> str:
     """'cuda' or 'cpu', from the provider the session really runs on."""
     return "cuda" if session.get_providers()[0] == PROVIDERS["cuda"] else "cpu"
