@@ -6,6 +6,7 @@ Other packages import from here only; tests may import the submodules.
 from strategies.base import Arrivals, Clock, RunStopped, RunTimeout, Strategy, StrategyError, StrategyUnavailable
 from strategies.records import CallLog, CallRecord, ModelInput, Outputs, RunResult, Workload
 from strategies.registry import CLASSIC, STRATEGIES, UnknownStrategyError, get_strategy
+from strategies.runtime.ray_instance import send_guard_lines_to as send_ray_guard_lines_to
 from strategies.runtime.sessions import (
     ProviderError,
     SessionFactory,
@@ -23,5 +24,5 @@ __all__ = [
     "RunStopped", "RunTimeout", "SessionFactory", "Strategy", "StrategyError", "StrategyUnavailable",
     "ThreadSettings", "UnknownStrategyError", "Workload",
     "device_id", "get_strategy", "io_names", "make_session",
-    "onnxruntime", "provider_used", "usable_cores",
+    "onnxruntime", "provider_used", "send_ray_guard_lines_to", "usable_cores",
 ]
