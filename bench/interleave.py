@@ -33,12 +33,11 @@ from bench.measure.harness import bare_loop
 from bench.measure.limits import time_limit
 from bench.measure.rounds import Progress
 from bench.measure.sampler import ResourceSummary, SamplerProcess
-from bench.measure.scenarios import STREAMING, Scenario
+from bench.measure.scenarios import STREAMING, Scenario, stream_reference
 from bench.options import RunOptions
 from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
 from strategies import RunResult, Strategy, StrategyError, StrategyUnavailable, Workload
-from strategies.streams import stream_reference
 
 
 def round_limit(options: RunOptions, workload: Workload, scenario: Scenario) -> float:

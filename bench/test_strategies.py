@@ -11,9 +11,8 @@ from bench.measure.capacity_case import search_in_benchmark
 from bench.measure.equivalence import RoundCheck
 from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds, opened
 from bench.measure.measurement import build_measurement
-from bench.measure.scenarios import STREAMING
+from bench.measure.scenarios import STREAMING, stream_reference
 from strategies import RunResult, RunTimeout, StrategyError
-from strategies.streams import stream_reference
 
 
 def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, run_options, run_state,

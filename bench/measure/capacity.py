@@ -1,6 +1,6 @@
 """How many cameras at `--fps` a strategy serves: probes, the pass rule, and the search.
 
-A probe is one stream of N cameras (strategies/streams.py) through an opened strategy: it
+A probe is one stream of N cameras (bench/measure/scenarios.py) through an opened strategy: it
 passes when the p99 latency is at most the deadline and at most 1% of the frames miss it
 (MLPerf LoadGen's rule), with every frame's outputs equal to serial's. The search starts
 from the offline throughput, the ceiling of any capacity (no strategy serves more than
@@ -21,8 +21,8 @@ import numpy as np
 
 from bench.measure.equivalence import RoundCheck, ToleranceChoice
 from bench.measure.metrics import frame_completions
-from strategies import RunTimeout, Strategy
-from strategies.streams import SPREAD, Schedule, camera_schedule, stream_reference
+from bench.measure.scenarios import SPREAD, camera_schedule, stream_reference
+from strategies import RunTimeout, Schedule, Strategy
 
 MISS_FRACTION = 0.01  # LoadGen: at most 1% of queries over the latency bound
 PERCENTILE = 99

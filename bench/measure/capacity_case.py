@@ -26,9 +26,8 @@ from bench.measure.equivalence import RoundCheck
 from bench.measure.limits import time_limit
 from bench.measure.metrics import frame_latencies
 from bench.measure.rounds import RoundHooks
-from bench.measure.scenarios import OFFLINE, STREAMING, Scenario
+from bench.measure.scenarios import OFFLINE, SPREAD, STREAMING, Scenario
 from strategies import RunResult, Strategy, StrategyError, Workload
-from strategies.streams import SPREAD
 
 
 def search_in_benchmark(strategy: Strategy, case: Any, scenario: Scenario, workload: Workload, reference: Any,

@@ -1,4 +1,14 @@
-"""How frames reach the strategies: all at once (offline) or at a camera's rate (streaming)."""
+"""How frames reach the strategies: all at once (offline) or at a camera's rate (streaming), and
+when several cameras feed one host, when each frame of a run arrives and which workload frame it carries.
+
+N cameras each deliver a frame every 1/fps seconds. Camera c's frame j arrives at
+j/fps + c/(N fps) when the cameras are spread evenly over a period (unsynchronised cameras,
+`spread`), or at j/fps when all N frames of a period arrive at once (`aligned`, the worst case).
+A run sees the frames in arrival order: run frame k = j N + c (camera c's frame j), so with
+one camera the schedule is today's single stream (frame k at k/fps). The cameras take the
+workload's frames round-robin and reuse them cyclically: run frame k carries workload frame
+k mod F, so a probe may be longer than the workload without copying a frame.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from bench.measure.limits import checked_float
-from strategies.streams import PHASES, SPREAD, Schedule, camera_schedule
+from strategies import Schedule
 
 OFFLINE, STREAMING = "offline", "streaming"
+SPREAD, ALIGNED = "spread", "aligned"  # how several cameras' frames fall in a period (Schedule.phase)
+PHASES = (SPREAD, ALIGNED)
 SCENARIO_CHOICES = ("both", OFFLINE, STREAMING)
 # One frame every 1000 s. Far slower rates make waits for a frame longer than the OS's
 # timers accept (an OverflowError mid-run), and no camera is that slow.
@@ -116,3 +130,33 @@ def minimum_duration_s(frames: int, scenario: Scenario, rounds: int) -> float:
     """The least time one benchmark of `scenario` can take: a stream's last frame arrives at
     (frames - 1) / fps in every round (warm-up rounds included); offline has no floor."""
     return rounds * (frames - 1) * scenario.period
+
+
+def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_frames: int,
+                    phase: str = SPREAD) -> Schedule:
+    """`cameras` cameras at `fps`, `frames_per_camera` frames each, over a workload of `workload_frames`."""
+    if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
+        raise ValueError(f"cameras must be a whole number of at least 1, got {cameras!r}.")
+    if not fps > 0:
+        raise ValueError(f"a camera schedule needs a frame rate above 0, got fps={fps!r}.")
+    if frames_per_camera < 1 or workload_frames < 1:
+        raise ValueError(f"a camera schedule needs at least one frame per camera and one workload frame, got "
+                         f"{frames_per_camera} and {workload_frames}.")
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}.")
+    index = np.arange(cameras * frames_per_camera, dtype=np.int64)
+    frame, camera = np.divmod(index, cameras)  # run frame k = j N + c
+    times = frame / fps
+    if phase == SPREAD:
+        times = times + camera / (cameras * fps)
+    return Schedule(times=times.astype(np.float64), sources=index % workload_frames, cameras=camera,
+                    period=1.0 / fps, phase=phase)
+
+
+def stream_reference(reference: list[list[object]] | tuple, schedule: Schedule | None) -> list[list[object]]:
+    """serial's outputs per model per run frame: the reference of the workload frame each run frame
+    carries (references to the same arrays, no copies)."""
+    if schedule is None:
+        return [list(frames) for frames in reference]
+    sources = schedule.sources.tolist()
+    return [[frames[source] for source in sources] for frames in reference]

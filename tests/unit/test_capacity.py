@@ -21,10 +21,10 @@ from bench.measure.capacity import (
 )
 from bench.measure.equivalence import Tolerance, assert_equivalent
 from bench.measure.harness import opened
+from bench.measure.scenarios import ALIGNED, SPREAD, camera_schedule, stream_reference
 from strategies import STRATEGIES, Strategy, get_strategy
 from strategies.base import Arrivals, Overloaded
 from strategies.records import CallRecord, empty_outputs
-from strategies.streams import ALIGNED, SPREAD, camera_schedule, stream_reference
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
 from tests.helpers.fakes import FakeClock
 
