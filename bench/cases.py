@@ -49,7 +49,7 @@ def benchmarks(options: RunOptions) -> tuple[list[tuple[Case, Scenario]], dict[s
     for case in cases(options):
         for scenario in options.scenarios:
             reason = None if scenario.name != STREAMING else not_streamed(
-                case.strategy.per_frame, case.settings.ort_defaults, dict(case.options), bool(options.threads))
+                case.settings.ort_defaults, dict(case.options), bool(options.threads))
             if reason is None:
                 selected.append((case, scenario))
             else:

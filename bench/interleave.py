@@ -33,7 +33,7 @@ from bench.measure.harness import bare_loop
 from bench.measure.limits import time_limit
 from bench.measure.rounds import Progress
 from bench.measure.sampler import ResourceSummary, SamplerProcess
-from bench.measure.scenarios import STREAMING, Scenario, stream_reference
+from bench.measure.scenarios import Scenario, stream_reference
 from bench.options import RunOptions
 from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
@@ -45,11 +45,6 @@ def round_limit(options: RunOptions, workload: Workload, scenario: Scenario) -> 
     when the last frame arrives."""
     return time_limit(options.time_limit, workload.frame_count * scenario.streams, len(workload.models)) \
         + workload.frame_count * scenario.period
-
-
-def streamable(case: Case, scenario: Scenario) -> bool:
-    """False where the test skips the benchmark: a stream needs per-frame completion."""
-    return scenario.name != STREAMING or case.strategy.per_frame
 
 
 @dataclass(frozen=True)
@@ -286,7 +281,6 @@ def interleaved(request: pytest.FixtureRequest, workload, reference, calibration
     """Every selected benchmark's rounds, run in turns when the first benchmark test asks for them."""
     entries = [Entry(item.nodeid, item.callspec.params["case"], item.callspec.params["scenario"])
                for item in request.session.items if is_benchmark(item)]
-    entries = [entry for entry in entries if streamable(entry.case, entry.scenario)]
     refusal = memory_refusal(workload, len(entries))
     if refusal is not None:
         pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)

@@ -11,14 +11,12 @@ from bench.measure.capacity_case import search_in_benchmark
 from bench.measure.equivalence import RoundCheck
 from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds, opened
 from bench.measure.measurement import build_measurement
-from bench.measure.scenarios import STREAMING, stream_reference
+from bench.measure.scenarios import stream_reference
 from strategies import RunResult, RunTimeout, StrategyError
 
 
 def test_strategy(benchmark, case, scenario, workload, reference, calibration, model_facts, run_options, run_state,
                   record, packing_limit, round_hooks, gpu_probe, request):
-    if scenario.name == STREAMING and not case.strategy.per_frame:
-        pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
     if run_options.interleave:  # every benchmark's rounds were run in turns (bench/interleave.py); take this one's
         interleaved = request.getfixturevalue("interleaved")
         rounds = interleaved.take(request.node.nodeid)
@@ -43,7 +41,7 @@ def test_strategy(benchmark, case, scenario, workload, reference, calibration, m
         if bare else None
     measurement = build_measurement(
         timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
-        scenario=scenario, per_frame=case.strategy.per_frame, models=workload.names, batch=run_options.workload.batch,
+        scenario=scenario, models=workload.names, batch=run_options.workload.batch,
         provider="/".join(sorted(providers)), mismatch=mismatch, **model_facts,
         provider_options=workload.provider_options, tolerance=str(calibration), equivalence=calibration.as_dict(),
         resources=resources, sample_rate=run_options.sample_rate,

@@ -168,8 +168,6 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str]
-    #: False for strategies that cannot be served frame by frame (none of the built-in ones).
-    per_frame: ClassVar[bool] = True
     #: True for strategies that run every model's call at the same time (threads, processes).
     models_at_once: ClassVar[bool] = False
     #: False for strategies that cannot go on after a run stopped midway (ray closes itself):

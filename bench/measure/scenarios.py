@@ -106,19 +106,16 @@ def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = S
     return scenarios
 
 
-def not_streamed(per_frame: bool, ort_defaults: bool, options: Mapping[str, Any], swept: bool) -> str | None:
+def not_streamed(ort_defaults: bool, options: Mapping[str, Any], swept: bool) -> str | None:
     """Why a benchmark case does not run the streaming scenario (None: it does).
 
-    A stream is served only by what can serve one, once per strategy: a strategy without
-    per-frame completion has no latency to measure; one that takes k frames per call makes a
-    frame wait for the k - 1 after it (k - 1 periods, already past a one-period deadline
+    A stream is served only by what can serve one, once per strategy: a strategy that takes k
+    frames per call makes a frame wait for the k - 1 after it (k - 1 periods, already past a one-period deadline
     for any k > 1, plus the chunk's compute), so it misses by construction; and onnxruntime's default thread settings of the
     classic strategies, run offline beside the tuned ones to reproduce the write-up, would
     only repeat each strategy's stream at a cost of frames / fps per round (they stream when
     a --threads sweep asks for them).
     """
-    if not per_frame:
-        return "no per-frame completion"
     if options.get("k", 1) > 1:
         return f"k={options['k']} frames per call: each frame waits for {options['k'] - 1} later ones, past the deadline"
     if ort_defaults and not swept:
