@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from strategies.base import Arrivals, Strategy, StrategyUnavailable
-from strategies.lanes import run_lanes, wait_for_lanes
+from strategies.lanes import run_models_on_pools, wait_for_lanes
 from strategies.records import CallRecord, Outputs
 from strategies.runtime.cudart import CudaRuntime, CudaRuntimeError, cuda_runtime
 from strategies.runtime.sessions import SessionFactory, device_id, io_names, onnxruntime, provider_used
@@ -237,4 +237,4 @@ class CudaGraph(Strategy):
             return results
 
         # Each model's lane on its own lifelong thread, the one that captured its graph.
-        return run_lanes(self, arrivals, step, self.lanes), calls
+        return run_models_on_pools(self, arrivals, step, self.lanes), calls

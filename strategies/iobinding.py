@@ -71,4 +71,4 @@ class IOBinding(ModelThreads, SessionStrategy):
             frames.cancel()
             arrivals.stop_all()
 
-        return self.run_model_lanes(arrivals, step, cancel), calls
+        return self.run_models_in_threads(arrivals, step, cancel), calls
