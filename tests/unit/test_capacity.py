@@ -19,13 +19,13 @@ from bench.measure.capacity import (
     search,
     upper_bound,
 )
-from bench.measure.equivalence import Tolerance, assert_equivalent
 from bench.measure.harness import opened
 from bench.measure.scenarios import ALIGNED, SPREAD, camera_schedule, stream_reference
 from strategies import STRATEGIES, Strategy, get_strategy
 from strategies.base import Arrivals, Overloaded
 from strategies.records import CallRecord, empty_outputs
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
+from tests.helpers.equivalence import FLOAT32, assert_equal_to_serial
 from tests.helpers.fakes import FakeClock
 
 # --- the arrival schedule ---------------------------------------------------------------------
@@ -214,7 +214,7 @@ def fixed_service(monkeypatch, tiny_workload):
 
     def make(early_stop: bool = True, phase: str = ALIGNED) -> Probe:
         return Probe(fps=32.0, deadline_s=1 / 32, seconds=2.0, phase=phase, workload_frames=workload_frames,
-                     reference=reference, names=["fake"], tolerances=Tolerance(), time_limit_s=60.0,
+                     reference=reference, names=["fake"], tolerances=FLOAT32, time_limit_s=60.0,
                      early_stop=early_stop)
 
     return strategy, make
@@ -290,7 +290,7 @@ def test_every_strategy_serves_several_cameras(name, tiny_workload):
     schedule = camera_schedule(3, 500.0, 4, tiny_workload.frame_count, ALIGNED)  # 12 run frames over 5 workload frames
     with opened(ON_CPU[name]() if name in ON_CPU else get_strategy(name), tiny_workload) as strategy:
         result = strategy.run(schedule=schedule)
-    assert_equivalent(stream_reference(reference, schedule), result.outputs, tiny_workload.names)
+    assert_equal_to_serial(tiny_workload, reference, result.outputs, schedule)
     covered = sorted((call.model, frame) for call in result.calls
                      for frame in range(call.first_frame, call.first_frame + call.frames))
     assert covered == [(m, f) for m in range(len(tiny_workload.models)) for f in range(len(schedule))]

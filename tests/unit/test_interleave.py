@@ -11,11 +11,12 @@ import pytest
 
 from bench.cases import Case
 from bench.interleave import BenchmarkRounds, Entry, Interleaved, ReplayClock, memory_refusal, run_in_turns
-from bench.measure.equivalence import FLOAT32, RoundCheck
+from bench.measure.equivalence import RoundCheck, measure_calibration
 from bench.measure.scenarios import Scenario
 from bench.options import BENCHMARK_DEFAULTS, add_options, build_run_options, parse_args
 from fixtures.options import OptionError
 from strategies import STRATEGIES, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
+from tests.helpers.equivalence import FLOAT32
 from tests.helpers.fakes import FakeClock
 
 OFFLINE = Scenario("offline")
@@ -83,15 +84,21 @@ def reference(tiny_workload):
         return serial.run().outputs
 
 
+@pytest.fixture
+def tolerances(tiny_workload, reference):
+    """Each model's measured tolerance, as `pytest bench` hands it to the interleaved rounds."""
+    return measure_calibration(tiny_workload, reference).tolerances
+
+
 def entry(key: str, cls, settings: ThreadSettings | None = None) -> Entry:
     return Entry(key, Case(cls, settings or ThreadSettings(intra_op=1)), OFFLINE)
 
 
-def test_rounds_alternate_and_every_benchmark_keeps_its_own(tiny_workload, reference):
+def test_rounds_alternate_and_every_benchmark_keeps_its_own(tiny_workload, reference, tolerances):
     entries = [entry("a", SERIAL), entry("b", THREADS), entry("c", SERIAL, ThreadSettings())]
     order: list[tuple[str, str, int]] = []
     sampler = CountingSampler()
-    results = run_in_turns(entries, tiny_workload, reference, tiny_workload.names, FLOAT32, rounds=3, warmup=1,
+    results = run_in_turns(entries, tiny_workload, reference, tiny_workload.names, tolerances, rounds=3, warmup=1,
                            limit=lambda scenario: 60.0, sampler=sampler, clock=FakeClock(step=0.5), order=order)
     assert order == [(key, "warmup", 1) for key in "abc"] + [
         (key, "timed", number) for number in (1, 2, 3) for key in "abc"]
@@ -115,11 +122,11 @@ def test_rounds_alternate_and_every_benchmark_keeps_its_own(tiny_workload, refer
     assert results["b"].bare == []
 
 
-def test_a_strategy_that_cannot_run_or_fails_leaves_the_others_running(tiny_workload, reference):
+def test_a_strategy_that_cannot_run_or_fails_leaves_the_others_running(tiny_workload, reference, tolerances):
     FailsOnSecondRun.runs = 0
     entries = [entry("a", SERIAL), entry("gpu", Unavailable), entry("bad", FailsOnSecondRun), entry("b", THREADS)]
     order: list[tuple[str, str, int]] = []
-    results = run_in_turns(entries, tiny_workload, reference, tiny_workload.names, FLOAT32, rounds=3, warmup=0,
+    results = run_in_turns(entries, tiny_workload, reference, tiny_workload.names, tolerances, rounds=3, warmup=0,
                            limit=lambda scenario: 60.0, order=order)
     assert results["gpu"].skipped == "needs a GPU: none here"
     assert str(results["bad"].failed) == "fails_second: model m failed on frame 0: boom"
@@ -128,15 +135,15 @@ def test_a_strategy_that_cannot_run_or_fails_leaves_the_others_running(tiny_work
     assert len(results["a"].timed) == len(results["b"].timed) == 3
 
 
-def test_every_round_of_a_benchmark_is_checked_not_only_its_first(tiny_workload, reference):
+def test_every_round_of_a_benchmark_is_checked_not_only_its_first(tiny_workload, reference, tolerances):
     WrongOnThirdRun.runs = 0
     results = run_in_turns([entry("a", SERIAL), entry("wrong", WrongOnThirdRun)], tiny_workload, reference,
-                           tiny_workload.names, FLOAT32, rounds=3, warmup=1, limit=lambda scenario: 60.0)
+                           tiny_workload.names, tolerances, rounds=3, warmup=1, limit=lambda scenario: 60.0)
     assert results["a"].mismatch is None
     assert "frame 2" in results["wrong"].mismatch  # its second timed round (the third run) differed
 
 
-def test_an_interrupt_stops_the_run_and_closes_every_opened_strategy(tiny_workload, reference, monkeypatch):
+def test_an_interrupt_stops_the_run_and_closes_every_opened_strategy(tiny_workload, reference, tolerances, monkeypatch):
     closed: list[str] = []
 
     class Interrupted(SERIAL):
@@ -149,7 +156,7 @@ def test_an_interrupt_stops_the_run_and_closes_every_opened_strategy(tiny_worklo
         monkeypatch.setattr(cls, "close", lambda self, close=cls.close: (closed.append(self.name), close(self))[1])
     with pytest.raises(KeyboardInterrupt):
         run_in_turns([entry("a", SERIAL), entry("b", THREADS), entry("c", Interrupted)], tiny_workload, reference,
-                     tiny_workload.names, FLOAT32, rounds=2, warmup=0, limit=lambda scenario: 60.0)
+                     tiny_workload.names, tolerances, rounds=2, warmup=0, limit=lambda scenario: 60.0)
     assert sorted(closed) == ["interrupted", "serial", "threads"]
 
 
