@@ -7,7 +7,8 @@ from typing import Any
 
 from bench.measure.scenarios import STREAMING, Scenario, not_streamed
 from bench.options import RunOptions
-from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, resolve, usable_cores
+from bench.thread_spec import resolve
+from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def benchmarks(options: RunOptions) -> tuple[list[tuple[Case, Scenario]], dict[s
     for case in cases(options):
         for scenario in options.scenarios:
             reason = None if scenario.name != STREAMING else not_streamed(
-                case.strategy.per_frame, case.settings.ort_defaults, dict(case.options), bool(options.threads))
+                case.settings.ort_defaults, dict(case.options), bool(options.threads))
             if reason is None:
                 selected.append((case, scenario))
             else:

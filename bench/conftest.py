@@ -27,6 +27,7 @@ from bench.interrupts import interruption, signals_held, sigterm_as_interrupt
 from bench.measure.harness import keep_complete
 from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
+from bench.measure.machine import ray_machine_info
 from bench.measure.measurement import Measurement
 from bench.measure.rounds import WARMUP_FRAMES
 from bench.measure.run import RunInputs
@@ -35,10 +36,9 @@ from bench.options import RunOptions
 from bench.plugin import RunState, check_report_dir, options_of, state_of
 from bench.report.summary import write_summary
 from fixtures.options import out_of_time
-from strategies import STRATEGIES, RunTimeout, usable_cores
-from strategies import ray as ray_strategy
-from strategies.ray import RayActors
-from strategies.ray import run_machine_info as ray_machine_info
+from strategies import STRATEGIES, RunTimeout, send_ray_guard_lines_to, usable_cores
+
+RAY = "ray"  # the ray strategy's name (strategies/ray.py): its strategy_info says what Ray it ran on
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -127,12 +127,13 @@ def ray_guard_to_terminal(config: pytest.Config) -> Iterator[None]:
     """A Ray guard's line goes to the terminal's stderr, not to the capture file of the test that started it."""
     capture = config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-        ray_strategy.guard_stderr = os.dup(2)
+        terminal = os.dup(2)
+    send_ray_guard_lines_to(terminal)
     try:
         yield
     finally:
-        os.close(ray_strategy.guard_stderr)
-        ray_strategy.guard_stderr = None
+        send_ray_guard_lines_to(None)
+        os.close(terminal)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -268,7 +269,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     # a saved one: no benchmark has run, so no Ray yet) and again when it saves the run, after every benchmark:
     # the saved run's "ray" entry is the Ray its `ray` benchmarks ran on, None when none did.
     workload = options_of(config).workload
-    ray = ray_machine_info([m.strategy_info for m in state_of(config).measurements if m.strategy == RayActors.name])
+    ray = ray_machine_info([m.strategy_info for m in state_of(config).measurements if m.strategy == RAY])
     machine_info["fanbench"] = fanbench_machine_info(workload.machine_info(), dict(workload.cuda_options), ray)
 
 

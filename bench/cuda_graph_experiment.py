@@ -38,9 +38,7 @@ from typing import Any
 import numpy as np
 
 from fixtures.models import SIZES, model_set, write_model
-from strategies.runtime.cudart import CudaRuntimeError, cuda_runtime
-from strategies.runtime.sessions import io_names, make_session, onnxruntime
-from strategies.settings import ThreadSettings
+from strategies import CudaRuntimeError, ThreadSettings, cuda_runtime, io_names, make_session, onnxruntime
 
 Step = Callable[[int], tuple[np.ndarray, ...]]
 CPU_SETTINGS = ThreadSettings(intra_op=4, inter_op=1, spinning=False)

@@ -31,7 +31,6 @@ line before running anything); a stopped check, even one where a step failed bef
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -46,8 +45,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.compare.saved import CutShort, load_run
+from bench.measure.measurement import HistoryError, Measurement
+from fixtures.cuda import CudaOptionError, cuda_unavailable_reason, parse_cuda_option
 from fixtures.real_models import find_real_model, missing_reason
-from strategies import CudaOptionError, cuda_unavailable_reason, parse_cuda_option
 
 USAGE_ERROR = 4
 TIMED_OUT = 124  # --timeout ran out (coreutils' `timeout` says the same); a signal gives 128 + its number
@@ -124,8 +125,8 @@ def real_model_args(detector_size: str = "640x640") -> tuple[list[str], str | No
 class StepResult:
     step: Step
     returncode: int
-    benchmarks: list[dict[str, Any]] = field(default_factory=list)  # pytest-benchmark's, with extra_info
-    machine: dict[str, Any] = field(default_factory=dict)
+    benchmarks: list[Measurement] = field(default_factory=list)  # the fanbench benchmarks of its JSON
+    machine: dict[str, Any] = field(default_factory=dict)  # its machine_info's "fanbench" entry
     failures: list[str] = field(default_factory=list)  # "test id: first line of the failure"
     skips: list[str] = field(default_factory=list)
     interrupted: str | None = None  # why the step was stopped before its end; None: it ran to its end
@@ -151,16 +152,19 @@ def read_step(step: Step, returncode: int, out: Path, interrupted: str | None = 
     result.failures, result.skips = read_junit(out / f"{step.name}.xml")
     bench_json = out / f"{step.name}.json"
     if step.benchmarks and bench_json.is_file():
+        # Read as every saved run is (bench/compare/saved.py): the file checked, each benchmark a Measurement.
         try:
-            data = json.loads(bench_json.read_text())
-        except json.JSONDecodeError:
+            run = load_run(bench_json)
+            result.benchmarks = run.fanbench_measurements()
+        except CutShort:
             # pytest-benchmark opens (empties) the file at start and fills it at the session's end:
             # a pytest killed before then leaves it empty.
             result.failures.append(f"{bench_json.name} is empty or cut short: pytest ended before writing it "
                                    f"(see {step.name}.log)")
+        except HistoryError as error:
+            result.failures.append(str(error))
         else:
-            result.benchmarks = data.get("benchmarks", [])
-            result.machine = data.get("machine_info", {}).get("fanbench", {})
+            result.machine = run.machine_info.get("fanbench", {})
     if returncode != 0 and not result.failures and interrupted is None:
         result.failures.append(f"pytest exited with {returncode}: see {step.name}.log")
     return result
@@ -179,46 +183,43 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _cameras(info: dict[str, Any]) -> str:
-    capacity = info.get("capacity")
-    if not capacity:
+def _cameras(m: Measurement) -> str:
+    if not m.capacity:
         return "-"
-    p99 = capacity.get("p99_s")
-    return f"{capacity['cameras']} (p99 {'-' if p99 is None else f'{p99 * 1e3:.1f}'} ms)"
+    p99 = m.capacity.get("p99_s")
+    return f"{m.capacity['cameras']} (p99 {'-' if p99 is None else f'{p99 * 1e3:.1f}'} ms)"
 
 
-def benchmark_table(benchmarks: Sequence[dict[str, Any]]) -> list[str]:
+def benchmark_table(benchmarks: Sequence[Measurement]) -> list[str]:
     """Markdown rows: scenario, median wall, spread of the rounds, ratio to serial ort-defaults (offline), GPU,
     cameras served (where a capacity was searched), equality."""
-    infos = [bench["extra_info"] for bench in benchmarks if bench.get("extra_info", {}).get("wall_s")]
-    base = next((info["wall_s"] for info in infos if info["strategy"] == "serial" and info.get("ort_defaults")
-                 and info.get("scenario", "offline") == "offline"), None)
+    timed = [m for m in benchmarks if m.wall_s]
+    base = next((m.wall_s for m in timed if m.strategy == "serial" and m.ort_defaults and m.scenario == "offline"), None)
     rows = ["| strategy | settings | scenario | wall (s) | rounds min-max (spread) | x serial-ort-defaults "
             "| GPU util mean % | GPU MB | cameras at capacity | equal | provider |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for info in infos:
-        offline = info.get("scenario", "offline") == "offline"
-        ratio = f"{base / info['wall_s']:.2f}" if base and offline else "-"  # a stream's wall is paced
-        memory = info.get("gpu_memory_peak_bytes")
-        rows.append(f"| {info['strategy']} | {info['settings']} | {info.get('scenario', 'offline')} | "
-                    f"{info['wall_s']:.3f} | {_spread(info.get('rounds_wall_s') or [info['wall_s']])} | {ratio} | "
-                    f"{_percent(info.get('gpu_util_mean'))} | {'-' if memory is None else f'{memory / 2**20:.0f}'} | "
-                    f"{_cameras(info)} | {'yes' if info.get('equivalent') else 'NO'} | {info.get('provider', '-')} |")
+    for m in timed:
+        ratio = f"{base / m.wall_s:.2f}" if base and m.scenario == "offline" else "-"  # a stream's wall is paced
+        memory = m.gpu_memory_peak_bytes
+        rows.append(f"| {m.strategy} | {m.settings} | {m.scenario} | {m.wall_s:.3f} | "
+                    f"{_spread(m.rounds_wall_s or [m.wall_s])} | {ratio} | {_percent(m.gpu_util_mean)} | "
+                    f"{'-' if memory is None else f'{memory / 2**20:.0f}'} | {_cameras(m)} | "
+                    f"{'yes' if m.equivalent else 'NO'} | {m.provider} |")
     return rows
 
 
-def cameras_line(benchmarks: Sequence[dict[str, Any]]) -> str | None:
+def cameras_line(benchmarks: Sequence[Measurement]) -> str | None:
     """Which strategy serves the most cameras, and the runner-up, as the main job's answer says it."""
-    found = sorted((bench["extra_info"] for bench in benchmarks if (bench.get("extra_info") or {}).get("capacity")),
-                   key=lambda info: (-info["capacity"]["cameras"], info["capacity"].get("p99_s") or 0.0))
+    found = sorted((m for m in benchmarks if m.capacity),
+                   key=lambda m: (-m.capacity["cameras"], m.capacity.get("p99_s") or 0.0))
     if not found:
         return None
-    top, c = found[0], found[0]["capacity"]
-    line = (f"- this host serves {c['cameras']} cameras at {c['fps']:g} fps with {top['strategy']} {top['settings']} "
+    top, c = found[0], found[0].capacity
+    line = (f"- this host serves {c['cameras']} cameras at {c['fps']:g} fps with {top.strategy} {top.settings} "
             f"(p99 {(c.get('p99_s') or 0.0) * 1e3:.1f} ms)")
-    runner = next((info for info in found[1:] if info["strategy"] != top["strategy"]), None)
+    runner = next((m for m in found[1:] if m.strategy != top.strategy), None)
     if runner is not None:
-        line += f"; {runner['strategy']} {runner['settings']} serves {runner['capacity']['cameras']}"
+        line += f"; {runner.strategy} {runner.settings} serves {runner.capacity['cameras']}"
     return line
 
 
@@ -257,16 +258,14 @@ def summary(results: Sequence[StepResult], command: str, stopped: str | None = N
             cameras = cameras_line(result.benchmarks)
             if cameras is not None:
                 lines += ["", cameras]
-            tolerances = sorted({bench["extra_info"].get("tolerance") for bench in result.benchmarks
-                                 if bench["extra_info"].get("tolerance")})
+            tolerances = sorted({m.tolerance for m in result.benchmarks if m.tolerance})
             lines += [""] + [f"- equal to serial within: {tolerance}" for tolerance in tolerances]
-            for bench in result.benchmarks:
-                info = bench["extra_info"]
-                if info.get("harness_overhead") is not None:
-                    lines.append(f"- harness overhead of {info['strategy']} {info['settings']}: "
-                                 f"{info['harness_overhead']:+.1%} (bare loop {info['bare_loop_s']:.3f} s)")
-                if info.get("mismatch"):
-                    lines.append(f"- {info['strategy']} {info['settings']} NOT equal: {info['mismatch']}")
+            for m in result.benchmarks:
+                if m.harness_overhead is not None:
+                    lines.append(f"- harness overhead of {m.strategy} {m.settings}: "
+                                 f"{m.harness_overhead:+.1%} (bare loop {m.bare_loop_s:.3f} s)")
+                if m.mismatch:
+                    lines.append(f"- {m.strategy} {m.settings} NOT equal: {m.mismatch}")
         lines += [f"- failed: {line}" for line in result.failures]
         lines += [f"- skipped: {line}" for line in result.skips]
     for step in not_run:

@@ -32,15 +32,10 @@ from bench.cases import Case
 from bench.measure.rounds import WARMUP_FRAMES, Progress
 from bench.measure.run import BenchmarkRun, Rounds, RunInputs
 from bench.measure.sampler import ResourceSummary, SamplerProcess
-from bench.measure.scenarios import STREAMING, Scenario
+from bench.measure.scenarios import Scenario
 from bench.plugin import options_of, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
 from strategies import StrategyError, StrategyUnavailable, Workload
-
-
-def streamable(case: Case, scenario: Scenario) -> bool:
-    """False where the test skips the benchmark: a stream needs per-frame completion."""
-    return scenario.name != STREAMING or case.strategy.per_frame
 
 
 @dataclass(frozen=True)
@@ -244,7 +239,6 @@ def interleaved(request: pytest.FixtureRequest, run_inputs: RunInputs,
     """Every selected benchmark's rounds, run in turns when the first benchmark test asks for them."""
     entries = [Entry(item.nodeid, item.callspec.params["case"], item.callspec.params["scenario"])
                for item in request.session.items if is_benchmark(item)]
-    entries = [entry for entry in entries if streamable(entry.case, entry.scenario)]
     workload, run_options = run_inputs.workload, run_inputs.options
     refusal = memory_refusal(workload, len(entries))
     if refusal is not None:

@@ -14,11 +14,12 @@ from bench.compare.gates import SYNTAX, CapacityGate, Gate, parse_gate
 from bench.measure.capacity import check_arrival_rate
 from bench.measure.limits import BASE_S, PER_MODEL_FRAME_S, checked_float, parse_time_limit
 from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
+from bench.thread_spec import ThreadChoice, ThreadSpecError, parse_threads, thread_spec, too_many_threads
+from fixtures.cuda import CudaOptionError, parse_cuda_option
 from fixtures.models import SIZES
 from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
 from fixtures.user import model_option
-from strategies import STRATEGIES, CudaOptionError, ThreadChoice, ThreadSettings, ThreadSpecError, parse_cuda_option, usable_cores
-from strategies.settings import too_many_threads
+from strategies import STRATEGIES, ThreadSettings, usable_cores
 
 
 def at_least(minimum: int):
@@ -113,7 +114,7 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--loop-video", action="store_true",
         help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
     # --- thread-settings sweep and batched's frames per call ---
-    add("--threads", action="append", default=[], type=argument_type(ThreadSettings.parse, ThreadSpecError), metavar="SPEC",
+    add("--threads", action="append", default=[], type=argument_type(parse_threads, ThreadSpecError), metavar="SPEC",
         help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is "
              "'default' (the strategy's own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: "
              "intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key left out keeps onnxruntime's "
@@ -236,7 +237,7 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
     if unknown:
         raise OptionError(f"--strategy: unknown strategy {unknown[0]!r}; choose from: {', '.join(STRATEGIES)}.")
     for choice in values["threads"]:
-        refusal = too_many_threads(choice.spec if isinstance(choice, ThreadSettings) else str(choice), choice,
+        refusal = too_many_threads(thread_spec(choice) if isinstance(choice, ThreadSettings) else str(choice), choice,
                                    usable_cores())
         if refusal is not None:
             raise OptionError(refusal)

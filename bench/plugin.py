@@ -1,6 +1,6 @@
 """fanbench's pytest plugin: every option declared once, one frozen RunOptions built once at
 configure time, the user's models and video loaded before the run, the GPU checks, and the
-benchmark-side fixtures (resource sampling, progress) and the report directory.
+benchmark-side fixtures (the measured tolerance, resource sampling, progress) and the report directory.
 
 Hooks read the options with `options_of(config)`, fixtures request `run_options`; what the run finds
 and collects is one more stash entry, RUN_STATE (`state_of(config)`, fixture `run_state`).
@@ -18,16 +18,18 @@ from pathlib import Path
 import pytest
 
 from bench.compare.gates import GateResult
+from bench.measure.equivalence import Calibration, measure_calibration
 from bench.measure.limits import time_limit
 from bench.measure.machine import GpuProbe, open_gpu
 from bench.measure.measurement import Measurement
 from bench.measure.rounds import WARMUP_FRAMES, Progress, RoundHooks
 from bench.measure.sampler import SamplerProcess
 from bench.options import RunOptions, add_options, build_run_options
+from fixtures.cuda import cuda_unavailable_reason
 from fixtures.options import OptionError, given_flags, out_of_time
 from fixtures.user import UserInput, UserInputError, largest_frame_shape, load_user_input
 from fixtures.workloads import MemoryRefused, check_memory, synthetic_memory
-from strategies import RunTimeout, cuda_unavailable_reason, onnxruntime, usable_cores
+from strategies import RunTimeout, onnxruntime, usable_cores
 
 
 @dataclass
@@ -104,7 +106,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def gpu_unavailable_reason(config: pytest.Config) -> str | None:
-    """Why no session really runs on CUDA here (None when one does); probed once per session."""
+    """Why no session really runs on CUDA here (None when one does): probed once per session, with the run's
+    CUDA options, and kept in RunState; every later question (collection under --provider cuda, a `gpu`
+    marker, --provider auto's choice in the workload fixture) reads that answer."""
     state = state_of(config)
     if not state.gpu_probed:
         state.gpu_reason = cuda_unavailable_reason(dict(options_of(config).workload.cuda_options))
@@ -140,10 +144,26 @@ def run_options(pytestconfig: pytest.Config) -> RunOptions:
 
 
 @pytest.fixture(scope="session")
+def cuda_unavailable(pytestconfig: pytest.Config) -> str | None:
+    """Why no session really runs on CUDA here, None when one does (gpu_unavailable_reason: probed once)."""
+    return gpu_unavailable_reason(pytestconfig)
+
+
+@pytest.fixture(scope="session")
 def phase_time_limit(run_options: RunOptions, workload) -> float:
     """The time limit of each phase before the timed rounds (the reference, the calibration, the packing
     limit): --time-limit, else the per-workload default, as for one run (bench/measure/limits.py)."""
     return time_limit(run_options.time_limit, workload.frame_count, len(workload.models))
+
+
+@pytest.fixture(scope="session")
+def calibration(workload, reference, phase_time_limit: float) -> Calibration:
+    """Each model's measured tolerance: noise floor and discrimination (bench/measure/equivalence.py),
+    measured once per run with the serial reference, outside every timed region, within the run's time limit."""
+    try:
+        return measure_calibration(workload, reference, time_limit=phase_time_limit)
+    except RunTimeout:
+        out_of_time(RunTimeout(f"the equivalence calibration passed the time limit of {phase_time_limit:g} s."))
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bench.measure.run import BenchmarkRun
-from bench.measure.scenarios import STREAMING
 
 
 def test_strategy(benchmark, case, scenario, run_inputs, round_hooks, record, request):
-    if scenario.name == STREAMING and not case.strategy.per_frame:
-        pytest.skip(f"{case.strategy.name} has no per-frame completion (per_frame = False): it cannot serve a stream.")
     if run_inputs.options.interleave:  # every benchmark's rounds were run in turns (bench/interleave.py); take this one's
         rounds = request.getfixturevalue("interleaved").replayed(benchmark, request.node.nodeid)
         if rounds.skipped is not None:

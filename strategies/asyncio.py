@@ -29,4 +29,4 @@ class Asyncio(EventLoopOwner, SessionStrategy):
         async def step(model: int, frame: int) -> Outputs:  # blocks the loop: the flaw kept
             return self.run_one(log, model, frame, "event-loop")
 
-        return self.run_model_tasks(arrivals, step), log.calls
+        return self.run_models_as_tasks(arrivals, step), log.calls

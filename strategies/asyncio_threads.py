@@ -42,7 +42,7 @@ class AsyncioThreads(ModelThreads, EventLoopOwner, SessionStrategy):
             return await asyncio.wrap_future(call)
 
         try:
-            return self.run_model_tasks(arrivals, step), log.calls
+            return self.run_models_as_tasks(arrivals, step), log.calls
         finally:
             # Calls already on a thread cannot be cancelled (a running session.run): wait for
             # them, so nothing of this run outlives it.

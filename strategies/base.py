@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from strategies.records import CallRecord, Outputs, RunResult, Workload
 from strategies.settings import ThreadSettings, split_cores, usable_cores
-from strategies.streams import Schedule
 
 Clock = Callable[[], float]
 
@@ -56,12 +57,44 @@ def pause(seconds: float, stop: threading.Event | None) -> bool:
     return stop.wait(seconds)
 
 
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """Arrival offsets (seconds after the run's start, non-decreasing) of a run's frames, the
+    workload frame each carries, and the camera it came from: N cameras feeding one host (built by
+    bench/measure/scenarios.py camera_schedule). A run sees the frames in arrival order; the cameras
+    take the workload's frames round-robin and reuse them cyclically."""
+
+    times: np.ndarray = field(repr=False)  # float64, one per run frame
+    sources: np.ndarray = field(repr=False)  # int64: the workload frame run frame k carries
+    cameras: np.ndarray = field(repr=False)  # int64: the camera run frame k came from
+    period: float  # one camera's seconds between frames
+    phase: str = "spread"  # how the cameras' frames fall in a period (bench/measure/scenarios.py PHASES)
+
+    def __post_init__(self) -> None:
+        if not (len(self.times) == len(self.sources) == len(self.cameras)) or len(self.times) == 0:
+            raise ValueError("a schedule needs one arrival time, source frame and camera per run frame, at least one.")
+        if np.any(np.diff(self.times) < 0):
+            raise ValueError("a schedule's arrival times must be in arrival order (non-decreasing).")
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def camera_count(self) -> int:
+        return int(self.cameras.max()) + 1
+
+    @property
+    def span_s(self) -> float:
+        """Seconds from the first arrival to the last."""
+        return float(self.times[-1] - self.times[0])
+
+
 @dataclass(frozen=True)
 class Arrivals:
     """When each frame becomes available, and when the run must give up.
 
     Offline (period 0) every frame is there at the start; streaming, frame i arrives at
-    start + i * period, like a camera. With a `schedule` (several cameras, strategies/streams.py)
+    start + i * period, like a camera. With a `schedule` (several cameras: Schedule)
     the run has `len(schedule)` frames, frame k arrives at start + schedule.times[k] and carries
     the workload's frame `source(k)`: a strategy loops over `frame_count(...)` run frames, reads
     its inputs at `source(frame)` and records outputs and calls by run frame. Every strategy
@@ -137,8 +170,6 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str]
-    #: False for strategies that cannot be served frame by frame (none of the built-in ones).
-    per_frame: ClassVar[bool] = True
     #: True for strategies that run every model's call at the same time (threads, processes).
     models_at_once: ClassVar[bool] = False
     #: False for strategies that cannot go on after a run stopped midway (ray closes itself):

@@ -10,11 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from strategies.base import Arrivals, Strategy, StrategyUnavailable
-from strategies.lanes import run_lanes, wait_for_lanes
+from strategies.lanes import run_models_on_pools, wait_for_lanes
 from strategies.records import CallRecord, Outputs
-from strategies.runtime.cuda import device_id
 from strategies.runtime.cudart import CudaRuntime, CudaRuntimeError, cuda_runtime
-from strategies.runtime.sessions import SessionFactory, io_names, onnxruntime, provider_used
+from strategies.runtime.sessions import SessionFactory, device_id, io_names, onnxruntime, provider_used
 from strategies.settings import ThreadSettings
 
 # The start of onnxruntime's session-creation error for a model CUDA graphs cannot capture.
@@ -238,4 +237,4 @@ class CudaGraph(Strategy):
             return results
 
         # Each model's lane on its own lifelong thread, the one that captured its graph.
-        return run_lanes(self, arrivals, step, self.lanes), calls
+        return run_models_on_pools(self, arrivals, step, self.lanes), calls

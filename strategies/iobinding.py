@@ -7,9 +7,8 @@ from typing import Any
 from strategies.base import Arrivals
 from strategies.lanes import ModelThreads
 from strategies.records import CallRecord, Outputs
-from strategies.runtime.cuda import device_id
 from strategies.runtime.device_frames import DeviceFrames
-from strategies.runtime.sessions import SessionStrategy, io_names
+from strategies.runtime.sessions import SessionStrategy, device_id, io_names
 
 
 class IOBinding(ModelThreads, SessionStrategy):
@@ -72,4 +71,4 @@ class IOBinding(ModelThreads, SessionStrategy):
             frames.cancel()
             arrivals.stop_all()
 
-        return self.run_model_lanes(arrivals, step, cancel), calls
+        return self.run_models_in_threads(arrivals, step, cancel), calls

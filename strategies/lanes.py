@@ -1,5 +1,9 @@
 """The per-frame loop of one lane (a thread, task or process running one model over every
-frame), how a lane's failure is worded, and the mixins that own a strategy's threads or loop."""
+frame), how a lane's failure is worded, and the mixins that own a strategy's threads or loop.
+
+One model: `run_model_frames` (in the calling thread), `run_model_frames_async` (as a task).
+Every model at once, one lane each: `run_models_on_pools` (model i on pools[i]), and on a mixin's
+own pool or loop `ModelThreads.run_models_in_threads`, `EventLoopOwner.run_models_as_tasks`."""
 
 from __future__ import annotations
 
@@ -33,10 +37,11 @@ def failure_of(strategy: str, model: str, frame: int, last: int | None = None) -
         raise model_failed(strategy, model, frame, error, last) from error
 
 
-def run_lane(arrivals: Arrivals, frame_count: int, step: Callable[[int], Outputs], *,
-             strategy: str, model: str, clock: Clock) -> list[Outputs]:
-    """THE per-frame loop of one lane: wait for each frame (RunTimeout and RunStopped pass
-    through: a stopped run ends at the next frame), then run `step` on it."""
+def run_model_frames(arrivals: Arrivals, frame_count: int, step: Callable[[int], Outputs], *,
+                     strategy: str, model: str, clock: Clock) -> list[Outputs]:
+    """THE per-frame loop of one lane: one model's frames in order, in the calling thread. Wait for
+    each frame (RunTimeout and RunStopped pass through: a stopped run ends at the next frame), then
+    run `step` on it."""
     outputs = []
     for frame in range(frame_count):
         arrivals.wait_for(frame, clock)
@@ -45,9 +50,9 @@ def run_lane(arrivals: Arrivals, frame_count: int, step: Callable[[int], Outputs
     return outputs
 
 
-async def run_lane_async(arrivals: Arrivals, frame_count: int, step: Callable[[int], Awaitable[Outputs]], *,
-                         strategy: str, model: str, clock: Clock) -> list[Outputs]:
-    """`run_lane` on an event loop: the loop stays free while this lane waits for its frame."""
+async def run_model_frames_async(arrivals: Arrivals, frame_count: int, step: Callable[[int], Awaitable[Outputs]], *,
+                                 strategy: str, model: str, clock: Clock) -> list[Outputs]:
+    """`run_model_frames` on an event loop: the loop stays free while this lane waits for its frame."""
     outputs = []
     for frame in range(frame_count):
         await until_arrival(arrivals, frame, clock)
@@ -78,12 +83,12 @@ def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -
         raise next((error for error in errors if not isinstance(error, RunStopped)), errors[0])
 
 
-def run_lanes(strategy: Strategy, arrivals: Arrivals, step: Callable[[int, int], Outputs], pools: Sequence[Executor],
-              cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
-    """One `run_lane` per model, model i on `pools[i]`, with `step(model, frame)`. The first
-    failure cancels the others (`cancel`, by default `arrivals.stop_all`) and is raised once
-    they have ended. Returns outputs[model][frame]."""
-    futures = [pool.submit(run_lane, arrivals, strategy.frame_count(arrivals), partial(step, model),
+def run_models_on_pools(strategy: Strategy, arrivals: Arrivals, step: Callable[[int, int], Outputs],
+                        pools: Sequence[Executor], cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
+    """Every model at once: one `run_model_frames` lane per model, model i on `pools[i]`, with
+    `step(model, frame)`. The first failure cancels the others (`cancel`, by default
+    `arrivals.stop_all`) and is raised once they have ended. Returns outputs[model][frame]."""
+    futures = [pool.submit(run_model_frames, arrivals, strategy.frame_count(arrivals), partial(step, model),
                            strategy=strategy.name, model=name, clock=strategy.clock)
                for model, (pool, name) in enumerate(zip(pools, strategy.workload.names, strict=True))]
     wait_for_lanes(futures, cancel or arrivals.stop_all)
@@ -108,10 +113,10 @@ class ModelThreads(Strategy):
             pool.shutdown(wait=True, cancel_futures=True)
         super().close()
 
-    def run_model_lanes(self, arrivals: Arrivals, step: Callable[[int, int], Outputs],
-                        cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
-        """`run_lanes` on this strategy's pool."""
-        return run_lanes(self, arrivals, step, [self.pool] * len(self.workload.models), cancel)
+    def run_models_in_threads(self, arrivals: Arrivals, step: Callable[[int, int], Outputs],
+                              cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
+        """Every model at once, a thread each: `run_models_on_pools` on this strategy's pool."""
+        return run_models_on_pools(self, arrivals, step, [self.pool] * len(self.workload.models), cancel)
 
 
 class EventLoopOwner(Strategy):
@@ -131,11 +136,12 @@ class EventLoopOwner(Strategy):
             self.loop = None
         super().close()
 
-    def run_model_tasks(self, arrivals: Arrivals, step: Callable[[int, int], Awaitable[Outputs]]) -> list[list[Outputs]]:
-        """One `run_lane_async` task per model on this strategy's loop; returns outputs[model][frame]."""
-        return run_models(self.loop, [
-            run_lane_async(arrivals, self.frame_count(arrivals), partial(step, model), strategy=self.name, model=name,
-                           clock=self.clock) for model, name in enumerate(self.workload.names)])
+    def run_models_as_tasks(self, arrivals: Arrivals, step: Callable[[int, int], Awaitable[Outputs]]) -> list[list[Outputs]]:
+        """Every model at once, a task each: one `run_model_frames_async` per model on this strategy's loop;
+        returns outputs[model][frame]."""
+        return run_tasks_until_done(self.loop, [
+            run_model_frames_async(arrivals, self.frame_count(arrivals), partial(step, model), strategy=self.name,
+                                   model=name, clock=self.clock) for model, name in enumerate(self.workload.names)])
 
 
 async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
@@ -145,8 +151,8 @@ async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
         await asyncio.sleep(delay)
 
 
-async def gather_models(coroutines: list[Coroutine[Any, Any, Outputs]]) -> list[Any]:
-    """Run one task per model. On the first failure the other models stop: their tasks are
+async def gather_or_cancel_all(coroutines: list[Coroutine[Any, Any, Outputs]]) -> list[Any]:
+    """Await one task per model. On the first failure the other models stop: their tasks are
     cancelled and awaited, so no task outlives the run, and the failure is raised."""
     tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
     try:
@@ -157,11 +163,11 @@ async def gather_models(coroutines: list[Coroutine[Any, Any, Outputs]]) -> list[
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_models(loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
-    """Run one task per model on `loop` until all are done and return their results; on any
+def run_tasks_until_done(loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Run `loop` until every task (`gather_or_cancel_all`) is done and return their results; on any
     failure or interrupt, finish every task still pending before the error propagates."""
     try:
-        return loop.run_until_complete(gather_models(coroutines))
+        return loop.run_until_complete(gather_or_cancel_all(coroutines))
     except BaseException as error:
         finish_tasks(loop, error)
         raise

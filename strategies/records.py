@@ -32,7 +32,7 @@ class Workload:
 
     models: tuple[ModelInput, ...]
     provider: str = "cpu"  # 'cpu' or 'cuda': also onnxruntime's name of the device (OrtValue, IO binding)
-    # CUDA provider options as sorted (key, value) pairs (see strategies.runtime.cuda); used when provider is 'cuda'.
+    # CUDA provider options as sorted (key, value) pairs (checked by fixtures/cuda.py); used when provider is 'cuda'.
     cuda_options: tuple[tuple[str, str], ...] = ()
     # Where every session of the run comes from; None: sessions of `provider` with `cuda_options` (tests record here).
     session_factory: Any = field(default=None, compare=False, repr=False)

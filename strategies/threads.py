@@ -23,5 +23,5 @@ class Threads(ModelThreads, SessionStrategy):
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         log = CallLog(self.clock)
         # On the first failure the other models stop at their next frame.
-        outputs = self.run_model_lanes(arrivals, lambda model, frame: self.run_one(log, model, frame, f"thread-{model}"))
+        outputs = self.run_models_in_threads(arrivals, lambda model, frame: self.run_one(log, model, frame, f"thread-{model}"))
         return outputs, log.calls

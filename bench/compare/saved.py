@@ -1,4 +1,5 @@
-"""The one reader of pytest-benchmark history files, for `python -m bench.compare` and `python -m bench.report`."""
+"""The one reader of pytest-benchmark history files (and of --benchmark-json files, the same format), for
+`python -m bench.compare`, `python -m bench.report` and `python -m bench.gpu_check`."""
 
 from __future__ import annotations
 
@@ -31,9 +32,15 @@ class SavedRun:
         cpu = self.machine_info.get("cpu")
         return f"{self.machine_info.get('node', '?')} ({cpu.get('brand_raw', '?') if isinstance(cpu, dict) else '?'})"
 
+    def fanbench_measurements(self) -> list[Measurement]:
+        """Every fanbench benchmark of the run (those with a 'strategy' in their extra_info), read back by
+        Measurement.from_extra_info (HistoryError for a newer schema or a record that is no measurement)."""
+        return [Measurement.from_extra_info(bench["extra_info"], f"{self.path}: {bench.get('name')}")
+                for bench in self.benchmarks if "strategy" in bench.get("extra_info", {})]
+
     def measurements(self) -> list[Measurement]:
-        found = [Measurement.from_extra_info(bench["extra_info"], f"{self.path}: {bench.get('name')}")
-                 for bench in self.benchmarks if "strategy" in bench.get("extra_info", {})]
+        """fanbench_measurements, at least one (HistoryError: the file holds none)."""
+        found = self.fanbench_measurements()
         if not found:
             raise HistoryError(f"{self.path}: holds no fanbench benchmark (none has a 'strategy' in its extra_info).")
         return found
@@ -82,14 +89,20 @@ def history_problem(data: Any, compared: bool = False) -> str | None:
     return None
 
 
+class CutShort(HistoryError):
+    """A history file that is empty or not whole JSON: its writer ended before it finished (pytest-benchmark
+    empties its --benchmark-json file at the start and fills it at the session's end)."""
+
+
 def read_history(path: Path, compared: bool = False) -> dict[str, Any]:
-    """A history file's content, checked (HistoryError, naming the file and what is wrong); `compared`
-    as history_problem's."""
+    """A history file's content, checked (HistoryError, naming the file and what is wrong; CutShort when it
+    is no whole JSON); `compared` as history_problem's."""
     try:
         data = json.loads(path.read_text(encoding="utf8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        empty = isinstance(error, json.JSONDecodeError) and not error.doc.strip()
-        raise HistoryError(f"{path}: cannot read a history file: {'empty' if empty else error}.") from None
+    except json.JSONDecodeError as error:
+        raise CutShort(f"{path}: cannot read a history file: {'empty' if not error.doc.strip() else error}.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise HistoryError(f"{path}: cannot read a history file: {error}.") from None
     problem = history_problem(data, compared)
     if problem is not None:
         raise HistoryError(f"{path}: {problem}.")

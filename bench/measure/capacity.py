@@ -1,6 +1,6 @@
 """How many cameras at `--fps` a strategy serves: probes, the pass rule, and the search.
 
-A probe is one stream of N cameras (strategies/streams.py) through an opened strategy: it
+A probe is one stream of N cameras (bench/measure/scenarios.py) through an opened strategy: it
 passes when the p99 latency is at most the deadline and at most 1% of the frames miss it
 (MLPerf LoadGen's rule), with every frame's outputs equal to serial's. The search starts
 from the offline throughput, the ceiling of any capacity (no strategy serves more than
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.measure.metrics import frame_latencies
-from strategies import RunTimeout
-from strategies.streams import SPREAD, Schedule, camera_schedule
+from bench.measure.scenarios import SPREAD, camera_schedule
+from strategies import RunTimeout, Schedule
 
 if TYPE_CHECKING:
     from bench.measure.run import BenchmarkRun
@@ -97,7 +97,7 @@ class Probe:
     workload_frames: int
     time_limit_s: float
     early_stop: bool = True
-    videos: int = 1  # camera c shows video c mod videos (strategies/streams.py camera_schedule)
+    videos: int = 1  # camera c shows video c mod videos (bench/measure/scenarios.py camera_schedule)
 
     def schedule(self, cameras: int) -> Schedule:
         return camera_schedule(cameras, self.fps, frames_per_camera(self.seconds, self.fps), self.workload_frames,

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fixtures.phases import phase_limit
 from strategies import Clock, ThreadSettings, Workload, io_names, usable_cores
-from strategies.runtime.sessions import phase_limit
 
 SINGLE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
 

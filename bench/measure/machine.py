@@ -158,12 +158,35 @@ def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
         return {"gpu": None, "gpu_unavailable": str(reason)}
 
 
+def ray_machine_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What a run's `ray` benchmarks (their `info()`, in run order) say of the Ray they ran on, for the saved
+    run's machine_info; None when no `ray` benchmark ran. The run has one Ray (strategies/runtime/ray_instance.py),
+    so its version, address and start-up are the first benchmark's; each benchmark starts its own actors, which
+    Ray may place elsewhere, so nodes and each model's placements (node, GPU ids) are gathered over all of them."""
+    if not infos:
+        return None
+    first = infos[0]
+    nodes: dict[str, str] = {}
+    placement: dict[str, list[dict[str, Any]]] = {}
+    for info in infos:
+        for each in info["ray_placement"]:
+            nodes[each["node_id"]] = each["node_ip"]
+            where = {"node_ip": each["node_ip"], "node_id": each["node_id"], "gpus": list(each["gpus"])}
+            if where not in placement.setdefault(each["model"], []):
+                placement[each["model"]].append(where)
+    return {"version": first["ray_version"], "address": first["ray_gcs_address"],
+            "joined": first["ray_address"] != "local", "requested_address": first["ray_address"],
+            "startup_s": first["ray_startup_s"], "gpus_per_actor": first["ray_gpus_per_actor"],
+            "nodes": [{"node_ip": ip, "node_id": node} for node, ip in sorted(nodes.items(), key=lambda n: (n[1], n[0]))],
+            "placement": placement}
+
+
 def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str],
                  ray: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The "fanbench" entry of a saved run's machine_info. `workload`: the WORKLOAD_KEYS as asked for, with
     their effective values (after --workload, --require-gpu; what each benchmark timed is in its extra_info);
     `cuda_options`: the normalised --cuda-option pairs (with the GPU record, what makes GPU runs comparable);
-    `ray`: the Ray the run's `ray` benchmarks ran on (strategies.ray.run_machine_info), None when none ran:
+    `ray`: the Ray the run's `ray` benchmarks ran on (ray_machine_info), None when none ran:
     the key is always there, so every saved run has the same keys."""
     ort = onnxruntime()
     return {

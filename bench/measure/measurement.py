@@ -53,7 +53,7 @@ class Measurement:
     # median run's calls (bench.measure.metrics.timeline); resources cover the timed rounds only.
     scenario: str = "offline"
     target_fps: float | None = None  # streaming: the rate frames arrive at
-    per_frame: bool = True  # False: the strategy has no per-frame completion, so no latency
+    per_frame: bool = True  # every strategy completes frames one by one (kept: every saved run has the key)
     latency_frames: int | None = None
     latency_p50_s: float | None = None
     latency_p90_s: float | None = None
@@ -76,8 +76,8 @@ class Measurement:
     sampler_cpu_s: float | None = None  # CPU time the sampler spent (its own process)
     timeline: dict[str, Any] = field(default_factory=dict)
     provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
-    tolerance: str = ""  # what "equal to serial" allowed (strategies.equivalence); "" in older histories
-    # Per model: measured noise, discrimination and tolerance (strategies.equivalence.Calibration.as_dict)
+    tolerance: str = ""  # what "equal to serial" allowed (bench/measure/equivalence.py); "" in older histories
+    # Per model: measured noise, discrimination and tolerance (bench/measure/equivalence.py Calibration.as_dict)
     equivalence: dict[str, Any] = field(default_factory=dict)
     packing_limit: dict[str, Any] = field(default_factory=dict)  # PackingLimit.as_dict()
     # serial, offline: the timed rounds against bare loops over the same sessions (HarnessOverhead)
@@ -129,7 +129,7 @@ class Measurement:
 
 
 def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: ThreadSettings,
-                      strategy_options: Mapping[str, Any], scenario: Scenario, per_frame: bool, models: Sequence[str],
+                      strategy_options: Mapping[str, Any], scenario: Scenario, models: Sequence[str],
                       batch: int, provider: str, mismatch: str | None, model_flops: Sequence[int | None],
                       model_set_hash: str, provider_options: Mapping[str, str], tolerance: str,
                       equivalence: Mapping[str, Any], resources: ResourceSummary | None, sample_rate: float,
@@ -141,14 +141,7 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
     median = median_run(runs)
     frames_in = workload_frames if workload_frames is not None else (len(median.outputs[0]) if median.outputs else 0)
     frames = len(median.outputs[0]) if median.outputs else 0
-    latency: dict[str, Any] = {}
-    if per_frame:
-        # A strategy without per-frame completion gets no latency: its call records cover
-        # whole videos, so "latency" would be the run's end for every frame, which is not one.
-        summary = latency_over_runs(runs, scenario.period, scenario.deadline_s, scenario.schedule(frames_in))
-        latency = dict(latency_frames=summary.frames, latency_p50_s=summary.p50_s, latency_p90_s=summary.p90_s,
-                       latency_p99_s=summary.p99_s, latency_max_s=summary.max_s, latency_mean_s=summary.mean_s,
-                       deadline_misses=summary.misses)
+    latency = latency_over_runs(runs, scenario.period, scenario.deadline_s, scenario.schedule(frames_in))
     # ResourceSummary's fields are Measurement's, but for `samples` (None: sampling was off).
     used = {} if resources is None else {("sampler_samples" if key == "samples" else key): value
                                          for key, value in asdict(resources).items()}
@@ -161,8 +154,10 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
         limit_s=packing_limit.limit_s,
         # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
         efficiency=packing_limit.efficiency(median.wall_s) if scenario.period == 0 else None,
-        strategy_options=dict(strategy_options), scenario=scenario.name, target_fps=scenario.fps, per_frame=per_frame,
-        deadline_s=scenario.deadline_s, **latency, **used, gpu_absent=gpu_absent,
+        strategy_options=dict(strategy_options), scenario=scenario.name, target_fps=scenario.fps,
+        deadline_s=scenario.deadline_s, latency_frames=latency.frames, latency_p50_s=latency.p50_s,
+        latency_p90_s=latency.p90_s, latency_p99_s=latency.p99_s, latency_max_s=latency.max_s,
+        latency_mean_s=latency.mean_s, deadline_misses=latency.misses, **used, gpu_absent=gpu_absent,
         sampler_rate_hz=sample_rate if resources is not None else None,
         timeline=timeline(median, scenario.period), provider_options=dict(provider_options), tolerance=tolerance,
         equivalence=dict(equivalence), packing_limit=packing_limit.as_dict(),

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from strategies import RunResult
-from strategies.streams import Schedule
+from strategies import RunResult, Schedule
 
 PERCENTILES = (50, 90, 99)
 # Timeline timestamps are stored rounded to a microsecond: far below a session.run, and it

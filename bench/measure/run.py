@@ -29,16 +29,16 @@ from bench.measure.capacity import (
     search,
     upper_bound,
 )
+from bench.measure.equivalence import Calibration, RoundCheck
 from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds
 from bench.measure.limits import PackingLimit, time_limit
 from bench.measure.measurement import Measurement, build_measurement
 from bench.measure.metrics import frame_latencies
 from bench.measure.rounds import WARMUP_FRAMES, RoundHooks
 from bench.measure.sampler import ResourceSummary
-from bench.measure.scenarios import OFFLINE, STREAMING, Scenario
+from bench.measure.scenarios import OFFLINE, SPREAD, STREAMING, Scenario, stream_reference
 from bench.options import RunOptions
-from strategies import Calibration, Outputs, RoundCheck, RunResult, RunTimeout, Strategy, StrategyError, Workload
-from strategies.streams import SPREAD, Schedule, stream_reference
+from strategies import Outputs, RunResult, RunTimeout, Schedule, Strategy, StrategyError, Workload
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class BenchmarkRun:
         workload, calibration = inputs.workload, inputs.calibration
         measurement = build_measurement(
             rounds.timed, strategy=case.strategy.name, settings=case.settings, strategy_options=dict(case.options),
-            scenario=self.scenario, per_frame=case.strategy.per_frame, models=workload.names,
+            scenario=self.scenario, models=workload.names,
             batch=inputs.options.workload.batch, provider="/".join(sorted(rounds.providers)), mismatch=rounds.mismatch,
             **inputs.model_facts, provider_options=workload.provider_options, tolerance=str(calibration),
             equivalence=calibration.as_dict(), resources=rounds.resources, sample_rate=inputs.options.sample_rate,

@@ -1,4 +1,14 @@
-"""How frames reach the strategies: all at once (offline) or at a camera's rate (streaming)."""
+"""How frames reach the strategies: all at once (offline) or at a camera's rate (streaming), and
+when several cameras feed one host, when each frame of a run arrives and which workload frame it carries.
+
+N cameras each deliver a frame every 1/fps seconds. Camera c's frame j arrives at
+j/fps + c/(N fps) when the cameras are spread evenly over a period (unsynchronised cameras,
+`spread`), or at j/fps when all N frames of a period arrive at once (`aligned`, the worst case).
+A run sees the frames in arrival order: run frame k = j N + c (camera c's frame j), so with
+one camera the schedule is today's single stream (frame k at k/fps). The cameras take the
+workload's frames round-robin and reuse them cyclically: run frame k carries workload frame
+k mod F, so a probe may be longer than the workload without copying a frame.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from bench.measure.limits import checked_float
-from strategies.streams import PHASES, SPREAD, Schedule, camera_schedule
+from strategies import Schedule
 
 OFFLINE, STREAMING = "offline", "streaming"
+SPREAD, ALIGNED = "spread", "aligned"  # how several cameras' frames fall in a period (Schedule.phase)
+PHASES = (SPREAD, ALIGNED)
 SCENARIO_CHOICES = ("both", OFFLINE, STREAMING)
 # One frame every 1000 s. Far slower rates make waits for a frame longer than the OS's
 # timers accept (an OverflowError mid-run), and no camera is that slow.
@@ -94,19 +108,16 @@ def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = S
     return scenarios
 
 
-def not_streamed(per_frame: bool, ort_defaults: bool, options: Mapping[str, Any], swept: bool) -> str | None:
+def not_streamed(ort_defaults: bool, options: Mapping[str, Any], swept: bool) -> str | None:
     """Why a benchmark case does not run the streaming scenario (None: it does).
 
-    A stream is served only by what can serve one, once per strategy: a strategy without
-    per-frame completion has no latency to measure; one that takes k frames per call makes a
-    frame wait for the k - 1 after it (k - 1 periods, already past a one-period deadline
+    A stream is served only by what can serve one, once per strategy: a strategy that takes k
+    frames per call makes a frame wait for the k - 1 after it (k - 1 periods, already past a one-period deadline
     for any k > 1, plus the chunk's compute), so it misses by construction; and onnxruntime's default thread settings of the
     classic strategies, run offline beside the tuned ones to reproduce the write-up, would
     only repeat each strategy's stream at a cost of frames / fps per round (they stream when
     a --threads sweep asks for them).
     """
-    if not per_frame:
-        return "no per-frame completion"
     if options.get("k", 1) > 1:
         return f"k={options['k']} frames per call: each frame waits for {options['k'] - 1} later ones, past the deadline"
     if ort_defaults and not swept:
@@ -118,3 +129,41 @@ def minimum_duration_s(frames: int, scenario: Scenario, rounds: int) -> float:
     """The least time one benchmark of `scenario` can take: a stream's last frame arrives at
     (frames - 1) / fps in every round (warm-up rounds included); offline has no floor."""
     return rounds * (frames - 1) * scenario.period
+
+
+def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_frames: int,
+                    phase: str = SPREAD, videos: int = 1) -> Schedule:
+    """`cameras` cameras at `fps`, `frames_per_camera` frames each, over a workload of `workload_frames`.
+
+    One video (the default): the cameras take the workload's frames round-robin. Several: the
+    workload is `videos` equal runs of frames, one per video, and camera c shows video c mod `videos`
+    from its start (replayed when the camera streams longer)."""
+    if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
+        raise ValueError(f"cameras must be a whole number of at least 1, got {cameras!r}.")
+    if not fps > 0:
+        raise ValueError(f"a camera schedule needs a frame rate above 0, got fps={fps!r}.")
+    if frames_per_camera < 1 or workload_frames < 1:
+        raise ValueError(f"a camera schedule needs at least one frame per camera and one workload frame, got "
+                         f"{frames_per_camera} and {workload_frames}.")
+    if videos < 1 or workload_frames % videos:
+        raise ValueError(f"{workload_frames} workload frames cannot be {videos} videos of equal length.")
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}.")
+    index = np.arange(cameras * frames_per_camera, dtype=np.int64)
+    frame, camera = np.divmod(index, cameras)  # run frame k = j N + c
+    times = frame / fps
+    if phase == SPREAD:
+        times = times + camera / (cameras * fps)
+    per_video = workload_frames // videos
+    sources = index % workload_frames if videos == 1 else (camera % videos) * per_video + frame % per_video
+    return Schedule(times=times.astype(np.float64), sources=sources, cameras=camera,
+                    period=1.0 / fps, phase=phase)
+
+
+def stream_reference(reference: list[list[object]] | tuple, schedule: Schedule | None) -> list[list[object]]:
+    """serial's outputs per model per run frame: the reference of the workload frame each run frame
+    carries (references to the same arrays, no copies)."""
+    if schedule is None:
+        return [list(frames) for frames in reference]
+    sources = schedule.sources.tolist()
+    return [[frames[source] for source in sources] for frames in reference]

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from bench.compare.stats import compare_rounds
 from bench.measure.measurement import Measurement
 from bench.report.table import CONFIDENCE, NOISE_MARK, baseline, by_scenario, efficiency_text, speedup
+from bench.thread_spec import thread_spec
 from strategies import ThreadSettings
 
 TIE = 0.05  # with a single round there is no spread: runs within 5% of each other count as ties
@@ -40,7 +41,7 @@ LOAD_MARGIN = 0.25
 
 def _label(m: Measurement) -> str:
     options = "".join(f", {key}={value}" for key, value in m.strategy_options.items())
-    return f"{m.strategy} (--threads {ThreadSettings.from_dict(m.thread_settings).spec}{options})"
+    return f"{m.strategy} (--threads {thread_spec(ThreadSettings.from_dict(m.thread_settings))}{options})"
 
 
 def _judged(m: Measurement) -> bool:

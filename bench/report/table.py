@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.compare.stats import compare_rounds
+from bench.measure.equivalence import ModelCheck
 from bench.measure.measurement import Measurement
-from strategies import ModelCheck
 
 MB = 1024 * 1024
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
@@ -99,16 +99,12 @@ def _number(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def _latency(m: Measurement) -> str:
-    if not m.per_frame:
-        return "n/a (no per-frame completion)"
     if m.latency_p50_s is None:
         return "-"
     return " / ".join(_number(value, 1000) for value in (m.latency_p50_s, m.latency_p90_s, m.latency_p99_s))
 
 
 def _misses(m: Measurement) -> str:
-    if not m.per_frame:
-        return "n/a"
     return "-" if m.deadline_misses is None else f"{m.deadline_misses}/{m.latency_frames}"
 
 

@@ -1,5 +1,5 @@
 """The guard of a local Ray instance: a small process that removes the instance when the run's
-process dies without doing it (strategies/ray.py starts it, one per instance).
+process dies without doing it (strategies/runtime/ray_instance.py starts it, one per instance).
 
 Why a process of its own: Ray ends the driver with `_exit(1)` from C++ when its raylet or plasma
 store goes away, and a process killed by a signal runs no `finally` or `atexit` either; the Ray

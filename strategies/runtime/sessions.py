@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from strategies.base import RunTimeout, Strategy
+from strategies.base import Strategy
 from strategies.records import CallLog, Outputs
 from strategies.settings import ThreadSettings
 
@@ -34,28 +33,6 @@ def onnxruntime() -> Any:
         raise ImportError(
             "onnxruntime is not installed: run `pip install -e '.[cpu]'` (or `.[gpu]` on a CUDA host).") from error
     return ort
-
-
-@contextlib.contextmanager
-def phase_limit(phase: str, limit_s: float | None) -> Iterator[Any]:
-    """onnxruntime RunOptions for every `session.run` of a phase before the timed rounds (the dry run, the
-    packing limit) that must end within `limit_s` seconds (None: no limit). Once the limit passes, a timer
-    sets the options' `terminate` flag: onnxruntime stops the call in progress between two nodes, and any
-    later call at once, and whatever the phase raised then becomes RunTimeout naming the phase."""
-    options = onnxruntime().RunOptions()
-    timer = None if limit_s is None else threading.Timer(limit_s, setattr, (options, "terminate", True))
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        yield options
-    except Exception:
-        if options.terminate:
-            raise RunTimeout(f"{phase} passed the time limit of {limit_s:g} s.") from None
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
 
 
 def session_options(settings: ThreadSettings) -> Any:
@@ -163,6 +140,11 @@ class SessionFactory:
     def open(self, model: Path | str | bytes, settings: ThreadSettings, **extra: str) -> Any:
         options = {**dict(self.options), **extra} if self.provider == "cuda" else None
         return make_session(model, settings, self.provider, options)
+
+
+def device_id(options: dict[str, str]) -> int:
+    """The GPU the CUDA provider options put the sessions on (onnxruntime's default: 0)."""
+    return int(options.get("device_id", "0"))
 
 
 def provider_used(session: Any) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.measure.equivalence import Calibration, ModelCheck
 from bench.measure.limits import PackingLimit
 from bench.measure.run import RunInputs
 from bench.options import parse_args
-from strategies import Calibration, ModelCheck, Outputs, Workload
+from strategies import Outputs, Workload
 
 
 def run_inputs(workload: Workload, reference: Sequence[Sequence[Outputs]], *options: str,

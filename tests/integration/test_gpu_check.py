@@ -30,6 +30,7 @@ from bench.gpu_check import (
     steps,
     summary,
 )
+from bench.measure.measurement import SCHEMA_VERSION, Measurement
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,11 +139,16 @@ def test_step_runs_only_the_steps_named(tmp_path, monkeypatch):
 
 def bench_entry(strategy: str, settings: str, walls: list[float], *, ort_defaults: bool = False,
                 **extra) -> dict:
-    info = {"strategy": strategy, "settings": settings, "ort_defaults": ort_defaults, "wall_s": sorted(walls)[1],
-            "rounds_wall_s": walls, "equivalent": True, "provider": "cuda", "gpu_util_mean": 57.6,
-            "gpu_memory_peak_bytes": 1632 * 2**20, "tolerance": "tf32: rtol=0.001, atol=0.005 x max|reference|",
-            **extra}
-    return {"extra_info": info}
+    """A benchmark as pytest-benchmark's JSON holds it, its extra_info a whole Measurement's."""
+    wall = sorted(walls)[1]
+    fields = {"strategy": strategy, "settings": settings, "ort_defaults": ort_defaults, "models": ["det", "cls"],
+              "frames": 300, "batch": 4, "provider": "cuda", "per_model_cumulative_s": [wall / 2, wall / 2],
+              "wall_s": wall, "fps": 300 / wall, "overlap": 1.0, "rounds_wall_s": walls, "equivalent": True,
+              "gpu_util_mean": 57.6, "gpu_memory_peak_bytes": 1632 * 2**20,
+              "tolerance": "tf32: rtol=0.001, atol=0.005 x max|reference|", **extra}
+    name = f"test_strategy[{strategy}-{settings}-{fields.get('scenario', 'offline')}]"
+    return {"name": name, "fullname": f"bench/test_strategies.py::{name}", "stats": {"median": wall},
+            "extra_info": Measurement(**fields).extra_info()}
 
 
 def test_the_summary_shows_each_streams_cameras_and_the_answer_and_no_ratio_for_a_paced_wall(tmp_path):
@@ -200,6 +206,18 @@ def test_the_summary_shows_device_table_spread_overhead_failures_and_skips(tmp_p
     assert "- batched intra16-inter1-spin0 NOT equal: model 'det' frame 4" in text
     assert "- failed: bench.test_strategies::test_strategy[batched]: AssertionError: batched: outputs differ" in text
     assert "- skipped: bench.test_strategies::test_strategy[cuda_graph]: cuda_graph: onnxruntime cannot" in text
+
+
+def test_a_benchmark_json_of_a_newer_schema_is_reported_in_one_line_not_misread(tmp_path):
+    """The steps' JSON is read as every saved run is: Measurement.from_extra_info and its schema check."""
+    entry = bench_entry("serial", "ort-defaults", [1.0, 1.1, 1.2], ort_defaults=True)
+    entry["extra_info"]["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "writeup.json").write_text(json.dumps({"benchmarks": [entry]}))
+    result = read_step(Step("writeup", "write-up workload", ("bench",)), 0, tmp_path)
+    assert result.benchmarks == []
+    assert result.failures == [f"{tmp_path / 'writeup.json'}: test_strategy[serial-ort-defaults-offline]: saved with "
+                               f"measurement schema {SCHEMA_VERSION + 1}, newer than this fanbench's {SCHEMA_VERSION}; "
+                               "read it with the fanbench that saved it."]
 
 
 def test_a_step_that_failed_without_a_report_points_to_its_log(tmp_path):

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.measure.equivalence import measure_calibration
 from bench.measure.limits import measure_packing_limit
-from strategies import ModelInput, RunTimeout, Workload, measure_calibration
+from strategies import ModelInput, RunTimeout, Workload
 from tests.helpers.run_bench import bench_subprocess
 from tests.helpers.workloads import slow_model
 

@@ -22,6 +22,7 @@ from tests.helpers.run_bench import ROOT, TINY_RUN, BenchSession, bench_subproce
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: `pip install -e '.[ray]'`")
 from strategies import ray as ray_strategy  # noqa: E402  (after the skip: it is about Ray)
+from strategies.runtime import ray_instance  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="uses /dev/shm and Linux signals")]
 
@@ -63,7 +64,7 @@ def test_actor_killed_mid_run_fails_in_one_line_and_leaves_nothing(tiny_workload
         killer.join()
     finally:
         strategy.close()
-        ray_strategy.shutdown_ray()
+        ray_instance.shutdown_ray()
     message = str(failure.value)
     assert "\n" not in message, message
     assert f"model {tiny_workload.names[1]!r}" in message, message
@@ -84,7 +85,7 @@ def test_a_closed_strategy_refuses_to_run(tiny_workload) -> None:
         with pytest.raises(StrategyError, match="closed"):
             strategy.run()
     finally:
-        ray_strategy.shutdown_ray()
+        ray_instance.shutdown_ray()
 
 
 def test_info_records_version_address_placement_and_startup(tiny_workload) -> None:
@@ -92,7 +93,7 @@ def test_info_records_version_address_placement_and_startup(tiny_workload) -> No
         with ray_strategy.RayActors(tiny_workload) as strategy:
             info = strategy.info()
     finally:
-        ray_strategy.shutdown_ray()
+        ray_instance.shutdown_ray()
     assert info["ray_version"] == ray.__version__
     assert info["ray_address"] == "local"
     assert info["ray_gcs_address"]
@@ -242,7 +243,7 @@ def test_a_cluster_that_is_not_there_fails_each_benchmark_in_one_line(address: s
     lines = [line for line in output.splitlines() if line.startswith(f"ray: could not join the Ray cluster at {address!r}")]
     assert len(lines) == 2, output[-3000:]  # the offline and the streaming benchmark
     assert "Traceback" not in output, output[-3000:]
-    assert "strategies/ray.py:" not in output, output[-3000:]
+    assert not any(path in output for path in ("strategies/ray.py:", "strategies/runtime/ray_instance.py:")), output[-3000:]
 
 
 def test_an_address_that_never_answers_is_given_up_after_the_join_bound() -> None:
@@ -250,7 +251,7 @@ def test_an_address_that_never_answers_is_given_up_after_the_join_bound() -> Non
     JOIN_TIMEOUT_S (lowered here), then fails in one line, and a later benchmark is refused at once."""
     script = (
         "import socket, sys, ray\n"
-        "from strategies import ray as rs\n"
+        "from strategies.runtime import ray_instance as rs\n"
         "rs.JOIN_TIMEOUT_S = 2.0\n"
         "server = socket.create_server(('127.0.0.1', 0))\n"
         "address = f'127.0.0.1:{server.getsockname()[1]}'\n"

@@ -21,7 +21,7 @@ DYING_PLUGIN = '''
 import os
 
 from strategies import STRATEGIES
-from strategies.ray import start_guard
+from strategies.runtime.ray_instance import start_guard
 from strategies.serial import Serial
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from strategies import ModelInput, StrategyError, StrategyUnavailable, Workload, assert_equivalent, get_strategy
+from strategies import ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
 from strategies.processes_shm import ProcessesShm
 from strategies.runtime import shared_frames
 from strategies.runtime.shared_frames import SharedFrames, SharedMemoryFull, attach, block_prefix
+from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.workloads import tiny_workload, with_failing_model
 
 SHM = Path("/dev/shm")
@@ -88,7 +89,7 @@ def test_nothing_left_after_a_successful_run(model_dir):
     with ProcessesShm(workload) as strategy:
         assert our_blocks() == sorted(strategy.block_names)
         assert len(strategy.block_names) == 1
-        assert_equivalent(reference, strategy.run().outputs, workload.names)
+        assert_equal_to_serial(workload, reference, strategy.run().outputs)
 
 
 @pytest.mark.slow

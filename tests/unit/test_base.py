@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from strategies import Arrivals, CallLog, CallRecord, RunResult, RunTimeout, StrategyError, ThreadSettings
-from strategies.lanes import run_lane
+from strategies.lanes import run_model_frames
 from strategies.serial import Serial
 from tests.helpers.fakes import FakeClock
 
@@ -84,9 +84,9 @@ def test_a_lane_names_its_model_and_frame_and_passes_a_timeout_through():
         return (np.full(1, frame),)
 
     with pytest.raises(StrategyError, match=r"^threads: model 'm1' failed on frame 2: bad input$"):
-        run_lane(Arrivals(start=0.0), 4, step, strategy="threads", model="m1", clock=FakeClock())
+        run_model_frames(Arrivals(start=0.0), 4, step, strategy="threads", model="m1", clock=FakeClock())
     past = Arrivals(start=0.0, deadline=50.0)  # the fake clock reads 100: already past it
     with pytest.raises(RunTimeout):
-        run_lane(past, 4, step, strategy="threads", model="m1", clock=FakeClock(start=100.0))
-    outputs = run_lane(Arrivals(start=0.0), 2, step, strategy="threads", model="m1", clock=FakeClock())
+        run_model_frames(past, 4, step, strategy="threads", model="m1", clock=FakeClock(start=100.0))
+    outputs = run_model_frames(Arrivals(start=0.0), 2, step, strategy="threads", model="m1", clock=FakeClock())
     assert [int(frame_outputs[0][0]) for frame_outputs in outputs] == [0, 1]

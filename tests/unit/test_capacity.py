@@ -21,14 +21,15 @@ from bench.measure.capacity import (
     search,
     upper_bound,
 )
+from bench.measure.equivalence import first_mismatch, measure_calibration
 from bench.measure.harness import opened
 from bench.measure.run import BenchmarkRun
-from bench.measure.scenarios import STREAMING, Scenario
+from bench.measure.scenarios import ALIGNED, SPREAD, STREAMING, Scenario, camera_schedule, stream_reference
 from bench.options import parse_args
-from strategies import STRATEGIES, ThreadSettings, assert_equivalent, get_strategy
+from strategies import STRATEGIES, ThreadSettings, get_strategy
 from strategies.base import Arrivals, Overloaded
-from strategies.streams import ALIGNED, SPREAD, camera_schedule, stream_reference
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
+from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.fakes import FakeClock, FixedService
 from tests.helpers.runs import run_inputs
 
@@ -310,7 +311,7 @@ def test_every_strategy_serves_several_cameras(name, tiny_workload):
     schedule = camera_schedule(3, 500.0, 4, tiny_workload.frame_count, ALIGNED)  # 12 run frames over 5 workload frames
     with opened(ON_CPU[name]() if name in ON_CPU else get_strategy(name), tiny_workload) as strategy:
         result = strategy.run(schedule=schedule)
-    assert_equivalent(stream_reference(reference, schedule), result.outputs, tiny_workload.names)
+    assert_equal_to_serial(tiny_workload, reference, result.outputs, schedule)
     covered = sorted((call.model, frame) for call in result.calls
                      for frame in range(call.first_frame, call.first_frame + call.frames))
     assert covered == [(m, f) for m in range(len(tiny_workload.models)) for f in range(len(schedule))]
@@ -329,10 +330,11 @@ def test_every_strategy_runs_only_the_first_frames_when_asked(name, tiny_workloa
     with opened(ON_CPU[name]() if name in ON_CPU else get_strategy(name), tiny_workload) as strategy:
         offline = strategy.run(frames=3)
         streamed = strategy.run(schedule=schedule, frames=4)
-    assert_equivalent([model[:3] for model in reference], offline.outputs, tiny_workload.names)
+    tolerances = measure_calibration(tiny_workload, reference).tolerances
+    assert first_mismatch([model[:3] for model in reference], offline.outputs, tiny_workload.names, tolerances) is None
     assert max(call.first_frame + call.frames for call in offline.calls) == 3
-    assert_equivalent([model[:4] for model in stream_reference(reference, schedule)], streamed.outputs,
-                      tiny_workload.names)
+    assert first_mismatch([model[:4] for model in stream_reference(reference, schedule)], streamed.outputs,
+                          tiny_workload.names, tolerances) is None
     assert max(call.first_frame + call.frames for call in streamed.calls) == 4
     assert schedule.cameras[:4].tolist() == [0, 1, 0, 1]
 

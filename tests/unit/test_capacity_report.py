@@ -9,10 +9,10 @@ import pytest
 from bench.compare.gates import CapacityGate, capacity_drops, evaluate, parse_gate
 from bench.measure.capacity import Capacity, ProbeResult
 from bench.measure.measurement import Measurement
+from bench.measure.scenarios import SPREAD
 from bench.options import parse_args
 from bench.report.capacity import answer_line, capacity_figure, capacity_lines, capacity_table
 from fixtures.options import OptionError
-from strategies.streams import SPREAD
 from tests.unit.test_performance_bar import measurement
 
 

@@ -12,26 +12,25 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from bench.measure.equivalence import (
+    MARGIN,
+    NOISE_FLOOR,
+    NOISE_K,
+    ModelCheck,
+    RoundCheck,
+    arithmetic,
+    calibrate,
+    first_mismatch,
+    measure_calibration,
+)
 from fixtures.models import SIZES, build_model, model_set
 from fixtures.real_models import find_real_model, missing_reason
 from fixtures.user import ModelRequest, load_models, synthetic_images
 from fixtures.video import decode_video, frames_tensor, write_synthetic_video
-from strategies import RunResult, ThreadSettings, Tolerance, Workload, assert_equivalent, get_strategy
-from strategies.equivalence import (
-    FLOAT32,
-    MARGIN,
-    NOISE_FLOOR,
-    NOISE_K,
-    TF32,
-    ModelCheck,
-    RoundCheck,
-    calibrate,
-    first_mismatch,
-    measure_calibration,
-    tolerance_for,
-)
+from strategies import RunResult, ThreadSettings, Workload, get_strategy
 from strategies.records import empty_outputs
 from strategies.runtime.sessions import make_session
+from tests.helpers.equivalence import FLOAT32, TF32, assert_equal_to_serial, fixed_tolerance
 from tests.helpers.tf32 import round_to_tf32, tf32_model
 
 
@@ -46,20 +45,20 @@ def copy(outputs):
 
 
 def test_identical_outputs_pass(reference, tiny_workload):
-    assert first_mismatch(reference, copy(reference), tiny_workload.names) is None
-    assert_equivalent(reference, copy(reference), tiny_workload.names)
+    assert first_mismatch(reference, copy(reference), tiny_workload.names, FLOAT32) is None
+    assert_equal_to_serial(tiny_workload, reference, copy(reference))
 
 
 def test_swapped_frames_fail(reference, tiny_workload):
     swapped = copy(reference)
     swapped[1][0], swapped[1][1] = swapped[1][1], swapped[1][0]
     with pytest.raises(AssertionError, match=rf"model '{tiny_workload.names[1]}' frame 0 output 0: max abs difference"):
-        assert_equivalent(reference, swapped, tiny_workload.names)
+        assert_equal_to_serial(tiny_workload, reference, swapped)
 
 
 def test_the_check_is_sensitive_to_frame_order(reference):
     """Any two frames' outputs differ by far more than the tolerance, so no reordering can pass."""
-    tolerance = Tolerance()
+    tolerance = FLOAT32
     for frames in reference:
         scale = max(float(np.abs(f[0]).max()) for f in frames)
         for i in range(len(frames)):
@@ -71,15 +70,16 @@ def test_the_check_is_sensitive_to_frame_order(reference):
 def test_missing_frame_fails(reference, tiny_workload):
     shorter = copy(reference)
     shorter[0].pop()
-    message = first_mismatch(reference, shorter, tiny_workload.names)
+    message = first_mismatch(reference, shorter, tiny_workload.names, FLOAT32)
     assert message == f"model {tiny_workload.names[0]!r}: expected {len(reference[0])} frames, got {len(reference[0]) - 1}."
 
 
 def test_missing_model_and_wrong_shape_fail(reference, tiny_workload):
-    assert first_mismatch(reference, copy(reference)[:-1], tiny_workload.names).startswith("expected outputs for 3 models")
+    missing = first_mismatch(reference, copy(reference)[:-1], tiny_workload.names, FLOAT32)
+    assert missing.startswith("expected outputs for 3 models")
     reshaped = copy(reference)
     reshaped[2][3] = (reshaped[2][3][0][:1],)
-    assert "frame 3 output 0: shape" in first_mismatch(reference, reshaped, tiny_workload.names)
+    assert "frame 3 output 0: shape" in first_mismatch(reference, reshaped, tiny_workload.names, FLOAT32)
 
 
 @pytest.mark.parametrize(("relative_noise", "equal"), [(1e-7, True), (1e-5, True), (1e-2, False)])
@@ -88,7 +88,7 @@ def test_tolerance_separates_float_noise_from_real_differences(reference, tiny_w
     for model in noisy:
         for index, frame in enumerate(model):
             model[index] = tuple(array * (1 + relative_noise) for array in frame)
-    assert (first_mismatch(reference, noisy, tiny_workload.names) is None) == equal
+    assert (first_mismatch(reference, noisy, tiny_workload.names, FLOAT32) is None) == equal
 
 
 # --- TF32 (onnxruntime's CUDA default on Ampere and newer), emulated on the CPU ---
@@ -144,9 +144,10 @@ def test_the_tf32_tolerance_still_fails_swapped_adjacent_frames(float32_and_tf32
     ("cuda", {"use_tf32": "1"}, TF32),
     ("cuda", {"use_tf32": "0"}, FLOAT32),
 ])
-def test_tolerance_for_follows_the_provider_and_use_tf32(tiny_workload, provider, options, expected):
+def test_the_arithmetic_follows_the_provider_and_use_tf32(tiny_workload, provider, options, expected):
     workload = replace(tiny_workload, provider=provider, cuda_options=tuple(sorted(options.items())))
-    assert tolerance_for(workload) == expected
+    assert arithmetic(workload) == expected.precision  # what the measured tolerance's noise floor is sized for
+    assert fixed_tolerance(workload) == expected
 
 
 # --- NaN and infinity: compared as values; finite values with the tolerance ---
@@ -162,7 +163,7 @@ def test_non_finite_values_in_the_same_places_pass_without_warnings(reference, t
     odd = _with_non_finite(reference)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning from an infinite scale or tolerance
-        assert first_mismatch(odd, copy(odd), tiny_workload.names) is None
+        assert first_mismatch(odd, copy(odd), tiny_workload.names, FLOAT32) is None
 
 
 @pytest.mark.parametrize("garbage", ["random", "finite_for_inf", "nan_for_finite", "inf_sign", "scaled"])
@@ -182,7 +183,7 @@ def test_garbage_never_passes_against_a_reference_with_non_finite_values(referen
         bad[0][0] = tuple(np.where(np.isfinite(a), a * 1.1, a) for a in bad[0][0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        message = first_mismatch(odd, bad, tiny_workload.names)
+        message = first_mismatch(odd, bad, tiny_workload.names, FLOAT32)
     assert message is not None
     assert message.startswith(f"model {tiny_workload.names[0]!r} frame 0 output 0: ")
 

@@ -20,10 +20,10 @@ import fixtures.plugin
 import strategies.runtime.sessions as sessions
 from bench.measure.machine import gpu_machine_info
 from bench.options import parse_args
+from fixtures.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
 from fixtures.models import SIZES, flops_per_image
 from fixtures.options import OptionError, given_flags, workload_options
 from strategies import ProviderError, ThreadSettings
-from strategies.runtime.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
 from tests.helpers.fakes import FakeNvml
 from tests.helpers.run_bench import pytest_subprocess
 
@@ -100,6 +100,30 @@ def test_the_gpu_probe_reports_the_fall_back(gpu_package_without_cuda_libraries)
 def test_the_gpu_probe_reports_a_cpu_only_onnxruntime(monkeypatch):
     monkeypatch.setattr(sessions.onnxruntime(), "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert "has no CUDAExecutionProvider" in cuda_unavailable_reason()
+
+
+def test_the_gpu_probe_reports_an_onnxruntime_failure_but_raises_anything_else(monkeypatch):
+    """A driver failure is a reason the GPU is unusable; an error of another kind is a bug, not swallowed."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    import fixtures.cuda
+
+    monkeypatch.setattr(sessions.onnxruntime(), "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+    def driver_failure(*args: Any) -> None:
+        raise Fail("CUDA failure 100: no CUDA-capable device is detected")
+
+    monkeypatch.setattr(fixtures.cuda, "make_session", driver_failure)
+    assert cuda_unavailable_reason() == ("a session on CUDAExecutionProvider failed: Fail: CUDA failure 100: no "
+                                         "CUDA-capable device is detected")
+
+    def bug(*args: Any) -> None:
+        raise KeyError("input")
+
+    monkeypatch.setattr(fixtures.cuda, "make_session", bug)
+    with pytest.raises(KeyError):
+        cuda_unavailable_reason()
 
 
 # --- CUDA provider options -----------------------------------------------------------------
@@ -220,16 +244,26 @@ def test_require_gpu_makes_the_provider_cuda_and_machine_info_says_so():
 
 
 @pytest.mark.parametrize(("resolved", "warmup", "stops"), [("cuda", 0, True), ("cuda", 1, False), ("cpu", 0, False)])
-def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(monkeypatch, tmp_path, resolved, warmup, stops):
+def test_auto_resolving_to_cuda_refuses_an_untimed_cudnn_search(resolved, warmup, stops):
     """--provider auto only learns it runs on CUDA when the workload is built: a cold start ends the run there."""
-    monkeypatch.setattr(fixtures.plugin, "resolve_provider", lambda requested, path, options: resolved)
+    def cuda_unavailable() -> str | None:  # the run's one answer (bench/plugin.py cuda_unavailable)
+        return None if resolved == "cuda" else "no CUDA here"
+
     if stops:
         with pytest.raises(pytest.exit.Exception, match=r"--provider auto resolved to cuda: --warmup 0 on the CUDA "
                                                         r"provider would time cuDNN's") as stopped:
-            fixtures.plugin.checked_provider("auto", tmp_path / "model.onnx", {}, warmup)
+            fixtures.plugin.checked_provider("auto", cuda_unavailable, warmup)
         assert stopped.value.returncode == pytest.ExitCode.USAGE_ERROR
     else:
-        assert fixtures.plugin.checked_provider("auto", tmp_path / "model.onnx", {}, warmup) == resolved
+        assert fixtures.plugin.checked_provider("auto", cuda_unavailable, warmup) == resolved
+
+
+def test_only_auto_asks_whether_a_session_runs_on_cuda():
+    def asked() -> str | None:
+        raise AssertionError("the GPU probe was asked for a provider given outright")
+
+    assert fixtures.plugin.checked_provider("cpu", asked, 0) == "cpu"
+    assert fixtures.plugin.checked_provider("cuda", asked, 1) == "cuda"
 
 
 # --- end to end: --require-gpu, the gpu marker, usage errors --------------------------------

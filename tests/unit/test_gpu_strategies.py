@@ -14,14 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.measure.equivalence import first_mismatch
 from bench.measure.harness import opened
 from strategies import STRATEGIES, ModelInput, StrategyError, StrategyUnavailable, Workload, get_strategy
 from strategies.cuda_graph import CudaGraph
-from strategies.equivalence import first_mismatch, tolerance_for
 from strategies.iobinding import IOBinding
 from strategies.lanes import wait_for_lanes
 from strategies.runtime.device_frames import Cancelled, DeviceFrames
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
+from tests.helpers.equivalence import fixed_tolerance, mismatch_with_serial
 
 
 def serial_outputs(workload: Workload):
@@ -49,7 +50,7 @@ def test_equals_serial_on_the_cpu(strategy, shape, make_workload):
         assert running.providers_used == ["cpu"] * 3
         for _ in range(2):  # a second run reuses bindings and buffers
             result = running.run()
-            assert first_mismatch(reference, result.outputs, workload.names) is None
+            assert mismatch_with_serial(workload, reference, result.outputs) is None
             assert sorted((call.model, call.first_frame) for call in result.calls) == [
                 (model, frame) for model in range(3) for frame in range(6)]
     for model, frames in zip(workload.models, before, strict=True):
@@ -84,7 +85,7 @@ def test_a_strategy_that_reorders_frames_is_caught(make_workload):
     with IOBinding(workload) as running:
         outputs = running.run().outputs
     outputs[1][1], outputs[1][2] = outputs[1][2], outputs[1][1]
-    assert "frame 1" in first_mismatch(reference, outputs, workload.names)
+    assert "frame 1" in mismatch_with_serial(workload, reference, outputs)
 
 
 def test_cuda_graph_is_unavailable_without_cuda(tiny_workload):
@@ -369,7 +370,7 @@ def test_every_strategy_runs_on_cuda_and_equals_serial_on_the_cpu(name, make_wor
         assert set(running.providers_used) == {"cuda"}, running.providers_used
         runs = [running.run().outputs for _ in range(2)]
     for outputs in runs:
-        assert first_mismatch(reference, outputs, workload.names, tolerance_for(on_cuda(workload))) is None
+        assert first_mismatch(reference, outputs, workload.names, fixed_tolerance(on_cuda(workload))) is None
 
 
 @pytest.mark.gpu

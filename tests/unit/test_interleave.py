@@ -11,12 +11,13 @@ import pytest
 
 from bench.cases import Case
 from bench.interleave import Entry, Interleaved, ReplayClock, memory_refusal, run_in_turns
+from bench.measure.equivalence import RoundCheck
 from bench.measure.run import Rounds
 from bench.measure.scenarios import Scenario
 from bench.options import BENCHMARK_DEFAULTS, add_options, build_run_options, parse_args
 from fixtures.options import OptionError
-from strategies import STRATEGIES, RoundCheck, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
-from strategies.equivalence import FLOAT32
+from strategies import STRATEGIES, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
+from tests.helpers.equivalence import FLOAT32
 from tests.helpers.fakes import FakeClock
 from tests.helpers.runs import run_inputs
 

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from onnx import TensorProto, compose, helper, numpy_helper
 
 from fixtures.models import ModelSpec, build_model, write_model
-from strategies import ModelInput, StrategyUnavailable, ThreadSettings, Workload, assert_equivalent, get_strategy, make_session
+from strategies import ModelInput, StrategyUnavailable, ThreadSettings, Workload, get_strategy, make_session
 from strategies.runtime import merge
 from strategies.runtime.merge import MergeError, merge_models
+from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.workloads import frames_array, tiny_workload
 
 ONE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
@@ -56,7 +57,8 @@ def test_merged_equals_the_separate_models(tmp_path_factory, model_specs, frame_
     order = [output.name for output in session.get_outputs()]
     got = [[tuple(results[order.index(name)] for name in names_) for results in
             (session.run(None, {"frames": frame}) for frame in frames)] for names_ in merged.outputs]
-    assert_equivalent(run_alone(paths, frames), got, names)
+    separate = Workload(tuple(ModelInput(name, path, frames) for name, path in zip(names, paths, strict=True)))
+    assert_equal_to_serial(separate, run_alone(paths, frames), got)
 
 
 def if_model(scale: float) -> onnx.ModelProto:
@@ -124,7 +126,7 @@ def test_merged_strategy_maps_outputs_back_per_model(tmp_path):
         assert directory.exists()
     assert not directory.exists()  # the merged file is removed on close
     assert [out[0].shape for out in (result.outputs[0][0], result.outputs[1][0])] == [(2, 5), (2, 9)]
-    assert_equivalent(run_alone([model.path for model in workload.models], frames), result.outputs, workload.names)
+    assert_equal_to_serial(workload, run_alone([model.path for model in workload.models], frames), result.outputs)
 
 
 def test_models_over_protobufs_2_gib_limit_skip_merged_with_the_reason(tmp_path, monkeypatch):

@@ -132,10 +132,10 @@ def test_timeline_is_relative_and_columnar():
                     "lane": [0, 1, 0]}
 
 
-def measured(runs: list[RunResult], scenario: Scenario, per_frame: bool = True,
-             overhead: HarnessOverhead | None = None, resources: ResourceSummary | None = None) -> Measurement:
+def measured(runs: list[RunResult], scenario: Scenario, overhead: HarnessOverhead | None = None,
+             resources: ResourceSummary | None = None) -> Measurement:
     return build_measurement(runs, strategy="serial", settings=ThreadSettings(), strategy_options={"k": 2},
-                             scenario=scenario, per_frame=per_frame, models=["a", "b"], batch=1,
+                             scenario=scenario, models=["a", "b"], batch=1,
                              provider="CPUExecutionProvider", mismatch=None, model_flops=[1, None], model_set_hash="h",
                              provider_options={}, tolerance="float32", equivalence={"models": {}}, resources=resources,
                              sample_rate=10.0, gpu_absent="no GPU here", packing_limit=PackingLimit((0.5, 0.25), 2),
@@ -178,13 +178,6 @@ def test_extra_info_has_the_schema_version_and_the_overhead_keys_only_where_meas
     paired = measured([run_of(serial_calls())], Scenario("offline"), overhead=HarnessOverhead.of([[1.0]], [[0.5]]))
     assert set(paired.extra_info()) - set(plain) == {"harness_overhead", "bare_loop_s"}
     assert Measurement.from_extra_info(paired.extra_info()) == paired
-
-
-def test_a_strategy_without_per_frame_completion_gets_no_latency():
-    info = measured([run_of(serial_calls())], Scenario("offline"), per_frame=False).extra_info()
-    assert info["per_frame"] is False
-    assert (info["latency_p50_s"], info["latency_frames"], info["deadline_misses"]) == (None, None, None)
-    assert info["timeline"]["lanes"] == ["main"]  # its calls are still drawn
 
 
 def test_timeline_lanes_follow_the_models_they_serve_then_their_names():

@@ -14,10 +14,10 @@ from strategies import (
     StrategyUnavailable,
     ThreadSettings,
     Workload,
-    assert_equivalent,
     get_strategy,
 )
 from strategies.batched import Batched
+from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.fakes import FakeClock
 from tests.helpers.workloads import tiny_workload, with_failing_model
 
@@ -49,8 +49,8 @@ def test_equals_serial_offline_and_streaming(name, workload):
     with get_strategy(name)(workload) as strategy:
         offline = strategy.run()
         streaming = strategy.run(period=0.002)  # also proves a strategy can run twice
-    assert_equivalent(reference, offline.outputs, workload.names)
-    assert_equivalent(reference, streaming.outputs, workload.names)
+    assert_equal_to_serial(workload, reference, offline.outputs)
+    assert_equal_to_serial(workload, reference, streaming.outputs)
     assert {call.model for call in offline.calls} == set(range(len(workload.models)))
 
 
@@ -62,7 +62,7 @@ def test_property_equals_serial(name, model_dir, models, batch, size, frames, k)
     workload = tiny_workload(model_dir, models=models, frames=frames, batch=batch, size=size, seed=frames)
     options = {"k": k} if name == "batched" else {}
     with get_strategy(name)(workload, **options) as strategy:
-        assert_equivalent(serial_outputs(workload), strategy.run().outputs, workload.names)
+        assert_equal_to_serial(workload, serial_outputs(workload), strategy.run().outputs)
 
 
 @pytest.mark.slow
@@ -71,7 +71,7 @@ def test_property_equals_serial(name, model_dir, models, batch, size, frames, k)
 def test_property_processes_shm_equals_serial(model_dir, models, batch, frames):
     workload = tiny_workload(model_dir, models=models, frames=frames, batch=batch, size=12, seed=frames)
     with get_strategy("processes_shm")(workload) as strategy:
-        assert_equivalent(serial_outputs(workload), strategy.run().outputs, workload.names)
+        assert_equal_to_serial(workload, serial_outputs(workload), strategy.run().outputs)
 
 
 @pytest.mark.parametrize("name", params(NEW))
@@ -139,7 +139,7 @@ def test_batched_runs_each_chunk_after_its_last_frame_arrives(model_dir, monkeyp
     period = 1.0
     with Batched(workload, clock=clock, k=k) as strategy:
         result = strategy.run(period=period)
-    assert_equivalent(serial_outputs(workload), result.outputs, workload.names)
+    assert_equal_to_serial(workload, serial_outputs(workload), result.outputs)
     for model in range(2):
         calls = [call for call in result.calls if call.model == model]
         assert [(call.first_frame, call.frames) for call in calls] == chunks

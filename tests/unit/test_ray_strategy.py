@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.measure.machine import WORKLOAD_KEYS, machine_info
+from bench.measure.machine import WORKLOAD_KEYS, machine_info, ray_machine_info
 from bench.measure.measurement import Measurement
 from bench.measure.scenarios import Scenario
 from bench.options import gpu_share, parse_args
 from strategies import StrategyError, StrategyUnavailable, Workload
-from strategies import ray as ray_strategy
-from strategies.ray import RayActors, default_gpu_share, one_line, run_machine_info
+from strategies.ray import RayActors, default_gpu_share, one_line
+from strategies.runtime import ray_instance
 from tests.unit.test_metrics import measured, run_of, serial_calls
 
 
@@ -70,17 +70,17 @@ def ray_info(placement, address="local", version="2.60.0", startup=4.2, share=0.
                               for model, ip, node, pid, gpus in placement]}
 
 
-def test_run_machine_info_is_none_without_a_ray_benchmark():
-    assert run_machine_info([]) is None
+def test_ray_machine_info_is_none_without_a_ray_benchmark():
+    assert ray_machine_info([]) is None
 
 
-def test_run_machine_info_gathers_nodes_and_placements_over_the_runs_ray_benchmarks():
+def test_ray_machine_info_gathers_nodes_and_placements_over_the_runs_ray_benchmarks():
     offline = ray_info([("det", "10.0.0.2", "n2", 11, ["0"]), ("cls", "10.0.0.1", "n1", 12, ["0"])],
                        address="auto", share=0.5)
     # The streaming benchmark's actors: new pids, `det` placed elsewhere, `cls` where it was.
     stream = ray_info([("det", "10.0.0.1", "n1", 21, ["1"]), ("cls", "10.0.0.1", "n1", 22, ["0"])],
                       address="auto", startup=None, share=0.5)
-    assert run_machine_info([offline, stream]) == {
+    assert ray_machine_info([offline, stream]) == {
         "version": "2.60.0", "address": "10.0.0.1:6379", "joined": True, "requested_address": "auto",
         "startup_s": 4.2, "gpus_per_actor": 0.5,
         "nodes": [{"node_ip": "10.0.0.1", "node_id": "n1"}, {"node_ip": "10.0.0.2", "node_id": "n2"}],
@@ -90,7 +90,7 @@ def test_run_machine_info_gathers_nodes_and_placements_over_the_runs_ray_benchma
 
 
 def test_a_local_instance_is_not_joined():
-    info = run_machine_info([ray_info([("det", "10.0.0.1", "n1", 11, [])])])
+    info = ray_machine_info([ray_info([("det", "10.0.0.1", "n1", 11, [])])])
     assert info is not None
     assert info["joined"] is False
     assert info["requested_address"] == "local"
@@ -99,35 +99,35 @@ def test_a_local_instance_is_not_joined():
 def test_machine_info_always_has_the_ray_entry():
     workload = {key: 1 for key in WORKLOAD_KEYS}
     assert machine_info(workload, {})["ray"] is None
-    recorded = run_machine_info([ray_info([("det", "10.0.0.1", "n1", 11, [])])])
+    recorded = ray_machine_info([ray_info([("det", "10.0.0.1", "n1", 11, [])])])
     assert machine_info(workload, {}, recorded)["ray"] == recorded
 
 
 def test_a_cluster_that_cannot_be_joined_fails_in_one_line_with_the_token_advice(monkeypatch):
     def refused(**options):
         raise ConnectionError(f"Failed to connect to Ray cluster at {options['address']}\nretried 60 times")
-    monkeypatch.setattr(ray_strategy, "_instance", None)
-    monkeypatch.delenv(ray_strategy.AUTH_MODE, raising=False)
+    monkeypatch.setattr(ray_instance, "_instance", None)
+    monkeypatch.delenv(ray_instance.AUTH_MODE, raising=False)
     with pytest.raises(StrategyError) as failed:
-        ray_strategy.ray_instance(SimpleNamespace(init=refused), "10.0.0.1:6379")
+        ray_instance.ray_instance(SimpleNamespace(init=refused), "10.0.0.1:6379")
     message = str(failed.value)
     assert "\n" not in message
     assert message.startswith("ray: could not join the Ray cluster at '10.0.0.1:6379': Failed to connect")
     assert "RAY_AUTH_MODE=token" in message
-    monkeypatch.setenv(ray_strategy.AUTH_MODE, "token")  # already set: the advice would not help
+    monkeypatch.setenv(ray_instance.AUTH_MODE, "token")  # already set: the advice would not help
     with pytest.raises(StrategyError) as failed:
-        ray_strategy.ray_instance(SimpleNamespace(init=refused), "10.0.0.1:6379")
+        ray_instance.ray_instance(SimpleNamespace(init=refused), "10.0.0.1:6379")
     assert "RAY_AUTH_MODE" not in str(failed.value)
-    assert ray_strategy._instance is None
+    assert ray_instance._instance is None
 
 
 def test_one_ray_per_process_a_joined_cluster_is_not_mixed_with_a_local_instance(monkeypatch):
-    joined = ray_strategy.RayInstance(None, 0.1, "10.0.0.1:6379")
-    monkeypatch.setattr(ray_strategy, "_instance", joined)
+    joined = ray_instance.RayInstance(None, 0.1, "10.0.0.1:6379")
+    monkeypatch.setattr(ray_instance, "_instance", joined)
     never = SimpleNamespace(init=lambda **_: pytest.fail("Ray started twice"))
-    assert ray_strategy.ray_instance(never, "auto") is joined  # every later benchmark: the same Ray
+    assert ray_instance.ray_instance(never, "auto") is joined  # every later benchmark: the same Ray
     with pytest.raises(StrategyError, match="already joined a cluster"):
-        ray_strategy.ray_instance(never, None)
+        ray_instance.ray_instance(never, None)
 
 
 def test_ray_options_reach_the_strategy_only_when_given():

@@ -11,7 +11,7 @@ from bench.measure.harness import opened
 from fixtures.real_models import INSTALL, REAL_MODELS, find_real_model, missing_reason
 from fixtures.user import ModelRequest, UserInputError, load_models, synthetic_images
 from strategies import STRATEGIES, Workload
-from strategies.equivalence import first_mismatch
+from tests.helpers.equivalence import mismatch_with_serial
 
 SET = ("det", "cls", "orientation")
 needs_real_models = pytest.mark.skipif(missing_reason(*SET) is not None, reason=missing_reason(*SET) or "")
@@ -46,7 +46,7 @@ def test_every_strategy_equals_serial_on_real_models(real_workload, name):
         reference = serial.run().outputs
     with opened(STRATEGIES[name], real_workload) as strategy:  # skips, with the reason, where it cannot run
         outputs = strategy.run().outputs
-    assert first_mismatch(reference, outputs, real_workload.names) is None
+    assert mismatch_with_serial(real_workload, reference, outputs) is None
 
 
 @pytest.mark.skipif(find_real_model("det") is None, reason=missing_reason("det") or "")

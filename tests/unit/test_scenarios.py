@@ -129,16 +129,15 @@ def test_invalid_selections_say_what_is_allowed(choice, fps, message):
         selected_scenarios(choice, fps)
 
 
-@pytest.mark.parametrize(("per_frame", "ort_defaults", "options", "swept", "reason"), [
-    (True, False, {}, False, None),
-    (True, False, {"k": 1}, False, None),  # one frame per call: a stream like any other
-    (False, False, {}, False, "no per-frame completion"),
-    (True, False, {"k": 4}, False, "k=4 frames per call: each frame waits for 3 later ones, past the deadline"),
-    (True, True, {}, False, "onnxruntime's defaults stream only when asked (--threads ort)"),
-    (True, True, {}, True, None),  # a --threads sweep asked for them
-], ids=["tuned", "batched-k1", "whole-video", "batched-k4", "ort-defaults", "ort-defaults-swept"])
-def test_only_what_can_serve_a_stream_is_streamed(per_frame, ort_defaults, options, swept, reason):
-    assert not_streamed(per_frame, ort_defaults, options, swept) == reason
+@pytest.mark.parametrize(("ort_defaults", "options", "swept", "reason"), [
+    (False, {}, False, None),
+    (False, {"k": 1}, False, None),  # one frame per call: a stream like any other
+    (False, {"k": 4}, False, "k=4 frames per call: each frame waits for 3 later ones, past the deadline"),
+    (True, {}, False, "onnxruntime's defaults stream only when asked (--threads ort)"),
+    (True, {}, True, None),  # a --threads sweep asked for them
+], ids=["tuned", "batched-k1", "batched-k4", "ort-defaults", "ort-defaults-swept"])
+def test_only_what_can_serve_a_stream_is_streamed(ort_defaults, options, swept, reason):
+    assert not_streamed(ort_defaults, options, swept) == reason
 
 
 def test_a_streams_least_duration_is_its_pacing_over_every_round():

@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.measure.harness import opened
-from strategies import STRATEGIES, ThreadSettings, assert_equivalent, get_strategy
+from strategies import STRATEGIES, ThreadSettings, get_strategy
+from tests.helpers.equivalence import assert_equal_to_serial
 
 # Strategies that start processes (ray: a Ray instance and its actors) are slow to open; they run in the slow tier.
 PROCESS_STRATEGIES = {"processes", "processes_shm", "ray"}
@@ -29,7 +30,7 @@ def test_equals_serial(name, tiny_workload):
     with opened(get_strategy(name), tiny_workload) as strategy:
         for _ in range(2):  # a second run on the same open strategy must be just as right
             result = strategy.run()
-            assert_equivalent(reference, result.outputs, tiny_workload.names)
+            assert_equal_to_serial(tiny_workload, reference, result.outputs)
     frames, models = tiny_workload.frame_count, len(tiny_workload.models)
     covered = sorted((call.model, frame) for call in result.calls
                      for frame in range(call.first_frame, call.first_frame + call.frames))
@@ -42,7 +43,7 @@ def test_equals_serial(name, tiny_workload):
 def test_equals_serial_with_onnxruntime_defaults(name, tiny_workload):
     reference = serial_outputs(tiny_workload)
     with opened(get_strategy(name), tiny_workload, ThreadSettings()) as strategy:
-        assert_equivalent(reference, strategy.run().outputs, tiny_workload.names)
+        assert_equal_to_serial(tiny_workload, reference, strategy.run().outputs)
 
 
 configs = st.fixed_dictionaries({
@@ -57,7 +58,7 @@ def check_property(name, make_workload, config):
     workload = make_workload(**config)
     with opened(get_strategy(name), workload) as strategy:
         result = strategy.run()
-    assert_equivalent(serial_outputs(workload), result.outputs, workload.names)
+    assert_equal_to_serial(workload, serial_outputs(workload), result.outputs)
     assert len(result.outputs) == config["models"]
     assert all(len(frames) == config["frames"] for frames in result.outputs)
     assert all(out[0].shape[0] == config["batch"] for frames in result.outputs for out in frames)

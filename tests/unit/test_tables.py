@@ -64,12 +64,6 @@ def test_every_speedup_carries_the_rounds_spread_and_one_the_spread_covers_is_ma
     assert "within noise, not a finding" in text
 
 
-def test_a_strategy_without_per_frame_completion_is_marked_not_faked():
-    result = cells([measurement("whole-video", 0.5, per_frame=False, **STREAMING)])
-    row = result["streaming at 2 fps"][0]
-    assert (row["latency p50/p90/p99 (ms)"], row["deadline misses"]) == ("n/a (no per-frame completion)", "n/a")
-
-
 def test_the_write_ups_columns_and_the_resources():
     result = cells([
         measurement("serial", 1.0, cpu_util_mean=0.5, cpu_util_max=0.75, peak_pss_bytes=300 * MB, peak_uss_bytes=250 * MB,

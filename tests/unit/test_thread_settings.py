@@ -8,8 +8,8 @@ import pytest
 
 from bench.cases import cases
 from bench.options import OptionError, parse_args
+from bench.thread_spec import STRATEGY_DEFAULT, ThreadSpecError, parse_threads, thread_spec
 from strategies import STRATEGIES, ThreadSettings
-from strategies.settings import STRATEGY_DEFAULT, ThreadSpecError
 from tests.helpers.run_bench import bench_subprocess
 
 
@@ -22,7 +22,7 @@ from tests.helpers.run_bench import bench_subprocess
     ("default", STRATEGY_DEFAULT),
 ])
 def test_parses(text, expected):
-    assert ThreadSettings.parse(text) == expected
+    assert parse_threads(text) == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -38,13 +38,13 @@ def test_parses(text, expected):
 ])
 def test_rejects_with_what_is_allowed(text, message):
     with pytest.raises(ThreadSpecError, match=message):
-        ThreadSettings.parse(text)
+        parse_threads(text)
 
 
 @pytest.mark.parametrize("settings", [ThreadSettings(), ThreadSettings(intra_op=3), ThreadSettings(inter_op=2, parallel=True),
                                       ThreadSettings(intra_op=1, inter_op=1, spinning=False, parallel=True)])
 def test_spec_text_round_trips(settings):
-    assert ThreadSettings.parse(settings.spec) == settings
+    assert parse_threads(thread_spec(settings)) == settings
     assert ThreadSettings.from_dict(settings.as_dict()) == settings
 
 
@@ -57,7 +57,7 @@ def test_spec_text_round_trips(settings):
 ])
 def test_label_and_spec_keep_their_own_order(settings, label, spec):
     # Labels key saved histories and benchmark ids; the spec is what a user types: neither may change.
-    assert (settings.label, settings.spec) == (label, spec)
+    assert (settings.label, thread_spec(settings)) == (label, spec)
 
 
 def test_without_threads_each_strategy_runs_its_default_and_the_classics_also_ort_defaults():

@@ -35,7 +35,7 @@ from fixtures.workloads import (
     estimate_memory,
 )
 from strategies import Workload, get_strategy
-from strategies.equivalence import first_mismatch
+from tests.helpers.equivalence import mismatch_with_serial
 from tests.helpers.input_models import write_image_model
 
 
@@ -166,7 +166,7 @@ def test_every_classic_strategy_equals_serial_on_mixed_user_models(tmp_path, ima
     assert reference[2][0][0].shape == (1, 2)
     for name in ("threads", "asyncio"):
         with get_strategy(name)(workload) as strategy:
-            assert first_mismatch(reference, strategy.run().outputs, workload.names) is None, name
+            assert mismatch_with_serial(workload, reference, strategy.run().outputs) is None, name
 
 
 def test_the_dry_run_reports_model_shape_and_onnxruntime_message(tmp_path, images):

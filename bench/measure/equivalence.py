@@ -1,35 +1,28 @@
-"""Checking a strategy's outputs against the serial reference, frame by frame, in order.
+"""Checking a strategy's outputs against the serial reference, frame by frame, in order: the one check
+`pytest bench` makes of every round (RoundCheck, with each model's measured tolerance), and the one the
+tests make (tests/helpers/equivalence.py).
 
-Tolerance, and why it is not zero: float32 addition is not associative, and strategies
-legitimately change the order of the sums inside a convolution or a Gemm (a different
-intra-op thread count splits the work differently, `batched` runs a larger batch, `merged`
-lets onnxruntime fuse across one graph, a GPU picks different cuDNN kernels). Those
-differences are around 1e-6 relative. The check allows 1e-4 relative, plus 1e-4 of the
-largest reference magnitude of that model as an absolute floor (outputs near zero). The
-outputs of two different frames differ far more than that, so a strategy that reorders or
-drops frames fails the check (tests prove it).
+Why the tolerance is not zero: float32 addition is not associative, and strategies legitimately
+change the order of the sums inside a convolution or a Gemm (a different intra-op thread count
+splits the work differently, `batched` runs a larger batch, `merged` lets onnxruntime fuse across
+one graph, a GPU picks different cuDNN kernels). Those differences are around 1e-6 relative. On
+Ampere and newer GPUs, onnxruntime's CUDA provider computes float32 convolutions and GEMMs with
+TF32 tensor-core math unless `use_tf32=0` (its default is on): TF32 rounds the operands to 10
+mantissa bits, and every session runs its own cuDNN algorithm search, so two sessions of one model
+may differ at TF32 precision (up to about 1e-3 of the largest output on fanbench's models, emulated
+on the CPU in tests/unit/test_equivalence.py).
 
-TF32: on Ampere and newer GPUs, onnxruntime's CUDA provider computes float32 convolutions and
-GEMMs with TF32 tensor-core math unless `use_tf32=0` (its default is on). TF32 rounds the
-operands to 10 mantissa bits, and every session runs its own cuDNN algorithm search, so two
-sessions of one model (serial's and a strategy's) may run different kernels whose results
-differ at TF32 precision, not float32's. An emulation on the CPU (operands of every Conv and
-Gemm rounded to 10 mantissa bits; tests/unit/test_equivalence.py) puts that difference at up to
-about 1e-3 of the largest output on fanbench's models, ten times the float32 tolerance;
-adjacent video frames still differ by more than 1e-2. Runs that may use TF32 are therefore
-checked at rtol 1e-3 plus 5e-3 of the largest magnitude, which still fails a reordered frame.
-
-Measured tolerance (what `pytest bench` uses): a fixed pair of numbers cannot suit every model.
-A sigmoid text detector on frames without text outputs probabilities near zero; a differently
-batched TF32 convolution moves those by about 1% relative, more than the frames differ from
-each other. So each run measures, per model and once with the reference (outside any timed
-region): the noise floor, the reference computed a second way on the provider in use (another
-session with other thread settings, k frames per call where the batch axis is free), and the
-discrimination, how far apart the reference's outputs of adjacent frames are. Both are fractions
-of the largest finite reference magnitude of each output. The tolerance lies between them, with
-headroom on both sides where the gap allows; where the noise reaches the frames' differences the
-result says plainly that this model cannot tell those frames apart (its check still fails
-outputs further off than the noise, but it proves nothing about their order).
+Why it is measured: a fixed pair of numbers cannot suit every model. A sigmoid text detector on
+frames without text outputs probabilities near zero; a differently batched TF32 convolution moves
+those by about 1% relative, more than the frames differ from each other. So each run measures, per
+model and once with the reference (outside any timed region): the noise floor, the reference
+computed a second way on the provider in use (another session with other thread settings, k frames
+per call where the batch axis is free), and the discrimination, how far apart the reference's
+outputs of adjacent frames are. Both are fractions of the largest finite reference magnitude of
+each output. The tolerance lies between them, with headroom on both sides where the gap allows;
+where the noise reaches the frames' differences the result says plainly that this model cannot tell
+those frames apart (its check still fails outputs further off than the noise, but it proves nothing
+about their order).
 
 Non-finite values (NaN, +inf, -inf) are compared as values: the same positions and the same
 kind; finite values with the tolerance; the scale ignores non-finite values.
@@ -43,32 +36,37 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import RunTimeout, StrategyError, StrategyUnavailable
-from strategies.batched import Batched
-from strategies.records import Outputs, RunResult, Workload
-from strategies.serial import Serial
-from strategies.settings import ThreadSettings, usable_cores
+from strategies import (
+    Outputs,
+    RunResult,
+    RunTimeout,
+    StrategyError,
+    StrategyUnavailable,
+    ThreadSettings,
+    Workload,
+    get_strategy,
+    usable_cores,
+)
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    rtol: float = 1e-4
-    atol_fraction: float = 1e-4  # of the largest reference magnitude for the model
-    precision: str = "float32"  # the arithmetic it is sized for
+    """What one model's outputs may differ by: atol_fraction x the largest reference magnitude, plus rtol
+    x each reference value."""
+
+    rtol: float
+    atol_fraction: float  # of the largest reference magnitude for the model
+    precision: str  # the arithmetic it is sized for ("measured": a Calibration's)
 
     def __str__(self) -> str:
         return f"{self.precision}: rtol={self.rtol:g}, atol={self.atol_fraction:g} x max|reference|"
 
 
-FLOAT32 = Tolerance()
-TF32 = Tolerance(rtol=1e-3, atol_fraction=5e-3, precision="tf32")
-
-
-def tolerance_for(workload: Workload) -> Tolerance:
-    """TF32's tolerance where onnxruntime's CUDA provider may use TF32 (its default), else float32's."""
+def arithmetic(workload: Workload) -> str:
+    """'tf32' where onnxruntime's CUDA provider may use TF32 (its default on Ampere and newer), else 'float32'."""
     if workload.provider == "cuda" and workload.provider_options.get("use_tf32", "1") != "0":
-        return TF32
-    return FLOAT32
+        return "tf32"
+    return "float32"
 
 
 def _scales(frames: Sequence[Outputs]) -> list[float]:
@@ -120,7 +118,7 @@ ToleranceChoice = Tolerance | Sequence[Tolerance]
 
 
 def first_mismatch(reference: Sequence[Sequence[Outputs]], candidate: Sequence[Sequence[Outputs]],
-                   names: Sequence[str], tolerance: ToleranceChoice = FLOAT32) -> str | None:
+                   names: Sequence[str], tolerance: ToleranceChoice) -> str | None:
     """A sentence describing the first difference, or None when the outputs are equivalent.
 
     `tolerance` is one for every model, or one per model (a `Calibration.tolerances`)."""
@@ -143,13 +141,6 @@ def first_mismatch(reference: Sequence[Sequence[Outputs]], candidate: Sequence[S
                 if problem is not None:
                     return f"model {name!r} frame {frame} output {index}: {problem} ({allowed})."
     return None
-
-
-def assert_equivalent(reference: Sequence[Sequence[Outputs]], candidate: Sequence[Sequence[Outputs]],
-                      names: Sequence[str], tolerance: ToleranceChoice = FLOAT32) -> None:
-    mismatch = first_mismatch(reference, candidate, names, tolerance)
-    if mismatch is not None:
-        raise AssertionError(f"outputs differ from the serial reference: {mismatch}")
 
 
 # ---------------------------------------------------------------- the measured tolerance
@@ -282,15 +273,15 @@ def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs
     count = min(frames, workload.frame_count)
     subset = replace(workload, models=tuple(replace(model, frames=model.frames[:count]) for model in workload.models))
     settings = ThreadSettings(intra_op=max(1, usable_cores() // 2), inter_op=1, spinning=False)
-    precision = tolerance_for(workload).precision
+    precision = arithmetic(workload)
     try:
-        with Batched(subset, settings, k=NOISE_K) as batched:
+        with get_strategy("batched")(subset, settings, k=NOISE_K) as batched:
             second = batched.run(time_limit=time_limit).outputs
         how = f"{NOISE_K} frames per call, {settings.label}, on {count} frames"
     except RunTimeout:
         raise
     except (StrategyUnavailable, StrategyError):
-        with Serial(subset, settings) as serial:
+        with get_strategy("serial")(subset, settings) as serial:
             second = serial.run(time_limit=time_limit).outputs
         how = f"another session, {settings.label}, on {count} frames"
     return calibrate(reference, second, workload.names, precision, how)

@@ -1,0 +1,105 @@
+"""`--threads`: thread settings as the command line writes them (one setting per `--threads`,
+repeat the option to sweep):
+
+    default                      each strategy's own default settings (`Strategy.default_settings`)
+    ort                          onnxruntime's defaults for every knob
+    KEY=VALUE[,KEY=VALUE...]     keys: intra, inter (whole numbers >= 1), spin (0 or 1),
+                                 mode (sequential or parallel); a key left out keeps
+                                 onnxruntime's default for that knob.
+
+`parse_threads` reads the text, `thread_spec` writes settings back as text (the recommendation
+prints it), `resolve` turns 'default' into a strategy's own settings. The settings themselves
+(`ThreadSettings`, what a session is built with) are the strategies' (strategies/settings.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from strategies import Strategy, ThreadSettings, usable_cores
+
+STRATEGY_DEFAULT = "default"
+KEYS = ("intra", "inter", "spin", "mode")
+USAGE = ("expected 'default', 'ort', or KEY=VALUE pairs separated by commas with keys intra, inter (whole numbers "
+         ">= 1), spin (0 or 1), mode (sequential or parallel), e.g. 'intra=1,inter=1,spin=0'")
+
+ThreadChoice = ThreadSettings | Literal["default"]
+
+#: A session may have at most this many threads (intra-op, inter-op) per usable core: more only
+#: oversubscribes the cores (intra=999 on 2 cores started thousands of threads across the strategies'
+#: sessions, drove the load average above 2,000 and took 166 s for a 2-frame serial run).
+MAX_THREADS_PER_CORE = 4
+
+
+class ThreadSpecError(ValueError):
+    """A thread-settings text that does not follow the grammar; the message says what is allowed."""
+
+
+def _threads(key: str, value: str, text: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ThreadSpecError(f"{key}={value!r} in {text!r}: {key} must be a whole number of at least 1.")
+    return int(value)
+
+
+def parse_threads(text: str) -> ThreadChoice:
+    """'intra=2,spin=0' -> ThreadSettings(intra_op=2, spinning=False); 'default' -> STRATEGY_DEFAULT."""
+    cleaned = text.strip().lower()
+    if cleaned == STRATEGY_DEFAULT:
+        return STRATEGY_DEFAULT
+    if cleaned == "ort":
+        return ThreadSettings()
+    if not cleaned:
+        raise ThreadSpecError(f"empty thread settings; {USAGE}.")
+    values: dict[str, str] = {}
+    for pair in cleaned.split(","):
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not key or not value:
+            raise ThreadSpecError(f"{pair.strip()!r} in {text!r} is not KEY=VALUE; {USAGE}.")
+        if key not in KEYS:
+            raise ThreadSpecError(f"unknown key {key!r} in {text!r}; allowed keys: {', '.join(KEYS)}.")
+        if key in values:
+            raise ThreadSpecError(f"key {key!r} is given twice in {text!r}.")
+        values[key] = value
+    spin = values.get("spin")
+    if spin not in (None, "0", "1"):
+        raise ThreadSpecError(f"spin={spin!r} in {text!r}: spin must be 0 (off) or 1 (on).")
+    mode = values.get("mode", "sequential")
+    if mode not in ("sequential", "parallel"):
+        raise ThreadSpecError(f"mode={mode!r} in {text!r}: mode must be sequential or parallel.")
+    return ThreadSettings(
+        intra_op=_threads("intra", values["intra"], text) if "intra" in values else None,
+        inter_op=_threads("inter", values["inter"], text) if "inter" in values else None,
+        parallel=mode == "parallel",
+        spinning=None if spin is None else spin == "1",
+    )
+
+
+def thread_spec(settings: ThreadSettings) -> str:
+    """The `--threads` text that gives back `settings`: parse_threads(thread_spec(s)) == s. Its keys in
+    KEYS order (a label orders them otherwise: see ThreadSettings.label)."""
+    knobs = {"intra": None if settings.intra_op is None else f"intra={settings.intra_op}",
+             "inter": None if settings.inter_op is None else f"inter={settings.inter_op}",
+             "spin": None if settings.spinning is None else f"spin={int(settings.spinning)}",
+             "mode": "mode=parallel" if settings.parallel else None}
+    return ",".join(knobs[key] for key in KEYS if knobs[key] is not None) or "ort"
+
+
+def too_many_threads(text: str, choice: ThreadChoice, cores: int) -> str | None:
+    """Why the thread settings `choice` (parsed from `text`) ask for too many threads on `cores` usable
+    cores (more than MAX_THREADS_PER_CORE x cores per knob), or None."""
+    bound = MAX_THREADS_PER_CORE * cores
+    for key in ("intra_op", "inter_op"):
+        value = getattr(choice, key, None)
+        if value is not None and value > bound:
+            return (f"--threads {text}: {value} {key.replace('_op', '-op')} threads per session is more than "
+                    f"{MAX_THREADS_PER_CORE} x the {cores} usable cores; give at most {bound}.")
+    return None
+
+
+def resolve(choice: ThreadChoice, strategy: type[Strategy], model_count: int, cores: int | None = None) -> ThreadSettings:
+    """The settings `strategy` runs with for `choice`."""
+    if choice == STRATEGY_DEFAULT:
+        return strategy.default_settings(model_count, cores or usable_cores())
+    if not isinstance(choice, ThreadSettings):
+        raise TypeError(f"expected ThreadSettings or {STRATEGY_DEFAULT!r}, got {choice!r}.")
+    return choice
