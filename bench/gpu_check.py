@@ -80,7 +80,7 @@ DRY_RUN_WORKLOAD = ("--model-size", "tiny", "--frame-size", "64x64")
 
 def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequence[str],
           provider: str = "cuda", cuda_options: Sequence[str] = (), capacity_frames: int = 50,
-          capacity_rounds: int = 3, probe_seconds: float = 3.0) -> list[Step]:
+          capacity_rounds: int = 3, probe_seconds: float = 2.5) -> list[Step]:
     on_gpu = provider == "cuda"
     device = ("--require-gpu", *(arg for option in cuda_options for arg in ("--cuda-option", option))) if on_gpu \
         else ("--provider", "cpu")
@@ -384,8 +384,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--capacity-frames", type=int, default=50,
                         help="frames of the capacity steps' workloads (each streamed at 25 fps; default 50)")
     parser.add_argument("--capacity-rounds", type=int, default=3, help="timed rounds of the capacity steps (default 3)")
-    parser.add_argument("--probe-seconds", type=float, default=3.0,
-                        help="each capacity probe's stream, in seconds (default 3, as pytest bench's)")
+    parser.add_argument("--probe-seconds", type=float, default=2.5,
+                        help="each capacity probe's stream, in seconds (default 2.5, as pytest bench's)")
     parser.add_argument("--sample-rate", type=float, default=10.0, help="resource samples per second (default 10)")
     parser.add_argument("--step", action="append", choices=STEP_NAMES, dest="only", metavar="STEP",
                         help=f"run only this step (repeat for several; default all: {', '.join(STEP_NAMES)})")

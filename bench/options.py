@@ -80,7 +80,7 @@ def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Calla
 
 def add_options(add: Callable[..., Any]) -> None:
     """Declare every option with `add`: pytest's group.addoption or argparse's add_argument."""
-    add("--frames", type=at_least(1), default=40, help="Frames to run through every model (default 40).")
+    add("--frames", type=at_least(1), default=32, help="Frames to run through every model (default 32).")
     add("--batch", type=at_least(1), default=4,
         help="Batch size: each frame is repeated into a batch of this many (default 4, as the write-up).")
     add("--frame-size", type=parse_size, default=(256, 256), metavar="HxW",
@@ -170,8 +170,8 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--no-capacity", action="store_true",
         help="Do not search, per strategy, for the most cameras at --fps it serves (searched by default "
              "whenever streaming runs).")
-    add("--probe-seconds", type=positive_ms, default=3.0, metavar="S",
-        help="Length of each capacity probe's stream (default 3; frames are reused when the workload has fewer).")
+    add("--probe-seconds", type=positive_ms, default=2.5, metavar="S",
+        help="Length of each capacity probe's stream (default 2.5; frames are reused when the workload has fewer).")
     add("--max-batch", type=at_least(1), default=None, metavar="N",
         help="dynamic_batch: the most frames in one call per model (default 8).")
     add("--max-delay-ms", type=non_negative_ms, default=None, metavar="MS",

@@ -90,7 +90,7 @@ PER_MODEL_FRAME_S = 2.0  # one `session.run` of one model on one frame, with a w
 
 
 def default_time_limit(frames: int, models: int) -> float:
-    """60 s plus 2 s per model per frame (40 frames x 4 models: 380 s per run).
+    """60 s plus 2 s per model per frame (32 frames x 4 models: 316 s per run).
 
     Generous on purpose: even the large models on two busy cores stay far below it, so only a
     run that hangs or crawls reaches it.

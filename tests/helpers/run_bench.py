@@ -27,7 +27,7 @@ HANG_BOUND_S = 120  # far above a prompt stop; reaching it means the session did
 
 # The one tiny run: 2 models of 32x32 on 2 frames, one round, on the CPU on any machine (a GPU host
 # would resolve auto to CUDA), nothing saved or written. Capacity probes of a quarter second: tiny models
-# serve tens of cameras, and the default 3 s probes would make each streaming benchmark's search ~20 s.
+# serve tens of cameras, and the default 2.5 s probes would make each streaming benchmark's search ~20 s.
 TINY_RUN = ("--frames", "2", "--model-size", "tiny", "--frame-size", "32x32", "--models", "2", "--rounds", "1",
             "--warmup", "0", "--provider", "cpu", "--no-history", "--no-report", "--probe-seconds", "0.25")
 

@@ -232,7 +232,7 @@ def test_writeup_refuses_another_model_count_but_accepts_its_own():
 
 def test_without_workload_nothing_changes():
     workload = parse_args([]).workload
-    assert (workload.named, workload.frames, workload.model_size) == (None, 40, "medium")
+    assert (workload.named, workload.frames, workload.model_size) == (None, 32, "medium")
 
 
 def test_require_gpu_makes_the_provider_cuda_and_machine_info_says_so():

@@ -31,5 +31,5 @@ def test_the_pre_run_count_leaves_out_what_will_skip() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert ("fanbench: 3 benchmarks (2 offline, 1 streaming) and 2 that will skip; pacing the streams alone takes "
-            "about 5 s (40 frames at 25 fps x 3 rounds + 8 x 1 warm-up, x 1), the compute comes on top") in lines
+            "about 4 s (32 frames at 25 fps x 3 rounds + 8 x 1 warm-up, x 1), the compute comes on top") in lines
     assert "fanbench: will skip cuda_graph: needs the CUDA provider, which this run will not have" in lines
