@@ -29,7 +29,7 @@ from bench.measure.limits import PackingLimit, measure_packing_limit
 from bench.measure.machine import machine_info as fanbench_machine_info
 from bench.measure.machine import ray_machine_info
 from bench.measure.measurement import Measurement
-from bench.measure.rounds import WARMUP_FRAMES
+from bench.measure.rounds import warmup_frames
 from bench.measure.run import RunInputs
 from bench.measure.scenarios import STREAMING, minimum_duration_s
 from bench.options import RunOptions
@@ -64,7 +64,7 @@ def pytest_report_collectionfinish(config: pytest.Config, start_path, items) -> 
         lines[0] += f" and {len(selected) - len(running)} that will skip"
     if streams:
         frames = options.workload.frames
-        warm = min(WARMUP_FRAMES, frames)  # a warm-up round streams each camera's first frames only
+        warm = warmup_frames(frames)  # a warm-up round streams each camera's first frames only
         least = sum(minimum_duration_s(frames, scenario, options.rounds) + minimum_duration_s(warm, scenario, options.warmup)
                     for scenario in streams)
         lines[0] += (f"; pacing the streams alone takes about {least:.0f} s ({frames} frames at {streams[0].fps:g} fps x "

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from bench.cases import Case
-from bench.measure.rounds import WARMUP_FRAMES, Progress
+from bench.measure.rounds import Progress, frames_per_benchmark, warmup_frames
 from bench.measure.run import BenchmarkRun, Rounds, RunInputs
 from bench.measure.sampler import ResourceSummary, SamplerProcess
 from bench.measure.scenarios import Scenario
@@ -138,8 +138,8 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
                         rounds.walls.append(ended - began)
                         rounds.starts.append(began - start)
                     if progress is not None:
-                        progress.advance(inputs.workload.frame_count if timed else min(WARMUP_FRAMES,
-                                                                                      inputs.workload.frame_count))
+                        frames = inputs.workload.frame_count
+                        progress.advance(frames if timed else warmup_frames(frames))
         for key, run in opened.items():
             run.note_strategy()
             if key in samplers and run.rounds.timed:
@@ -246,7 +246,7 @@ def interleaved(request: pytest.FixtureRequest, run_inputs: RunInputs,
     progress = None
     if run_options.progress:
         capture = request.config.pluginmanager.getplugin("capturemanager")
-        per_benchmark = min(WARMUP_FRAMES, workload.frame_count) * run_options.warmup + workload.frame_count * run_options.rounds
+        per_benchmark = frames_per_benchmark(workload.frame_count, run_options.warmup, run_options.rounds)
         progress = Progress(per_benchmark * len(entries),
                             f"{len(entries)} benchmarks in turns",
                             capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)

@@ -22,7 +22,7 @@ from bench.measure.equivalence import Calibration, measure_calibration
 from bench.measure.limits import time_limit
 from bench.measure.machine import GpuProbe, open_gpu
 from bench.measure.measurement import Measurement
-from bench.measure.rounds import WARMUP_FRAMES, Progress, RoundHooks
+from bench.measure.rounds import Progress, RoundHooks, frames_per_benchmark, warmup_frames
 from bench.measure.sampler import SamplerProcess
 from bench.options import RunOptions, add_options, build_run_options
 from fixtures.cuda import cuda_unavailable_reason
@@ -212,13 +212,13 @@ def round_hooks(request: pytest.FixtureRequest, workload, run_options: RunOption
     """Sampler and progress bar around each round of this benchmark; stopped in every outcome."""
     sampler = sampler_process.new() if sampler_process is not None else None
     progress = None
-    warm_frames = min(WARMUP_FRAMES, workload.frame_count)  # a warm-up round's (bench/measure/run.py)
     if run_options.progress:
         capture = request.config.pluginmanager.getplugin("capturemanager")
         label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
-        progress = Progress(warm_frames * run_options.warmup + workload.frame_count * run_options.rounds, label,
+        progress = Progress(frames_per_benchmark(workload.frame_count, run_options.warmup, run_options.rounds), label,
                             capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
-    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler, progress, frames_per_warmup=warm_frames)
+    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler, progress,
+                       frames_per_warmup=warmup_frames(workload.frame_count))
     try:
         yield hooks
     finally:

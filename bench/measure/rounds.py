@@ -66,6 +66,16 @@ class Progress:
 WARMUP_FRAMES = 8
 
 
+def warmup_frames(frames_per_camera: int, cameras: int = 1) -> int:
+    """A warm-up round's frames: each of `cameras` cameras' first WARMUP_FRAMES (all its frames when fewer)."""
+    return min(WARMUP_FRAMES, frames_per_camera) * cameras
+
+
+def frames_per_benchmark(frames_per_camera: int, warmup: int, rounds: int) -> int:
+    """The frames a progress bar counts for one benchmark: its warm-up rounds and its timed rounds."""
+    return warmup_frames(frames_per_camera) * warmup + frames_per_camera * rounds
+
+
 class RoundHooks:
     """`setup`/`teardown` for `benchmark.pedantic`: the first `warmup` rounds are not sampled."""
 

@@ -34,7 +34,7 @@ from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds
 from bench.measure.limits import PackingLimit, time_limit
 from bench.measure.measurement import Measurement, build_measurement
 from bench.measure.metrics import frame_latencies
-from bench.measure.rounds import WARMUP_FRAMES, RoundHooks
+from bench.measure.rounds import RoundHooks, warmup_frames
 from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import OFFLINE, SPREAD, STREAMING, Scenario, stream_reference
 from bench.options import RunOptions
@@ -95,8 +95,8 @@ class BenchmarkRun:
         self.inputs, self.case, self.scenario = inputs, case, scenario
         self.schedule = scenario.schedule(inputs.workload.frame_count)  # several cameras (None: one, or offline)
         cameras = scenario.streams if self.schedule is not None else 1
-        self.warmup_frames = min(WARMUP_FRAMES * cameras, len(self.schedule) if self.schedule is not None
-                                 else inputs.workload.frame_count)
+        run_frames = len(self.schedule) if self.schedule is not None else inputs.workload.frame_count
+        self.warmup_frames = warmup_frames(run_frames // cameras, cameras)
         self.rounds = rounds if rounds is not None else Rounds(self.check_of(self.schedule),
                                                                self.check_of(self.schedule, self.warmup_frames))
         self.strategy: Strategy | None = None

@@ -96,7 +96,10 @@ def test_only_serial_offline_is_paired_with_bare_loops(tiny_workload, reference)
 
 
 class WrongSecondRun(SERIAL):
+    """Its second run differs from serial at frame 1."""
+
     name = "wrong_second"
+    wrong_run = 2
 
     def open(self) -> None:
         super().open()
@@ -105,7 +108,7 @@ class WrongSecondRun(SERIAL):
     def run(self, *args: Any, **kwargs: Any) -> RunResult:
         result = super().run(*args, **kwargs)
         self.runs += 1
-        if self.runs == 2:
+        if self.runs == self.wrong_run:
             result.outputs[0][1] = tuple(array + 1 for array in result.outputs[0][1])
         return result
 
@@ -123,13 +126,7 @@ class WrongWarmUp(WrongSecondRun):
     """Its first run, the warm-up round, differs from serial at frame 1."""
 
     name = "wrong_warm_up"
-
-    def run(self, *args: Any, **kwargs: Any) -> RunResult:
-        result = SERIAL.run(self, *args, **kwargs)
-        self.runs += 1
-        if self.runs == 1:
-            result.outputs[0][1] = tuple(array + 1 for array in result.outputs[0][1])
-        return result
+    wrong_run = 1
 
 
 @pytest.mark.parametrize("cameras", [1, 2])
