@@ -8,7 +8,8 @@ from typing import Any
 from bench.measure.scenarios import STREAMING, Scenario, not_streamed
 from bench.options import RunOptions
 from bench.thread_spec import resolve
-from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings, usable_cores
+from strategies import CLASSIC, STRATEGIES, Strategy, ThreadSettings
+from strategies.runtime import usable_cores
 
 
 @dataclass(frozen=True)

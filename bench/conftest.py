@@ -36,7 +36,8 @@ from bench.options import RunOptions
 from bench.plugin import RunState, check_report_dir, options_of, state_of
 from bench.report.summary import write_summary
 from fixtures.options import out_of_time
-from strategies import STRATEGIES, RunTimeout, send_ray_guard_lines_to, usable_cores
+from strategies import STRATEGIES, RunTimeout
+from strategies.runtime import send_ray_guard_lines_to, usable_cores
 
 RAY = "ray"  # the ray strategy's name (strategies/ray.py): its strategy_info says what Ray it ran on
 

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from fixtures.models import SIZES, model_set, write_model
-from strategies import CudaRuntimeError, ThreadSettings, cuda_runtime, io_names, make_session, onnxruntime
+from strategies import ThreadSettings
+from strategies.runtime import CudaRuntimeError, cuda_runtime, io_names, make_session, onnxruntime
 
 Step = Callable[[int], tuple[np.ndarray, ...]]
 CPU_SETTINGS = ThreadSettings(intra_op=4, inter_op=1, spinning=False)

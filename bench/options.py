@@ -19,7 +19,8 @@ from fixtures.cuda import CudaOptionError, parse_cuda_option
 from fixtures.models import SIZES
 from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
 from fixtures.user import model_option
-from strategies import STRATEGIES, ThreadSettings, usable_cores
+from strategies import STRATEGIES, ThreadSettings
+from strategies.runtime import usable_cores
 
 
 def at_least(minimum: int):

@@ -29,7 +29,8 @@ from fixtures.cuda import cuda_unavailable_reason
 from fixtures.options import OptionError, given_flags, out_of_time
 from fixtures.user import UserInput, UserInputError, largest_frame_shape, load_user_input
 from fixtures.workloads import MemoryRefused, check_memory, synthetic_memory
-from strategies import RunTimeout, onnxruntime, usable_cores
+from strategies import RunTimeout
+from strategies.runtime import onnxruntime, usable_cores
 
 
 @dataclass

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from strategies import Strategy, ThreadSettings, usable_cores
+from strategies import Strategy, ThreadSettings
+from strategies.runtime import usable_cores
 
 STRATEGY_DEFAULT = "default"
 KEYS = ("intra", "inter", "spin", "mode")

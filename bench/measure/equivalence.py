@@ -36,17 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from strategies import (
-    Outputs,
-    RunResult,
-    RunTimeout,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    Workload,
-    get_strategy,
-    usable_cores,
-)
+from strategies import Outputs, RunResult, RunTimeout, StrategyError, StrategyUnavailable, ThreadSettings, Workload, get_strategy
+from strategies.runtime import usable_cores
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fixtures.phases import phase_limit
-from strategies import Clock, ThreadSettings, Workload, io_names, usable_cores
+from strategies import ThreadSettings, Workload
+from strategies.runtime import io_names, usable_cores
 
 SINGLE_THREAD = ThreadSettings(intra_op=1, inter_op=1, spinning=False)
 
@@ -64,7 +65,7 @@ class PackingLimit:
                 "bound": self.bound}
 
 
-def measure_packing_limit(workload: Workload, clock: Clock = time.perf_counter, cores: int | None = None,
+def measure_packing_limit(workload: Workload, clock: Callable[[], float] = time.perf_counter, cores: int | None = None,
                           time_limit_s: float | None = None) -> PackingLimit:
     """Time every model alone, single-threaded, over every frame of the workload, within `time_limit_s`
     (RunTimeout past it: onnxruntime stops the call in progress)."""

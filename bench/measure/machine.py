@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import cv2
 import numpy
 
-from strategies import device_id, onnxruntime, usable_cores
+from strategies.runtime import device_id, onnxruntime, usable_cores
 
 # Reasons stored in saved runs (machine_info "gpu_unavailable", extra_info "gpu_absent"): kept word for word.
 NOT_INSTALLED = "pynvml is not installed (pip install nvidia-ml-py)"

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import psutil
 
 from bench.measure.machine import GpuReader, GpuReading, open_gpu
-from strategies import detach_from_terminal_signals, terminal_signals_blocked, usable_cores
+from strategies.runtime import detach_from_terminal_signals, terminal_signals_blocked, usable_cores
 
 Clock = Callable[[], float]
 DEFAULT_RATE_HZ = 10.0

@@ -18,7 +18,7 @@ from bench.measure.measurement import Measurement
 from bench.report.capacity import capacity_lines
 from bench.report.markdown import recommendation_lines, stage_report, swap_in
 from bench.report.table import fill, format_table
-from strategies import onnxruntime, usable_cores
+from strategies.runtime import onnxruntime, usable_cores
 
 
 def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], *, overhead_lines: Sequence[str] = (),

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from strategies import SessionFactory, ThreadSettings
+from strategies import ThreadSettings
+from strategies.runtime import SessionFactory
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from strategies import STRATEGIES, RunStopped, RunTimeout, StrategyError, Workload, get_strategy
+from strategies import STRATEGIES, RunTimeout, StrategyError, Workload, get_strategy
+from strategies.base import RunStopped
 from strategies.processes import Processes
 from strategies.runtime.shared_frames import SHM_DIR, block_prefix
 from strategies.runtime.workers import WorkerPool

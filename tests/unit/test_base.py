@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies import Arrivals, CallLog, CallRecord, RunResult, RunTimeout, StrategyError, ThreadSettings
+from strategies import RunResult, RunTimeout, StrategyError, ThreadSettings
+from strategies.base import Arrivals
 from strategies.lanes import run_model_frames
+from strategies.records import CallLog, CallRecord
 from strategies.serial import Serial
 from tests.helpers.fakes import FakeClock
 

@@ -23,7 +23,8 @@ from bench.options import parse_args
 from fixtures.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
 from fixtures.models import SIZES, flops_per_image
 from fixtures.options import OptionError, given_flags, workload_options
-from strategies import ProviderError, ThreadSettings
+from strategies import ThreadSettings
+from strategies.runtime import ProviderError
 from tests.helpers.fakes import FakeNvml
 from tests.helpers.run_bench import pytest_subprocess
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bench.measure.harness import HarnessOverhead, bare_loop, frame_seconds
-from strategies import CallRecord, RunResult
+from strategies import RunResult
+from strategies.records import CallRecord
 
 
 class RecordingSession:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from onnx import TensorProto, compose, helper, numpy_helper
 
 from fixtures.models import ModelSpec, build_model, write_model
-from strategies import ModelInput, StrategyUnavailable, ThreadSettings, Workload, get_strategy, make_session
-from strategies.runtime import merge
+from strategies import ModelInput, StrategyUnavailable, ThreadSettings, Workload, get_strategy
+from strategies.runtime import make_session, merge
 from strategies.runtime.merge import MergeError, merge_models
 from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.workloads import frames_array, tiny_workload

@@ -22,7 +22,8 @@ from bench.measure.metrics import (
 )
 from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import Scenario
-from strategies import CallRecord, RunResult, ThreadSettings
+from strategies import RunResult, ThreadSettings
+from strategies.records import CallRecord
 
 START = 100.0
 

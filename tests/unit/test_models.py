@@ -20,7 +20,8 @@ from fixtures.models import (
     model_set,
     write_model,
 )
-from strategies import ThreadSettings, make_session
+from strategies import ThreadSettings
+from strategies.runtime import make_session
 
 
 def test_same_spec_gives_same_bytes():

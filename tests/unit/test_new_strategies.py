@@ -8,14 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from strategies import (
-    STRATEGIES,
-    StrategyError,
-    StrategyUnavailable,
-    ThreadSettings,
-    Workload,
-    get_strategy,
-)
+from strategies import STRATEGIES, StrategyError, StrategyUnavailable, ThreadSettings, Workload, get_strategy
 from strategies.batched import Batched
 from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.fakes import FakeClock

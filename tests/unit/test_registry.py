@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from strategies import CLASSIC, STRATEGIES, Strategy, UnknownStrategyError, get_strategy
+from strategies import CLASSIC, STRATEGIES, Strategy, get_strategy
+from strategies.registry import UnknownStrategyError
 
 
 def test_classic_four_are_registered_first_under_their_names():

@@ -26,7 +26,7 @@ from bench.measure.sampler import (
     TreeReading,
     summarise,
 )
-from strategies import usable_cores
+from strategies.runtime import usable_cores
 from tests.helpers.fakes import FakeNvml
 
 MB = 1024 * 1024

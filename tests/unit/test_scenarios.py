@@ -9,7 +9,9 @@ import pytest
 
 from bench.measure.metrics import frame_latencies, summarise_latencies
 from bench.measure.scenarios import Scenario, minimum_duration_s, not_streamed, selected_scenarios
-from strategies import Arrivals, CallLog, ModelInput, RunTimeout, Strategy, Workload
+from strategies import ModelInput, RunTimeout, Strategy, Workload
+from strategies.base import Arrivals
+from strategies.records import CallLog
 from tests.helpers.fakes import FakeClock
 
 

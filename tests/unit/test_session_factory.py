@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from bench.measure.harness import opened
-from strategies import STRATEGIES, SessionFactory, ThreadSettings, get_strategy
+from strategies import STRATEGIES, ThreadSettings, get_strategy
+from strategies.runtime import SessionFactory
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
 from tests.helpers.recording_sessions import RecordingFactory
 

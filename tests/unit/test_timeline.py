@@ -11,7 +11,8 @@ import pytest
 from bench.measure.metrics import timeline
 from bench.report.charts import chart_names, chart_text
 from bench.report.timeline import render_timeline
-from strategies import CallRecord, RunResult
+from strategies import RunResult
+from strategies.records import CallRecord
 
 
 def png_size(data: bytes) -> tuple[int, int]:
