@@ -199,7 +199,8 @@ def test_a_built_measurement_goes_through_schema_2_json_and_back_unchanged():
         assert info["schema_version"] == 2
         assert Measurement.from_extra_info(info) == m
     offline, stream, _ = (m.extra_info() for m in built)
-    assert (offline["timing"]["wall_s"], offline["resources"]["samples"], offline["settings"]["label"]) == (1.25, 4, "ort-defaults")
+    assert (offline["timing"]["wall_s"], offline["resources"]["samples"], offline["settings"]["label"]) == \
+        (1.25, 4, "ort-defaults")
     assert (offline["strategy_info"], stream["capacity"]["cameras"], stream["latency"]["deadline_s"]) == \
         ({"ray_version": "2.9"}, 3, 0.25)
 

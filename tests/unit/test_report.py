@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from bench.measure.measurement import PARTS, SCHEMA_VERSION, V1_PLACES, HistoryE
 from bench.report import markdown, summary
 from bench.report.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
 from bench.report.markdown import main, trend_series, write_report
+from bench.report.table import format_table
 from tests.helpers.measurements import changed
 
 DATA = Path(__file__).parents[1] / "data"
@@ -265,6 +267,29 @@ def test_every_committed_flat_history_loads_into_the_parts_with_its_values(path)
             if key in saved:
                 assert getattr(getattr(m, part), name) == saved[key], key
         assert set(saved) - set(V1_PLACES) <= {"strategy", "per_frame"}
+
+
+GPU_RUNS = sorted((DATA.parents[1] / "docs" / "gpu-runs").glob("*/*.json.gz"))  # saved with schema 1 on H100 / H200
+
+
+@pytest.mark.parametrize("path", GPU_RUNS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_the_documented_gpu_runs_still_load_and_tabulate(path):
+    benchmarks = json.loads(gzip.decompress(path.read_bytes()))["benchmarks"]
+    measured = [bench for bench in benchmarks if "strategy" in bench.get("extra_info", {})]
+    assert measured
+    rows = []
+    for bench in measured:
+        saved, m = bench["extra_info"], Measurement.from_extra_info(bench["extra_info"], bench["name"])
+        assert saved["schema_version"] == 1
+        for key, (part, name) in V1_PLACES.items():
+            if key in saved:
+                assert getattr(getattr(m, part), name) == saved[key], key
+        assert (m.strategy, m.capacity, m.strategy_info) == (saved["strategy"], saved.get("capacity", {}),
+                                                             saved.get("strategy_info", {}))
+        assert (m.settings.label, m.timing.wall_s, m.latency.p99_s, m.resources.gpu_util_mean, m.equivalence.tolerance) \
+            == (saved["settings"], saved["wall_s"], saved["latency_p99_s"], saved["gpu_util_mean"], saved["tolerance"])
+        rows.append(m)
+    assert "cuda" in format_table(rows)  # every reader of the parts runs on them
 
 
 def test_a_measurement_goes_through_schema_2_json_and_back_unchanged():
