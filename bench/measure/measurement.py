@@ -154,14 +154,9 @@ def stored(info: Mapping[str, Any], part: str, name: str) -> Any:
 
 def _as_schema_2(info: Mapping[str, Any]) -> dict[str, Any]:
     """A flat (schema 0 or 1) extra_info in schema 2's layout; keys of no part are kept at the top."""
-    nested: dict[str, Any] = {part: {} for part in PARTS}
-    for key, value in info.items():
-        if key in V1_PLACES:
-            part, name = V1_PLACES[key]
-            nested[part][name] = value
-        else:
-            nested[key] = value
-    return nested
+    parts = {part: {name: info[key] for key, (held, name) in V1_PLACES.items() if held == part and key in info}
+             for part in PARTS}
+    return {**{key: value for key, value in info.items() if key not in V1_PLACES}, **parts}
 
 
 @dataclass(frozen=True)
