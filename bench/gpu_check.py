@@ -193,18 +193,19 @@ def _cameras(m: Measurement) -> str:
 def benchmark_table(benchmarks: Sequence[Measurement]) -> list[str]:
     """Markdown rows: scenario, median wall, spread of the rounds, ratio to serial ort-defaults (offline), GPU,
     cameras served (where a capacity was searched), equality."""
-    timed = [m for m in benchmarks if m.wall_s]
-    base = next((m.wall_s for m in timed if m.strategy == "serial" and m.ort_defaults and m.scenario == "offline"), None)
+    timed = [m for m in benchmarks if m.timing.wall_s]
+    base = next((m.timing.wall_s for m in timed
+                 if m.strategy == "serial" and m.settings.ort_defaults and m.settings.scenario == "offline"), None)
     rows = ["| strategy | settings | scenario | wall (s) | rounds min-max (spread) | x serial-ort-defaults "
             "| GPU util mean % | GPU MB | cameras at capacity | equal | provider |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in timed:
-        ratio = f"{base / m.wall_s:.2f}" if base and m.scenario == "offline" else "-"  # a stream's wall is paced
-        memory = m.gpu_memory_peak_bytes
-        rows.append(f"| {m.strategy} | {m.settings} | {m.scenario} | {m.wall_s:.3f} | "
-                    f"{_spread(m.rounds_wall_s or [m.wall_s])} | {ratio} | {_percent(m.gpu_util_mean)} | "
+        ratio = f"{base / m.timing.wall_s:.2f}" if base and m.settings.scenario == "offline" else "-"  # streams: paced
+        memory = m.resources.gpu_memory_peak_bytes
+        rows.append(f"| {m.strategy} | {m.settings.label} | {m.settings.scenario} | {m.timing.wall_s:.3f} | "
+                    f"{_spread(m.timing.rounds_wall_s or [m.timing.wall_s])} | {ratio} | {_percent(m.resources.gpu_util_mean)} | "
                     f"{'-' if memory is None else f'{memory / 2**20:.0f}'} | {_cameras(m)} | "
-                    f"{'yes' if m.equivalent else 'NO'} | {m.provider} |")
+                    f"{'yes' if m.equivalence.equivalent else 'NO'} | {m.settings.provider} |")
     return rows
 
 
@@ -215,11 +216,11 @@ def cameras_line(benchmarks: Sequence[Measurement]) -> str | None:
     if not found:
         return None
     top, c = found[0], found[0].capacity
-    line = (f"- this host serves {c['cameras']} cameras at {c['fps']:g} fps with {top.strategy} {top.settings} "
+    line = (f"- this host serves {c['cameras']} cameras at {c['fps']:g} fps with {top.strategy} {top.settings.label} "
             f"(p99 {(c.get('p99_s') or 0.0) * 1e3:.1f} ms)")
     runner = next((m for m in found[1:] if m.strategy != top.strategy), None)
     if runner is not None:
-        line += f"; {runner.strategy} {runner.settings} serves {runner.capacity['cameras']}"
+        line += f"; {runner.strategy} {runner.settings.label} serves {runner.capacity['cameras']}"
     return line
 
 
@@ -258,14 +259,14 @@ def summary(results: Sequence[StepResult], command: str, stopped: str | None = N
             cameras = cameras_line(result.benchmarks)
             if cameras is not None:
                 lines += ["", cameras]
-            tolerances = sorted({m.tolerance for m in result.benchmarks if m.tolerance})
+            tolerances = sorted({m.equivalence.tolerance for m in result.benchmarks if m.equivalence.tolerance})
             lines += [""] + [f"- equal to serial within: {tolerance}" for tolerance in tolerances]
             for m in result.benchmarks:
-                if m.harness_overhead is not None:
-                    lines.append(f"- harness overhead of {m.strategy} {m.settings}: "
-                                 f"{m.harness_overhead:+.1%} (bare loop {m.bare_loop_s:.3f} s)")
-                if m.mismatch:
-                    lines.append(f"- {m.strategy} {m.settings} NOT equal: {m.mismatch}")
+                if m.timing.harness_overhead is not None:
+                    lines.append(f"- harness overhead of {m.strategy} {m.settings.label}: "
+                                 f"{m.timing.harness_overhead:+.1%} (bare loop {m.timing.bare_loop_s:.3f} s)")
+                if m.equivalence.mismatch:
+                    lines.append(f"- {m.strategy} {m.settings.label} NOT equal: {m.equivalence.mismatch}")
         lines += [f"- failed: {line}" for line in result.failures]
         lines += [f"- skipped: {line}" for line in result.skips]
     for step in not_run:

@@ -18,5 +18,5 @@ def test_strategy(benchmark, case, scenario, run_inputs, round_hooks, record, re
         run.in_a_row(benchmark, round_hooks)
     measurement = run.measure(benchmark)
     record(measurement, run.overhead_line())
-    mismatch = measurement.mismatch
+    mismatch = measurement.equivalence.mismatch
     assert mismatch is None, f"{case.id}: outputs differ from the serial reference: {mismatch}"

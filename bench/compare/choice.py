@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.measure.measurement import stored
+
 SavedFile = tuple[Path, Mapping[str, Any]]  # (path, the run's JSON), as pytest-benchmark's storage loads them
 
 
@@ -58,14 +60,15 @@ def differences(saved: Mapping[str, Any], work: Work) -> list[str]:
     if "provider" in asked and asked["provider"] != work.provider:
         found.append(f"provider: {asked['provider']} -> {work.provider}")
     name, measured = next(((bench["name"], bench["extra_info"]) for bench in benchmarks
-                           if "rounds_wall_s" in (bench.get("extra_info") or {})), (None, None))
+                           if stored(bench.get("extra_info") or {}, "timing", "rounds_wall_s") is not None), (None, None))
     if measured is None:
         return found  # saved without fanbench's measurements (interrupted, older fanbench): names only
     frames = work.run_frames.get(name, work.frames)
-    found += [f"{key}: {measured.get(key)} -> {value}" for key, value in (("frames", frames), ("batch", work.batch))
-              if measured.get(key) != value]
-    if tuple(measured.get("models") or ()) != work.models:
-        found.append(f"models: {_models(measured.get('models') or [])} -> {_models(work.models)}")
+    found += [f"{key}: {stored(measured, 'settings', key)} -> {value}" for key, value in (("frames", frames),
+              ("batch", work.batch)) if stored(measured, "settings", key) != value]
+    models = stored(measured, "settings", "models") or []
+    if tuple(models) != work.models:
+        found.append(f"models: {_models(models)} -> {_models(work.models)}")
     return found
 
 

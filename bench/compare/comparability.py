@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: extra_info keys that define the work a benchmark timed.
+from bench.measure.measurement import stored
+
+#: The fields of extra_info's `settings` that define the work a benchmark timed (flat keys before schema 2).
 WORKLOAD_KEYS = ("frames", "batch", "models", "model_set_hash", "provider", "thread_settings")
 #: machine_info entries worth naming when two runs come from different machines or software.
 #: The requested workload (`fanbench.workload`) is not among them: what each benchmark really timed is
@@ -36,12 +38,13 @@ def one_unmeasured(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     rounds was saved with a few rounds and an empty extra_info: such a benchmark is not compared
     (its timings are partial and its workload unknown), rather than refused as different work.
     """
-    return ("rounds_wall_s" in old) != ("rounds_wall_s" in new)
+    return (stored(old, "timing", "rounds_wall_s") is None) != (stored(new, "timing", "rounds_wall_s") is None)
 
 
 def workload_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """'frames: 40 -> 20' for every workload key whose stored values differ (missing counts)."""
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in WORKLOAD_KEYS if old.get(key) != new.get(key)]
+    pairs = ((key, stored(old, "settings", key), stored(new, "settings", key)) for key in WORKLOAD_KEYS)
+    return [f"{key}: {before!r} -> {after!r}" for key, before, after in pairs if before != after]
 
 
 def _lookup(info: Mapping[str, Any], dotted: str) -> Any:

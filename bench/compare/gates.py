@@ -116,7 +116,7 @@ def evaluate(gates: Sequence[Gate | CapacityGate], measurements: Sequence[Measur
     benchmark, which is what a bare strategy name in a gate refers to.
     """
     # Speed gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
-    by_key = {measurement.key: measurement for measurement in measurements if measurement.scenario == "offline"}
+    by_key = {measurement.key: measurement for measurement in measurements if measurement.settings.scenario == "offline"}
     streamed = {measurement.key: measurement for measurement in measurements if measurement.capacity}
 
     def find(reference: str, among: Mapping[str, Measurement] = by_key) -> Measurement | None:
@@ -170,4 +170,4 @@ def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str,
 
 def median_wall(measurement: Measurement) -> float:
     """Median wall time of the timed rounds (the measurement's own wall time when none are listed)."""
-    return statistics.median(measurement.rounds_wall_s) if measurement.rounds_wall_s else measurement.wall_s
+    return statistics.median(measurement.timing.rounds_wall_s) if measurement.timing.rounds_wall_s else measurement.timing.wall_s

@@ -1,8 +1,8 @@
 """Is a run statistically slower than an earlier one? `python -m bench.compare OLD.json NEW.json`
 
 For every benchmark in both saved runs (pytest-benchmark's JSON, e.g. from .benchmarks/),
-it compares the per-round wall times (`extra_info.rounds_wall_s`, stored by every fanbench
-benchmark; else pytest-benchmark's `stats.data` from --benchmark-save-data) and reports:
+it compares the per-round wall times (`extra_info.timing.rounds_wall_s`, stored by every
+fanbench benchmark; else pytest-benchmark's `stats.data` from --benchmark-save-data) and reports:
 
 - the ratio of medians NEW / OLD (above 1: slower),
 - its bootstrap confidence interval (scipy.stats.bootstrap, percentile method),
@@ -35,7 +35,7 @@ from scipy import stats
 from bench.compare.comparability import machine_differences, one_unmeasured, workload_differences
 from bench.compare.saved import SavedRun, history_files, load_run, load_runs
 from bench.measure.limits import checked_float
-from bench.measure.measurement import HistoryError
+from bench.measure.measurement import HistoryError, stored
 from bench.measure.metrics import median_ratio_interval
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
@@ -60,10 +60,10 @@ class Comparison:
 
 def rounds_of(benchmark: Mapping[str, Any]) -> list[float]:
     """Per-round wall times of one saved benchmark."""
-    rounds = benchmark.get("extra_info", {}).get("rounds_wall_s") or benchmark.get("stats", {}).get("data")
+    rounds = stored(benchmark.get("extra_info", {}), "timing", "rounds_wall_s") or benchmark.get("stats", {}).get("data")
     if not rounds:
         raise ValueError(f"benchmark {benchmark.get('fullname')!r} has no per-round times: it needs "
-                         "extra_info.rounds_wall_s (fanbench benchmarks) or stats.data (--benchmark-save-data).")
+                         "extra_info.timing.rounds_wall_s (fanbench benchmarks) or stats.data (--benchmark-save-data).")
     return [float(value) for value in rounds]
 
 

@@ -1,4 +1,8 @@
-"""One benchmark's measurement: built once from the timed runs, stored as numbers, formatted elsewhere."""
+"""One benchmark's measurement: built once from the timed runs, stored as numbers, formatted elsewhere.
+
+A Measurement is a few named parts (settings, timing, latency, resources, equivalence) and, at the top,
+the strategy, what it reported of its set-up and its capacity. `extra_info()` stores it as schema 2, one
+dict per part; `from_extra_info` reads that and the flat schemas 1 and 0 (V1_PLACES maps their keys)."""
 
 from __future__ import annotations
 
@@ -13,12 +17,9 @@ from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import Scenario
 from strategies import RunResult, ThreadSettings
 
-# extra_info["schema_version"]; a run saved before it was added has none, which reads as 0.
-SCHEMA_VERSION = 1
-# Stored only where measured (serial, offline), as before the schema version: other benchmarks lack the keys.
-# The foreign load likewise: it is measured only with the sampler.
-ONLY_WHEN_MEASURED = ("harness_overhead", "bare_loop_s", "strategy_info", "foreign_load_cores",
-                      "rounds_foreign_load_cores", "usable_cores", "capacity")  # stored only when not None / {} / []
+# extra_info["schema_version"]; a run saved before it was added has none, which reads as 0. Schemas 0 and 1
+# are flat (one key per field), 2 holds one dict per part.
+SCHEMA_VERSION = 2
 
 
 class HistoryError(ValueError):
@@ -26,42 +27,62 @@ class HistoryError(ValueError):
 
 
 @dataclass(frozen=True)
-class Measurement:
-    strategy: str
-    settings: str  # ThreadSettings.label
+class Settings:
+    """What was timed and what it ran with: the work (models, frames, batch, provider really used, scenario)
+    and the settings (threads, the strategy's own options, the provider's options)."""
+
+    label: str  # ThreadSettings.label
     ort_defaults: bool
     models: list[str]
     frames: int
     batch: int
     provider: str
+    thread_settings: dict[str, Any] = field(default_factory=dict)  # ThreadSettings.as_dict()
+    model_flops: list[int | None] = field(default_factory=list)  # None: unknown, for a user's model
+    model_set_hash: str = ""
+    strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. batched's {"k": 4}
+    provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
+    scenario: str = "offline"
+    target_fps: float | None = None  # streaming: the rate frames arrive at
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The timed rounds' walls (the median run's figures), the performance bar, the harness's cost."""
+
     per_model_cumulative_s: list[float]
     wall_s: float
     fps: float
     overlap: float
-    equivalent: bool
-    mismatch: str | None = None
-    thread_settings: dict[str, Any] = field(default_factory=dict)
-    model_flops: list[int | None] = field(default_factory=list)  # None: unknown, for a user's model
-    model_set_hash: str = ""
     rounds_wall_s: list[float] = field(default_factory=list)
     # The performance bar (bench/measure/limits.py): the packing limit and limit / wall for this run.
     limit_s: float | None = None
     efficiency: float | None = None
-    strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. batched's {"k": 4}
-    # --- scenario, per-frame latency, resources, timeline (None: not measured; see
-    # docs/measurements.md). Latency is over every timed round's frames; the timeline is the
-    # median run's calls (bench.measure.metrics.timeline); resources cover the timed rounds only.
-    scenario: str = "offline"
-    target_fps: float | None = None  # streaming: the rate frames arrive at
-    per_frame: bool = True  # every strategy completes frames one by one (kept: every saved run has the key)
-    latency_frames: int | None = None
-    latency_p50_s: float | None = None
-    latency_p90_s: float | None = None
-    latency_p99_s: float | None = None
-    latency_max_s: float | None = None
-    latency_mean_s: float | None = None
+    packing_limit: dict[str, Any] = field(default_factory=dict)  # PackingLimit.as_dict()
+    # serial, offline: the timed rounds against bare loops over the same sessions (HarnessOverhead)
+    harness_overhead: float | None = None
+    bare_loop_s: float | None = None
+    timeline: dict[str, Any] = field(default_factory=dict)  # the median run's calls (metrics.timeline)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-frame latency over every timed round's frames (metrics.LatencySummary); None: not measured."""
+
+    frames: int | None = None
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    max_s: float | None = None
+    mean_s: float | None = None
     deadline_s: float | None = None  # streaming: one frame period
-    deadline_misses: int | None = None  # frames over the deadline, over latency_frames
+    misses: int | None = None  # frames over the deadline, out of `frames`
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the timed rounds used (the sampler, bench/measure/sampler.py); None: not measured."""
+
     cpu_util_mean: float | None = None  # process tree, fraction of the usable cores
     cpu_util_max: float | None = None
     peak_uss_bytes: int | None = None  # process tree, summed
@@ -72,26 +93,83 @@ class Measurement:
     gpu_util_max: float | None = None
     gpu_absent: str | None = None  # why the GPU fields are None
     sampler_rate_hz: float | None = None  # None: sampling was off (--no-sampler)
-    sampler_samples: int = 0
+    samples: int = 0
     sampler_cpu_s: float | None = None  # CPU time the sampler spent (its own process)
-    timeline: dict[str, Any] = field(default_factory=dict)
-    provider_options: dict[str, str] = field(default_factory=dict)  # CUDA options the sessions ran with
-    tolerance: str = ""  # what "equal to serial" allowed (bench/measure/equivalence.py); "" in older histories
-    # Per model: measured noise, discrimination and tolerance (bench/measure/equivalence.py Calibration.as_dict)
-    equivalence: dict[str, Any] = field(default_factory=dict)
-    packing_limit: dict[str, Any] = field(default_factory=dict)  # PackingLimit.as_dict()
-    # serial, offline: the timed rounds against bare loops over the same sessions (HarnessOverhead)
-    harness_overhead: float | None = None
-    bare_loop_s: float | None = None
-    # What the strategy reports of its own set-up (Strategy.info): ray's version, address, placement
-    # and start-up time (outside the timed rounds); {} for the others.
-    strategy_info: dict[str, Any] = field(default_factory=dict)
     # Cores busy outside the run while its rounds were timed (another job's load; the sampler's
     # reading of the machine minus the run's own process tree): the mean over the timed rounds and
     # each round's. None / []: not measured (--no-sampler, or a run saved before it was).
     foreign_load_cores: float | None = None
     rounds_foreign_load_cores: list[float] = field(default_factory=list)
     usable_cores: int | None = None  # the cores this run could use (cpu_util_* are fractions of them)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Whether every round's outputs equalled serial's (bench/measure/equivalence.py)."""
+
+    equivalent: bool
+    mismatch: str | None = None
+    tolerance: str = ""  # what "equal to serial" allowed; "" in older histories
+    calibration: dict[str, Any] = field(default_factory=dict)  # per model: noise, separation, tolerance
+
+
+PARTS: dict[str, type] = {"settings": Settings, "timing": Timing, "latency": Latency, "resources": Resources,
+                          "equivalence": Equivalence}
+# Schema 0 and 1's flat keys -> (part, field) of schema 2; every other flat key (strategy, strategy_info,
+# capacity) is a top-level one, and per_frame (always true) is gone.
+V1_PLACES: dict[str, tuple[str, str]] = {
+    "settings": ("settings", "label"),
+    **{key: ("settings", key) for key in ("ort_defaults", "models", "frames", "batch", "provider", "thread_settings",
+                                          "model_flops", "model_set_hash", "strategy_options", "provider_options",
+                                          "scenario", "target_fps")},
+    **{key: ("timing", key) for key in ("per_model_cumulative_s", "wall_s", "fps", "overlap", "rounds_wall_s",
+                                        "limit_s", "efficiency", "packing_limit", "harness_overhead", "bare_loop_s",
+                                        "timeline")},
+    **{f"latency_{key}": ("latency", key) for key in ("frames", "p50_s", "p90_s", "p99_s", "max_s", "mean_s")},
+    "deadline_s": ("latency", "deadline_s"), "deadline_misses": ("latency", "misses"),
+    **{key: ("resources", key) for key in ("cpu_util_mean", "cpu_util_max", "peak_uss_bytes", "peak_pss_bytes",
+                                           "gpu_memory_peak_bytes", "gpu_device_memory_peak_bytes", "gpu_util_mean",
+                                           "gpu_util_max", "gpu_absent", "sampler_rate_hz", "sampler_cpu_s",
+                                           "foreign_load_cores", "rounds_foreign_load_cores", "usable_cores")},
+    "sampler_samples": ("resources", "samples"),
+    **{key: ("equivalence", key) for key in ("equivalent", "mismatch", "tolerance")},
+    "equivalence": ("equivalence", "calibration"),
+}
+_V1_KEY = {place: key for key, place in V1_PLACES.items()}
+# Stored only where measured (serial, offline; the sampler ran; a strategy reported its set-up; a capacity
+# search ran), as schema 1 did: other benchmarks lack the keys. (part, field); part "": the top level.
+ONLY_WHEN_MEASURED = (("timing", "harness_overhead"), ("timing", "bare_loop_s"), ("", "strategy_info"),
+                      ("resources", "foreign_load_cores"), ("resources", "rounds_foreign_load_cores"),
+                      ("resources", "usable_cores"), ("", "capacity"))  # stored only when not None / {} / []
+
+
+def stored(info: Mapping[str, Any], part: str, name: str) -> Any:
+    """What a saved extra_info of any schema holds for `part`'s field `name` (None: nothing), for the readers
+    of raw saved benchmarks (a record interrupted before it was measured has an empty extra_info)."""
+    if info.get("schema_version", 0) < 2:
+        return info.get(_V1_KEY[(part, name)])
+    held = info.get(part)
+    return held.get(name) if isinstance(held, Mapping) else None
+
+
+def _as_schema_2(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat (schema 0 or 1) extra_info in schema 2's layout; keys of no part are kept at the top."""
+    parts = {part: {name: info[key] for key, (held, name) in V1_PLACES.items() if held == part and key in info}
+             for part in PARTS}
+    return {**{key: value for key, value in info.items() if key not in V1_PLACES}, **parts}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    strategy: str
+    settings: Settings
+    timing: Timing
+    equivalence: Equivalence
+    latency: Latency = field(default_factory=Latency)
+    resources: Resources = field(default_factory=Resources)
+    # What the strategy reports of its own set-up (Strategy.info): ray's version, address, placement
+    # and start-up time (outside the timed rounds); {} for the others.
+    strategy_info: dict[str, Any] = field(default_factory=dict)
     # Streaming: the most cameras at target_fps this benchmark served (bench/measure/capacity.py
     # Capacity.as_dict: cameras, aggregate_fps, p50_s/p99_s at capacity, deadline, every probe);
     # {} where not searched (offline, --no-capacity, a run saved before it was).
@@ -103,29 +181,40 @@ class Measurement:
 
     @property
     def key(self) -> str:
-        return f"{self.strategy}-{self.settings}"
+        return f"{self.strategy}-{self.settings.label}"
 
     def extra_info(self) -> dict[str, Any]:
-        """What is stored into pytest-benchmark's history, next to its own timing statistics."""
+        """What is stored into pytest-benchmark's history, next to its own timing statistics: schema 2."""
         info = asdict(self)
-        for key in ONLY_WHEN_MEASURED:
-            if info[key] is None or info[key] in ({}, []):
-                del info[key]
+        for part, name in ONLY_WHEN_MEASURED:
+            held = info[part] if part else info
+            if held[name] is None or held[name] in ({}, []):
+                del held[name]
         return {**info, "schema_version": SCHEMA_VERSION}
 
     @classmethod
     def from_extra_info(cls, info: Mapping[str, Any], name: str = "benchmark") -> Measurement:
-        """A Measurement back from its `extra_info`; fields added later take their defaults, keys
-        a later fanbench added are ignored, and a newer schema than this one is refused."""
+        """A Measurement back from its `extra_info` of any schema up to this one; fields added later take
+        their defaults, keys a later fanbench added are ignored, and a newer schema than this one is refused."""
         version = info.get("schema_version", 0)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise HistoryError(f"{name}: saved with measurement schema {version!r}, newer than this fanbench's "
                                f"{SCHEMA_VERSION}; read it with the fanbench that saved it.")
-        known = {each.name for each in fields(cls)}
+        layout = info if version >= 2 else _as_schema_2(info)
         try:
-            return cls(**{key: value for key, value in info.items() if key in known})
+            parts = {part: _known(kind, layout.get(part, {})) for part, kind in PARTS.items()}
+            top = {each.name for each in fields(cls)} - set(PARTS)
+            return cls(**{key: value for key, value in layout.items() if key in top}, **parts)
         except TypeError as error:
             raise HistoryError(f"{name}: extra_info is not a fanbench measurement ({error}).") from None
+
+
+def _known(kind: type, values: Any) -> Any:
+    """`kind` built from the entries of `values` that are its fields (TypeError: `values` is no dict)."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{kind.__name__.lower()} is {type(values).__name__}, not an object")
+    known = {each.name for each in fields(kind)}
+    return kind(**{key: value for key, value in values.items() if key in known})
 
 
 def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: ThreadSettings,
@@ -142,24 +231,24 @@ def build_measurement(runs: Sequence[RunResult], *, strategy: str, settings: Thr
     frames_in = workload_frames if workload_frames is not None else (len(median.outputs[0]) if median.outputs else 0)
     frames = len(median.outputs[0]) if median.outputs else 0
     latency = latency_over_runs(runs, scenario.period, scenario.deadline_s, scenario.schedule(frames_in))
-    # ResourceSummary's fields are Measurement's, but for `samples` (None: sampling was off).
-    used = {} if resources is None else {("sampler_samples" if key == "samples" else key): value
-                                         for key, value in asdict(resources).items()}
+    sampled = {} if resources is None else {**asdict(resources), "sampler_rate_hz": sample_rate}
     return Measurement(
-        strategy=strategy, settings=settings.label, ort_defaults=settings.ort_defaults, models=list(models),
-        frames=frames, batch=batch, provider=provider, per_model_cumulative_s=median.per_model_cumulative_s(len(models)),
-        wall_s=median.wall_s, fps=frames / median.wall_s if median.wall_s > 0 else 0.0, overlap=median.overlap(),
-        equivalent=mismatch is None, mismatch=mismatch, thread_settings=settings.as_dict(),
-        model_flops=list(model_flops), model_set_hash=model_set_hash, rounds_wall_s=[run.wall_s for run in runs],
-        limit_s=packing_limit.limit_s,
-        # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
-        efficiency=packing_limit.efficiency(median.wall_s) if scenario.period == 0 else None,
-        strategy_options=dict(strategy_options), scenario=scenario.name, target_fps=scenario.fps,
-        deadline_s=scenario.deadline_s, latency_frames=latency.frames, latency_p50_s=latency.p50_s,
-        latency_p90_s=latency.p90_s, latency_p99_s=latency.p99_s, latency_max_s=latency.max_s,
-        latency_mean_s=latency.mean_s, deadline_misses=latency.misses, **used, gpu_absent=gpu_absent,
-        sampler_rate_hz=sample_rate if resources is not None else None,
-        timeline=timeline(median, scenario.period), provider_options=dict(provider_options), tolerance=tolerance,
-        equivalence=dict(equivalence), packing_limit=packing_limit.as_dict(),
-        harness_overhead=overhead.fraction if overhead else None, bare_loop_s=overhead.bare_s if overhead else None,
+        strategy=strategy,
+        settings=Settings(label=settings.label, ort_defaults=settings.ort_defaults, models=list(models), frames=frames,
+                          batch=batch, provider=provider, thread_settings=settings.as_dict(),
+                          model_flops=list(model_flops), model_set_hash=model_set_hash,
+                          strategy_options=dict(strategy_options), provider_options=dict(provider_options),
+                          scenario=scenario.name, target_fps=scenario.fps),
+        timing=Timing(per_model_cumulative_s=median.per_model_cumulative_s(len(models)), wall_s=median.wall_s,
+                      fps=frames / median.wall_s if median.wall_s > 0 else 0.0, overlap=median.overlap(),
+                      rounds_wall_s=[run.wall_s for run in runs], limit_s=packing_limit.limit_s,
+                      # Streaming walls are set by the frame rate, not by how fast the strategy is: no efficiency.
+                      efficiency=packing_limit.efficiency(median.wall_s) if scenario.period == 0 else None,
+                      packing_limit=packing_limit.as_dict(),
+                      harness_overhead=overhead.fraction if overhead else None,
+                      bare_loop_s=overhead.bare_s if overhead else None, timeline=timeline(median, scenario.period)),
+        latency=Latency(**asdict(latency)),
+        resources=Resources(**sampled, gpu_absent=gpu_absent),
+        equivalence=Equivalence(equivalent=mismatch is None, mismatch=mismatch, tolerance=tolerance,
+                                calibration=dict(equivalence)),
         strategy_info=dict(strategy_info or {}), capacity=dict(capacity or {}))

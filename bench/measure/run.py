@@ -229,8 +229,8 @@ class BenchmarkRun:
             return None
         self.check()  # every round checked (and its outputs dropped) before the probes start
         fps, deadline = scenario.fps, scenario.deadline_s
-        offline = [m.fps for m in inputs.recorded
-                   if m.scenario == OFFLINE and m.key == f"{case.strategy.name}-{case.settings.label}" and m.equivalent]
+        offline = [m.timing.fps for m in inputs.recorded if m.settings.scenario == OFFLINE
+                   and m.key == f"{case.strategy.name}-{case.settings.label}" and m.equivalence.equivalent]
         upper = upper_bound(offline[-1] if offline else None, fps)
         latencies = np.concatenate([frame_latencies(run, scenario.period, self.schedule)
                                     for run in rounds.runs[-options.rounds:]])

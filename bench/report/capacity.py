@@ -23,7 +23,7 @@ def searched(measurements: Sequence[Measurement]) -> list[Measurement]:
 
 
 def best_offline_fps(measurements: Sequence[Measurement]) -> float | None:
-    offline = [m.fps for m in measurements if m.scenario == "offline" and m.equivalent]
+    offline = [m.timing.fps for m in measurements if m.settings.scenario == "offline" and m.equivalence.equivalent]
     return max(offline) if offline else None
 
 
@@ -53,7 +53,7 @@ def capacity_table(measurements: Sequence[Measurement]) -> Table | None:
     for m in rows_of:
         c = m.capacity
         probes = ", ".join(f"{p['cameras']}{'+' if p['passed'] else '-'}" for p in c["probes"]) or "rounds only"
-        rows.append([m.strategy, m.settings, str(c["cameras"]), f"{c['aggregate_fps']:.0f}",
+        rows.append([m.strategy, m.settings.label, str(c["cameras"]), f"{c['aggregate_fps']:.0f}",
                      f"{_ms(c['p50_s'])} / {_ms(c['p99_s'])}", efficiency_text(capacity_efficiency(c, best)), probes])
     return title, header, rows
 

@@ -127,9 +127,9 @@ def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
     figure, (wall_axes, speed_axes) = _figure(11, 1.2 + 0.35 * len(labels), 2)
     positions = range(len(labels))
     # Whiskers: the fastest and slowest round; on the speedups, their bootstrap interval.
-    wall_axes.barh(positions, [m.wall_s for m in measurements], color="tab:blue", ecolor="0.3", capsize=2,
-                   xerr=[[m.wall_s - min(m.rounds_wall_s or [m.wall_s]) for m in measurements],
-                         [max(m.rounds_wall_s or [m.wall_s]) - m.wall_s for m in measurements]])
+    wall_axes.barh(positions, [m.timing.wall_s for m in measurements], color="tab:blue", ecolor="0.3", capsize=2,
+                   xerr=[[m.timing.wall_s - min(m.timing.rounds_wall_s or [m.timing.wall_s]) for m in measurements],
+                         [max(m.timing.rounds_wall_s or [m.timing.wall_s]) - m.timing.wall_s for m in measurements]])
     wall_axes.set_yticks(positions, labels)
     wall_axes.invert_yaxis()
     wall_axes.set_xlabel("wall time (s), median of the timed rounds\nwhiskers: fastest and slowest round")
@@ -151,20 +151,20 @@ def latency_figure(measurements: Sequence[Measurement], title: str):
     """Grouped bars of latency p50/p90/p99 per strategy, with the deadline as a line; a log
     axis where the values span decades, so both a deadline of a few ms and a late strategy's
     seconds stay visible."""
-    rows = [m for m in measurements if m.latency_p50_s is not None]
+    rows = [m for m in measurements if m.latency.p50_s is not None]
     if not rows:
         raise ValueError(f"{title}: no measurement has per-frame latency.")
     figure, (axes,) = _figure(11, 1.6 + 0.5 * len(rows))
     height = 0.27
     values = []
-    for offset, (name, attribute, colour) in enumerate((("p50", "latency_p50_s", "tab:blue"),
-                                                        ("p90", "latency_p90_s", "tab:orange"),
-                                                        ("p99", "latency_p99_s", "tab:red"))):
-        milliseconds = [getattr(m, attribute) * 1000 for m in rows]
+    for offset, (name, attribute, colour) in enumerate((("p50", "p50_s", "tab:blue"),
+                                                        ("p90", "p90_s", "tab:orange"),
+                                                        ("p99", "p99_s", "tab:red"))):
+        milliseconds = [getattr(m.latency, attribute) * 1000 for m in rows]
         values += milliseconds
         axes.barh([index + (offset - 1) * height for index in range(len(rows))], milliseconds, height=height,
                   color=colour, label=name)
-    deadline = rows[0].deadline_s
+    deadline = rows[0].latency.deadline_s
     if deadline is not None:
         values.append(deadline * 1000)
         axes.axvline(deadline * 1000, color="black", linestyle="--", linewidth=1.2,

@@ -57,7 +57,7 @@ def trend_series(runs: Sequence[SavedRun]) -> dict[str, list[TrendPoint]]:
 
 def recommendation_lines(measurements: Sequence[Measurement]) -> list[str]:
     """The closing answers, as the terminal prints them: offline first, then each stream."""
-    offline = recommendation([m for m in measurements if m.scenario == "offline"])
+    offline = recommendation([m for m in measurements if m.settings.scenario == "offline"])
     return [*(offline.splitlines() if offline else []), *streaming_recommendation(measurements)]
 
 
@@ -118,7 +118,7 @@ def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence
             chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}",
                                            out_dir / f"wall-speedup-{slug(title)}.png")
             lines += [f"![wall time and speedup, {title}]({chart.name})", ""]
-            if group[0].target_fps is not None and any(m.latency_p50_s is not None for m in group):
+            if group[0].settings.target_fps is not None and any(m.latency.p50_s is not None for m in group):
                 chart = latency_chart(group, f"per-frame latency, {title}", out_dir / f"latency-{slug(title)}.png")
                 lines += [f"![latency, {title}]({chart.name})", ""]
         if trend is not None:
@@ -129,13 +129,13 @@ def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence
                   "Each bar is one `session.run` (median run of the timed rounds), one lane per thread, process or "
                   "event loop.", ""]
         for m in measurements:
-            if not m.timeline.get("lanes"):
+            if not m.timing.timeline.get("lanes"):
                 continue
-            title = f"{m.key}, {m.scenario if m.target_fps is None else f'{m.target_fps:g} fps'}"
-            path = render_timeline(m.timeline, m.models, title,
-                                   out_dir / TIMELINES / f"{slug(m.scenario)}-{slug(m.key)}.png")
+            title = f"{m.key}, {m.settings.scenario if m.settings.target_fps is None else f'{m.settings.target_fps:g} fps'}"
+            path = render_timeline(m.timing.timeline, m.settings.models, title,
+                                   out_dir / TIMELINES / f"{slug(m.settings.scenario)}-{slug(m.key)}.png")
             lines += [f"### {title}", "", f"![timeline {title}]({TIMELINES}/{path.name})", ""]
-    renamed = chart_names(sorted({name for m in measurements for name in m.models}))
+    renamed = chart_names(sorted({name for m in measurements for name in m.settings.models}))
     if renamed or notes:
         lines += ["## Notes on the charts", ""]
         lines += [f"- the charts call {label} `{name}`: no installed font draws that name" for name, label in renamed.items()]

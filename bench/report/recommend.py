@@ -15,7 +15,7 @@ while it named a slower one would contradict itself.
 
 Benchmarks run one after another, so another job that starts or stops during the run slows
 some of them and not others. Each benchmark records the cores busy outside the run during
-its rounds (Measurement.foreign_load_cores); a strategy that ran under at least LOAD_MARGIN
+its rounds (Measurement.resources.foreign_load_cores); a strategy that ran under at least LOAD_MARGIN
 more of them than the pick, and whose gap to the pick that load could explain, is named and
 not ranked against the pick (load_could_explain).
 """
@@ -40,30 +40,31 @@ LOAD_MARGIN = 0.25
 
 
 def _label(m: Measurement) -> str:
-    options = "".join(f", {key}={value}" for key, value in m.strategy_options.items())
-    return f"{m.strategy} (--threads {thread_spec(ThreadSettings.from_dict(m.thread_settings))}{options})"
+    options = "".join(f", {key}={value}" for key, value in m.settings.strategy_options.items())
+    return f"{m.strategy} (--threads {thread_spec(ThreadSettings.from_dict(m.settings.thread_settings))}{options})"
 
 
 def _judged(m: Measurement) -> bool:
-    return len(m.rounds_wall_s) >= 2
+    return len(m.timing.rounds_wall_s) >= 2
 
 
 def distinguishably_slower(best: Measurement, other: Measurement) -> bool:
     """`other` is slower than `best` beyond the rounds' spread: the whole bootstrap interval of
     its median over `best`'s lies above 1. Without two rounds on each side, beyond TIE."""
     if not (_judged(best) and _judged(other)):
-        return other.wall_s > best.wall_s * (1 + TIE)
-    c = compare_rounds(other.key, best.rounds_wall_s, other.rounds_wall_s, confidence=CONFIDENCE)
+        return other.timing.wall_s > best.timing.wall_s * (1 + TIE)
+    c = compare_rounds(other.key, best.timing.rounds_wall_s, other.timing.rounds_wall_s, confidence=CONFIDENCE)
     return c.ci_low is not None and c.ci_low > 1.0
 
 
 def _spread(m: Measurement) -> float:
     """(slowest - fastest round) / median: how much the rounds varied."""
-    return (max(m.rounds_wall_s) - min(m.rounds_wall_s)) / m.wall_s if _judged(m) and m.wall_s > 0 else 0.0
+    rounds, wall = m.timing.rounds_wall_s, m.timing.wall_s
+    return (max(rounds) - min(rounds)) / wall if _judged(m) and wall > 0 else 0.0
 
 
 def _rounds(m: Measurement) -> str:
-    return f" (rounds {min(m.rounds_wall_s):.3f}-{max(m.rounds_wall_s):.3f})" if _judged(m) else ""
+    return f" (rounds {min(m.timing.rounds_wall_s):.3f}-{max(m.timing.rounds_wall_s):.3f})" if _judged(m) else ""
 
 
 def load_could_explain(pick: Measurement, other: Measurement) -> float | None:
@@ -75,30 +76,30 @@ def load_could_explain(pick: Measurement, other: Measurement) -> float | None:
     Between two benchmarks that is (C - F_pick) / (C - F_other): a strategy using fewer cores is
     slowed less, so this is what the load *could* explain, not what it did.
     """
-    if pick.foreign_load_cores is None or other.foreign_load_cores is None:
+    if pick.resources.foreign_load_cores is None or other.resources.foreign_load_cores is None:
         return None
-    if other.foreign_load_cores - pick.foreign_load_cores <= LOAD_MARGIN:
+    if other.resources.foreign_load_cores - pick.resources.foreign_load_cores <= LOAD_MARGIN:
         return None
-    cores = other.usable_cores or pick.usable_cores
+    cores = other.resources.usable_cores or pick.resources.usable_cores
     if not cores:
         return None
-    left = cores - other.foreign_load_cores
-    return math.inf if left <= 0 else (cores - pick.foreign_load_cores) / left
+    left = cores - other.resources.foreign_load_cores
+    return math.inf if left <= 0 else (cores - pick.resources.foreign_load_cores) / left
 
 
 def _confounded(pick: Measurement, other: Measurement) -> bool:
     factor = load_could_explain(pick, other)
-    return factor is not None and other.wall_s <= pick.wall_s * factor
+    return factor is not None and other.timing.wall_s <= pick.timing.wall_s * factor
 
 
 def _load(m: Measurement) -> str:
-    return f"{m.foreign_load_cores:.1f}"
+    return f"{m.resources.foreign_load_cores:.1f}"
 
 
 def group_and_rest(equivalent: Sequence[Measurement]) -> tuple[Measurement, list[Measurement], list[Measurement]]:
     """The pick (the fastest median), the strategies that cannot be told apart from it (a prefix
     of the others in order of their medians, ending at the first one told apart), and the rest."""
-    ordered = sorted(equivalent, key=lambda m: m.wall_s)
+    ordered = sorted(equivalent, key=lambda m: m.timing.wall_s)
     best, others = ordered[0], ordered[1:]
     cut = next((index for index, m in enumerate(others) if distinguishably_slower(best, m)), len(others))
     return best, others[:cut], others[cut:]
@@ -110,13 +111,13 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
     the run made incomparable with it (one to three lines)."""
     if not measurements:
         return None
-    equivalent = [m for m in measurements if m.equivalent and m.wall_s > 0]
+    equivalent = [m for m in measurements if m.equivalence.equivalent and m.timing.wall_s > 0]
     if not equivalent:
         return "fanbench recommends nothing: no strategy's outputs matched the serial reference."
     best, ties, rest = group_and_rest(equivalent)
-    fastest = min(measurements, key=lambda m: m.wall_s)
+    fastest = min(measurements, key=lambda m: m.timing.wall_s)
     base = baseline(measurements)
-    parts = [f"fanbench recommends {_label(best)}: wall {best.wall_s:.3f} s{_rounds(best)}"]
+    parts = [f"fanbench recommends {_label(best)}: wall {best.timing.wall_s:.3f} s{_rounds(best)}"]
     if base is not None and base is not best:
         ratio = speedup(base, best)
         mark = NOISE_MARK if ratio.within_noise else ""
@@ -128,7 +129,7 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
         parts.append(f"efficiency {efficiency_text(best)} of the packing limit")
     line = ", ".join(parts)
     if fastest is not best:
-        line += f" (the fastest run, {fastest.key} at {fastest.wall_s:.3f} s, did not match serial)"
+        line += f" (the fastest run, {fastest.key} at {fastest.timing.wall_s:.3f} s, did not match serial)"
     loaded = [m for m in rest if _confounded(best, m)]
     ranked = [m for m in rest if m not in loaded]
     if ranked and not ties:
@@ -138,30 +139,30 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
                      "judge noise by)")
             line += " (but those the load could explain, below)." if loaded else "."
         else:
-            line += (f"; the others were slower than {rest[0].key} ({rest[0].wall_s:.3f} s), which the rounds "
+            line += (f"; the others were slower than {rest[0].key} ({rest[0].timing.wall_s:.3f} s), which the rounds "
                      "already tell apart from it.")
     lines = [line]
     if ties:
-        names = ", ".join(f"{m.key} ({m.wall_s:.3f} s)" for m in ties)
+        names = ", ".join(f"{m.key} ({m.timing.wall_s:.3f} s)" for m in ties)
         if not _judged(best):
             lines.append(f"within {TIE:.0%} of it, so not told apart by a single round: {names}. Run --rounds "
                          f"{MORE_ROUNDS} to judge by the rounds' spread.")
         else:
             group = [best, *ties]
-            difference = max(m.wall_s for m in group) / best.wall_s - 1
+            difference = max(m.timing.wall_s for m in group) / best.timing.wall_s - 1
             lines.append(
                 f"cannot be told apart from it at this run's noise ({CONFIDENCE:.0%} interval of the ratio includes 1): "
                 f"{names}. Any of these is as good on this evidence: their rounds varied by up to "
                 f"{max(_spread(m) for m in group):.0%}, their medians differ by at most {difference:.0%}. To separate "
                 f"them, run --rounds {MORE_ROUNDS} on a quieter machine (no other jobs on the cores).")
     if loaded:
-        names = ", ".join(f"{m.key} ({m.wall_s:.3f} s, {_load(m)} cores busy outside the run)" for m in loaded)
+        names = ", ".join(f"{m.key} ({m.timing.wall_s:.3f} s, {_load(m)} cores busy outside the run)" for m in loaded)
         lines.append(
             f"not ranked against it: other work on the machine changed during the run, and these ran while more cores "
             f"were busy outside it than during {best.key}'s rounds ({_load(best)}), enough to explain their gap: "
             f"{names}. To compare them fairly, rerun them on a quiet machine or with --interleave (rounds in turns; each "
             f"benchmark's foreign load is in "
-            f"the saved run: foreign_load_cores).")
+            f"the saved run: resources.foreign_load_cores).")
     return "\n".join(lines)
 
 
@@ -170,18 +171,18 @@ def streaming_recommendation(measurements: Sequence[Measurement]) -> list[str]:
     p99 latency, with its settings; others with as few misses and a p99 within TIE follow."""
     lines = []
     for group in by_scenario(measurements).values():
-        served = [m for m in group if m.equivalent and m.deadline_misses is not None and m.latency_p99_s is not None]
-        if group[0].target_fps is None or not served:
+        served = [m for m in group if m.equivalence.equivalent and m.latency.misses is not None and m.latency.p99_s is not None]
+        if group[0].settings.target_fps is None or not served:
             continue
-        best = min(served, key=lambda m: (m.deadline_misses, m.latency_p99_s))
-        line = (f"for a {best.target_fps:g} fps stream fanbench recommends {_label(best)}: "
-                f"{best.deadline_misses}/{best.latency_frames} frames missed the "
-                f"{best.deadline_s * 1000:.0f} ms deadline, latency p50 {best.latency_p50_s * 1000:.1f} ms, "
-                f"p99 {best.latency_p99_s * 1000:.1f} ms")
-        if best.deadline_misses == best.latency_frames:
+        best = min(served, key=lambda m: (m.latency.misses, m.latency.p99_s))
+        line = (f"for a {best.settings.target_fps:g} fps stream fanbench recommends {_label(best)}: "
+                f"{best.latency.misses}/{best.latency.frames} frames missed the "
+                f"{best.latency.deadline_s * 1000:.0f} ms deadline, latency p50 {best.latency.p50_s * 1000:.1f} ms, "
+                f"p99 {best.latency.p99_s * 1000:.1f} ms")
+        if best.latency.misses == best.latency.frames:
             line += " (no strategy kept up: every frame was late; lower --fps or use a faster machine)"
-        ties = [m.key for m in served if m is not best and m.deadline_misses == best.deadline_misses
-                and m.latency_p99_s <= best.latency_p99_s * (1 + TIE)]
+        ties = [m.key for m in served if m is not best and m.latency.misses == best.latency.misses
+                and m.latency.p99_s <= best.latency.p99_s * (1 + TIE)]
         if ties:
             line += f"; as few misses and p99 within {TIE:.0%}: {', '.join(ties)}"
         lines.append(line)

@@ -52,7 +52,7 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
             reporter.write_line(line)
     for line in overhead_lines:
         say(line)
-    if gpu_absent and not any(m.gpu_absent for m in measurements):
+    if gpu_absent and not any(m.resources.gpu_absent for m in measurements):
         say(f"note: GPU metrics absent: {gpu_absent}.")
     if report_dir is not None and measurements:
         if stopped is not None:

@@ -25,7 +25,7 @@ def baseline(measurements: Sequence[Measurement]) -> Measurement | None:
     """What speedups are measured against: `serial` with onnxruntime's defaults, as the
     write-up ran it, else the first `serial` run."""
     serial = [m for m in measurements if m.strategy == "serial"]
-    defaults = [m for m in serial if m.ort_defaults]
+    defaults = [m for m in serial if m.settings.ort_defaults]
     return (defaults or serial or [None])[0]
 
 
@@ -60,12 +60,12 @@ class Speedup:
 
 def speedup(base: Measurement, m: Measurement) -> Speedup:
     """`base` wall over `m` wall, with the spread of both benchmarks' rounds."""
-    if m.wall_s <= 0:
+    if m.timing.wall_s <= 0:
         return Speedup(0.0)
-    value = base.wall_s / m.wall_s
-    if m is base or len(base.rounds_wall_s) < 2 or len(m.rounds_wall_s) < 2:
+    value = base.timing.wall_s / m.timing.wall_s
+    if m is base or len(base.timing.rounds_wall_s) < 2 or len(m.timing.rounds_wall_s) < 2:
         return Speedup(value)
-    c = compare_rounds(m.key, base.rounds_wall_s, m.rounds_wall_s, confidence=CONFIDENCE)  # ratio m / base
+    c = compare_rounds(m.key, base.timing.rounds_wall_s, m.timing.rounds_wall_s, confidence=CONFIDENCE)  # ratio m / base
     return Speedup(value, 1 / c.ci_high, 1 / c.ci_low)
 
 
@@ -75,15 +75,15 @@ OVER_LIMIT = 1.05  # no efficiency beyond this is printed: it cannot be real
 def efficiency_text(m: Measurement) -> str:
     """Efficiency as printed everywhere: none on CUDA (the packing limit is no bound there),
     never above 105%, and a value above 100% flagged as noise."""
-    if m.efficiency is None or "cuda" in m.provider:
+    if m.timing.efficiency is None or "cuda" in m.settings.provider:
         return "-"
-    if m.efficiency > OVER_LIMIT:
+    if m.timing.efficiency > OVER_LIMIT:
         return "above limit"
-    return f"{m.efficiency:.0%}" + (" (noise)" if m.efficiency > 1.0 else "")
+    return f"{m.timing.efficiency:.0%}" + (" (noise)" if m.timing.efficiency > 1.0 else "")
 
 
 def scenario_title(m: Measurement) -> str:
-    return "offline" if m.target_fps is None else f"streaming at {m.target_fps:g} fps"
+    return "offline" if m.settings.target_fps is None else f"streaming at {m.settings.target_fps:g} fps"
 
 
 def by_scenario(measurements: Sequence[Measurement]) -> dict[str, list[Measurement]]:
@@ -99,28 +99,35 @@ def _number(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def _latency(m: Measurement) -> str:
-    if m.latency_p50_s is None:
+    if m.latency.p50_s is None:
         return "-"
-    return " / ".join(_number(value, 1000) for value in (m.latency_p50_s, m.latency_p90_s, m.latency_p99_s))
+    return " / ".join(_number(value, 1000) for value in (m.latency.p50_s, m.latency.p90_s, m.latency.p99_s))
 
 
 def _misses(m: Measurement) -> str:
-    return "-" if m.deadline_misses is None else f"{m.deadline_misses}/{m.latency_frames}"
+    return "-" if m.latency.misses is None else f"{m.latency.misses}/{m.latency.frames}"
 
 
 def _gpu_util(m: Measurement) -> str:
-    return "-" if m.gpu_util_mean is None else f"{m.gpu_util_mean:.0f} / {m.gpu_util_max:.0f}"
+    used = m.resources
+    return "-" if used.gpu_util_mean is None else f"{used.gpu_util_mean:.0f} / {used.gpu_util_max:.0f}"
+
+
+def _cpu_util(m: Measurement) -> str:
+    used = m.resources
+    return "-" if used.cpu_util_mean is None else f"{used.cpu_util_mean * 100:.0f} / {used.cpu_util_max * 100:.0f}"
 
 
 def _sampler(m: Measurement) -> str:
-    if not m.sampler_rate_hz:
+    used = m.resources
+    if not used.sampler_rate_hz:
         return "off"
-    return f"{m.sampler_samples}" + ("" if m.sampler_cpu_s is None else f" ({m.sampler_cpu_s * 1000:.0f} ms)")
+    return f"{used.samples}" + ("" if used.sampler_cpu_s is None else f" ({used.sampler_cpu_s * 1000:.0f} ms)")
 
 
 def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     base = baseline(measurements)
-    streaming = measurements[0].target_fps is not None
+    streaming = measurements[0].settings.target_fps is not None
     header = ["strategy", "settings", "cumulative per model (s)", "wall (s)", "GPU MB", "GPU util % mean/max",
               "fps", "overlap", f"x {base.key} ({CONFIDENCE:.0%} CI)" if base else "speedup",
               "latency p50/p90/p99 (ms)" if streaming else "frame done p50/p90/p99 (ms)"]
@@ -128,11 +135,13 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     header += ["efficiency", "equal to serial"]
     rows = []
     for m in measurements:
-        row = [m.strategy, m.settings, " / ".join(f"{t:.2f}" for t in m.per_model_cumulative_s), f"{m.wall_s:.3f}",
-               _number(m.gpu_memory_peak_bytes, 1 / MB, 0), _gpu_util(m), f"{m.fps:.1f}", f"{m.overlap:.2f}",
-               speedup(base, m).text() if base and m.wall_s > 0 else "-", _latency(m)]
+        timed = m.timing
+        row = [m.strategy, m.settings.label, " / ".join(f"{t:.2f}" for t in timed.per_model_cumulative_s),
+               f"{timed.wall_s:.3f}", _number(m.resources.gpu_memory_peak_bytes, 1 / MB, 0), _gpu_util(m),
+               f"{timed.fps:.1f}", f"{timed.overlap:.2f}", speedup(base, m).text() if base and timed.wall_s > 0 else "-",
+               _latency(m)]
         row += [_misses(m)] if streaming else []
-        row += [efficiency_text(m), "yes" if m.equivalent else "NO"]
+        row += [efficiency_text(m), "yes" if m.equivalence.equivalent else "NO"]
         rows.append(row)
     return title, header, rows
 
@@ -140,10 +149,9 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
 def resources_table(measurements: Sequence[Measurement]) -> Table:
     header = ["strategy", "settings", "scenario", "CPU % mean/max", "peak PSS MB", "peak USS MB", "GPU MB (device)",
               "samples (sampler CPU)"]
-    rows = [[m.strategy, m.settings, scenario_title(m),
-             "-" if m.cpu_util_mean is None else f"{m.cpu_util_mean * 100:.0f} / {m.cpu_util_max * 100:.0f}",
-             _number(m.peak_pss_bytes, 1 / MB, 0), _number(m.peak_uss_bytes, 1 / MB, 0),
-             _number(m.gpu_device_memory_peak_bytes, 1 / MB, 0), _sampler(m)]
+    rows = [[m.strategy, m.settings.label, scenario_title(m), _cpu_util(m),
+             _number(m.resources.peak_pss_bytes, 1 / MB, 0), _number(m.resources.peak_uss_bytes, 1 / MB, 0),
+             _number(m.resources.gpu_device_memory_peak_bytes, 1 / MB, 0), _sampler(m)]
             for m in measurements]
     return "resources during the timed rounds (process tree)", header, rows
 
@@ -154,7 +162,7 @@ def tables(measurements: Sequence[Measurement]) -> list[Table]:
 
 
 def caption(measurements: Sequence[Measurement]) -> str:
-    first = measurements[0]
+    first = measurements[0].settings
     return (f"{len(first.models)} models x {first.frames} frames, batch {first.batch}, provider {first.provider} "
             f"(median of the timed rounds; latency over every timed round's frames)")
 
@@ -162,22 +170,22 @@ def caption(measurements: Sequence[Measurement]) -> str:
 def preamble(measurements: Sequence[Measurement]) -> list[str]:
     """The models (in the per-model column's order, with FLOPs where known) and the packing limit."""
     first = measurements[0]
-    flops = first.model_flops or [None] * len(first.models)
+    flops = first.settings.model_flops or [None] * len(first.settings.models)
     lines = ["models, in the order of the per-model column: " + " / ".join(
         name if count is None else f"{name} ({count / 1e9:.2f} GFLOP per call)"
-        for name, count in zip(first.models, flops, strict=True))]
-    if first.limit_s is not None and "cuda" in first.provider:
-        lines.append(f"each model alone on the GPU, summed: {first.limit_s:.3f} s; not a bound on CUDA (concurrent "
+        for name, count in zip(first.settings.models, flops, strict=True))]
+    if first.timing.limit_s is not None and "cuda" in first.settings.provider:
+        lines.append(f"each model alone on the GPU, summed: {first.timing.limit_s:.3f} s; not a bound on CUDA (concurrent "
                      "models overlap their copies and launches with other models' kernels), so no efficiency is "
                      "shown: GPU util % says how busy the device was")
-    elif first.limit_s is not None:
-        lines.append(f"packing limit {first.limit_s:.3f} s (each model's single-thread time, summed, over the usable "
+    elif first.timing.limit_s is not None:
+        lines.append(f"packing limit {first.timing.limit_s:.3f} s (each model's single-thread time, summed, over the usable "
                      "cores); efficiency = limit / wall (offline)")
-    if first.tolerance:
-        lines.append(f"equal to serial: every frame's outputs within {first.tolerance}")
+    if first.equivalence.tolerance:
+        lines.append(f"equal to serial: every frame's outputs within {first.equivalence.tolerance}")
     # The measured check of each model: noise floor, how far apart frames are, the tolerance between.
     lines += [f"equivalence {ModelCheck.from_dict(name, check).line()}"
-              for name, check in first.equivalence.get("models", {}).items()]
+              for name, check in first.equivalence.calibration.get("models", {}).items()]
     return lines
 
 
@@ -194,9 +202,9 @@ def notes(measurements: Sequence[Measurement]) -> list[str]:
            if (base := baseline(group)) is not None for m in group):
         lines.append(f"{NOISE_MARK} before a speedup: its {CONFIDENCE:.0%} interval over the rounds includes 1.00, so "
                      "the rounds' spread covers the difference: within noise, not a finding.")
-    for reason in dict.fromkeys(m.gpu_absent for m in measurements if m.gpu_absent):
+    for reason in dict.fromkeys(m.resources.gpu_absent for m in measurements if m.resources.gpu_absent):
         lines.append(f"GPU metrics absent: {reason}.")
-    if any(not m.sampler_rate_hz for m in measurements):
+    if any(not m.resources.sampler_rate_hz for m in measurements):
         lines.append("resource sampling was off (--no-sampler) for some rows.")
     return lines
 

@@ -38,27 +38,28 @@ def test_bench_prints_the_table_saves_history_and_compares_next_time(tmp_path):
     history = json.loads(saved.read_text())
     assert history["machine_info"]["fanbench"]["onnxruntime"]
     benches = [bench["extra_info"] for bench in history["benchmarks"]]
-    assert sorted((info["strategy"], info["ort_defaults"], info["scenario"]) for info in benches) == [
+    assert sorted((info["strategy"], info["settings"]["ort_defaults"], info["settings"]["scenario"]) for info in benches) == [
         (strategy, defaults, scenario) for strategy in ("serial", "threads") for defaults in (False, True)
         for scenario in ("offline", "streaming") if not (defaults and scenario == "streaming")]  # defaults: offline only
-    for info in benches:
-        assert info["equivalent"] is True
-        assert info["provider"] == "cpu"
-        assert info["tolerance"].startswith("a tolerance measured per model (float32 arithmetic")
-        assert info["equivalence"]["precision"] == "float32"
-        assert set(info["equivalence"]["models"]) == set(info["models"])
-        for check in info["equivalence"]["models"].values():
+    assert all(info["schema_version"] == 2 for info in benches)
+    for settings, timing, equal in ((info["settings"], info["timing"], info["equivalence"]) for info in benches):
+        assert equal["equivalent"] is True
+        assert settings["provider"] == "cpu"
+        assert equal["tolerance"].startswith("a tolerance measured per model (float32 arithmetic")
+        assert equal["calibration"]["precision"] == "float32"
+        assert set(equal["calibration"]["models"]) == set(settings["models"])
+        for check in equal["calibration"]["models"].values():
             assert check["pairs"] == 1
             assert check["tells_frames_apart"] is True
             assert check["noise"] < check["tolerance"] < check["separation_min"]
-        assert info["frames"] == 2
-        assert info["batch"] == 4
-        assert len(info["models"]) == 4
-        assert len(info["per_model_cumulative_s"]) == 4
-        assert all(t > 0 for t in info["per_model_cumulative_s"])
-        assert info["fps"] == pytest.approx(2 / info["wall_s"])
-        assert all(flops > 0 for flops in info["model_flops"])
-        assert info["thread_settings"]["ort_defaults"] == info["ort_defaults"]
+        assert settings["frames"] == 2
+        assert settings["batch"] == 4
+        assert len(settings["models"]) == 4
+        assert len(timing["per_model_cumulative_s"]) == 4
+        assert all(t > 0 for t in timing["per_model_cumulative_s"])
+        assert timing["fps"] == pytest.approx(2 / timing["wall_s"])
+        assert all(flops > 0 for flops in settings["model_flops"])
+        assert settings["thread_settings"]["ort_defaults"] == settings["ort_defaults"]
 
     second = bench_subprocess(*SMALL, *storage)
     assert second.returncode == 0, second.stdout + second.stderr

@@ -47,6 +47,6 @@ def test_one_video_per_camera_streams_each_camera_its_own_video(tmp_path):
     streams = [info for name, info in saved.items() if name.endswith("stream25fpsx2]")]
     assert offline, saved.keys()
     assert streams, saved.keys()
-    assert all(info["frames"] == 6 for info in offline)  # 3 frames of each video
-    assert all(info["equivalent"] for info in [*offline, *streams])
+    assert all(info["settings"]["frames"] == 6 for info in offline)  # 3 frames of each video
+    assert all(info["equivalence"]["equivalent"] for info in [*offline, *streams])
     assert all(info["capacity"]["cameras"] >= 1 for info in streams)

@@ -17,7 +17,8 @@ from bench.compare.comparability import compared_workload_differences, machine_d
 from bench.compare.gates import Gate, evaluate, parse_gate, strategy_of
 from bench.compare.stats import compare_rounds, history_regressions, main, minimum_p
 from bench.measure.limits import default_time_limit, parse_time_limit
-from bench.measure.measurement import Measurement
+from bench.measure.measurement import V1_PLACES, Measurement
+from tests.helpers.measurements import flat
 from tests.helpers.run_bench import bench_pytester_subprocess, compare_subprocess
 
 pytest_plugins = ["pytester"]
@@ -57,9 +58,9 @@ def test_strategy_of_prefers_the_longest_name() -> None:
 
 
 def measurement(strategy: str, settings: str, rounds: list[float]) -> Measurement:
-    return Measurement(strategy=strategy, settings=settings, ort_defaults=settings == "ort-defaults", models=["a"],
-                       frames=4, batch=1, provider="cpu", per_model_cumulative_s=[0.0], wall_s=rounds[0], fps=0.0,
-                       overlap=1.0, equivalent=True, rounds_wall_s=rounds)
+    return flat(strategy=strategy, settings=settings, ort_defaults=settings == "ort-defaults", models=["a"],
+                frames=4, batch=1, provider="cpu", per_model_cumulative_s=[0.0], wall_s=rounds[0], fps=0.0,
+                overlap=1.0, equivalent=True, rounds_wall_s=rounds)
 
 
 def test_gates_on_fabricated_measurements() -> None:
@@ -163,9 +164,12 @@ def test_history_regressions_say_how_much_against_which_run_and_how_significant(
     assert history_regressions(median_10, {"other": slower[name]}, saved).failed == []  # not in the saved run
 
 
-def saved_run(path: Path, rounds: list[float], **extra: object) -> Path:
-    info = {"frames": 4, "batch": 1, "models": ["a"], "model_set_hash": "abc", "provider": "cpu",
-            "thread_settings": {"intra_op_num_threads": 1}, "rounds_wall_s": rounds, **extra}
+def saved_run(path: Path, rounds: list[float], schema_2: bool = False, **extra: object) -> Path:
+    """A saved run of one benchmark, its extra_info flat (schema 0) or, with `schema_2`, one dict per part."""
+    info: dict[str, object] = {"frames": 4, "batch": 1, "models": ["a"], "model_set_hash": "abc", "provider": "cpu",
+                               "thread_settings": {"intra_op_num_threads": 1}, "rounds_wall_s": rounds, **extra}
+    if schema_2:
+        info = as_schema_2(info)
     path.write_text(json.dumps({"machine_info": {"node": path.stem}, "benchmarks": [
         {"name": "test_strategy[serial-ort-defaults]", "fullname": "bench/test_strategies.py::test_strategy[serial-ort-defaults]",
          "extra_info": info, "stats": {"median": 1.0}}]}))
@@ -191,6 +195,26 @@ def test_compare_cli_refuses_different_work(tmp_path: Path, capsys: pytest.Captu
     assert main([str(old), str(new), "--force"]) == 0
 
 
+def as_schema_2(info: dict) -> dict:
+    """Flat extra_info entries in schema 2's places (only those of the parts)."""
+    nested: dict = {"schema_version": 2}
+    for key, value in info.items():
+        part, name = V1_PLACES[key]
+        nested.setdefault(part, {})[name] = value
+    return nested
+
+
+def test_compare_cli_compares_a_flat_run_with_a_schema_2_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = saved_run(tmp_path / "old.json", OLD)
+    new = saved_run(tmp_path / "new.json", [value * 2 for value in OLD], schema_2=True)
+    assert main([str(old), str(new), "--fail-on-regression"]) == 1  # the rounds of both read: slower
+    assert "slower" in capsys.readouterr().out
+    assert main([str(old), str(saved_run(tmp_path / "same.json", OLD, schema_2=True)), "--fail-on-regression"]) == 0
+    other = saved_run(tmp_path / "other.json", OLD, schema_2=True, frames=8)
+    assert main([str(old), str(other), "--fail-on-regression"]) == 2
+    assert "timed different work: frames: 4 -> 8" in capsys.readouterr().out
+
+
 def test_compare_cli_needs_per_round_times(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = saved_run(tmp_path / "old.json", [])
     assert main([str(old), str(old)]) == 2
@@ -204,6 +228,10 @@ def test_workload_differences_name_each_key() -> None:
     saved = {"run.json": {"x": {"extra_info": old}, "y": {"extra_info": old}}}
     assert compared_workload_differences({"x": {**old, "frames": 5}, "y": old, "z": {}}, saved) == [
         "x vs run.json: frames: 4 -> 5"]
+    # A run made now (schema 2: the workload under "settings") against one saved flat: the same names, the same lines.
+    assert compared_workload_differences({"x": as_schema_2({**old, "frames": 5}), "y": as_schema_2(old)}, saved) == [
+        "x vs run.json: frames: 4 -> 5"]
+    assert workload_differences(as_schema_2(old), {**old, "batch": 2}) == ["batch: 1 -> 2"]
 
 
 def test_machine_differences_name_what_both_runs_recorded() -> None:

@@ -30,7 +30,8 @@ from bench.gpu_check import (
     steps,
     summary,
 )
-from bench.measure.measurement import SCHEMA_VERSION, Measurement
+from bench.measure.measurement import SCHEMA_VERSION
+from tests.helpers.measurements import flat
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,7 +149,7 @@ def bench_entry(strategy: str, settings: str, walls: list[float], *, ort_default
               "tolerance": "tf32: rtol=0.001, atol=0.005 x max|reference|", **extra}
     name = f"test_strategy[{strategy}-{settings}-{fields.get('scenario', 'offline')}]"
     return {"name": name, "fullname": f"bench/test_strategies.py::{name}", "stats": {"median": wall},
-            "extra_info": Measurement(**fields).extra_info()}
+            "extra_info": flat(**fields).extra_info()}
 
 
 def test_the_summary_shows_each_streams_cameras_and_the_answer_and_no_ratio_for_a_paced_wall(tmp_path):

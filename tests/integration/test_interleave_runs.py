@@ -33,19 +33,19 @@ def test_an_interleaved_run_alternates_rounds_and_saves_each_benchmark_whole(tmp
         info = bench["extra_info"]
         assert bench["options"]["timer"] == "interleaved_replay"  # pytest-benchmark's walls: the rounds run in turns
         assert bench["stats"]["rounds"] == 3
-        assert len(info["rounds_wall_s"]) == 3
+        assert len(info["timing"]["rounds_wall_s"]) == 3
         assert len(info["interleaved_round_starts_s"]) == 3
-        assert info["equivalent"] is True
-        assert info["latency_frames"] == 3 * 3  # every timed round's frames, this benchmark's own
-        assert info["frames"] == 3
-        assert len(info["rounds_foreign_load_cores"]) == 3  # one per round, from this benchmark's own sampler
-        assert info["sampler_samples"] >= 6
+        assert info["equivalence"]["equivalent"] is True
+        assert info["latency"]["frames"] == 3 * 3  # every timed round's frames, this benchmark's own
+        assert info["settings"]["frames"] == 3
+        assert len(info["resources"]["rounds_foreign_load_cores"]) == 3  # one per round, from its own sampler
+        assert info["resources"]["samples"] >= 6
     # Every round of every benchmark, by the time it started: A1 B1 C1 D1 E1 A2 B2 ... in collection order.
     starts = sorted((start, bench["param"]) for bench in benchmarks
                     for start in bench["extra_info"]["interleaved_round_starts_s"])
     assert [name for _, name in starts] == names * 3
     serial = next(bench for bench in benchmarks if bench["param"].startswith("serial-intra"))
-    assert "harness_overhead" in serial["extra_info"]  # bare loops paired with serial's own rounds
+    assert "harness_overhead" in serial["extra_info"]["timing"]  # bare loops paired with serial's own rounds
 
     second = bench_subprocess(*RUN, *storage, "--benchmark-compare=0001", "--benchmark-compare-fail=median:100000%")
     assert second.returncode == 0, second.stdout + second.stderr

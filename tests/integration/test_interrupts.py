@@ -165,7 +165,7 @@ def test_interrupted_benchmark_is_not_saved_and_history_compares(bench, pytester
     [saved] = saved_runs(pytester)
     [benchmark] = json.loads(saved.read_text())["benchmarks"]
     assert benchmark["name"].startswith("test_strategy[serial-")
-    assert len(benchmark["extra_info"]["rounds_wall_s"]) == benchmark["stats"]["rounds"] == ROUNDS
+    assert len(benchmark["extra_info"]["timing"]["rounds_wall_s"]) == benchmark["stats"]["rounds"] == ROUNDS
 
     # The next run compares with it, and gates on it, as with any complete run.
     again = bench("serial", args=("--benchmark-compare-fail=median:100000%",))

@@ -44,7 +44,7 @@ def test_own_models_on_own_video_are_benchmarked_and_named_by_file(pytester: pyt
     assert all(line.rstrip().endswith("yes") for line in rows)
     (saved,) = storage.glob("*/0001_*.json")
     for bench in json.loads(saved.read_text())["benchmarks"]:
-        info = bench["extra_info"]
+        info = bench["extra_info"]["settings"]
         assert info["models"] == ["cam/det", "other/det", "cls"]
         assert info["model_flops"] == [None, None, None]
         assert info["model_set_hash"] == file_digest([det, det_b, fixed])

@@ -38,7 +38,7 @@ def test_a_strategy_defined_in_a_test_file_is_benchmarked_checked_and_tabled(pyt
     benchmarks = json.loads(saved.read_text())["benchmarks"]
     assert benchmarks, result.stdout.str()
     assert {benchmark["extra_info"]["strategy"] for benchmark in benchmarks} == {"echo"}
-    assert all(benchmark["extra_info"]["equivalent"] for benchmark in benchmarks)
+    assert all(benchmark["extra_info"]["equivalence"]["equivalent"] for benchmark in benchmarks)
     assert all(benchmark["name"].startswith("test_strategy[echo-") for benchmark in benchmarks)
     result.assert_outcomes(passed=len(benchmarks))
     # Its row in fanbench's table (the offline one, then the resources one), checked equal to serial.

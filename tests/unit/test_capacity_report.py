@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from bench.compare.gates import CapacityGate, capacity_drops, evaluate, parse_gate
@@ -13,6 +11,7 @@ from bench.measure.scenarios import SPREAD
 from bench.options import parse_args
 from bench.report.capacity import answer_line, capacity_figure, capacity_lines, capacity_table
 from fixtures.options import OptionError
+from tests.helpers.measurements import changed
 from tests.unit.test_performance_bar import measurement
 
 
@@ -20,7 +19,7 @@ def streamed(strategy: str, cameras: int, p99: float = 0.03, settings: str = "in
     probes = (ProbeResult(cameras, 300, True, 0.01, p99, 0), ProbeResult(cameras + 1, 300, False, None, None, None,
                                                                           stopped="late"))
     capacity = Capacity(cameras, 25.0, 0.04, SPREAD, cameras + 1, probes).as_dict()
-    return replace(measurement(strategy, 1.0, settings=settings), scenario="streaming", target_fps=25.0,
+    return changed(measurement(strategy, 1.0, settings=settings), scenario="streaming", target_fps=25.0,
                    deadline_s=0.04, capacity=capacity)
 
 

@@ -4,6 +4,8 @@ fabricated runs. Times are multiples of 1/8 s, exact in binary, so results compa
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,51 +136,74 @@ def test_timeline_is_relative_and_columnar():
 
 
 def measured(runs: list[RunResult], scenario: Scenario, overhead: HarnessOverhead | None = None,
-             resources: ResourceSummary | None = None) -> Measurement:
+             resources: ResourceSummary | None = None, **more: Any) -> Measurement:
     return build_measurement(runs, strategy="serial", settings=ThreadSettings(), strategy_options={"k": 2},
                              scenario=scenario, models=["a", "b"], batch=1,
                              provider="CPUExecutionProvider", mismatch=None, model_flops=[1, None], model_set_hash="h",
                              provider_options={}, tolerance="float32", equivalence={"models": {}}, resources=resources,
                              sample_rate=10.0, gpu_absent="no GPU here", packing_limit=PackingLimit((0.5, 0.25), 2),
-                             overhead=overhead)
+                             overhead=overhead, **more)
 
 
 def test_measurement_of_a_stream_carries_latency_deadline_and_the_median_runs_timeline():
     runs = [run_of(serial_calls(), wall=1.25), run_of(serial_calls(start=200.0), start=200.0, wall=1.5),
             run_of(serial_calls(start=300.0), start=300.0, wall=2.0)]
     info = measured(runs, Scenario("streaming", 4.0)).extra_info()
-    assert (info["scenario"], info["target_fps"], info["deadline_s"]) == ("streaming", 4.0, 0.25)
-    assert (info["latency_frames"], info["latency_max_s"], info["deadline_misses"]) == (9, 0.625, 9)
-    assert info["overlap"] == 1.125 / 1.5  # the median run's
-    assert info["timeline"]["wall_s"] == 1.5
-    assert info["timeline"]["start"][0] == 0.0
+    settings, timing, latency, resources = info["settings"], info["timing"], info["latency"], info["resources"]
+    assert (settings["scenario"], settings["target_fps"], latency["deadline_s"]) == ("streaming", 4.0, 0.25)
+    assert (latency["frames"], latency["max_s"], latency["misses"]) == (9, 0.625, 9)
+    assert timing["overlap"] == 1.125 / 1.5  # the median run's
+    assert timing["timeline"]["wall_s"] == 1.5
+    assert timing["timeline"]["start"][0] == 0.0
     # sampling was off: no resource numbers, and the rate says so
-    assert (info["cpu_util_mean"], info["peak_pss_bytes"], info["sampler_rate_hz"]) == (None, None, None)
-    assert info["gpu_absent"] == "no GPU here"
+    assert (resources["cpu_util_mean"], resources["peak_pss_bytes"], resources["sampler_rate_hz"]) == (None, None, None)
+    assert resources["gpu_absent"] == "no GPU here"
 
 
 def test_a_measurement_is_built_once_with_every_field_and_cannot_be_changed():
     offline = measured([run_of(serial_calls(), wall=1.5)], Scenario("offline"),
                        overhead=HarnessOverhead.of([[1.5]], [[1.25]]))
-    assert (offline.limit_s, offline.efficiency) == (0.375, 0.375 / 1.5)
-    assert offline.strategy_options == {"k": 2}
-    assert offline.packing_limit == PackingLimit((0.5, 0.25), 2).as_dict()
-    assert (offline.harness_overhead, offline.bare_loop_s) == (1.5 / 1.25 - 1, 1.25)
+    assert (offline.timing.limit_s, offline.timing.efficiency) == (0.375, 0.375 / 1.5)
+    assert offline.settings.strategy_options == {"k": 2}
+    assert offline.timing.packing_limit == PackingLimit((0.5, 0.25), 2).as_dict()
+    assert (offline.timing.harness_overhead, offline.timing.bare_loop_s) == (1.5 / 1.25 - 1, 1.25)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        offline.efficiency = 1.0  # type: ignore[misc]
+        offline.timing.efficiency = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        offline.timing = offline.timing  # type: ignore[misc]
     stream = measured([run_of(serial_calls(), wall=1.5)], Scenario("streaming", 4.0))
-    assert stream.limit_s == 0.375
-    assert stream.efficiency is None
+    assert stream.timing.limit_s == 0.375
+    assert stream.timing.efficiency is None
 
 
 def test_extra_info_has_the_schema_version_and_the_overhead_keys_only_where_measured():
     plain = measured([run_of(serial_calls())], Scenario("offline")).extra_info()
     assert plain["schema_version"] == SCHEMA_VERSION
-    assert "harness_overhead" not in plain
-    assert "bare_loop_s" not in plain
+    assert "harness_overhead" not in plain["timing"]
+    assert "bare_loop_s" not in plain["timing"]
+    assert not {"strategy_info", "capacity"} & set(plain)
     paired = measured([run_of(serial_calls())], Scenario("offline"), overhead=HarnessOverhead.of([[1.0]], [[0.5]]))
-    assert set(paired.extra_info()) - set(plain) == {"harness_overhead", "bare_loop_s"}
+    assert set(paired.extra_info()["timing"]) - set(plain["timing"]) == {"harness_overhead", "bare_loop_s"}
     assert Measurement.from_extra_info(paired.extra_info()) == paired
+
+
+def test_a_built_measurement_goes_through_schema_2_json_and_back_unchanged():
+    resources = dataclasses.replace(ResourceSummary.absent(), samples=4, cpu_util_mean=0.5, peak_uss_bytes=2**20,
+                                    foreign_load_cores=0.75, rounds_foreign_load_cores=[0.5, 1.0], usable_cores=2)
+    runs = [run_of(serial_calls(), wall=1.25), run_of(serial_calls(start=200.0), start=200.0, wall=1.5)]
+    built = [measured(runs, Scenario("offline"), overhead=HarnessOverhead.of([[1.5]], [[1.25]]), resources=resources,
+                      strategy_info={"ray_version": "2.9"}),
+             measured(runs, Scenario("streaming", 4.0), capacity={"cameras": 3, "fps": 4.0, "probes": []}),
+             measured(runs, Scenario("offline"))]
+    for m in built:
+        info = json.loads(json.dumps(m.extra_info()))
+        assert info["schema_version"] == 2
+        assert Measurement.from_extra_info(info) == m
+    offline, stream, _ = (m.extra_info() for m in built)
+    assert (offline["timing"]["wall_s"], offline["resources"]["samples"], offline["settings"]["label"]) == \
+        (1.25, 4, "ort-defaults")
+    assert (offline["strategy_info"], stream["capacity"]["cameras"], stream["latency"]["deadline_s"]) == \
+        ({"ray_version": "2.9"}, 3, 0.25)
 
 
 def test_timeline_lanes_follow_the_models_they_serve_then_their_names():
@@ -195,7 +220,8 @@ def test_the_foreign_load_is_stored_per_benchmark_and_read_back():
                         rounds_foreign_load_cores=[0.5, 1.0], usable_cores=2)
     m = measured([run_of(serial_calls())], Scenario("offline"), resources=resources)
     info = m.extra_info()
-    assert (info["foreign_load_cores"], info["rounds_foreign_load_cores"], info["usable_cores"]) == (0.75, [0.5, 1.0], 2)
+    held = info["resources"]
+    assert (held["foreign_load_cores"], held["rounds_foreign_load_cores"], held["usable_cores"]) == (0.75, [0.5, 1.0], 2)
     assert Measurement.from_extra_info(info) == m
     unsampled = measured([run_of(serial_calls())], Scenario("offline")).extra_info()
-    assert not {"foreign_load_cores", "rounds_foreign_load_cores", "usable_cores"} & set(unsampled)
+    assert not {"foreign_load_cores", "rounds_foreign_load_cores", "usable_cores"} & set(unsampled["resources"])

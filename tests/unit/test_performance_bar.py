@@ -15,6 +15,7 @@ from bench.measure.measurement import Measurement
 from bench.report.markdown import write_report
 from bench.report.recommend import recommendation
 from bench.report.table import format_table, markdown_tables
+from tests.helpers.measurements import changed, flat
 from tests.helpers.workloads import tiny_workload
 
 
@@ -57,12 +58,12 @@ def measurement(strategy: str, wall: float, *, settings: str = "intra1-inter1-sp
                         "allow_spinning": None, "ort_defaults": True} if ort_defaults else
                        {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "execution_mode": "sequential",
                         "allow_spinning": False, "ort_defaults": False})
-    return Measurement(strategy=strategy, settings="ort-defaults" if ort_defaults else settings,
-                       ort_defaults=ort_defaults, models=["a", "b"], frames=10, batch=4, provider=provider,
-                       per_model_cumulative_s=[wall, wall], wall_s=wall, fps=10 / wall, overlap=1.0,
-                       equivalent=equivalent, mismatch=None if equivalent else "model 'a' frame 0 differs",
-                       thread_settings=thread_settings, limit_s=limit, rounds_wall_s=list(rounds or []),
-                       efficiency=None if limit is None else limit / wall)
+    return flat(strategy=strategy, settings="ort-defaults" if ort_defaults else settings,
+                ort_defaults=ort_defaults, models=["a", "b"], frames=10, batch=4, provider=provider,
+                per_model_cumulative_s=[wall, wall], wall_s=wall, fps=10 / wall, overlap=1.0,
+                equivalent=equivalent, mismatch=None if equivalent else "model 'a' frame 0 differs",
+                thread_settings=thread_settings, limit_s=limit, rounds_wall_s=list(rounds or []),
+                efficiency=None if limit is None else limit / wall)
 
 
 def spread_rounds(median: float, spread: float, count: int = 5) -> list[float]:
@@ -126,7 +127,7 @@ def test_a_faster_run_that_did_not_match_serial_is_never_recommended():
 
 
 def test_options_are_part_of_the_recommendation():
-    batched = replace(measurement("batched", 1.0), strategy_options={"k": 8})
+    batched = changed(measurement("batched", 1.0), strategy_options={"k": 8})
     assert "batched (--threads intra=1,inter=1,spin=0, k=8)" in recommendation([batched])
 
 

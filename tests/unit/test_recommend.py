@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from bench.report.recommend import LOAD_MARGIN, group_and_rest, load_could_explain, recommendation
+from tests.helpers.measurements import changed
 from tests.unit.test_performance_bar import measurement, spread_rounds
 
 
@@ -52,7 +52,7 @@ def test_the_group_is_a_prefix_of_the_strategies_by_median_and_the_pick_is_the_f
     names = ["serial", "threads", "processes", "asyncio", "merged", "fanout", "run_async"]
     runs = [measurement(name, 0, rounds=list(rng.uniform(1.0, 1.3) * (1 + rng.uniform(0, rng.uniform(0.01, 0.8), 5))))
             for name in names]
-    ordered = sorted(runs, key=lambda m: m.wall_s)
+    ordered = sorted(runs, key=lambda m: m.timing.wall_s)
     best, ties, _ = group_and_rest(runs)
     assert best is ordered[0]
     assert recommendation(runs).startswith(f"fanbench recommends {ordered[0].strategy} (")
@@ -69,7 +69,7 @@ def test_a_wide_strategy_beyond_a_tight_one_is_not_called_as_good():
 
 
 def loaded(m, foreign: float, cores: int = 2):
-    return replace(m, foreign_load_cores=foreign, rounds_foreign_load_cores=[foreign] * len(m.rounds_wall_s),
+    return changed(m, foreign_load_cores=foreign, rounds_foreign_load_cores=[foreign] * len(m.timing.rounds_wall_s),
                    usable_cores=cores)
 
 
@@ -85,7 +85,8 @@ def test_load_could_explain_is_the_ratio_of_the_cores_left_and_needs_a_margin():
 
 def hog_halfway(quiet_runs, hogged: set[str], factor: float = 1.6, foreign: float = 0.9):
     """The same run with a CPU hog from halfway: the later benchmarks ran slower, under foreign load."""
-    return [loaded(replace(m, rounds_wall_s=[w * factor for w in m.rounds_wall_s], wall_s=m.wall_s * factor), foreign)
+    return [loaded(changed(m, rounds_wall_s=[w * factor for w in m.timing.rounds_wall_s], wall_s=m.timing.wall_s * factor),
+                   foreign)
             if m.strategy in hogged else loaded(m, 0.02) for m in quiet_runs]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -13,10 +14,12 @@ import pytest
 
 from bench.compare.saved import load_run, same_workload_runs
 from bench.interrupts import Terminated, sigterm_as_interrupt
-from bench.measure.measurement import SCHEMA_VERSION, HistoryError, Measurement
+from bench.measure.measurement import PARTS, SCHEMA_VERSION, V1_PLACES, HistoryError, Measurement, stored
 from bench.report import markdown, summary
 from bench.report.charts import TrendPoint, latency_figure, trend_figure, wall_and_speedup_figure
 from bench.report.markdown import main, trend_series, write_report
+from bench.report.table import format_table
+from tests.helpers.measurements import changed
 
 DATA = Path(__file__).parents[1] / "data"
 FIRST, SECOND = DATA / "history_small_1.json", DATA / "history_small_2.json"
@@ -37,8 +40,8 @@ def test_a_saved_run_gives_back_its_measurements():
     saved = json.loads(FIRST.read_text())["benchmarks"]
     assert [m.key for m in measurements] == ["serial-ort-defaults", "serial-ort-defaults",
                                             "threads-intra1-inter1-spin0", "threads-intra1-inter1-spin0"]
-    assert [m.scenario for m in measurements] == ["offline", "streaming"] * 2
-    assert [m.wall_s for m in measurements] == [bench["extra_info"]["wall_s"] for bench in saved]
+    assert [m.settings.scenario for m in measurements] == ["offline", "streaming"] * 2
+    assert [m.timing.wall_s for m in measurements] == [bench["extra_info"]["wall_s"] for bench in saved]
     assert run.machine == "vm (AMD EPYC)"
     assert run.label == json.loads(FIRST.read_text())["datetime"][:19].replace("T", " ")
 
@@ -51,7 +54,7 @@ def test_the_report_from_history_has_the_tables_charts_and_a_timeline_per_benchm
     assert "### Offline" in text
     assert "### Streaming at 25 fps" in text
     assert "| serial   | ort-defaults" in text
-    assert f"| {serial.wall_s:.3f}" in text
+    assert f"| {serial.timing.wall_s:.3f}" in text
     assert "latency p50/p90/p99 (ms)" in text
     assert "deadline misses" in text
     assert "GPU metrics absent: the workload runs on the 'cpu' provider, not on a GPU." in text
@@ -83,7 +86,7 @@ def test_the_report_carries_the_recommendation_lines(tmp_path):
 
 def test_the_latency_chart_uses_a_log_axis_where_latencies_span_decades_so_the_deadline_shows():
     fast, late = load_run(FIRST).measurements()[1], load_run(FIRST).measurements()[3]
-    assert fast.deadline_s == 0.04
+    assert fast.latency.deadline_s == 0.04
     fast, late = replace_latency(fast, 0.030, 0.035, 0.104), replace_latency(late, 5.0, 20.0, 27.0)
     axes = latency_figure([fast, late], "t").axes[0]
     assert axes.get_xscale() == "log"
@@ -96,12 +99,10 @@ def test_the_latency_chart_uses_a_log_axis_where_latencies_span_decades_so_the_d
 
 
 def test_the_speedup_bars_carry_their_interval_and_grey_out_a_speedup_within_noise():
-    from dataclasses import replace
-
     serial = load_run(FIRST).measurements()[0]
-    rows = [replace(serial, rounds_wall_s=[1.98, 2.0, 2.02], wall_s=2.0),
-            replace(serial, strategy="threads", rounds_wall_s=[0.99, 1.0, 1.01], wall_s=1.0),
-            replace(serial, strategy="asyncio", rounds_wall_s=[1.5, 1.9, 2.4], wall_s=1.9)]
+    rows = [changed(serial, rounds_wall_s=[1.98, 2.0, 2.02], wall_s=2.0),
+            changed(serial, strategy="threads", rounds_wall_s=[0.99, 1.0, 1.01], wall_s=1.0),
+            changed(serial, strategy="asyncio", rounds_wall_s=[1.5, 1.9, 2.4], wall_s=1.9)]
     wall_axes, speed_axes = wall_and_speedup_figure(rows, "t").axes
     bars = list(speed_axes.patches)
     assert [round(bar.get_width(), 2) for bar in bars] == [1.0, 2.0, 1.05]
@@ -118,7 +119,7 @@ def whiskers(axes) -> list:
 
 
 def replace_latency(m, p50, p90, p99):
-    return replace(m, latency_p50_s=p50, latency_p90_s=p90, latency_p99_s=p99)
+    return replace(m, latency=replace(m.latency, p50_s=p50, p90_s=p90, p99_s=p99))
 
 
 def legend_inside_figure(figure) -> bool:
@@ -219,7 +220,7 @@ def test_older_history_without_the_new_fields_still_loads():
                                                                  "batch", "provider", "per_model_cumulative_s", "wall_s",
                                                                  "fps", "overlap", "equivalent")}
     measurement = Measurement.from_extra_info({**old, "added_by_a_later_version": 1})
-    assert (measurement.scenario, measurement.latency_p50_s, measurement.timeline) == ("offline", None, {})
+    assert (measurement.settings.scenario, measurement.latency.p50_s, measurement.timing.timeline) == ("offline", None, {})
 
 
 def test_extra_info_that_is_not_a_measurement_is_an_error():
@@ -233,16 +234,88 @@ def test_a_run_saved_before_the_schema_version_loads_and_keeps_its_keys():
         saved = bench["extra_info"]
         assert "schema_version" not in saved  # schema 0
         again = Measurement.from_extra_info(saved, bench["name"]).extra_info()
-        assert set(again) - set(saved) == {"schema_version"}
-        assert set(saved) <= set(again)
-        assert {key: again[key] for key in saved} == saved
+        assert again["schema_version"] == SCHEMA_VERSION
+        # Saved again as schema 2, every flat key but per_frame (always true, dropped) is in its part, unchanged.
+        for key, value in saved.items():
+            if key in V1_PLACES:
+                part, name = V1_PLACES[key]
+                assert again[part][name] == value == stored(again, part, name) == stored(saved, part, name), key
+            elif key != "per_frame":
+                assert again[key] == value, key
     assert {"harness_overhead", "bare_loop_s"} <= set(benchmarks[0]["extra_info"])  # serial, offline
 
 
+@pytest.mark.parametrize("path", sorted(DATA.glob("history_*.json")), ids=lambda path: path.name)
+def test_every_committed_flat_history_loads_into_the_parts_with_its_values(path):
+    for bench in json.loads(path.read_text())["benchmarks"]:
+        saved, m = bench["extra_info"], Measurement.from_extra_info(bench["extra_info"], bench["name"])
+        assert saved.get("schema_version", 0) < 2  # flat: schema 0 or 1
+        # A few fields of each part, named, against the flat JSON ...
+        assert (m.strategy, m.settings.label, m.settings.frames, m.settings.models, m.settings.thread_settings) == \
+            (saved["strategy"], saved["settings"], saved["frames"], saved["models"], saved["thread_settings"])
+        assert (m.timing.wall_s, m.timing.rounds_wall_s, m.timing.per_model_cumulative_s, m.timing.timeline) == \
+            (saved["wall_s"], saved["rounds_wall_s"], saved["per_model_cumulative_s"], saved["timeline"])
+        assert (m.latency.frames, m.latency.p50_s, m.latency.p99_s, m.latency.deadline_s, m.latency.misses) == \
+            (saved["latency_frames"], saved["latency_p50_s"], saved["latency_p99_s"], saved["deadline_s"],
+             saved["deadline_misses"])
+        assert (m.resources.samples, m.resources.peak_uss_bytes, m.resources.cpu_util_mean, m.resources.gpu_absent) == \
+            (saved["sampler_samples"], saved["peak_uss_bytes"], saved["cpu_util_mean"], saved["gpu_absent"])
+        assert (m.equivalence.equivalent, m.equivalence.mismatch, m.equivalence.calibration) == \
+            (saved["equivalent"], saved["mismatch"], saved.get("equivalence", {}))
+        # ... and every flat key the file has, through the one table.
+        for key, (part, name) in V1_PLACES.items():
+            if key in saved:
+                assert getattr(getattr(m, part), name) == saved[key], key
+        assert set(saved) - set(V1_PLACES) <= {"strategy", "per_frame"}
+
+
+GPU_RUNS = sorted((DATA.parents[1] / "docs" / "gpu-runs").glob("*/*.json.gz"))  # saved with schema 1 on H100 / H200
+
+
+@pytest.mark.parametrize("path", GPU_RUNS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_the_documented_gpu_runs_still_load_and_tabulate(path):
+    benchmarks = json.loads(gzip.decompress(path.read_bytes()))["benchmarks"]
+    measured = [bench for bench in benchmarks if "strategy" in bench.get("extra_info", {})]
+    assert measured
+    rows = []
+    for bench in measured:
+        saved, m = bench["extra_info"], Measurement.from_extra_info(bench["extra_info"], bench["name"])
+        assert saved["schema_version"] == 1
+        for key, (part, name) in V1_PLACES.items():
+            if key in saved:
+                assert getattr(getattr(m, part), name) == saved[key], key
+        assert (m.strategy, m.capacity, m.strategy_info) == (saved["strategy"], saved.get("capacity", {}),
+                                                             saved.get("strategy_info", {}))
+        assert (m.settings.label, m.timing.wall_s, m.latency.p99_s, m.resources.gpu_util_mean, m.equivalence.tolerance) \
+            == (saved["settings"], saved["wall_s"], saved["latency_p99_s"], saved["gpu_util_mean"], saved["tolerance"])
+        rows.append(m)
+    assert "cuda" in format_table(rows)  # every reader of the parts runs on them
+
+
+def test_a_measurement_goes_through_schema_2_json_and_back_unchanged():
+    for m in [*load_run(MAIN).measurements(), *load_run(FIRST).measurements()]:
+        info = json.loads(json.dumps(m.extra_info()))
+        assert info["schema_version"] == 2
+        assert all(isinstance(info.get(part), dict) for part in PARTS)
+        assert not set(V1_PLACES) - set(PARTS) & set(info)  # no flat key left at the top
+        assert Measurement.from_extra_info(info) == m
+
+
+def test_a_schema_2_record_with_a_part_that_is_no_object_is_no_measurement():
+    info = load_run(MAIN).measurements()[0].extra_info()
+    with pytest.raises(HistoryError, match=r"bench-x: extra_info is not a fanbench measurement \(latency is list"):
+        Measurement.from_extra_info({**info, "latency": [1, 2]}, "bench-x")
+    with pytest.raises(HistoryError, match="bench-x: extra_info is not a fanbench measurement"):
+        Measurement.from_extra_info({key: value for key, value in info.items() if key != "timing"}, "bench-x")
+
+
 def test_a_measurement_of_a_newer_schema_is_refused_in_one_line():
-    info = {**json.loads(MAIN.read_text())["benchmarks"][0]["extra_info"], "schema_version": SCHEMA_VERSION + 1}
-    with pytest.raises(HistoryError, match=f"bench-x: saved with measurement schema {SCHEMA_VERSION + 1}, newer"):
-        Measurement.from_extra_info(info, "bench-x")
+    assert SCHEMA_VERSION + 1 == 3
+    flat = {**json.loads(MAIN.read_text())["benchmarks"][0]["extra_info"], "schema_version": SCHEMA_VERSION + 1}
+    nested = {**load_run(MAIN).measurements()[0].extra_info(), "schema_version": SCHEMA_VERSION + 1}
+    for info in (flat, nested):
+        with pytest.raises(HistoryError, match=f"bench-x: saved with measurement schema {SCHEMA_VERSION + 1}, newer"):
+            Measurement.from_extra_info(info, "bench-x")
 
 
 def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_the_summary_goes_on(tmp_path, monkeypatch):

@@ -77,11 +77,11 @@ def test_the_timed_call_is_the_run_alone_checks_and_bare_loops_come_outside_it(t
                for frame in model)  # checked
     assert rounds.providers == {"cpu"}
     measurement = run.measure(benchmark)
-    assert measurement.equivalent
-    assert measurement.mismatch is None
-    assert measurement.rounds_wall_s == [result.wall_s for result in rounds.timed]
-    assert measurement.harness_overhead is not None
-    assert measurement.bare_loop_s is not None
+    assert measurement.equivalence.equivalent
+    assert measurement.equivalence.mismatch is None
+    assert measurement.timing.rounds_wall_s == [result.wall_s for result in rounds.timed]
+    assert measurement.timing.harness_overhead is not None
+    assert measurement.timing.bare_loop_s is not None
     assert benchmark.extra_info == measurement.extra_info()
     assert run.overhead_line().startswith(f"harness overhead of {run.case.id}: ")
 
@@ -91,7 +91,7 @@ def test_only_serial_offline_is_paired_with_bare_loops(tiny_workload, reference)
     run = BenchmarkRun(inputs, *offline(STRATEGIES["threads"], tiny_workload))
     run.in_a_row(Pedantic(), RoundHooks(0, tiny_workload.frame_count))
     assert run.rounds.bare == []
-    assert run.measure(Pedantic()).harness_overhead is None
+    assert run.measure(Pedantic()).timing.harness_overhead is None
     assert run.overhead_line() is None
 
 
@@ -118,8 +118,8 @@ def test_every_round_is_checked_and_a_difference_is_the_measurements(tiny_worklo
     run = BenchmarkRun(inputs, *offline(WrongSecondRun, tiny_workload, ThreadSettings(intra_op=1)))
     run.in_a_row(Pedantic(), RoundHooks(1, tiny_workload.frame_count))
     measurement = run.measure(Pedantic())
-    assert not measurement.equivalent
-    assert "frame 1" in measurement.mismatch
+    assert not measurement.equivalence.equivalent
+    assert "frame 1" in measurement.equivalence.mismatch
 
 
 class WrongWarmUp(WrongSecondRun):
@@ -145,12 +145,12 @@ def test_a_warm_up_round_runs_each_cameras_first_frames_and_is_checked(make_work
     assert run.warmup_frames == WARMUP_FRAMES * cameras
     assert sorted({call.first_frame for call in warmup.calls}) == list(range(WARMUP_FRAMES * cameras))
     assert warmup.wall_s >= (WARMUP_FRAMES - 1) / 200  # paced: the 8th frame arrives 35 ms after the first
-    assert run.measure(Pedantic()).equivalent
+    assert run.measure(Pedantic()).equivalence.equivalent
     wrong = BenchmarkRun(inputs, Case(WrongWarmUp, ThreadSettings(intra_op=1)), scenario)
     wrong.in_a_row(Pedantic(), RoundHooks(1, workload.frame_count))
     measurement = wrong.measure(Pedantic())
-    assert not measurement.equivalent
-    assert "frame 1" in measurement.mismatch
+    assert not measurement.equivalence.equivalent
+    assert "frame 1" in measurement.equivalence.mismatch
 
 
 class TimesOutSecondRun(SERIAL):

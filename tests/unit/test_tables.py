@@ -6,6 +6,7 @@ from typing import Any
 
 from bench.measure.measurement import Measurement
 from bench.report.table import format_table, markdown_tables, tables
+from tests.helpers.measurements import flat
 
 MB = 1024 * 1024
 
@@ -14,7 +15,7 @@ def measurement(strategy: str, wall: float, **fields: Any) -> Measurement:
     base: dict[str, Any] = {"strategy": strategy, "settings": "ort-defaults", "ort_defaults": True, "models": ["a", "b"],
                             "frames": 4, "batch": 1, "provider": "cpu", "per_model_cumulative_s": [wall / 2, wall / 2],
                             "wall_s": wall, "fps": 4 / wall, "overlap": 1.0, "equivalent": True}
-    return Measurement(**(base | fields))
+    return flat(**(base | fields))
 
 
 def cells(measurements: list[Measurement]) -> dict[str, list[dict[str, str]]]:

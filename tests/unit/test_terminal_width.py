@@ -14,6 +14,7 @@ import pytest
 from bench.measure.measurement import Measurement
 from bench.report.summary import write_summary
 from bench.report.table import drop_empty_columns, format_table, markdown_tables, tables
+from tests.helpers.measurements import flat
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 STRATEGIES = ["serial", "threads", "processes", "asyncio", "asyncio_threads", "processes_shm", "fanout", "merged",
@@ -33,7 +34,7 @@ def measurement(strategy: str, wall: float, **fields: Any) -> Measurement:
         "gpu_absent": "no GPU: onnxruntime runs on the CPU provider",
         "thread_settings": {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "execution_mode": "sequential",
                             "allow_spinning": False, "ort_defaults": False}}
-    return Measurement(**(base | fields))
+    return flat(**(base | fields))
 
 
 def default_run() -> list[Measurement]:
