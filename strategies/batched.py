@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 
-from strategies.base import Arrivals, Clock, StrategyError, StrategyUnavailable
+from strategies.base import Arrivals, Clock
 from strategies.lanes import failure_of
 from strategies.records import CallLog, CallRecord, Outputs, Workload, empty_outputs
+from strategies.runtime.batches import check_free_batch, split_batch
 from strategies.runtime.sessions import SessionStrategy
 from strategies.settings import ThreadSettings
 
@@ -59,25 +60,7 @@ class Batched(SessionStrategy):
                 with failure_of(self.name, self.workload.names[model], first, last):
                     results = log.run(session, {self.input_names[model]: stacked}, model, first, "main",
                                       frames=last + 1 - first)
-                    split = [_split(result, last + 1 - first, per_frame) for result in results]
+                    split = [split_batch(result, last + 1 - first, per_frame) for result in results]
                 for offset in range(last + 1 - first):
                     outputs[model][first + offset] = tuple(parts[offset] for parts in split)
         return outputs, log.calls
-
-
-def check_free_batch(strategy: str, sessions: list, names: list[str]) -> None:
-    """StrategyUnavailable unless every model's input has a free (dynamic) batch dimension."""
-    for index, session in enumerate(sessions):
-        batch_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
-        if isinstance(batch_dim, int) and batch_dim > 0:
-            raise StrategyUnavailable(
-                f"{strategy}: model {names[index]!r} has a fixed batch size of {batch_dim}, "
-                "so frames cannot be stacked; export it with a dynamic batch axis.")
-
-
-def _split(result: np.ndarray, frames: int, per_frame: int) -> list[np.ndarray]:
-    if result.ndim == 0 or result.shape[0] != frames * per_frame:
-        raise StrategyError(
-            f"an output of shape {result.shape} does not carry the batch axis (expected first axis "
-            f"{frames} x {per_frame} = {frames * per_frame}), so it cannot be split back per frame.")
-    return [result[index * per_frame:(index + 1) * per_frame] for index in range(frames)]

@@ -12,9 +12,9 @@ import time
 import numpy as np
 
 from strategies.base import Arrivals, Clock, pause
-from strategies.batched import _split, check_free_batch
 from strategies.lanes import ModelThreads, failure_of, wait_for_lanes
 from strategies.records import CallLog, CallRecord, Outputs, Workload, empty_outputs
+from strategies.runtime.batches import check_free_batch, split_batch
 from strategies.runtime.sessions import SessionStrategy
 from strategies.settings import ThreadSettings
 
@@ -97,7 +97,7 @@ class DynamicBatch(ModelThreads, SessionStrategy):
             with failure_of(self.name, name, first, end - 1):
                 results = log.run(self.sessions[model], {self.input_names[model]: chunk.reshape(-1, *chunk.shape[2:])},
                                   model, first, f"thread-{model}", frames=end - first)
-                split = [_split(result, end - first, per_frame) for result in results]
+                split = [split_batch(result, end - first, per_frame) for result in results]
             for offset in range(end - first):
                 out[first + offset] = tuple(parts[offset] for parts in split)
             first = end
