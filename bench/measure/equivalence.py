@@ -1,37 +1,28 @@
-"""Checking a strategy's outputs against the serial reference, frame by frame, in order: the one check
-`pytest bench` makes of every round (RoundCheck, with each model's measured tolerance), and the one the
-tests make (tests/helpers/equivalence.py).
+"""Checking a strategy's outputs against the serial reference, frame by frame, in order: the check
+`pytest bench` makes of every round (RoundCheck, with each model's measured tolerance) and the one
+the tests make (tests/helpers/equivalence.py).
 
-Why the tolerance is not zero: float32 addition is not associative, and strategies legitimately
-change the order of the sums inside a convolution or a Gemm (a different intra-op thread count
-splits the work differently, `batched` runs a larger batch, `merged` lets onnxruntime fuse across
-one graph, a GPU picks different cuDNN kernels). Those differences are around 1e-6 relative. On
-Ampere and newer GPUs, onnxruntime's CUDA provider computes float32 convolutions and GEMMs with
-TF32 tensor-core math unless `use_tf32=0` (its default is on): TF32 rounds the operands to 10
-mantissa bits, and every session runs its own cuDNN algorithm search, so two sessions of one model
-may differ at TF32 precision (up to about 1e-3 of the largest output on fanbench's models, emulated
-on the CPU in tests/unit/test_equivalence.py).
+The tolerance is not zero: float32 addition is not associative, and strategies legitimately change
+the order of the sums in a convolution or a Gemm (other intra-op thread counts, `batched`'s larger
+batch, `merged`'s fusion across one graph, other cuDNN kernels), about 1e-6 relative. On Ampere and
+newer GPUs onnxruntime's CUDA provider uses TF32 unless `use_tf32=0`, and each session runs its own
+cuDNN algorithm search, so two sessions of one model may differ by about 1e-3 of the largest output
+(emulated on the CPU in tests/unit/test_equivalence.py).
 
-Why it is measured: a fixed pair of numbers cannot suit every model. A sigmoid text detector on
-frames without text outputs probabilities near zero; a differently batched TF32 convolution moves
-those by about 1% relative, more than the frames differ from each other. So each run measures, per
-model and once with the reference (outside any timed region): the noise floor, the reference
-computed a second way on the provider in use (another session with other thread settings, k frames
-per call where the batch axis is free), and the discrimination, how far apart the reference's
-outputs of adjacent frames are. Both are fractions of the largest finite reference magnitude of
-each output. The tolerance lies between them, with headroom on both sides where the gap allows;
-where the noise reaches the frames' differences the result says plainly that this model cannot tell
-those frames apart (its check still fails outputs further off than the noise, but it proves nothing
-about their order).
+It is measured, per model (README, "Correctness"): no fixed pair of numbers suits every model (a
+sigmoid text detector on frames without text outputs probabilities near zero, which TF32 moves by
+about 1% relative, more than the frames differ). The noise is the reference computed a second way;
+the discrimination is how far apart adjacent frames' outputs are, both as fractions of each output's
+largest finite magnitude; the tolerance lies between them. Where the noise reaches the frames'
+differences, the result says the model cannot tell those frames apart.
 
-Non-finite values (NaN, +inf, -inf) are compared as values: the same positions and the same
-kind; finite values with the tolerance; the scale ignores non-finite values.
+Non-finite values (NaN, +inf, -inf) must match in place and kind; the scale ignores them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -42,8 +33,7 @@ from strategies.runtime import usable_cores
 
 @dataclass(frozen=True)
 class Tolerance:
-    """What one model's outputs may differ by: atol_fraction x the largest reference magnitude, plus rtol
-    x each reference value."""
+    """What one model's outputs may differ by: atol_fraction x max|reference| + rtol x |reference|."""
 
     rtol: float
     atol_fraction: float  # of the largest reference magnitude for the model
@@ -74,8 +64,8 @@ def _scales(frames: Sequence[Outputs]) -> list[float]:
 
 
 def _array_mismatch(ref: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> str | None:
-    """Why `got` is not `ref`: non-finite values as values (same place, same kind), finite ones
-    within atol + rtol x |ref|. None when they match."""
+    """Why `got` is not `ref` (None: it is): non-finite values in the same place and kind, finite ones
+    within atol + rtol x |ref|."""
     finite = np.isfinite(ref)
     got_finite = np.isfinite(got)
     nonfinite_differ = (got_finite != finite) | (~finite & ~((ref == got) | (np.isnan(ref) & np.isnan(got))))
@@ -91,8 +81,7 @@ def _array_mismatch(ref: np.ndarray, got: np.ndarray, rtol: float, atol: float) 
 
 
 def _distance(first: Outputs, second: Outputs, scales: Sequence[float]) -> float:
-    """How far two frames' outputs are apart: the largest difference of finite values, as a
-    fraction of each output's scale (absolute where the scale is 0)."""
+    """The largest difference of finite values as a fraction of each output's scale (absolute where it is 0)."""
     distance = 0.0
     for a, b, scale in zip(first, second, scales, strict=True):
         a, b = np.asarray(a), np.asarray(b)
@@ -111,8 +100,7 @@ ToleranceChoice = Tolerance | Sequence[Tolerance]
 def first_mismatch(reference: Sequence[Sequence[Outputs]], candidate: Sequence[Sequence[Outputs]],
                    names: Sequence[str], tolerance: ToleranceChoice) -> str | None:
     """A sentence describing the first difference, or None when the outputs are equivalent.
-
-    `tolerance` is one for every model, or one per model (a `Calibration.tolerances`)."""
+    `tolerance`: one for every model, or one per model (a `Calibration.tolerances`)."""
     if len(candidate) != len(reference):
         return f"expected outputs for {len(reference)} models, got {len(candidate)}."
     per_model = [tolerance] * len(reference) if isinstance(tolerance, Tolerance) else list(tolerance)
@@ -162,10 +150,9 @@ class ModelCheck:
     def from_dict(cls, name: str, stored: dict[str, Any]) -> ModelCheck:
         """The check as `as_dict` stored it (in a benchmark's extra_info)."""
         separation = stored.get("separation_min")
-        return cls(name=name, noise=stored["noise"], separation=float("inf") if separation is None else separation,
-                   separation_median=stored["separation_median"], tolerance=stored["tolerance"],
-                   pairs=stored["pairs"], identical_pairs=stored["identical_pairs"],
-                   pairs_within_noise=stored["pairs_within_noise"])
+        kept = {each.name for each in fields(cls)} - {"name", "separation"}
+        return cls(name=name, separation=float("inf") if separation is None else separation,
+                   **{key: stored[key] for key in kept})
 
     @property
     def tells_frames_apart(self) -> bool:

@@ -1,27 +1,21 @@
 """Resource sampling during the timed rounds: process-tree CPU and memory, GPU through NVML.
 
-A sampler reads the process tree (the benchmark process and every child, so worker
-processes and the multiprocessing manager count) and, when the workload runs on CUDA, the
-GPU, at a modest rate (2 Hz by default). Each `start()`/`stop()` pair is one segment, one
-per timed round, with a reading at both ends so even a short round has a full interval.
-The benchmark runs it in a process of its own (`SamplerProcess`): its readings never hold
-the benchmark's GIL, so they cannot delay the timed threads; it only competes for a core,
-like any other process, and its own CPU time and memory are left out of the tree's.
+A sampler reads the process tree (the benchmark process and every child: workers, the
+multiprocessing manager) and, on CUDA, the GPU. Each `start()`/`stop()` pair is one segment (one
+timed round) with a reading at both ends, so even a short round has a full interval. The benchmark
+runs it in a process of its own (`SamplerProcess`): its readings never hold the benchmark's GIL, and
+its own CPU time and memory are left out of the tree's.
 
-Memory is PSS (proportional set size: a page shared by n processes counts 1/n to each) and
-USS (pages only that process holds), summed over the tree; RSS would count the shared
-onnxruntime libraries and copy-on-write pages once per process. CPU utilisation is the tree's
-user+system CPU seconds over wall seconds, as a fraction of the usable cores, with the
-sampler thread's own CPU time taken out.
+Memory is PSS (a page shared by n processes counts 1/n to each) and USS, summed over the tree; RSS
+would count the shared onnxruntime libraries and copy-on-write pages once per process. CPU
+utilisation is the tree's user+system seconds over wall seconds, as a fraction of the usable cores.
 
-Foreign load is the CPU the machine spent outside the run during a round: the busy CPU time
-of the cores this run may use (user, nice, system, irq, softirq and steal: /proc/stat's
-counters, through psutil) minus the tree's and the sampler's own, over the round's seconds,
-in cores. Another job's load that comes and goes during a run slows the benchmarks it
-overlaps; recording it per round lets the answer tell a strategy that is slower from one that
-ran while the machine was busy (bench/report/recommend.py).
+Foreign load is the CPU the machine spent outside the run during a round: the busy time of the
+cores this run may use (/proc/stat through psutil) minus the tree's and the sampler's, in cores. It
+tells a strategy that is slower from one that ran while another job kept the machine busy
+(bench/report/recommend.py).
 
-Clock, thread CPU clock and both readers are injected, so tests feed fabricated readings.
+Clocks and readers are injected, so tests feed fabricated readings.
 """
 
 from __future__ import annotations
@@ -35,7 +29,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 
@@ -56,19 +50,16 @@ class TreeReading:
 @dataclass(frozen=True)
 class Sample:
     time: float  # the middle of the tree reading
-    sampler_cpu_s: float  # the sampler thread's own CPU time so far (thread_time)
+    sampler_cpu_s: float  # the sampler's own CPU time so far
     tree: TreeReading
     gpu: GpuReading | None = None
     read_s: float = 0.0  # how long the tree reading took: its CPU times were read at `time` +- half of it
-    # Busy CPU seconds of the machine's usable cores so far, read on both sides of the tree reading and
-    # averaged (so it belongs to the same moment); None: not read.
+    # Busy CPU seconds of the usable cores so far, read on both sides of the tree reading and averaged
+    # (so it belongs to the same moment); None: not read.
     machine_busy_s: float | None = None
 
 
-class TreeReader(Protocol):
-    def __call__(self) -> TreeReading: ...
-
-
+TreeReader = Callable[[], TreeReading]
 MachineReader = Callable[[], float]
 
 
@@ -80,9 +71,8 @@ def _busy(times: Any) -> float:
 def machine_busy_reader(cpus: Collection[int] | None = None) -> MachineReader:
     """Busy CPU seconds so far of the given cores (default: the ones this process may run on).
 
-    Other cores are left out: a job on a core the run may not use does not compete with it.
-    psutil lists the online cores in order, so a core's number is its index when all are online;
-    otherwise the whole machine is read."""
+    A job on a core the run may not use does not compete with it. psutil lists the online cores in
+    order, so a core's number is its index when all are online; otherwise the whole machine is read."""
     wanted = set(cpus) if cpus is not None else set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     count = psutil.cpu_count() or 0
     if wanted is None or wanted >= set(range(count)) or len(psutil.cpu_times(percpu=True)) != count:
@@ -92,16 +82,15 @@ def machine_busy_reader(cpus: Collection[int] | None = None) -> MachineReader:
 
 
 class ProcessTreeReader:
-    """Reads this process and all its descendants with psutil."""
+    """Reads a process (default: this one) and all its descendants, but those in `exclude`."""
 
     def __init__(self, pid: int | None = None, exclude: Collection[int] = ()) -> None:
         self.root = psutil.Process(pid)
-        self.exclude = set(exclude)  # e.g. the sampler's own process, a child of the root
+        self.exclude = set(exclude)
 
     def __call__(self) -> TreeReading:
         cpu: dict[int, float] = {}
-        uss, pss = 0, 0
-        has_pss = True
+        uss, pss, has_pss = 0, 0, True
         try:
             processes = [process for process in (self.root, *self.root.children(recursive=True))
                          if process.pid not in self.exclude]
@@ -135,9 +124,9 @@ class ResourceSummary:
     gpu_device_memory_peak_bytes: int | None
     gpu_util_mean: float | None  # percent
     gpu_util_max: float | None
-    sampler_cpu_s: float  # CPU time the sampler thread itself spent
-    # Cores busy outside the run (its process tree and the sampler), over all rounds and per round
-    # (one value per segment); None / []: the machine was not read.
+    sampler_cpu_s: float  # CPU time the sampler itself spent
+    # Cores busy outside the run (its process tree and the sampler), over all rounds and per round;
+    # None / []: the machine was not read.
     foreign_load_cores: float | None = None
     rounds_foreign_load_cores: list[float] = field(default_factory=list)
     usable_cores: int | None = None  # the cores the utilisation is a fraction of
@@ -147,18 +136,18 @@ class ResourceSummary:
         return cls(0, None, None, None, None, None, None, None, None, 0.0)
 
 
+def _peak(values: Sequence[Any]) -> Any:
+    return max((value for value in values if value is not None), default=None)
+
+
 def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: float,
               sampler_in_tree: bool = True) -> ResourceSummary:
     """Combine the segments' samples.
 
-    CPU: for each pair of consecutive samples in a segment, the CPU seconds the tree's
-    processes (those present in both samples) gained, minus the sampler's own, over the
-    seconds between them. The mean is over all pairs' time together; the maximum is over
-    pairs at least half an interval long (CPU times tick in 10 ms steps, so a short pair,
-    such as the reading at `stop`, would show that jitter as a spike) whose readings were
-    timed to a tenth of the pair, and the mean itself.
-    The sampler's own CPU time is taken out only where it is part of the tree (a thread of
-    the benchmark process), not when it samples from a process the tree leaves out.
+    CPU: for each pair of consecutive samples in a segment, the CPU seconds the tree's processes
+    (those in both samples) gained, over the seconds between them; the sampler's own CPU time is
+    taken out where it is part of the tree (a thread of the benchmark process). The mean is over all
+    pairs' time together; the maximum is the mean or a precise pair's, whichever is larger.
     """
     samples = [sample for segment in segments for sample in segment]
     busy_total, span_total, peak = 0.0, 0.0, None
@@ -185,8 +174,9 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
             segment_span += span
             busy_total += busy
             span_total += span
-            # A peak only from a pair long enough (CPU times tick in 10 ms steps) and timed precisely enough:
-            # a reading held up for longer than a tenth of the pair could turn a busy pair into a spike over 100%.
+            # A peak only from a pair long enough (CPU times tick in 10 ms steps, so a short pair such as the
+            # reading at `stop` shows that jitter as a spike) and timed precisely enough: a reading held up
+            # for longer than a tenth of the pair could turn a busy pair into a spike over 100%.
             if span >= interval_s / 2 and before.read_s + after.read_s <= span / 10:
                 peak = max(peak or 0.0, busy / span / cores)
         if machine_read and segment_span > 0:
@@ -194,45 +184,47 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
             foreign_rounds.append(max(0.0, foreign) / segment_span)
             foreign_total, foreign_span = foreign_total + max(0.0, foreign), foreign_span + segment_span
     cpu_mean = busy_total / span_total / cores if span_total > 0 else None
-    sampler_cpu = sum(segment[-1].sampler_cpu_s - segment[0].sampler_cpu_s for segment in segments if segment)
-
-    def peak_of(values: list[Any]) -> Any:
-        present = [value for value in values if value is not None]
-        return max(present) if present else None
-
     gpus = [sample.gpu for sample in samples if sample.gpu is not None]
     utils = [gpu.util_percent for gpu in gpus if gpu.util_percent is not None]
     return ResourceSummary(
         samples=len(samples), cpu_util_mean=cpu_mean,
         cpu_util_max=None if cpu_mean is None else max(cpu_mean, peak or 0.0),
-        peak_uss_bytes=peak_of([sample.tree.uss_bytes for sample in samples]),
-        peak_pss_bytes=peak_of([sample.tree.pss_bytes for sample in samples]),
-        gpu_memory_peak_bytes=peak_of([gpu.memory_bytes for gpu in gpus]),
-        gpu_device_memory_peak_bytes=peak_of([gpu.device_memory_bytes for gpu in gpus]),
-        gpu_util_mean=sum(utils) / len(utils) if utils else None, gpu_util_max=max(utils) if utils else None,
-        sampler_cpu_s=sampler_cpu,
+        peak_uss_bytes=_peak([sample.tree.uss_bytes for sample in samples]),
+        peak_pss_bytes=_peak([sample.tree.pss_bytes for sample in samples]),
+        gpu_memory_peak_bytes=_peak([gpu.memory_bytes for gpu in gpus]),
+        gpu_device_memory_peak_bytes=_peak([gpu.device_memory_bytes for gpu in gpus]),
+        gpu_util_mean=sum(utils) / len(utils) if utils else None, gpu_util_max=_peak(utils),
+        sampler_cpu_s=sum(segment[-1].sampler_cpu_s - segment[0].sampler_cpu_s for segment in segments if segment),
         foreign_load_cores=foreign_total / foreign_span if foreign_span > 0 else None,
         rounds_foreign_load_cores=foreign_rounds, usable_cores=cores)
 
 
+def _checked_rate(rate_hz: float) -> float:
+    if rate_hz <= 0:
+        raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
+    return rate_hz
+
+
 class Sampler:
-    """Samples in a background thread between `start()` and `stop()`; one segment per pair."""
+    """Samples in a background thread between `start()` and `stop()`; one segment per pair.
+
+    `in_tree` False: the tree reader leaves the sampler's process out."""
 
     def __init__(self, tree: TreeReader, gpu: GpuReader | None = None, *, rate_hz: float = DEFAULT_RATE_HZ,
                  cores: int | None = None, clock: Clock = time.perf_counter, cpu_clock: Clock = time.thread_time,
                  in_tree: bool = True, machine: MachineReader | None = None) -> None:
-        if rate_hz <= 0:
-            raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
         self.tree, self.gpu, self.machine = tree, gpu, machine
-        self.interval_s = 1.0 / rate_hz
+        self.interval_s = 1.0 / _checked_rate(rate_hz)
         self.cores = cores or usable_cores()
-        self.clock, self.cpu_clock = clock, cpu_clock
-        self.in_tree = in_tree  # False: the tree reader leaves the sampler's process out
+        self.clock, self.cpu_clock, self.in_tree = clock, cpu_clock, in_tree
         self.segments: list[list[Sample]] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = threading.Event()
         self._error: BaseException | None = None
+
+    def _machine_busy(self) -> float | None:
+        return self.machine() if self.machine is not None else None
 
     def sample(self) -> Sample:
         """Take one reading into the current segment (the thread calls this; tests may too)."""
@@ -240,11 +232,11 @@ class Sampler:
             self.segments.append([])
         # The clock on both sides of the reading: a sampler that waits for a core (it runs at the lowest
         # priority) may be held up in the middle, and its CPU times are then only known to be from in between.
-        machine_before = self.machine() if self.machine is not None else None
+        machine_before = self._machine_busy()
         began = self.clock()
         tree = self.tree()
         ended = self.clock()
-        machine_after = self.machine() if self.machine is not None else None
+        machine_after = self._machine_busy()
         gpu = self.gpu(tree.cpu_s.keys()) if self.gpu is not None else None
         machine = None if machine_before is None or machine_after is None else (machine_before + machine_after) / 2
         reading = Sample((began + ended) / 2, self.cpu_clock(), tree, gpu, read_s=ended - began, machine_busy_s=machine)
@@ -292,12 +284,11 @@ class Sampler:
 def lowest_cpu_priority() -> None:
     """Make this process (and the threads it starts later) yield every core to the benchmark.
 
-    Where the benchmark keeps every core busy (onnxruntime's spinning pools), a sample should
-    wait for an idle moment instead of taking a core from a timed thread. `nice` 19 still gets
-    a share of a busy core and, on waking, may preempt a spinning thread that the other threads
-    of a parallel operator then wait for; Linux's SCHED_IDLE runs the process only where a core
-    has nothing else to run. The readings are timestamped, so a late one is still right; the
-    readings at a round's start and end, which the benchmark waits for, come while it is idle.
+    Where onnxruntime's spinning pools keep every core busy, a sample should wait for an idle moment,
+    not take a core from a timed thread: `nice` 19 still gets a share of a busy core and, on waking,
+    may preempt a spinning thread that a parallel operator's other threads then wait for; Linux's
+    SCHED_IDLE runs the process only where a core has nothing else to run. The readings are
+    timestamped, so a late one is still right.
     """
     os.nice(19)  # where SCHED_IDLE is missing (macOS) or refused, the lowest nice level at least
     if not (hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE")):
@@ -333,17 +324,17 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
                 return
             command, key = command if isinstance(command, tuple) else (command, "")
             try:
+                answer: Any = None
                 if command in ("new", "select") and sampler is not None:
                     sampler.stop()
                 if command == "new":
                     # process_time: the whole sampler process's CPU (reported, not subtracted: it is not in the tree).
                     sampler = samplers[key] = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores,
                                                       cpu_clock=time.process_time, in_tree=False, machine=machine)
-                    answer: Any = None
                 elif command == "select":
                     if key not in samplers:
                         raise RuntimeError(f"the sampler process has no sampler {key!r}; 'new' it first.")
-                    sampler, answer = samplers[key], None
+                    sampler = samplers[key]
                 elif command == "close":
                     conn.send(("ok", None))
                     return
@@ -362,23 +353,19 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
 
 
 class SamplerProcess:
-    """Samples the benchmark process's tree from a separate process, one segment per start/stop.
+    """A `Sampler` in a separate process, with the same start/stop/summary, so `RoundHooks` drives either.
 
-    Started once per benchmark session (a spawned interpreter takes about a second); `new()`
-    gives each benchmark a fresh sampler in it (`new(key)` and `select(key)` keep several, one
-    per benchmark of an interleaved run). The same start/stop/summary as `Sampler`, so
-    `RoundHooks` drives either. `close()` ends the process; so does the benchmark's exit
-    (the pipe closes), and the process ignores Ctrl-C and SIGTERM (a signal to the whole process
-    group reaches it too) so an interrupted run can still stop it.
+    Started once per session (a spawned interpreter takes about a second); `new(key)` gives each
+    benchmark a fresh sampler in it and `select(key)` returns to one (an interleaved run keeps one per
+    benchmark). It ignores Ctrl-C and SIGTERM (a signal to the whole process group reaches it too), so
+    an interrupted run can still stop it; `close()` or the benchmark's exit (the pipe closes) ends it.
     """
 
     def __init__(self, provider: str, *, rate_hz: float = DEFAULT_RATE_HZ, cores: int | None = None) -> None:
-        if rate_hz <= 0:
-            raise ValueError(f"the sampling rate must be above 0 Hz, got {rate_hz!r}.")
         context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime's threads
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, os.getpid(), provider, rate_hz, cores or usable_cores()),
-                                       name="fanbench-sampler", daemon=True)
+        self.process = context.Process(target=_serve, name="fanbench-sampler", daemon=True,
+                                       args=(child, os.getpid(), provider, _checked_rate(rate_hz), cores or usable_cores()))
         # Blocked while the interpreter starts, until _serve ignores them: a group Ctrl-C or SIGTERM
         # in that second would otherwise kill the sampler instead of only reaching the benchmark.
         with terminal_signals_blocked():
