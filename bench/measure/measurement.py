@@ -17,8 +17,7 @@ from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import Scenario
 from strategies import RunResult, ThreadSettings
 
-# extra_info["schema_version"]; a run saved before it was added has none, which reads as 0. Schemas 0 and 1
-# are flat (one key per field), 2 holds one dict per part.
+# extra_info["schema_version"]; a run saved before it was added has none, which reads as 0.
 SCHEMA_VERSION = 2
 
 
@@ -28,8 +27,7 @@ class HistoryError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """What was timed and what it ran with: the work (models, frames, batch, provider really used, scenario)
-    and the settings (threads, the strategy's own options, the provider's options)."""
+    """What was timed (models, frames, batch, provider really used, scenario) and with which settings."""
 
     label: str  # ThreadSettings.label
     ort_defaults: bool
@@ -95,9 +93,8 @@ class Resources:
     sampler_rate_hz: float | None = None  # None: sampling was off (--no-sampler)
     samples: int = 0
     sampler_cpu_s: float | None = None  # CPU time the sampler spent (its own process)
-    # Cores busy outside the run while its rounds were timed (another job's load; the sampler's
-    # reading of the machine minus the run's own process tree): the mean over the timed rounds and
-    # each round's. None / []: not measured (--no-sampler, or a run saved before it was).
+    # Cores busy outside the run (another job's) while its rounds were timed, the mean and each round's;
+    # None / []: not measured (--no-sampler, or a run saved before it was).
     foreign_load_cores: float | None = None
     rounds_foreign_load_cores: list[float] = field(default_factory=list)
     usable_cores: int | None = None  # the cores this run could use (cpu_util_* are fractions of them)
@@ -115,37 +112,26 @@ class Equivalence:
 
 PARTS: dict[str, type] = {"settings": Settings, "timing": Timing, "latency": Latency, "resources": Resources,
                           "equivalence": Equivalence}
-# Schema 0 and 1's flat keys -> (part, field) of schema 2; every other flat key (strategy, strategy_info,
-# capacity) is a top-level one, and per_frame (always true) is gone.
+# Schema 0 and 1's flat keys -> (part, field) of schema 2: a field's own name, "latency_" before the latency
+# figures, but for the five renamed below. Every other flat key (strategy, strategy_info, capacity) is a
+# top-level one, and per_frame (always true) is gone.
+_V1_RENAMED = {("settings", "label"): "settings", ("latency", "deadline_s"): "deadline_s",
+               ("latency", "misses"): "deadline_misses", ("resources", "samples"): "sampler_samples",
+               ("equivalence", "calibration"): "equivalence"}
 V1_PLACES: dict[str, tuple[str, str]] = {
-    "settings": ("settings", "label"),
-    **{key: ("settings", key) for key in ("ort_defaults", "models", "frames", "batch", "provider", "thread_settings",
-                                          "model_flops", "model_set_hash", "strategy_options", "provider_options",
-                                          "scenario", "target_fps")},
-    **{key: ("timing", key) for key in ("per_model_cumulative_s", "wall_s", "fps", "overlap", "rounds_wall_s",
-                                        "limit_s", "efficiency", "packing_limit", "harness_overhead", "bare_loop_s",
-                                        "timeline")},
-    **{f"latency_{key}": ("latency", key) for key in ("frames", "p50_s", "p90_s", "p99_s", "max_s", "mean_s")},
-    "deadline_s": ("latency", "deadline_s"), "deadline_misses": ("latency", "misses"),
-    **{key: ("resources", key) for key in ("cpu_util_mean", "cpu_util_max", "peak_uss_bytes", "peak_pss_bytes",
-                                           "gpu_memory_peak_bytes", "gpu_device_memory_peak_bytes", "gpu_util_mean",
-                                           "gpu_util_max", "gpu_absent", "sampler_rate_hz", "sampler_cpu_s",
-                                           "foreign_load_cores", "rounds_foreign_load_cores", "usable_cores")},
-    "sampler_samples": ("resources", "samples"),
-    **{key: ("equivalence", key) for key in ("equivalent", "mismatch", "tolerance")},
-    "equivalence": ("equivalence", "calibration"),
-}
+    _V1_RENAMED.get((part, each.name), f"latency_{each.name}" if part == "latency" else each.name): (part, each.name)
+    for part, kind in PARTS.items() for each in fields(kind)}
 _V1_KEY = {place: key for key, place in V1_PLACES.items()}
 # Stored only where measured (serial, offline; the sampler ran; a strategy reported its set-up; a capacity
 # search ran), as schema 1 did: other benchmarks lack the keys. (part, field); part "": the top level.
 ONLY_WHEN_MEASURED = (("timing", "harness_overhead"), ("timing", "bare_loop_s"), ("", "strategy_info"),
                       ("resources", "foreign_load_cores"), ("resources", "rounds_foreign_load_cores"),
-                      ("resources", "usable_cores"), ("", "capacity"))  # stored only when not None / {} / []
+                      ("resources", "usable_cores"), ("", "capacity"))  # stored only when not None, {} or []
 
 
 def stored(info: Mapping[str, Any], part: str, name: str) -> Any:
-    """What a saved extra_info of any schema holds for `part`'s field `name` (None: nothing), for the readers
-    of raw saved benchmarks (a record interrupted before it was measured has an empty extra_info)."""
+    """What a saved extra_info of any schema holds for `part`'s field `name` (None: nothing; a record
+    interrupted before it was measured has an empty extra_info)."""
     if info.get("schema_version", 0) < 2:
         return info.get(_V1_KEY[(part, name)])
     held = info.get(part)
@@ -167,11 +153,9 @@ class Measurement:
     equivalence: Equivalence
     latency: Latency = field(default_factory=Latency)
     resources: Resources = field(default_factory=Resources)
-    # What the strategy reports of its own set-up (Strategy.info): ray's version, address, placement
-    # and start-up time (outside the timed rounds); {} for the others.
+    # What the strategy reports of its own set-up (Strategy.info, e.g. ray's placement); {} for the others.
     strategy_info: dict[str, Any] = field(default_factory=dict)
-    # Streaming: the most cameras at target_fps this benchmark served (bench/measure/capacity.py
-    # Capacity.as_dict: cameras, aggregate_fps, p50_s/p99_s at capacity, deadline, every probe);
+    # Streaming: the most cameras at target_fps this benchmark served (capacity.py Capacity.as_dict);
     # {} where not searched (offline, --no-capacity, a run saved before it was).
     capacity: dict[str, Any] = field(default_factory=dict)
 
