@@ -1,13 +1,10 @@
 """How many cameras at `--fps` a strategy serves: probes, the pass rule, and the search.
 
-A probe is one stream of N cameras (bench/measure/scenarios.py) through an opened strategy: it
-passes when the p99 latency is at most the deadline and at most 1% of the frames miss it
-(MLPerf LoadGen's rule), with every frame's outputs equal to serial's. The search starts
-from the offline throughput, the ceiling of any capacity (no strategy serves more than
-offline fps / fps cameras), bisects to the largest passing N, and runs that boundary probe
-once more. A probe that is already past 1% misses (frames that started after their deadline)
-stops early. `Probe` opens nothing: it runs its schedule through the benchmark's BenchmarkRun
-(bench/measure/run.py), on the strategy its timed rounds ran on, checked as they were.
+A probe is one stream of N cameras (scenarios.py) through the strategy the benchmark's rounds ran on
+(its BenchmarkRun), checked as they were. It passes when the p99 latency is at most the deadline and at
+most 1% of the frames miss it (MLPerf LoadGen's rule), every output equal to serial's; past 1% misses
+it stops early. The search bisects below the offline throughput's ceiling (no strategy serves more than
+offline fps / fps cameras) to the largest passing N, and runs that boundary probe once more.
 """
 
 from __future__ import annotations
@@ -18,8 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
-from bench.measure.metrics import frame_latencies
+from bench.measure.metrics import deadline_misses, frame_latencies
+from bench.measure.rounds import Progress
 from bench.measure.scenarios import SPREAD, camera_schedule
 from strategies import RunTimeout, Schedule
 
@@ -39,8 +38,8 @@ def passes(latencies: np.ndarray, deadline_s: float, miss_fraction: float = MISS
     values = np.asarray(latencies, dtype=float)
     if values.size == 0:
         raise ValueError("a probe needs at least one frame.")
-    misses = int(np.count_nonzero(values > deadline_s))
-    return float(np.percentile(values, PERCENTILE)) <= deadline_s and misses <= miss_fraction * values.size
+    return (float(np.percentile(values, PERCENTILE)) <= deadline_s
+            and deadline_misses(values, deadline_s) <= miss_fraction * values.size)
 
 
 def miss_budget(frames: int, miss_fraction: float = MISS_FRACTION) -> int:
@@ -86,9 +85,7 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class Probe:
-    """One stream through a benchmark's opened strategy: latency, misses and the check against serial.
-
-    `time_limit_s` bounds one probe beyond its own span (the benchmark's --time-limit rule)."""
+    """One stream through a benchmark's opened strategy; `time_limit_s` bounds it beyond its own span."""
 
     fps: float
     deadline_s: float
@@ -104,7 +101,6 @@ class Probe:
                                self.phase, self.videos)
 
     def __call__(self, run: BenchmarkRun, cameras: int) -> ProbeResult:
-        """`cameras` cameras through `run`'s opened strategy, checked against serial as its rounds are."""
         schedule = self.schedule(cameras)
         budget = miss_budget(len(schedule))
         play = run.runner(schedule, time_limit=schedule.span_s + self.time_limit_s,
@@ -113,13 +109,9 @@ class Probe:
             result = play()
         except RunTimeout as error:  # past 1% misses already, or past the limit: a failed probe
             return ProbeResult(cameras, len(schedule), False, None, None, None, stopped=str(error))
-        latencies = frame_latencies(result, 0.0, schedule)
         check = run.check_of(schedule)
         check([result])  # and drops the outputs
-        misses = int(np.count_nonzero(latencies > self.deadline_s))
-        p50, p99 = (float(value) for value in np.percentile(latencies, (50, PERCENTILE)))
-        return ProbeResult(cameras, len(schedule), passes(latencies, self.deadline_s) and check.mismatch is None,
-                           p50, p99, misses, mismatch=check.mismatch)
+        return rounds_probe(cameras, frame_latencies(result, 0.0, schedule), self.deadline_s, check.mismatch)
 
 
 @dataclass(frozen=True)
@@ -160,11 +152,10 @@ def upper_bound(offline_fps: float | None, fps: float, slack: float = BOUND_SLAC
 
 def search(probe: Callable[[int], ProbeResult], upper: int | None, *, fps: float, deadline_s: float,
            phase: str = SPREAD, known: Mapping[int, ProbeResult] | None = None, known_confirmed: bool = True,
-           most: int = 4096,
-           on_probe: Callable[[ProbeResult], None] | None = None) -> Capacity:
-    """The largest number of cameras whose probe passes, assuming more cameras never pass where
-    fewer fail. `known`: probes already run (the benchmark's streaming rounds); a known pass
-    needs no re-run when `known_confirmed` (it was several rounds). Without an `upper` bound, doubles until a probe fails."""
+           most: int = 4096, on_probe: Callable[[ProbeResult], None] | None = None) -> Capacity:
+    """The largest number of cameras whose probe passes, assuming more cameras never pass where fewer fail;
+    without an `upper` bound, doubles until a probe fails. `known`: probes already run (the benchmark's
+    streaming rounds); a known pass needs no re-run when `known_confirmed` (it was several rounds)."""
     results: list[ProbeResult] = []
     seen: dict[int, ProbeResult] = dict(known or {})
     confirmed = {n for n, result in seen.items() if result.passed and known_confirmed}
@@ -211,24 +202,21 @@ def capacity_efficiency(capacity: Mapping[str, Any], best_offline_fps: float | N
 
 
 def rounds_probe(cameras: int, latencies: np.ndarray, deadline_s: float, mismatch: str | None) -> ProbeResult:
-    """The benchmark's timed streaming rounds read as a probe at `cameras` cameras."""
+    """Frame latencies read as a probe at `cameras` cameras (one probe's, or the benchmark's timed rounds')."""
     values = np.asarray(latencies, dtype=float)
     p50, p99 = (float(value) for value in np.percentile(values, (50, PERCENTILE)))
     return ProbeResult(cameras, int(values.size), passes(values, deadline_s) and mismatch is None, p50, p99,
-                       int(np.count_nonzero(values > deadline_s)), mismatch=mismatch)
+                       deadline_misses(values, deadline_s), mismatch=mismatch)
 
 
 class ProbeProgress:
-    """A tqdm bar per capacity search, one step per probe, drawn with pytest's capture suspended
-    (as the rounds' bar: quiet unless stderr is a terminal)."""
+    """A tqdm bar per capacity search, one step per probe, drawn as the rounds' bar is."""
 
-    def __init__(self, label: str, total: int, suspend_capture: Callable[[], Any], disable: bool | None = None) -> None:
-        from tqdm import tqdm
-
-        self.suspend_capture = suspend_capture
-        with suspend_capture():
-            self.bar = tqdm(total=total, desc=f"{label} capacity", unit="probe", leave=False, disable=disable,
-                            miniters=1, mininterval=0)
+    def __init__(self, rounds: Progress, total: int) -> None:
+        self.suspend_capture = rounds.suspend_capture
+        with self.suspend_capture():
+            self.bar = tqdm(total=total, desc=f"{rounds.label} capacity", unit="probe", leave=False,
+                            disable=rounds.disable, miniters=1, mininterval=0)
 
     def __call__(self, result: ProbeResult) -> None:
         with self.suspend_capture():

@@ -1,10 +1,8 @@
 """One benchmark, from opening its strategy to its Measurement: `BenchmarkRun`.
 
-Whatever runs a benchmark's strategy goes through its BenchmarkRun, so nothing runs it other than
-as the run asked: the timed rounds (pytest-benchmark's `pedantic`, or in turns with every other
-benchmark's: bench/interleave.py) and each probe of the capacity search (bench/measure/capacity.py
-`Probe`) take the strategy opened once, run a schedule of arrivals through `runner` (the one call
-a timed round times) and check its outputs against serial's through `check_of`.
+Whatever runs a benchmark's strategy goes through it: the timed rounds (pytest-benchmark's `pedantic`,
+or in turns: bench/interleave.py) and each capacity probe (capacity.py `Probe`) run a schedule through
+`runner` (the one call a timed round times) and check the outputs against serial's with `check_of`.
 """
 
 from __future__ import annotations
@@ -102,13 +100,11 @@ class BenchmarkRun:
         self.strategy: Strategy | None = None
         self.overhead: HarnessOverhead | None = None
 
-    # --- the strategy, opened once for every round and probe -------------------------------------
-
     @contextlib.contextmanager
     def opened(self) -> Iterator[Strategy]:
         """The strategy open for the block; skips the test with the reason where it cannot run here."""
-        case = self.case
-        with harness.opened(case.strategy, self.inputs.workload, case.settings, **dict(case.options)) as strategy:
+        with harness.opened(self.case.strategy, self.inputs.workload, self.case.settings,
+                            **dict(self.case.options)) as strategy:
             self.strategy = strategy
             try:
                 yield strategy
@@ -116,10 +112,9 @@ class BenchmarkRun:
                 self.strategy = None
 
     def open(self) -> None:
-        """Open the strategy outside pytest (the rounds in turns): what `open` raises (StrategyUnavailable
+        """Open the strategy outside pytest (the rounds in turns); what `open` raises (StrategyUnavailable
         where it cannot run here) propagates, the strategy closed."""
-        case = self.case
-        strategy = case.strategy(self.inputs.workload, case.settings, **dict(case.options))
+        strategy = self.case.strategy(self.inputs.workload, self.case.settings, **dict(self.case.options))
         try:
             strategy.open()
         except BaseException:
@@ -136,12 +131,10 @@ class BenchmarkRun:
             finally:
                 strategy.close()
 
-    # --- one schedule through it: a timed round's, an interleaved round's, a probe's ------------
-
     def runner(self, schedule: Schedule | None, *, time_limit: float, period: float = 0.0,
                late_after: float | None = None, late_budget: int = 0, frames: int | None = None) -> Callable[[], RunResult]:
-        """One run of the opened strategy on `schedule`'s arrivals (its first `frames` only, when given), its
-        arguments bound before any clock starts: a timed round times this call and nothing else."""
+        """One run of the opened strategy on `schedule`'s arrivals (its first `frames`), bound before any clock
+        starts: a timed round times this call and nothing else."""
         if self.strategy is None:
             raise RuntimeError(f"{self.case.id}: the strategy is not open; run it inside `opened()` or after `open()`.")
         return functools.partial(self.strategy.run, period=period, time_limit=time_limit, schedule=schedule,
@@ -154,8 +147,6 @@ class BenchmarkRun:
         if frames is not None:
             reference = [model[:frames] for model in reference]
         return RoundCheck(reference, inputs.workload.names, inputs.calibration.tolerances)
-
-    # --- the rounds ------------------------------------------------------------------------------
 
     def round_runner(self, warmup: bool = False) -> Callable[[], RunResult]:
         """One round: the scenario's arrivals within the round's time limit (a warm-up round: its first frames)."""
@@ -184,12 +175,9 @@ class BenchmarkRun:
         self.rounds.strategy_info = self.strategy.info()
 
     def in_a_row(self, benchmark: Any, hooks: RoundHooks) -> None:
-        """Open the strategy, time its warm-up and timed rounds with pytest-benchmark's `benchmark.pedantic`,
-        then search its capacity on the same opened strategy, and close it.
-
-        Sessions, pools, processes and event loops are built on opening, before the clock. The timed region is
-        the strategy's run alone: `hooks` take serial's bare loops, sample resources, draw the progress bar and
-        check each round's outputs in pedantic's setup and teardown, outside it."""
+        """Open the strategy, time its warm-up and timed rounds with `benchmark.pedantic`, search its capacity
+        on the same opened strategy, and close it. The timed region is the strategy's run alone: `hooks` take
+        serial's bare loops, sample, draw the progress bar and check outputs in pedantic's setup and teardown."""
         rounds, options = self.rounds, self.inputs.options
         hooks.after_round = self.check
         with self.opened():
@@ -217,12 +205,9 @@ class BenchmarkRun:
         rounds.timed = rounds.runs[-options.rounds:]
         rounds.resources = hooks.resources() if rounds.failed is None else None
 
-    # --- the capacity search ---------------------------------------------------------------------
-
     def search_capacity(self, hooks: RoundHooks) -> dict[str, Any] | None:
-        """Capacity.as_dict() of this streaming benchmark, searched after its rounds on the still opened
-        strategy (None where no search is asked for). Its own rounds are the search's first probe (at
-        --streams cameras); the offline benchmark of the same case, recorded just before, gives the ceiling."""
+        """Capacity.as_dict() of this streaming benchmark (None where no search is asked for). Its own rounds are
+        the search's first probe; the offline benchmark of the same case, recorded just before, gives the ceiling."""
         inputs, scenario, case, rounds = self.inputs, self.scenario, self.case, self.rounds
         options, workload = inputs.options, inputs.workload
         if not options.capacity or scenario.name != STREAMING or not rounds.runs:
@@ -244,10 +229,7 @@ class BenchmarkRun:
                       workload_frames=workload.frame_count,
                       time_limit_s=time_limit(options.time_limit, workload.frame_count, len(workload.models)),
                       videos=scenario.videos)
-        progress = None
-        if hooks.progress is not None:
-            progress = ProbeProgress(hooks.progress.label, expected_probes(upper), hooks.progress.suspend_capture,
-                                     hooks.progress.disable)
+        progress = ProbeProgress(hooks.progress, expected_probes(upper)) if hooks.progress is not None else None
         try:
             found = search(lambda cameras: probe(self, cameras), upper, fps=fps, deadline_s=deadline,
                            phase=scenario.phase, known={scenario.streams: known},
@@ -260,11 +242,8 @@ class BenchmarkRun:
                     progress.close()
         return found.as_dict()
 
-    # --- the measurement -------------------------------------------------------------------------
-
     def measure(self, benchmark: Any) -> Measurement:
-        """This benchmark's Measurement from its rounds, stored into pytest-benchmark's record of it
-        (`benchmark.extra_info`). A failed round fails the test here, in one line."""
+        """This benchmark's Measurement, stored into `benchmark.extra_info`; a failed round fails the test here."""
         rounds, case, inputs = self.rounds, self.case, self.inputs
         if rounds.failed is not None:
             advice = " Raise the limit with --time-limit SECONDS if the run is just slow." \
