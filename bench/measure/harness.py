@@ -1,7 +1,5 @@
-"""Opening strategies under pytest (skipped with the reason when they cannot run here), and
-what the harness itself costs: the same sessions timed in a bare loop next to `serial`, and
-only complete benchmarks saved (SIGTERM and Ctrl-C themselves: bench/interrupts.py).
-"""
+"""Opening strategies under pytest, what the harness itself costs (the same sessions timed in a bare
+loop next to `serial`), and only complete benchmarks saved (SIGTERM and Ctrl-C: bench/interrupts.py)."""
 
 from __future__ import annotations
 
@@ -21,12 +19,9 @@ from strategies import RunResult, Strategy, StrategyError, StrategyUnavailable, 
 @contextmanager
 def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | None = None,
            **kwargs: Any) -> Iterator[Strategy]:
-    """Open a strategy for the duration of the block and always close it.
-
-    A strategy that raises StrategyUnavailable in `open` (no GPU, an onnxruntime without the
-    needed API, models that cannot be merged) skips the test with its reason; it is never
-    dropped silently. One that fails to open (StrategyError) fails the test with its one line.
-    """
+    """Open a strategy for the duration of the block and always close it. StrategyUnavailable in `open`
+    (no GPU, an onnxruntime without the needed API, models that cannot be merged) skips the test with its
+    reason, never silently; StrategyError (it failed to open) fails the test with its one line."""
     strategy = cls(workload, settings, **kwargs)
     failed: StrategyError | None = None
     try:
@@ -51,9 +46,8 @@ def opened(cls: type[Strategy], workload: Workload, settings: ThreadSettings | N
 
 def bare_loop(sessions: Sequence[Any], input_names: Sequence[str], frames: Sequence[Any],
               clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    """Each frame's seconds when every session runs on every frame, as `serial` does, with nothing
-    around it: no arrivals, call records, output lists, error wrapping, hooks or sampler (one clock
-    reading per frame). Their sum is the loop's wall time."""
+    """Each frame's seconds when every session runs on every frame as `serial` does, with nothing around
+    it (no arrivals, call records, output lists, error wrapping, hooks or sampler)."""
     seconds: list[float] = []
     previous = clock()
     for frame in range(len(frames[0])):
@@ -66,9 +60,8 @@ def bare_loop(sessions: Sequence[Any], input_names: Sequence[str], frames: Seque
 
 
 def frame_seconds(run: RunResult) -> list[float]:
-    """Each frame's seconds in a timed run of one frame at a time (`serial`): from the end of the
-    previous frame's last call (the run's start for the first) to the end of its own, so the
-    harness's work between calls and between frames is in it."""
+    """Each frame's seconds in a run of one frame at a time (`serial`), from the previous frame's last call's
+    end (the run's start) to its own's: the harness's work between calls and frames is in it."""
     ends: dict[int, float] = {}
     for call in run.calls:
         for frame in range(call.first_frame, call.first_frame + call.frames):
@@ -82,14 +75,12 @@ def frame_seconds(run: RunResult) -> list[float]:
 
 @dataclass(frozen=True)
 class HarnessOverhead:
-    """The benchmark's timed rounds against bare loops over the same sessions and arrays,
-    one bare loop just before each timed round (so both see the same machine load).
+    """The timed rounds against bare loops over the same sessions and arrays, one just before each timed
+    round (so both see the same machine load).
 
-    The overhead is read from the frames, not the walls: each round's median frame time, timed
-    against bare, the median over the rounds. What the harness adds happens on every frame and
-    moves the median frame with it; a core taken away for a few milliseconds by another process
-    (the sampler, a job beside the run) lands on a few frames of one round and moves the wall,
-    by as much as the harness costs and more, but hardly the median.
+    Read from each round's median frame time, not the walls: what the harness adds happens on every
+    frame and moves the median with it, while a core taken away for a few milliseconds by another
+    process moves the wall by as much as the harness costs and more, but hardly the median frame.
     """
 
     harness_s: float  # median wall of the timed rounds, as the table reports it
@@ -102,8 +93,7 @@ class HarnessOverhead:
     @classmethod
     def of(cls, harness_frames: Sequence[Sequence[float]], bare_frames: Sequence[Sequence[float]],
            harness_walls: Sequence[float] | None = None) -> HarnessOverhead:
-        """From each round's frame times; `harness_walls` are the timed rounds' walls as the table
-        reports them (default: the sums of their frame times)."""
+        """From each round's frame times; `harness_walls`: the timed rounds' walls (default: their sums)."""
         if not harness_frames or not bare_frames or not all(harness_frames) or not all(bare_frames):
             raise ValueError("harness overhead needs at least one timed round and one bare loop, each with frames.")
         harness_medians = [statistics.median(round_) for round_ in harness_frames]
@@ -132,14 +122,12 @@ class HarnessOverhead:
 
 
 def keep_complete(benchmarks: list, complete: set[str]) -> list[str]:
-    """Remove from pytest-benchmark's `benchmarks` list every benchmark whose test did not complete.
+    """Remove from pytest-benchmark's `benchmarks` every benchmark whose test (`complete`: the node ids that
+    passed, teardown included) did not complete; returns their names.
 
-    pytest-benchmark adds a benchmark to the list when its timing starts and marks it failed
-    only on an ordinary exception: a benchmark stopped by Ctrl-C or SIGTERM in its warm-up
-    (no rounds: saving it crashes on empty statistics) or in its timed rounds (some rounds,
-    none of fanbench's extra_info) would be saved as if complete, and so would one whose
-    outputs differ from serial's. `complete` holds the node ids whose test passed, teardown
-    included. Returns the names of the benchmarks removed.
+    pytest-benchmark lists a benchmark when its timing starts and marks it failed only on an ordinary
+    exception: one stopped by Ctrl-C or SIGTERM in its warm-up (saving it crashes on empty statistics) or
+    its timed rounds (no extra_info), or whose outputs differ from serial's, would be saved as complete.
     """
     removed = [bench.name for bench in benchmarks if bench.fullname not in complete]
     benchmarks[:] = [bench for bench in benchmarks if bench.fullname in complete]

@@ -1,27 +1,16 @@
-"""The two limits of a run.
+"""The two limits of a run: the time limit, a guard against a hung strategy; and the packing limit,
+the shortest wall time any strategy could reach on this machine.
 
-The time limit: a guard against a hung strategy, not a performance bound.
+Each model is timed alone with one intra-op thread over every frame (T_m; one untimed call first).
+Perfectly packed on C usable cores, with no overhead and no speed-up from threads, the work takes
+limit = (T_1 + ... + T_M) / C, and efficiency = limit / wall (1.0 = perfect packing). A strategy beats
+it only where threads make a model's kernels more than C times faster (they rarely do) or batching
+cuts per-call cost (`batched`); tables print no value above 105% (bench.report.table.efficiency_text).
 
-The packing limit: the shortest wall time any strategy could reach on this machine.
-
-Each model is timed alone with one intra-op thread over every frame (its single-thread time
-T_m; one untimed call first, to warm the session). Perfectly packed on C usable cores, with
-no overhead and no speed-up from running a model on several threads, the work takes
-
-    limit = (T_1 + ... + T_M) / C
-
-and efficiency = limit / wall says how close a strategy comes (1.0 = perfect packing). A
-strategy can beat the limit only where threads make a model's kernels faster than C times
-one thread (they rarely do: more threads mean more synchronisation) or where batching cuts
-per-call cost (`batched`), which then shows as efficiency above 1 (tables print no value
-above 105%: see bench.report.table.efficiency_text).
-
-On CUDA, C is 1 (one device) and the figure is the models' summed time when each runs alone
-on it. That is no bound: one model alone leaves the device idle during its copies, launches
-and CPU-side work, which concurrent models fill (an H100 ran the write-up's workload at
-107-334% of it). A real bound would be the device's busy time (kernel time from a profiler),
-which onnxruntime does not report; so on CUDA no efficiency is computed, the summed time is
-kept for reference, and GPU utilisation (NVML) shows how busy the device was.
+On CUDA, C is 1 and the figure is the models' summed time alone on the device. That is no bound: one
+model alone leaves the device idle during its copies, launches and CPU work, which concurrent models
+fill (an H100 ran the write-up's workload at 107-334% of it), and onnxruntime does not report the
+device's busy time. So on CUDA no efficiency is computed; GPU utilisation (NVML) shows how busy it was.
 """
 
 from __future__ import annotations
@@ -45,12 +34,8 @@ class PackingLimit:
     provider: str = "cpu"
 
     @property
-    def total_s(self) -> float:
-        return sum(self.per_model_s)
-
-    @property
     def limit_s(self) -> float:
-        return self.total_s / self.units
+        return sum(self.per_model_s) / self.units
 
     @property
     def bound(self) -> bool:
@@ -91,11 +76,8 @@ PER_MODEL_FRAME_S = 2.0  # one `session.run` of one model on one frame, with a w
 
 
 def default_time_limit(frames: int, models: int) -> float:
-    """60 s plus 2 s per model per frame (32 frames x 4 models: 316 s per run).
-
-    Generous on purpose: even the large models on two busy cores stay far below it, so only a
-    run that hangs or crawls reaches it.
-    """
+    """60 s plus 2 s per model per frame (32 frames x 4 models: 316 s per run): even the large models on
+    two busy cores stay far below it, so only a run that hangs or crawls reaches it."""
     return BASE_S + PER_MODEL_FRAME_S * frames * models
 
 

@@ -1,13 +1,8 @@
 """Around each benchmark round: sample resources during the timed rounds, show progress after each.
 
-`benchmark.pedantic` calls `setup` before and `teardown` after every round (warm-up and
-timed alike) outside its timer, so starting the sampler and updating the progress bar
-there adds nothing to the measured time.
-
-Progress is updated once per round (frames done out of frames to do), not from inside a
-run: strategies have no hook in their loop, and a monitor thread polling them would compete
-for the GIL and the cores with what it watches. A round of a long run can take a while;
-the bar then moves in steps of one round's frames.
+`benchmark.pedantic` calls `setup` and `teardown` around every round outside its timer, so the sampler
+and the progress bar add nothing to the measured time. Progress moves once per round, not from inside a
+run: strategies have no hook in their loop, and a thread polling them would compete with what it watches.
 """
 
 from __future__ import annotations
@@ -24,11 +19,8 @@ from bench.measure.sampler import ResourceSummary, Sampler, SamplerProcess
 
 
 class Progress:
-    """A tqdm bar of frames done, drawn with pytest's output capture suspended.
-
-    Quiet unless stderr is a terminal (tqdm's `disable=None`), so CI logs and pytester runs
-    stay clean; `--no-progress` turns it off everywhere.
-    """
+    """A tqdm bar of frames done, drawn with pytest's output capture suspended; quiet unless stderr is a
+    terminal (tqdm's `disable=None`), so CI logs and pytester runs stay clean."""
 
     def __init__(self, total_frames: int, label: str,
                  suspend_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
@@ -38,8 +30,8 @@ class Progress:
         self.bar: Any = None
 
     def start(self) -> None:
-        """Show the bar at 0 when the first round starts: its rate is then frames over the rounds' time.
-        (Made at the first round's end, tqdm divided that round's frames by microseconds.)"""
+        """Show the bar at 0 when the first round starts (made at its end, tqdm would divide that round's
+        frames by microseconds)."""
         if self.bar is None:
             with self.suspend_capture():
                 # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.
@@ -85,15 +77,13 @@ class RoundHooks:
         self.frames_per_warmup = frames_per_round if frames_per_warmup is None else frames_per_warmup
         self.sampler, self.progress = sampler, progress
         self.rounds_done = 0
-        #: Run before each timed round, outside the timer and before the sampler starts: the
-        #: bare-loop baseline, paired round by round with what the benchmark times.
+        # Before each timed round, outside the timer and the sampler: serial's bare loop.
         self.before_timed_round: Callable[[], None] | None = None
         self.after_round: Callable[[], None] | None = None  # e.g. check the round's outputs, then drop them
 
-
     @property
     def warming_up(self) -> bool:
-        """The round about to run (or running) is a warm-up round."""
+        """The round about to run, or running, is a warm-up round."""
         return self.rounds_done < self.warmup
 
     def setup(self) -> None:
@@ -117,8 +107,7 @@ class RoundHooks:
             self.progress.advance(frames)
 
     def resources(self) -> ResourceSummary | None:
-        """What the timed rounds used. Stops a sampler still running first: with
-        --benchmark-disable, pedantic calls `setup` but never `teardown`."""
+        """What the timed rounds used; stops a sampler still running (--benchmark-disable: no `teardown`)."""
         if self.sampler is None:
             return None
         self.sampler.stop()

@@ -1,13 +1,10 @@
-"""How frames reach the strategies: all at once (offline) or at a camera's rate (streaming), and
-when several cameras feed one host, when each frame of a run arrives and which workload frame it carries.
+"""How frames reach the strategies: all at once (offline) or at a camera's rate (streaming), and with
+several cameras, when each frame of a run arrives and which workload frame it carries.
 
-N cameras each deliver a frame every 1/fps seconds. Camera c's frame j arrives at
-j/fps + c/(N fps) when the cameras are spread evenly over a period (unsynchronised cameras,
-`spread`), or at j/fps when all N frames of a period arrive at once (`aligned`, the worst case).
-A run sees the frames in arrival order: run frame k = j N + c (camera c's frame j), so with
-one camera the schedule is today's single stream (frame k at k/fps). The cameras take the
-workload's frames round-robin and reuse them cyclically: run frame k carries workload frame
-k mod F, so a probe may be longer than the workload without copying a frame.
+Camera c of N delivers its frame j at j/fps + c/(N fps) when the cameras are spread over a period
+(`spread`), or at j/fps when all N arrive at once (`aligned`, the worst case). A run sees the frames in
+arrival order, run frame k = j N + c, carrying workload frame k mod F (round-robin, reused cyclically:
+a probe may be longer than the workload without copying a frame).
 """
 
 from __future__ import annotations
@@ -39,10 +36,8 @@ def parse_fps(text: str) -> float:
 
 @dataclass(frozen=True)
 class Scenario:
-    """Offline: every frame is decoded ahead and there at the start; throughput is the metric.
-    Streaming: frame i arrives at start + i / fps; each frame's latency runs from its arrival
-    until every model has finished it, and a frame misses its deadline when that takes longer
-    than one frame period."""
+    """Offline: every frame is there at the start; throughput is the metric. Streaming: frames arrive at
+    `fps`; a frame's latency runs from its arrival until every model has finished it."""
 
     name: str
     fps: float | None = None
@@ -69,7 +64,7 @@ class Scenario:
 
     @property
     def deadline_s(self) -> float | None:
-        """The latency a frame may take before it counts as missed: one frame period."""
+        """The latency a frame may take before it counts as missed (default: one frame period)."""
         if self.name != STREAMING:
             return None
         return self.deadline_override_s if self.deadline_override_s is not None else self.period
@@ -82,9 +77,8 @@ class Scenario:
         return f"stream{self.fps:g}fps{cameras}"
 
     def schedule(self, workload_frames: int) -> Schedule | None:
-        """The arrivals of one streaming round: every camera streams its video's frames once (one
-        video: the workload's frames round-robin over the cameras); None offline and for one camera
-        of one video, whose frames arrive one per period as they always did."""
+        """The arrivals of one streaming round, every camera streaming its video's frames once; None offline
+        and for one camera of one video, whose frames arrive one per period."""
         if self.name != STREAMING or (self.streams == 1 and self.phase == SPREAD and self.videos == 1):
             return None
         return camera_schedule(self.streams, self.fps, workload_frames // self.videos, workload_frames, self.phase,
@@ -111,12 +105,9 @@ def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = S
 def not_streamed(ort_defaults: bool, options: Mapping[str, Any], swept: bool) -> str | None:
     """Why a benchmark case does not run the streaming scenario (None: it does).
 
-    A stream is served only by what can serve one, once per strategy: a strategy that takes k
-    frames per call makes a frame wait for the k - 1 after it (k - 1 periods, already past a one-period deadline
-    for any k > 1, plus the chunk's compute), so it misses by construction; and onnxruntime's default thread settings of the
-    classic strategies, run offline beside the tuned ones to reproduce the write-up, would
-    only repeat each strategy's stream at a cost of frames / fps per round (they stream when
-    a --threads sweep asks for them).
+    k frames per call make a frame wait k - 1 periods for the later ones, past a one-period deadline by
+    construction; onnxruntime's default thread settings, run offline to reproduce the write-up, would only
+    repeat each strategy's stream at frames / fps a round (they stream when a --threads sweep asks).
     """
     if options.get("k", 1) > 1:
         return f"k={options['k']} frames per call: each frame waits for {options['k'] - 1} later ones, past the deadline"
@@ -126,18 +117,16 @@ def not_streamed(ort_defaults: bool, options: Mapping[str, Any], swept: bool) ->
 
 
 def minimum_duration_s(frames: int, scenario: Scenario, rounds: int) -> float:
-    """The least time one benchmark of `scenario` can take: a stream's last frame arrives at
-    (frames - 1) / fps in every round (warm-up rounds included); offline has no floor."""
+    """The least time one benchmark of `scenario` takes: a stream's last frame arrives at (frames - 1) / fps
+    in every round; offline has no floor."""
     return rounds * (frames - 1) * scenario.period
 
 
 def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_frames: int,
                     phase: str = SPREAD, videos: int = 1) -> Schedule:
-    """`cameras` cameras at `fps`, `frames_per_camera` frames each, over a workload of `workload_frames`.
-
-    One video (the default): the cameras take the workload's frames round-robin. Several: the
-    workload is `videos` equal runs of frames, one per video, and camera c shows video c mod `videos`
-    from its start (replayed when the camera streams longer)."""
+    """`cameras` cameras at `fps`, `frames_per_camera` frames each. One video: the cameras take the
+    workload's frames round-robin. Several: the workload is `videos` equal runs of frames, and camera c
+    shows video c mod `videos` from its start (replayed when the camera streams longer)."""
     if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
         raise ValueError(f"cameras must be a whole number of at least 1, got {cameras!r}.")
     if not fps > 0:
@@ -161,8 +150,7 @@ def camera_schedule(cameras: int, fps: float, frames_per_camera: int, workload_f
 
 
 def stream_reference(reference: list[list[object]] | tuple, schedule: Schedule | None) -> list[list[object]]:
-    """serial's outputs per model per run frame: the reference of the workload frame each run frame
-    carries (references to the same arrays, no copies)."""
+    """serial's outputs per model per run frame (the same arrays, no copies)."""
     if schedule is None:
         return [list(frames) for frames in reference]
     sources = schedule.sources.tolist()
