@@ -42,8 +42,7 @@ def start_nvml(missing: str = NOT_INSTALLED) -> Any:
 
 @contextmanager
 def nvml(failed: str = "{}") -> Iterator[Any]:
-    """NVML started for the block and shut down after it; an NVML error inside it becomes
-    NvmlUnavailable(failed.format(error))."""
+    """NVML for the block; an NVML error in it becomes NvmlUnavailable(failed.format(error))."""
     pynvml = start_nvml()
     try:
         yield pynvml
@@ -69,12 +68,8 @@ class GpuReader(Protocol):
 
 
 class NvmlReader:
-    """Reads GPU memory used by the tree's processes and the device utilisation through NVML.
-
-    Utilisation is NVML's percent of time a kernel ran on the device during its last
-    sample period, taken from the devices holding a process of this tree (from every device
-    when NVML lists none of them, e.g. inside a PID namespace).
-    """
+    """GPU memory used by the tree's processes, and NVML's utilisation (percent of its last sample period a
+    kernel ran) of the devices holding one of them (of every device where NVML lists none: a PID namespace)."""
 
     def __init__(self, nvml: Any, handles: Sequence[Any]) -> None:
         self.nvml = nvml
@@ -137,11 +132,8 @@ def gpu_list() -> list[dict[str, str]]:
 
 
 def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
-    """{'gpu': {...}} for NVML device `device_index`, or {'gpu': None, 'gpu_unavailable': reason}.
-
-    NVML numbers devices by PCI order, CUDA by `CUDA_VISIBLE_DEVICES`; the variable is recorded
-    so a reader can match the two.
-    """
+    """{'gpu': {...}} for NVML device `device_index`, or {'gpu': None, 'gpu_unavailable': reason}. NVML numbers
+    devices by PCI order, CUDA by `CUDA_VISIBLE_DEVICES`: the variable is recorded to match the two."""
     try:
         with nvml(f"NVML device {device_index}: {{}}") as pynvml:
             handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
@@ -159,10 +151,9 @@ def gpu_machine_info(device_index: int = 0) -> dict[str, Any]:
 
 
 def ray_machine_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """What a run's `ray` benchmarks (their `info()`, in run order) say of the Ray they ran on, for the saved
-    run's machine_info; None when no `ray` benchmark ran. The run has one Ray (strategies/runtime/ray_instance.py),
-    so its version, address and start-up are the first benchmark's; each benchmark starts its own actors, which
-    Ray may place elsewhere, so nodes and each model's placements (node, GPU ids) are gathered over all of them."""
+    """The Ray a run's `ray` benchmarks (their `info()`, in run order) ran on; None when none ran. Its version,
+    address and start-up are the first's (one Ray per run); each starts its own actors, so nodes and each
+    model's placements (node, GPU ids) are gathered over all of them."""
     if not infos:
         return None
     first = infos[0]
@@ -183,11 +174,9 @@ def ray_machine_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
 
 def machine_info(workload: Mapping[str, Any], cuda_options: Mapping[str, str],
                  ray: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The "fanbench" entry of a saved run's machine_info. `workload`: the WORKLOAD_KEYS as asked for, with
-    their effective values (after --workload, --require-gpu; what each benchmark timed is in its extra_info);
-    `cuda_options`: the normalised --cuda-option pairs (with the GPU record, what makes GPU runs comparable);
-    `ray`: the Ray the run's `ray` benchmarks ran on (ray_machine_info), None when none ran:
-    the key is always there, so every saved run has the same keys."""
+    """The "fanbench" entry of a saved run's machine_info. `workload`: the WORKLOAD_KEYS' effective values
+    (after --workload, --require-gpu); `cuda_options`: the normalised --cuda-option pairs; `ray`:
+    ray_machine_info, None (the key always there, so every saved run has the same keys) when none ran."""
     ort = onnxruntime()
     return {
         "onnxruntime": ort.__version__,

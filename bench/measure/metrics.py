@@ -1,9 +1,7 @@
 """Per-frame latency, deadline misses and timelines, computed from a run's call records.
 
-A frame is complete when the last model has finished it: a `CallRecord` covers frames
-`first_frame .. first_frame + frames - 1`, so a frame's completion is the latest `end` of
-the calls covering it, once every model has covered it. Its latency is completion minus
-arrival (`RunResult.start + frame * period`; offline every frame arrives at the start).
+A frame is complete when the last model has finished it: the latest `end` of the calls covering it
+(`first_frame .. first_frame + frames - 1`). Its latency is completion minus arrival.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ from scipy import stats
 from strategies import RunResult, Schedule
 
 PERCENTILES = (50, 90, 99)
-# Timeline timestamps are stored rounded to a microsecond: far below a session.run, and it
-# keeps the history files small.
+# Timeline timestamps are stored rounded to a microsecond: far below a session.run, and small history files.
 TIMELINE_DECIMALS = 6
 
 
@@ -99,25 +96,20 @@ def _natural(text: str) -> list[Any]:
 
 
 def timeline(run: RunResult, period: float = 0.0) -> dict[str, Any]:
-    """The run's calls in a compact, JSON-ready column form, times relative to the run's start.
-
-    Lanes are the threads, processes or event loops the calls ran on, ordered by the first
-    model each served, then by name (so process-2 is drawn above process-3).
-    """
+    """The run's calls in a JSON-ready column form, times relative to the run's start. Lanes (threads,
+    processes, event loops) are ordered by the first model each served, then by name (process-2 first)."""
     first_model: dict[str, int] = {}
     for call in run.calls:
         first_model[call.lane] = min(first_model.get(call.lane, call.model), call.model)
     lanes = sorted(first_model, key=lambda lane: (first_model[lane], _natural(lane)))
     lane_index = {lane: index for index, lane in enumerate(lanes)}
-    columns: dict[str, list[Any]] = {"model": [], "first_frame": [], "frames": [], "start": [], "end": [], "lane": []}
-    for call in sorted(run.calls, key=lambda call: (call.start, call.model)):
-        columns["model"].append(call.model)
-        columns["first_frame"].append(call.first_frame)
-        columns["frames"].append(call.frames)
-        columns["start"].append(round(call.start - run.start, TIMELINE_DECIMALS))
-        columns["end"].append(round(call.end - run.start, TIMELINE_DECIMALS))
-        columns["lane"].append(lane_index[call.lane])
-    return {"wall_s": round(run.wall_s, TIMELINE_DECIMALS), "period_s": period, "lanes": lanes, **columns}
+    calls = sorted(run.calls, key=lambda call: (call.start, call.model))
+    return {"wall_s": round(run.wall_s, TIMELINE_DECIMALS), "period_s": period, "lanes": lanes,
+            "model": [call.model for call in calls], "first_frame": [call.first_frame for call in calls],
+            "frames": [call.frames for call in calls],
+            "start": [round(call.start - run.start, TIMELINE_DECIMALS) for call in calls],
+            "end": [round(call.end - run.start, TIMELINE_DECIMALS) for call in calls],
+            "lane": [lane_index[call.lane] for call in calls]}
 
 
 def _median_ratio(old: np.ndarray, new: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -126,8 +118,7 @@ def _median_ratio(old: np.ndarray, new: np.ndarray, axis: int = -1) -> np.ndarra
 
 def median_ratio_interval(old: Sequence[float], new: Sequence[float], *, confidence: float = 0.95,
                           resamples: int = 9999, seed: int = 0) -> tuple[float, float]:
-    """The bootstrap interval (percentile) of median(new) / median(old) over the rounds; the
-    ratio itself, twice, when neither sample has any spread to resample."""
+    """The percentile bootstrap interval of median(new) / median(old); the ratio, twice, without any spread."""
     old_a, new_a = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
     if np.ptp(old_a) == 0 and np.ptp(new_a) == 0:
         ratio = float(np.median(new_a) / np.median(old_a))
