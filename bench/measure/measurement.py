@@ -78,26 +78,13 @@ class Latency:
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What the timed rounds used (the sampler, bench/measure/sampler.py); None: not measured."""
+class Resources(ResourceSummary):
+    """What the timed rounds used (the sampler's summary) and how it was sampled; None: not measured
+    (--no-sampler, or a run saved before the field was)."""
 
-    cpu_util_mean: float | None = None  # process tree, fraction of the usable cores
-    cpu_util_max: float | None = None
-    peak_uss_bytes: int | None = None  # process tree, summed
-    peak_pss_bytes: int | None = None
-    gpu_memory_peak_bytes: int | None = None  # this process tree on the GPU (NVML)
-    gpu_device_memory_peak_bytes: int | None = None  # the whole device
-    gpu_util_mean: float | None = None  # percent
-    gpu_util_max: float | None = None
+    sampler_cpu_s: float | None = None
     gpu_absent: str | None = None  # why the GPU fields are None
     sampler_rate_hz: float | None = None  # None: sampling was off (--no-sampler)
-    samples: int = 0
-    sampler_cpu_s: float | None = None  # CPU time the sampler spent (its own process)
-    # Cores busy outside the run (another job's) while its rounds were timed, the mean and each round's;
-    # None / []: not measured (--no-sampler, or a run saved before it was).
-    foreign_load_cores: float | None = None
-    rounds_foreign_load_cores: list[float] = field(default_factory=list)
-    usable_cores: int | None = None  # the cores this run could use (cpu_util_* are fractions of them)
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,7 @@ class Sample:
     tree: TreeReading
     gpu: GpuReading | None = None
     read_s: float = 0.0  # how long the tree reading took: its CPU times were read at `time` +- half of it
-    # Busy CPU seconds of the usable cores so far, read on both sides of the tree reading and averaged
-    # (so it belongs to the same moment); None: not read.
+    # Busy CPU seconds of the usable cores so far, the mean of readings on both sides of the tree's; None: not read.
     machine_busy_s: float | None = None
 
 
@@ -115,16 +114,16 @@ class ProcessTreeReader:
 class ResourceSummary:
     """What the timed rounds used; None where it could not be measured."""
 
-    samples: int
-    cpu_util_mean: float | None  # fraction of the usable cores, 0..1
-    cpu_util_max: float | None
-    peak_uss_bytes: int | None
-    peak_pss_bytes: int | None
-    gpu_memory_peak_bytes: int | None
-    gpu_device_memory_peak_bytes: int | None
-    gpu_util_mean: float | None  # percent
-    gpu_util_max: float | None
-    sampler_cpu_s: float  # CPU time the sampler itself spent
+    samples: int = 0
+    cpu_util_mean: float | None = None  # process tree, fraction of the usable cores, 0..1
+    cpu_util_max: float | None = None
+    peak_uss_bytes: int | None = None  # process tree, summed
+    peak_pss_bytes: int | None = None
+    gpu_memory_peak_bytes: int | None = None  # this process tree on the GPU (NVML)
+    gpu_device_memory_peak_bytes: int | None = None  # the whole device
+    gpu_util_mean: float | None = None  # percent
+    gpu_util_max: float | None = None
+    sampler_cpu_s: float = 0.0  # CPU time the sampler itself spent
     # Cores busy outside the run (its process tree and the sampler), over all rounds and per round;
     # None / []: the machine was not read.
     foreign_load_cores: float | None = None
@@ -133,7 +132,7 @@ class ResourceSummary:
 
     @classmethod
     def absent(cls) -> ResourceSummary:
-        return cls(0, None, None, None, None, None, None, None, None, 0.0)
+        return cls()
 
 
 def _peak(values: Sequence[Any]) -> Any:
@@ -223,20 +222,17 @@ class Sampler:
         self._started = threading.Event()
         self._error: BaseException | None = None
 
-    def _machine_busy(self) -> float | None:
-        return self.machine() if self.machine is not None else None
-
     def sample(self) -> Sample:
         """Take one reading into the current segment (the thread calls this; tests may too)."""
         if not self.segments:
             self.segments.append([])
         # The clock on both sides of the reading: a sampler that waits for a core (it runs at the lowest
         # priority) may be held up in the middle, and its CPU times are then only known to be from in between.
-        machine_before = self._machine_busy()
+        machine_before = self.machine() if self.machine is not None else None
         began = self.clock()
         tree = self.tree()
         ended = self.clock()
-        machine_after = self._machine_busy()
+        machine_after = self.machine() if self.machine is not None else None
         gpu = self.gpu(tree.cpu_s.keys()) if self.gpu is not None else None
         machine = None if machine_before is None or machine_after is None else (machine_before + machine_after) / 2
         reading = Sample((began + ended) / 2, self.cpu_clock(), tree, gpu, read_s=ended - began, machine_busy_s=machine)
@@ -284,12 +280,9 @@ class Sampler:
 def lowest_cpu_priority() -> None:
     """Make this process (and the threads it starts later) yield every core to the benchmark.
 
-    Where onnxruntime's spinning pools keep every core busy, a sample should wait for an idle moment,
-    not take a core from a timed thread: `nice` 19 still gets a share of a busy core and, on waking,
-    may preempt a spinning thread that a parallel operator's other threads then wait for; Linux's
-    SCHED_IDLE runs the process only where a core has nothing else to run. The readings are
-    timestamped, so a late one is still right.
-    """
+    `nice` 19 still gets a share of a core onnxruntime's pools spin on and may preempt a spinning thread
+    that a parallel operator then waits for; SCHED_IDLE runs only where a core has nothing else to run.
+    The readings are timestamped, so a late one is still right."""
     os.nice(19)  # where SCHED_IDLE is missing (macOS) or refused, the lowest nice level at least
     if not (hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE")):
         return
@@ -302,10 +295,8 @@ def lowest_cpu_priority() -> None:
 
 
 def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) -> None:
-    """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe.
-
-    A command is a name, or (name, key) for `new` and `select`: an interleaved run keeps one
-    sampler per benchmark (each its own segments) and selects the one whose round comes next."""
+    """The sampler process: one `Sampler` per benchmark, driven by commands from the pipe: a name, or
+    (name, key) for `new` and `select` (an interleaved run selects the benchmark whose round comes next)."""
     # Ctrl-C and SIGTERM, also sent to the whole process group, are the benchmark's to handle: it
     # stops this process in its teardown (had it died of them, that teardown would meet a broken pipe).
     detach_from_terminal_signals()
@@ -353,13 +344,9 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
 
 
 class SamplerProcess:
-    """A `Sampler` in a separate process, with the same start/stop/summary, so `RoundHooks` drives either.
-
-    Started once per session (a spawned interpreter takes about a second); `new(key)` gives each
-    benchmark a fresh sampler in it and `select(key)` returns to one (an interleaved run keeps one per
-    benchmark). It ignores Ctrl-C and SIGTERM (a signal to the whole process group reaches it too), so
-    an interrupted run can still stop it; `close()` or the benchmark's exit (the pipe closes) ends it.
-    """
+    """`Sampler`s in a separate process, started once per session (about a second), with the same
+    start/stop/summary. It ignores Ctrl-C and SIGTERM (sent to the whole process group, they reach it too),
+    so an interrupted run can still stop it; `close()` or the benchmark's exit (the pipe closes) ends it."""
 
     def __init__(self, provider: str, *, rate_hz: float = DEFAULT_RATE_HZ, cores: int | None = None) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime's threads
