@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.measure.harness import HarnessOverhead
 from bench.measure.limits import PackingLimit
-from bench.measure.metrics import latency_over_runs, median_run, timeline
+from bench.measure.metrics import LatencySummary, latency_over_runs, median_run, timeline
 from bench.measure.sampler import ResourceSummary
 from bench.measure.scenarios import Scenario
 from strategies import RunResult, ThreadSettings
@@ -64,17 +64,8 @@ class Timing:
 
 
 @dataclass(frozen=True)
-class Latency:
-    """Per-frame latency over every timed round's frames (metrics.LatencySummary); None: not measured."""
-
-    frames: int | None = None
-    p50_s: float | None = None
-    p90_s: float | None = None
-    p99_s: float | None = None
-    max_s: float | None = None
-    mean_s: float | None = None
-    deadline_s: float | None = None  # streaming: one frame period
-    misses: int | None = None  # frames over the deadline, out of `frames`
+class Latency(LatencySummary):
+    """Per-frame latency over every timed round's frames; None: not measured."""
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,14 @@ def deadline_misses(latencies: np.ndarray, deadline_s: float) -> int:
 
 @dataclass(frozen=True)
 class LatencySummary:
-    frames: int  # frames the percentiles are over (every timed run's frames together)
-    p50_s: float
-    p90_s: float
-    p99_s: float
-    max_s: float
-    mean_s: float
-    deadline_s: float | None
-    misses: int | None  # frames over the deadline; None without a deadline (offline)
+    frames: int | None = None  # frames the percentiles are over (every timed run's frames together)
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    max_s: float | None = None
+    mean_s: float | None = None
+    deadline_s: float | None = None  # streaming: one frame period (or --deadline-ms)
+    misses: int | None = None  # frames over the deadline; None without a deadline (offline)
 
 
 def summarise_latencies(latencies: np.ndarray, deadline_s: float | None) -> LatencySummary:
