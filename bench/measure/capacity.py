@@ -71,17 +71,6 @@ class ProbeResult:
     mismatch: str | None = None  # outputs that differ from serial's (a probe that fails for it)
     stopped: str | None = None  # why the probe stopped early (already past 1% misses, the time limit)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def line(self) -> str:
-        verdict = "pass" if self.passed else "FAIL"
-        if self.stopped is not None:
-            return f"{self.cameras} cameras: {verdict}, stopped early: {self.stopped}"
-        why = f"; outputs differ from serial: {self.mismatch}" if self.mismatch else ""
-        return (f"{self.cameras} cameras: {verdict}, p50 {self.p50_s * 1e3:.1f} ms, p99 {self.p99_s * 1e3:.1f} ms, "
-                f"{self.misses}/{self.frames} missed{why}")
-
 
 @dataclass(frozen=True)
 class Probe:
@@ -140,7 +129,7 @@ class Capacity:
         return {"cameras": self.cameras, "fps": self.fps, "aggregate_fps": self.aggregate_fps,
                 "deadline_s": self.deadline_s, "phase": self.phase, "upper": self.upper,
                 "p50_s": best.p50_s if best else None, "p99_s": best.p99_s if best else None,
-                "probes": [probe.as_dict() for probe in self.probes]}
+                "probes": [asdict(probe) for probe in self.probes]}
 
 
 def upper_bound(offline_fps: float | None, fps: float, slack: float = BOUND_SLACK) -> int | None:

@@ -243,15 +243,12 @@ def calibrate(reference: Sequence[Sequence[Outputs]], second: Sequence[Sequence[
 
 def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs]],
                         frames: int = NOISE_FRAMES, time_limit: float | None = None) -> Calibration:
-    """Compute the first `frames` frames a second way on the workload's provider, then calibrate.
-
-    The second way: `batched` (NOISE_K frames per call) with other thread settings, or, where
-    a model's batch axis is fixed, `serial` with other thread settings: another session, other
-    kernels, the same arithmetic. `time_limit`: as for `Strategy.run` (RunTimeout past it)."""
+    """Calibrate on the first `frames` frames computed a second way on the workload's provider, with other
+    thread settings: `batched` (NOISE_K frames per call), or `serial` where a model's batch axis is fixed.
+    `time_limit`: as for `Strategy.run` (RunTimeout past it)."""
     count = min(frames, workload.frame_count)
     subset = replace(workload, models=tuple(replace(model, frames=model.frames[:count]) for model in workload.models))
     settings = ThreadSettings(intra_op=max(1, usable_cores() // 2), inter_op=1, spinning=False)
-    precision = arithmetic(workload)
     try:
         with get_strategy("batched")(subset, settings, k=NOISE_K) as batched:
             second = batched.run(time_limit=time_limit).outputs
@@ -262,7 +259,7 @@ def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs
         with get_strategy("serial")(subset, settings) as serial:
             second = serial.run(time_limit=time_limit).outputs
         how = f"another session, {settings.label}, on {count} frames"
-    return calibrate(reference, second, workload.names, precision, how)
+    return calibrate(reference, second, workload.names, arithmetic(workload), how)
 
 
 class RoundCheck:
