@@ -1,22 +1,14 @@
-"""Checking a strategy's outputs against the serial reference, frame by frame, in order: the check
-`pytest bench` makes of every round (RoundCheck, with each model's measured tolerance) and the one
-the tests make (tests/helpers/equivalence.py).
+"""Checking a strategy's outputs against the serial reference, frame by frame, in order: in every round
+of `pytest bench` (RoundCheck, each model's measured tolerance) and in the tests (tests/helpers/equivalence.py).
 
-The tolerance is not zero: float32 addition is not associative, and strategies legitimately change
-the order of the sums in a convolution or a Gemm (other intra-op thread counts, `batched`'s larger
-batch, `merged`'s fusion across one graph, other cuDNN kernels), about 1e-6 relative. On Ampere and
-newer GPUs onnxruntime's CUDA provider uses TF32 unless `use_tf32=0`, and each session runs its own
-cuDNN algorithm search, so two sessions of one model may differ by about 1e-3 of the largest output
-(emulated on the CPU in tests/unit/test_equivalence.py).
-
-It is measured, per model (README, "Correctness"): no fixed pair of numbers suits every model (a
-sigmoid text detector on frames without text outputs probabilities near zero, which TF32 moves by
-about 1% relative, more than the frames differ). The noise is the reference computed a second way;
-the discrimination is how far apart adjacent frames' outputs are, both as fractions of each output's
-largest finite magnitude; the tolerance lies between them. Where the noise reaches the frames'
-differences, the result says the model cannot tell those frames apart.
-
-Non-finite values (NaN, +inf, -inf) must match in place and kind; the scale ignores them.
+The tolerance is not zero: strategies legitimately change the order of float32 sums (other thread
+counts, `batched`'s larger batch, `merged`'s fusion, other cuDNN kernels: about 1e-6 relative), and on
+Ampere and newer GPUs onnxruntime's CUDA provider uses TF32 unless `use_tf32=0`, with each session's
+own cuDNN algorithm search (about 1e-3 of the largest output; emulated in tests/unit/test_equivalence.py).
+It is measured per model (README, "Correctness"), as no fixed pair of numbers suits every model (TF32
+moves a text detector's near-zero probabilities by more than its frames differ): the noise (the
+reference computed a second way) and the frames' discrimination, as fractions of each output's largest
+finite magnitude, with the tolerance between them. Non-finite values must match in place and kind.
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """Resource sampling during the timed rounds: process-tree CPU and memory, GPU through NVML.
 
-A sampler reads the process tree (the benchmark process and every child: workers, the
-multiprocessing manager) and, on CUDA, the GPU. Each `start()`/`stop()` pair is one segment (one
-timed round) with a reading at both ends, so even a short round has a full interval. The benchmark
-runs it in a process of its own (`SamplerProcess`): its readings never hold the benchmark's GIL, and
-its own CPU time and memory are left out of the tree's.
-
-Memory is PSS (a page shared by n processes counts 1/n to each) and USS, summed over the tree; RSS
-would count the shared onnxruntime libraries and copy-on-write pages once per process. CPU
-utilisation is the tree's user+system seconds over wall seconds, as a fraction of the usable cores.
-
-Foreign load is the CPU the machine spent outside the run during a round: the busy time of the
-cores this run may use (/proc/stat through psutil) minus the tree's and the sampler's, in cores. It
-tells a strategy that is slower from one that ran while another job kept the machine busy
-(bench/report/recommend.py).
-
+The tree is the benchmark process and every child (workers, the multiprocessing manager). Each
+`start()`/`stop()` pair is one segment (one timed round) with a reading at both ends. The benchmark
+samples from a process of its own (`SamplerProcess`), so readings never hold its GIL. Memory is PSS (a
+page shared by n processes counts 1/n to each) and USS: RSS would count the shared onnxruntime
+libraries and copy-on-write pages once per process. CPU utilisation is the tree's user+system seconds
+over wall seconds, as a fraction of the usable cores. Foreign load is the busy time of the cores the run
+may use (/proc/stat through psutil) minus the tree's and the sampler's, in cores: it tells a slower
+strategy from one that ran while another job kept the machine busy (bench/report/recommend.py).
 Clocks and readers are injected, so tests feed fabricated readings.
 """
 
@@ -316,14 +309,14 @@ def _serve(conn: Any, root_pid: int, provider: str, rate_hz: float, cores: int) 
             command, key = command if isinstance(command, tuple) else (command, "")
             try:
                 answer: Any = None
-                if command in ("new", "select") and sampler is not None:
-                    sampler.stop()
-                if command == "new":
-                    # process_time: the whole sampler process's CPU (reported, not subtracted: it is not in the tree).
-                    sampler = samplers[key] = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores,
-                                                      cpu_clock=time.process_time, in_tree=False, machine=machine)
-                elif command == "select":
-                    if key not in samplers:
+                if command in ("new", "select"):
+                    if sampler is not None:
+                        sampler.stop()
+                    if command == "new":
+                        # process_time: the whole sampler process's CPU (reported, not subtracted: not in the tree).
+                        samplers[key] = Sampler(tree, probe.reader, rate_hz=rate_hz, cores=cores,
+                                                cpu_clock=time.process_time, in_tree=False, machine=machine)
+                    elif key not in samplers:
                         raise RuntimeError(f"the sampler process has no sampler {key!r}; 'new' it first.")
                     sampler = samplers[key]
                 elif command == "close":
