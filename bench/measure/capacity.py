@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.measure.metrics import deadline_misses, frame_latencies
 from bench.measure.rounds import Progress
@@ -198,14 +197,12 @@ def rounds_probe(cameras: int, latencies: np.ndarray, deadline_s: float, mismatc
                        deadline_misses(values, deadline_s), mismatch=mismatch)
 
 
-class ProbeProgress:
-    """A tqdm bar per capacity search, one step per probe, drawn as the rounds' bar is."""
+class ProbeProgress(Progress):
+    """A bar per capacity search, one step per probe, drawn as the rounds' bar is."""
 
     def __init__(self, rounds: Progress, total: int) -> None:
-        self.suspend_capture = rounds.suspend_capture
-        with self.suspend_capture():
-            self.bar = tqdm(total=total, desc=f"{rounds.label} capacity", unit="probe", leave=False,
-                            disable=rounds.disable, miniters=1, mininterval=0)
+        super().__init__(total, f"{rounds.label} capacity", rounds.suspend_capture, rounds.file, rounds.disable, "probe")
+        self.start()
 
     def __call__(self, result: ProbeResult) -> None:
         with self.suspend_capture():
@@ -213,10 +210,6 @@ class ProbeProgress:
                 self.bar.total = self.bar.n + 1
             self.bar.set_postfix_str(f"{result.cameras} cameras: {'pass' if result.passed else 'fail'}")
             self.bar.update(1)
-
-    def close(self) -> None:
-        with self.suspend_capture():
-            self.bar.close()
 
 
 def expected_probes(upper: int | None) -> int:

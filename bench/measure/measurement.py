@@ -90,9 +90,8 @@ class Equivalence:
 
 PARTS: dict[str, type] = {"settings": Settings, "timing": Timing, "latency": Latency, "resources": Resources,
                           "equivalence": Equivalence}
-# Schema 0 and 1's flat keys -> (part, field) of schema 2: a field's own name, "latency_" before the latency
-# figures, but for the five renamed below. Every other flat key (strategy, strategy_info, capacity) is a
-# top-level one, and per_frame (always true) is gone.
+# Schema 0 and 1's flat keys -> (part, field): the field's name ("latency_" before a latency figure's) or a
+# rename below. Other flat keys (strategy, strategy_info, capacity) are top-level; per_frame is gone.
 _V1_RENAMED = {("settings", "label"): "settings", ("latency", "deadline_s"): "deadline_s",
                ("latency", "misses"): "deadline_misses", ("resources", "samples"): "sampler_samples",
                ("equivalence", "calibration"): "equivalence"}

@@ -19,14 +19,14 @@ from bench.measure.sampler import ResourceSummary, Sampler, SamplerProcess
 
 
 class Progress:
-    """A tqdm bar of frames done, drawn with pytest's output capture suspended; quiet unless stderr is a
+    """A tqdm bar of frames (or `unit`s) done, drawn with pytest's output capture suspended; quiet unless stderr is a
     terminal (tqdm's `disable=None`), so CI logs and pytester runs stay clean."""
 
     def __init__(self, total_frames: int, label: str,
                  suspend_capture: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
-                 file: IO[str] | None = None, disable: bool | None = None) -> None:
+                 file: IO[str] | None = None, disable: bool | None = None, unit: str = "frame") -> None:
         self.total, self.label, self.suspend_capture = total_frames, label, suspend_capture
-        self.file, self.disable = file, disable
+        self.file, self.disable, self.unit = file, disable, unit
         self.bar: Any = None
 
     def start(self) -> None:
@@ -36,7 +36,7 @@ class Progress:
             with self.suspend_capture():
                 # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.
                 # smoothing 0: the average rate over the rounds so far, not the last round's.
-                self.bar = tqdm(total=self.total, desc=self.label, unit="frame", smoothing=0,
+                self.bar = tqdm(total=self.total, desc=self.label, unit=self.unit, smoothing=0,
                                 leave=False, file=self.file or sys.stderr, disable=self.disable, miniters=1,
                                 mininterval=0)
 
@@ -52,9 +52,8 @@ class Progress:
             self.bar = None
 
 
-#: A warm-up round runs each camera's first frames only (offline: the workload's first): enough for first-call
-#: allocations, thread pools, workers and batch shapes (batched's k=4, dynamic_batch's max_batch 8), without
-#: pacing a whole stream or timing every frame once more (docs/measurements.md, "Warm-up").
+# A warm-up round runs each camera's first frames: enough for first-call allocations, pools, workers and batch
+# shapes (batched's k=4, dynamic_batch's 8), without pacing a whole stream (docs/measurements.md, "Warm-up").
 WARMUP_FRAMES = 8
 
 

@@ -117,8 +117,7 @@ class ResourceSummary:
     gpu_util_mean: float | None = None  # percent
     gpu_util_max: float | None = None
     sampler_cpu_s: float = 0.0  # CPU time the sampler itself spent
-    # Cores busy outside the run (its process tree and the sampler), over all rounds and per round;
-    # None / []: the machine was not read.
+    # Cores busy outside the run (its tree and the sampler), over all rounds and per round; None / []: not read.
     foreign_load_cores: float | None = None
     rounds_foreign_load_cores: list[float] = field(default_factory=list)
     usable_cores: int | None = None  # the cores the utilisation is a fraction of
@@ -157,18 +156,16 @@ def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: floa
             if before.machine_busy_s is None or after.machine_busy_s is None:
                 machine_read = False
             else:
-                # The machine's busy time minus the run's own: the tree (which holds the sampler when it is
-                # a thread of it), a process the run started within the pair (all its CPU time is from
-                # the pair), and the sampler's process when the tree leaves it out.
+                # Minus the run's own: the tree (with the sampler when it is a thread of it), a process started
+                # within the pair (all its CPU time is from the pair), the sampler's process when not in the tree.
                 started = sum(after.tree.cpu_s[pid] for pid in after.tree.cpu_s.keys() - before.tree.cpu_s)
                 own = tree + started + (0.0 if sampler_in_tree else sampler)
                 foreign += after.machine_busy_s - before.machine_busy_s - own
             segment_span += span
             busy_total += busy
             span_total += span
-            # A peak only from a pair long enough (CPU times tick in 10 ms steps, so a short pair such as the
-            # reading at `stop` shows that jitter as a spike) and timed precisely enough: a reading held up
-            # for longer than a tenth of the pair could turn a busy pair into a spike over 100%.
+            # A peak only from a pair long enough (CPU times tick in 10 ms steps: a short pair shows that as a
+            # spike) and timed to a tenth of it (a held-up reading could turn a busy pair into a spike over 100%).
             if span >= interval_s / 2 and before.read_s + after.read_s <= span / 10:
                 peak = max(peak or 0.0, busy / span / cores)
         if machine_read and segment_span > 0:
