@@ -1,10 +1,9 @@
 """How many cameras at `--fps` a strategy serves: probes, the pass rule, and the search.
 
-A probe is one stream of N cameras (scenarios.py) through the strategy the benchmark's rounds ran on
-(its BenchmarkRun), checked as they were. It passes when the p99 latency is at most the deadline and at
-most 1% of the frames miss it (MLPerf LoadGen's rule), every output equal to serial's; past 1% misses
-it stops early. The search bisects below the offline throughput's ceiling (no strategy serves more than
-offline fps / fps cameras) to the largest passing N, and runs that boundary probe once more.
+A probe is one stream of N cameras through the benchmark's opened strategy, checked as its rounds are;
+it passes when p99 latency is within the deadline and at most 1% of frames miss it (MLPerf LoadGen's
+rule), outputs equal to serial's. The search bisects below offline fps / fps cameras (no strategy serves
+more) to the largest passing N, and runs that boundary probe once more.
 """
 
 from __future__ import annotations

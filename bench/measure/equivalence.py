@@ -252,8 +252,7 @@ def measure_calibration(workload: Workload, reference: Sequence[Sequence[Outputs
 
 
 class RoundCheck:
-    """Checks each run's outputs against the reference as soon as it is done, then drops them:
-    a benchmark holds one round's outputs at a time, not every round's until it ends."""
+    """Checks each run's outputs as soon as it is done, then drops them: a benchmark holds one round's."""
 
     def __init__(self, reference: Sequence[Sequence[Outputs]], names: Sequence[str], tolerance: ToleranceChoice):
         self.reference, self.names, self.tolerance = reference, names, tolerance

@@ -75,13 +75,9 @@ def frame_seconds(run: RunResult) -> list[float]:
 
 @dataclass(frozen=True)
 class HarnessOverhead:
-    """The timed rounds against bare loops over the same sessions and arrays, one just before each timed
-    round (so both see the same machine load).
-
-    Read from each round's median frame time, not the walls: what the harness adds happens on every
-    frame and moves the median with it, while a core taken away for a few milliseconds by another
-    process moves the wall by as much as the harness costs and more, but hardly the median frame.
-    """
+    """The timed rounds against a bare loop just before each (so both see the same machine load), read from
+    each round's median frame, not the walls: the harness's cost moves every frame, while a core taken
+    away for a few milliseconds by another process moves the wall by as much and more, not the median."""
 
     harness_s: float  # median wall of the timed rounds, as the table reports it
     bare_s: float  # median wall of the bare loops
@@ -122,13 +118,9 @@ class HarnessOverhead:
 
 
 def keep_complete(benchmarks: list, complete: set[str]) -> list[str]:
-    """Remove from pytest-benchmark's `benchmarks` every benchmark whose test (`complete`: the node ids that
-    passed, teardown included) did not complete; returns their names.
-
-    pytest-benchmark lists a benchmark when its timing starts and marks it failed only on an ordinary
-    exception: one stopped by Ctrl-C or SIGTERM in its warm-up (saving it crashes on empty statistics) or
-    its timed rounds (no extra_info), or whose outputs differ from serial's, would be saved as complete.
-    """
+    """Remove from `benchmarks` those whose test did not pass (`complete`: node ids, teardown included);
+    returns their names. pytest-benchmark marks one failed only on an ordinary exception: one stopped by
+    Ctrl-C or SIGTERM (no rounds, or no extra_info), or whose outputs differ, would be saved as complete."""
     removed = [bench.name for bench in benchmarks if bench.fullname not in complete]
     benchmarks[:] = [bench for bench in benchmarks if bench.fullname in complete]
     return removed

@@ -1,16 +1,12 @@
 """The two limits of a run: the time limit, a guard against a hung strategy; and the packing limit,
 the shortest wall time any strategy could reach on this machine.
 
-Each model is timed alone with one intra-op thread over every frame (T_m; one untimed call first).
-Perfectly packed on C usable cores, with no overhead and no speed-up from threads, the work takes
-limit = (T_1 + ... + T_M) / C, and efficiency = limit / wall (1.0 = perfect packing). A strategy beats
-it only where threads make a model's kernels more than C times faster (they rarely do) or batching
-cuts per-call cost (`batched`); tables print no value above 105% (bench.report.table.efficiency_text).
-
-On CUDA, C is 1 and the figure is the models' summed time alone on the device. That is no bound: one
-model alone leaves the device idle during its copies, launches and CPU work, which concurrent models
-fill (an H100 ran the write-up's workload at 107-334% of it), and onnxruntime does not report the
-device's busy time. So on CUDA no efficiency is computed; GPU utilisation (NVML) shows how busy it was.
+Each model timed alone on one intra-op thread over every frame (T_m, after one untimed call), perfectly
+packed on C usable cores: limit = (T_1 + ... + T_M) / C; efficiency = limit / wall. A strategy beats it
+only where threads make a model more than C times faster (rarely) or batching cuts per-call cost.
+On CUDA (C = 1) the summed time is no bound: one model alone leaves the device idle during its copies,
+launches and CPU work, which concurrent models fill (an H100 ran the write-up's workload at 107-334% of
+it), and onnxruntime does not report the device's busy time; so no efficiency is computed there.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Per-frame latency, deadline misses and timelines, computed from a run's call records.
 
-A frame is complete when the last model has finished it: the latest `end` of the calls covering it
-(`first_frame .. first_frame + frames - 1`). Its latency is completion minus arrival.
+A frame is complete at the latest `end` of the calls covering it; its latency is completion minus arrival.
 """
 
 from __future__ import annotations

@@ -30,8 +30,7 @@ class Progress:
         self.bar: Any = None
 
     def start(self) -> None:
-        """Show the bar at 0 when the first round starts (made at its end, tqdm would divide that round's
-        frames by microseconds)."""
+        """Show the bar at 0 as the first round starts (made at its end, tqdm would rate it per microsecond)."""
         if self.bar is None:
             with self.suspend_capture():
                 # miniters=1: every update draws at once, so tqdm's monitor thread never needs to.

@@ -54,8 +54,7 @@ class RunInputs:
 
 
 def round_limit(options: RunOptions, workload: Workload, scenario: Scenario) -> float:
-    """A single round's time limit: a stream takes frames / fps by design, so its limit counts from
-    when the last frame arrives."""
+    """A round's time limit, counted from when a stream's last frame arrives."""
     return time_limit(options.time_limit, workload.frame_count * scenario.streams, len(workload.models)) \
         + workload.frame_count * scenario.period
 
@@ -85,9 +84,8 @@ class Rounds:
 
 
 class BenchmarkRun:
-    """One benchmark: a case in a scenario on the run's workload, from opening its strategy to its Measurement.
-
-    `rounds`: rounds already run elsewhere (in turns); by default the run collects its own."""
+    """One benchmark (a case in a scenario), from opening its strategy to its Measurement. `rounds`: rounds
+    already run elsewhere (in turns); by default it collects its own."""
 
     def __init__(self, inputs: RunInputs, case: Case, scenario: Scenario, rounds: Rounds | None = None) -> None:
         self.inputs, self.case, self.scenario = inputs, case, scenario

@@ -61,10 +61,8 @@ def _busy(times: Any) -> float:
 
 
 def machine_busy_reader(cpus: Collection[int] | None = None) -> MachineReader:
-    """Busy CPU seconds so far of the given cores (default: the ones this process may run on).
-
-    A job on a core the run may not use does not compete with it. psutil lists the online cores in
-    order, so a core's number is its index when all are online; otherwise the whole machine is read."""
+    """Busy CPU seconds so far of the given cores (default: those this process may run on). psutil lists the
+    online cores in order, so a core's number is its index when all are online; else the machine is read."""
     wanted = set(cpus) if cpus is not None else set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     count = psutil.cpu_count() or 0
     if wanted is None or wanted >= set(range(count)) or len(psutil.cpu_times(percpu=True)) != count:
@@ -133,13 +131,9 @@ def _peak(values: Sequence[Any]) -> Any:
 
 def summarise(segments: Sequence[Sequence[Sample]], cores: int, interval_s: float,
               sampler_in_tree: bool = True) -> ResourceSummary:
-    """Combine the segments' samples.
-
-    CPU: for each pair of consecutive samples in a segment, the CPU seconds the tree's processes
-    (those in both samples) gained, over the seconds between them; the sampler's own CPU time is
-    taken out where it is part of the tree (a thread of the benchmark process). The mean is over all
-    pairs' time together; the maximum is the mean or a precise pair's, whichever is larger.
-    """
+    """Combine the segments' samples. CPU: per pair of consecutive samples, the CPU seconds the tree's
+    processes (in both) gained over the seconds between them, less the sampler's own where it is in the
+    tree; the mean over all pairs' time together, the maximum that or a precise pair's, the larger."""
     samples = [sample for segment in segments for sample in segment]
     busy_total, span_total, peak = 0.0, 0.0, None
     foreign_rounds: list[float] = []

@@ -103,12 +103,9 @@ def selected_scenarios(choice: str, fps: float, streams: int = 1, phase: str = S
 
 
 def not_streamed(ort_defaults: bool, options: Mapping[str, Any], swept: bool) -> str | None:
-    """Why a benchmark case does not run the streaming scenario (None: it does).
-
-    k frames per call make a frame wait k - 1 periods for the later ones, past a one-period deadline by
-    construction; onnxruntime's default thread settings, run offline to reproduce the write-up, would only
-    repeat each strategy's stream at frames / fps a round (they stream when a --threads sweep asks).
-    """
+    """Why a benchmark case does not stream (None: it does). k frames per call make a frame wait k - 1
+    periods, past a one-period deadline by construction; onnxruntime's default thread settings, run offline
+    for the write-up, would only repeat each strategy's stream (they stream when a --threads sweep asks)."""
     if options.get("k", 1) > 1:
         return f"k={options['k']} frames per call: each frame waits for {options['k'] - 1} later ones, past the deadline"
     if ort_defaults and not swept:
