@@ -41,7 +41,6 @@ from fixtures.models import SIZES, model_set, write_model
 from strategies import ThreadSettings
 from strategies.runtime import CudaRuntimeError, cuda_runtime, io_names, make_session, onnxruntime
 
-Step = Callable[[int], tuple[np.ndarray, ...]]
 CPU_SETTINGS = ThreadSettings(intra_op=4, inter_op=1, spinning=False)
 
 
@@ -55,9 +54,8 @@ class Lane:
 
     def set_up(self) -> None:
         variant, ort = self.variant, self.ort
-        options: dict[str, str] = {}
-        if variant.startswith("graph"):
-            options["enable_cuda_graph"] = "1"
+        graph = variant.startswith("graph")
+        options = {"enable_cuda_graph": "1"} if graph else {}
         if variant == "graph_stream":
             self.cudart = cuda_runtime()
             self.stream = self.cudart.create_stream()
@@ -67,9 +65,9 @@ class Lane:
         self.run_options = ort.RunOptions()
         if variant == "graph_stream":
             self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
-        if variant.startswith("graph") or variant.startswith("iobinding"):
+        if graph or variant.startswith("iobinding"):
             self.binding = self.session.io_binding()
-        if variant.startswith("graph"):
+        if graph:
             sample = self.frames[0]
             self.input = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.provider, 0)
             self.input.update_inplace(sample)
@@ -126,48 +124,45 @@ class Lane:
             self.stream = 0
 
 
+Outputs = list[list[tuple[np.ndarray, ...]]]  # per model, per frame
+
+
+def run_pass(lanes: Sequence[Lane], frames: int, durations: list[float]) -> Outputs:
+    """Every frame through every lane, in order; each call's duration appended to `durations`."""
+    outputs: Outputs = [[] for _ in lanes]
+    for frame in range(frames):
+        for per_frame, lane in zip(outputs, lanes, strict=True):
+            start = time.perf_counter()
+            per_frame.append(lane.step(frame))
+            durations.append(time.perf_counter() - start)
+    return outputs
+
+
 def run_variant(variant: str, paths: Sequence[Path], frames: np.ndarray, provider: str, rounds: int,
                 pinned: bool) -> dict[str, Any]:
     """Warm-up pass, then `rounds` timed passes; per pass the wall, per call the duration."""
-    count = len(paths)
-    one_thread = variant == "serial"
-    pools = [ThreadPoolExecutor(max_workers=1) for _ in range(1 if one_thread else count)]
     lanes = [Lane(variant, path, frames, provider) for path in paths]
+    groups = [lanes] if variant == "serial" else [[lane] for lane in lanes]  # the lanes of each thread
+    pools = [ThreadPoolExecutor(max_workers=1) for _ in groups]
     capture_lock = threading.Lock()
 
     def set_up(lane: Lane) -> None:
         with capture_lock:  # one capture at a time: CUDA forbids other work's syncs while a stream captures
             lane.set_up()
 
+    def on_own_thread(work: Callable[[Lane], None]) -> None:
+        for pool, group in zip(pools, groups, strict=True):
+            for lane in group:
+                pool.submit(work, lane).result()
+
     try:
-        for model, lane in enumerate(lanes):
-            pools[0 if one_thread else model].submit(set_up, lane).result()
+        on_own_thread(set_up)
         walls, calls, outputs = [], [], None
         for round_index in range(rounds + 1):
             durations: list[float] = []
-
-            def lane_loop(lane: Lane, durations: list[float] = durations) -> list[tuple[np.ndarray, ...]]:
-                results = []
-                for frame in range(len(frames)):
-                    start = time.perf_counter()
-                    results.append(lane.step(frame))
-                    durations.append(time.perf_counter() - start)
-                return results
-
             start = time.perf_counter()
-            if one_thread:
-                def serial_loop(durations: list[float] = durations) -> list[list[tuple[np.ndarray, ...]]]:
-                    per_model: list[list[tuple[np.ndarray, ...]]] = [[] for _ in lanes]
-                    for frame in range(len(frames)):
-                        for model, lane in enumerate(lanes):
-                            t0 = time.perf_counter()
-                            per_model[model].append(lane.step(frame))
-                            durations.append(time.perf_counter() - t0)
-                    return per_model
-                result = pools[0].submit(serial_loop).result()
-            else:
-                futures = [pools[model].submit(lane_loop, lane) for model, lane in enumerate(lanes)]
-                result = [future.result() for future in futures]
+            futures = [pool.submit(run_pass, group, len(frames), durations) for pool, group in zip(pools, groups, strict=True)]
+            result = [per_model for future in futures for per_model in future.result()]
             wall = time.perf_counter() - start
             if round_index > 0:  # the first pass is the warm-up
                 walls.append(wall)
@@ -177,14 +172,12 @@ def run_variant(variant: str, paths: Sequence[Path], frames: np.ndarray, provide
                 "call_ms_median": 1e3 * statistics.median(calls),
                 "call_ms_p90": 1e3 * float(np.percentile(calls, 90)), "outputs": outputs, "pinned_frames": pinned}
     finally:
-        for model, lane in enumerate(lanes):
-            pools[0 if one_thread else model].submit(lane.close).result()
+        on_own_thread(Lane.close)
         for pool in pools:
             pool.shutdown()
 
 
-def max_difference(outputs: Sequence[Sequence[tuple[np.ndarray, ...]]],
-                   reference: Sequence[Sequence[tuple[np.ndarray, ...]]]) -> float:
+def max_difference(outputs: Outputs, reference: Outputs) -> float:
     return max(float(np.max(np.abs(a - b))) for got, want in zip(outputs, reference, strict=True)
                for frame_got, frame_want in zip(got, want, strict=True)
                for a, b in zip(frame_got, frame_want, strict=True))
@@ -209,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ort = onnxruntime()
     paths = [write_model(spec, args.out / "models") for spec in model_set(SIZES[args.model_size], args.models)]
-    rng = np.random.default_rng(0)
-    frames = rng.random((args.frames, 4, 3, 256, 256), dtype=np.float32)
+    frames = np.random.default_rng(0).random((args.frames, 4, 3, 256, 256), dtype=np.float32)
     pinned = False
     chosen = [variant for variant in VARIANTS if args.variant is None or variant in args.variant or variant == "serial"]
     rows, reference, skipped = [], None, {}

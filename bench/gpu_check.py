@@ -1,31 +1,16 @@
 """Every GPU check in one command, for a CUDA host: `python -m bench.gpu_check [--out DIR]`.
 
-Runs, each as its own pytest process with its output in OUT/<step>.log:
+Runs each step (STEP_NAMES: the gpu-marked tests, the write-up workload, serial's noise check, the
+capacity search, and the real models and their capacity when installed) as its own pytest process,
+its output in OUT/<step>.log, then writes OUT/summary.md and prints it. docs/gpu.md ("All GPU
+checks in one command") describes the steps, the summary and the exit statuses: 0 passed, 1 a step
+failed, 4 usage error or no GPU, 130/143/124 stopped by SIGINT/SIGTERM/--timeout.
 
-1. `tests`: every `gpu`-marked test, under --require-gpu;
-2. `writeup`: the write-up workload with every strategy (offline, --frames 300, 3 rounds);
-3. `noise`: `serial` with onnxruntime's default thread pools (16 spinning intra-op threads per
-   session) next to one non-spinning thread per session, 5 rounds each, to tell run-to-run
-   noise that the CPU thread pools cause from noise of the device (docs/gpu.md);
-4. `real`: two real models (PP-OCR text detector and direction classifier), when the packages
-   that ship them are installed (fixtures/real_models.py), else skipped with the reason;
-
-then writes OUT/summary.md and prints it: the device, per step a table (median wall, the
-spread of the rounds, ratio to serial with onnxruntime's defaults, GPU use, equality and the
-tolerance used), the harness overhead, and every failure and skip with its reason.
-
-Stopping early loses nothing that finished. SIGTERM (`timeout`, a CI cancel), Ctrl-C (SIGINT) or
-`--timeout SECONDS` running out: the running step's pytest is asked to stop (SIGTERM for
-`pytest bench`, which then still writes its JSON with every benchmark that completed; SIGINT for
-the plain tests), given STOP_GRACE_S to do so and then killed; no further step starts, and
-summary.md is still written, the step marked INTERRUPTED with its finished rows, and the steps
-not run listed. A second signal kills the running step at once. Each step runs in its own
-session, so only gpu_check signals it: a terminal's Ctrl-C or `timeout`'s SIGTERM to the
-process group would otherwise reach it too, and a second SIGTERM kills `pytest bench` mid-save.
-
-Exit status: 0 every step passed; 1 a step failed; 4 usage error, or no GPU (refused in one
-line before running anything); a stopped check, even one where a step failed before the stop:
-130 (SIGINT), 143 (SIGTERM), 124 (--timeout ran out), as shells and coreutils' `timeout` say.
+A stop (a signal or --timeout) keeps what finished: the running step is signalled once, given
+STOP_GRACE_S and then killed; no further step starts and summary.md is still written. Each step
+runs in its own session so that only gpu_check signals it: a terminal's Ctrl-C or `timeout`'s
+SIGTERM to the process group would otherwise reach it too, and a second SIGTERM kills `pytest
+bench` mid-save.
 """
 
 from __future__ import annotations
@@ -179,8 +164,8 @@ def _spread(walls: Sequence[float]) -> str:
     return f"{low:.3f}-{high:.3f} (+-{(high - low) / 2 / middle:.0%})"
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+def _whole(value: float | None, unit: float = 1) -> str:
+    return "-" if value is None else f"{value / unit:.0f}"
 
 
 def _cameras(m: Measurement) -> str:
@@ -191,8 +176,6 @@ def _cameras(m: Measurement) -> str:
 
 
 def benchmark_table(benchmarks: Sequence[Measurement]) -> list[str]:
-    """Markdown rows: scenario, median wall, spread of the rounds, ratio to serial ort-defaults (offline), GPU,
-    cameras served (where a capacity was searched), equality."""
     timed = [m for m in benchmarks if m.timing.wall_s]
     base = next((m.timing.wall_s for m in timed
                  if m.strategy == "serial" and m.settings.ort_defaults and m.settings.scenario == "offline"), None)
@@ -201,10 +184,9 @@ def benchmark_table(benchmarks: Sequence[Measurement]) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in timed:
         ratio = f"{base / m.timing.wall_s:.2f}" if base and m.settings.scenario == "offline" else "-"  # streams: paced
-        memory = m.resources.gpu_memory_peak_bytes
         rows.append(f"| {m.strategy} | {m.settings.label} | {m.settings.scenario} | {m.timing.wall_s:.3f} | "
-                    f"{_spread(m.timing.rounds_wall_s or [m.timing.wall_s])} | {ratio} | {_percent(m.resources.gpu_util_mean)} | "
-                    f"{'-' if memory is None else f'{memory / 2**20:.0f}'} | {_cameras(m)} | "
+                    f"{_spread(m.timing.rounds_wall_s or [m.timing.wall_s])} | {ratio} | {_whole(m.resources.gpu_util_mean)} | "
+                    f"{_whole(m.resources.gpu_memory_peak_bytes, 2**20)} | {_cameras(m)} | "
                     f"{'yes' if m.equivalence.equivalent else 'NO'} | {m.settings.provider} |")
     return rows
 
@@ -335,7 +317,6 @@ def stopping_on_signals(stop: Stop) -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
-
 def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop | StepBudget) -> tuple[int, str | None]:
     """The step's exit status, and why it was stopped (None: it ran to its end).
 
@@ -416,14 +397,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.budgets = {}
     for text in args.budget:
         name, _, seconds = text.partition("=")
-        try:
-            value = float(seconds)
-        except ValueError:
-            value = -1.0
-        if name not in STEP_NAMES or not value > 0:
-            parser.exit(USAGE_ERROR, f"error: --budget expects STEP=SECONDS with STEP one of {', '.join(STEP_NAMES)} "
-                                     f"and SECONDS above 0, got {text!r}.\n")
-        args.budgets[name] = value
+        with suppress(ValueError):  # not a number: refused below
+            if name in STEP_NAMES and float(seconds) > 0:
+                args.budgets[name] = float(seconds)
+                continue
+        parser.exit(USAGE_ERROR, f"error: --budget expects STEP=SECONDS with STEP one of {', '.join(STEP_NAMES)} "
+                                 f"and SECONDS above 0, got {text!r}.\n")
     return args
 
 
