@@ -1,25 +1,17 @@
 """Why `cuda_graph` did not overlap its lanes: `python -m bench.cuda_graph_experiment [--out DIR]`.
 
-A small, prepared experiment for a CUDA host (docs/gpu.md, *cuda_graph*), apart from the main
-run. Four models of the write-up's size (4 x ResNet-18 cost, 256x256, batch 4), one lane (thread)
-per model, the same frames, each variant timed over `--rounds` passes after one warm-up pass:
-
-- `serial`: one thread, `session.run` per model per frame (the reference outputs);
-- `threads`: a thread per model, `session.run`;
-- `iobinding_sync` / `iobinding_nosync`: a thread per model with IO binding, with and without
-  `synchronize_outputs()` after each run (onnxruntime's CUDA provider implements it as
-  `cudaDeviceSynchronize`: every lane waits for every other lane's work);
-- `graph_asis`: `cuda_graph` as fanbench ran it on the H100: `update_inplace` (a synchronous
-  `cudaMemcpy` on the legacy default stream), replay, `synchronize_outputs()`, `.numpy()`;
-- `graph_nosync`: the same without `synchronize_outputs()` (the run already waits for its own
-  stream: `OnRunEnd` calls `cudaStreamSynchronize`);
-- `graph_stream`: each session on a stream of its own (`user_compute_stream`), the frame copied
-  to the bound input with `cudaMemcpyAsync` on that stream from page-locked memory, the run
-  told not to synchronise (`disable_synchronize_execution_providers`), the outputs copied back
-  on the same stream into a page-locked buffer, then that stream alone synchronised.
-
-Per variant: wall per pass, per-call median and p90, the largest difference from `serial`'s
-outputs. Writes OUT/cuda_graph_experiment.json and .md, and prints the table.
+A prepared experiment for a CUDA host (docs/gpu.md, *cuda_graph*): four write-up-sized models, a
+lane (thread) per model, each variant timed over `--rounds` passes after a warm-up pass. `serial`
+(one thread; the reference outputs) and `threads` call `session.run`; `iobinding_sync`/`_nosync`
+bind IO, with or without `synchronize_outputs()` (the CUDA provider's `cudaDeviceSynchronize`: each
+lane waits for all others). `graph_asis` is `cuda_graph` as run on the H100: `update_inplace` (a
+synchronous `cudaMemcpy` on the legacy default stream), replay, `synchronize_outputs()`,
+`.numpy()`; `graph_nosync` drops the sync (`OnRunEnd` already syncs the run's stream).
+`graph_stream` gives each session its own `user_compute_stream`: the frame copied in with
+`cudaMemcpyAsync` from page-locked memory, the run not synchronised
+(`disable_synchronize_execution_providers`), the outputs copied back on that stream into
+page-locked buffers, then that stream alone synchronised. Writes OUT/cuda_graph_experiment.json
+and .md (per variant: wall per pass, per-call median and p90, largest difference from `serial`).
 """
 
 from __future__ import annotations

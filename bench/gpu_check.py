@@ -261,6 +261,8 @@ def summary(results: Sequence[StepResult], command: str, stopped: str | None = N
 class Stop:
     """Whether, and why, the check stops early: SIGINT, SIGTERM or the --timeout deadline."""
 
+    ran_out = "--timeout {:g} s ran out"
+
     def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -280,30 +282,25 @@ class Stop:
     def requested(self) -> bool:
         """True once a signal came or the deadline passed."""
         if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
-            self.reason, self.exit_status = f"--timeout {self.timeout_s:g} s ran out", TIMED_OUT
+            self.reason, self.exit_status = self.ran_out.format(self.timeout_s), TIMED_OUT
         return self.reason is not None
 
 
-class StepBudget:
+class StepBudget(Stop):
     """A step's own time limit under the whole check's Stop: when the budget runs out the step is
     stopped as a signal would stop it (what finished is kept) and the check goes on to the next step."""
 
+    ran_out = "its budget of {:g} s ran out"
+
     def __init__(self, stop: Stop, budget_s: float | None) -> None:
-        self.stop, self.budget_s = stop, budget_s
-        self.deadline = None if budget_s is None else time.monotonic() + budget_s
-        self.reason: str | None = None
+        super().__init__(budget_s)
+        self.stop = stop
 
     @property
     def requested(self) -> bool:
-        if self.stop.requested:
-            self.reason = self.stop.reason
-        elif self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
-            self.reason = f"its budget of {self.budget_s:g} s ran out"
-        return self.reason is not None
-
-    @property
-    def hurry(self) -> bool:
-        return self.stop.hurry
+        if self.stop.requested:  # the check's stop wins; wait_for reads `hurry` right after this
+            self.reason, self.hurry = self.stop.reason, self.stop.hurry
+        return super().requested
 
 
 @contextmanager
@@ -317,10 +314,9 @@ def stopping_on_signals(stop: Stop) -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
-def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop | StepBudget) -> tuple[int, str | None]:
-    """The step's exit status, and why it was stopped (None: it ran to its end).
-
-    On a stop the step is signalled once, given STOP_GRACE_S to write what it finished, then killed."""
+def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop) -> tuple[int, str | None]:
+    """The step's exit status, and why it was stopped (None: it ran to its end). On a stop the step is
+    signalled once, given STOP_GRACE_S to write what it finished, then killed."""
     signalled_at: float | None = None
     while True:
         try:
@@ -343,7 +339,7 @@ def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop | StepBudg
             return process.wait(), f"{stop.reason}; killed, {why}"
 
 
-def run_step(step: Step, out: Path, stop: Stop | StepBudget | None = None) -> StepResult:
+def run_step(step: Step, out: Path, stop: Stop | None = None) -> StepResult:
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *step.args,
             f"--junitxml={out / f'{step.name}.xml'}"]
     if step.benchmarks:
