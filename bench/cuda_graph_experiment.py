@@ -48,15 +48,14 @@ class Lane:
         variant, ort = self.variant, self.ort
         graph = variant.startswith("graph")
         options = {"enable_cuda_graph": "1"} if graph else {}
+        self.run_options = ort.RunOptions()
         if variant == "graph_stream":
             self.cudart = cuda_runtime()
             self.stream = self.cudart.create_stream()
             options["user_compute_stream"] = str(self.stream)
+            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self.session = make_session(self.path, CPU_SETTINGS, self.provider, options if self.provider == "cuda" else None)
         self.input_name, self.output_names = io_names(self.session)
-        self.run_options = ort.RunOptions()
-        if variant == "graph_stream":
-            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         if graph or variant.startswith("iobinding"):
             self.binding = self.session.io_binding()
         if graph:
