@@ -72,6 +72,10 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
     workload = ("--workload", "writeup") if on_gpu else DRY_RUN_WORKLOAD
     common = ("bench", *device, "--sample-rate", str(sample_rate), "--no-history")
     bench = (*common, "--scenario", "offline")
+    # The capacity steps stream: each round takes frames / 25 s by design, so they have frames of their own.
+    capacity = ("--frames", str(capacity_frames), "--fps", "25", "--rounds", str(capacity_rounds),
+                "--probe-seconds", f"{probe_seconds:g}",
+                *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))
     listed = [
         Step("tests", "gpu-marked tests", ("-m", "gpu", *(("--require-gpu",) if on_gpu else ()), "tests"),
              benchmarks=False),
@@ -80,19 +84,14 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
         Step("noise", f"serial's run-to-run spread: onnxruntime's thread pools or the device ({frames} frames)",
              (*bench, *workload, "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
               "--threads", "ort", "--threads", "intra=1,inter=1,spin=0")),
+        Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {capacity_frames} frames",
+             (*common, *workload, *capacity)),
     ]
-    # The capacity steps stream: each round takes frames / 25 s by design, so they have frames of their own.
-    capacity = ("--frames", str(capacity_frames), "--fps", "25", "--rounds", str(capacity_rounds),
-                "--probe-seconds", f"{probe_seconds:g}",
-                *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))
-    listed.append(Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {capacity_frames} frames",
-                       (*common, *workload, *capacity)))
     if real_models:
         models = tuple(arg for model in real_models for arg in ("--model", model))
-        listed.append(Step("real", f"real models, {real_frames} frames",
-                           (*bench, "--frames", str(real_frames), *models)))
-        listed.append(Step("real-capacity", f"real models: cameras at 25 fps (capacity search), {capacity_frames} frames",
-                           (*common, *models, *capacity)))
+        listed += [Step("real", f"real models, {real_frames} frames", (*bench, "--frames", str(real_frames), *models)),
+                   Step("real-capacity", f"real models: cameras at 25 fps (capacity search), {capacity_frames} frames",
+                        (*common, *models, *capacity))]
     return listed
 
 
