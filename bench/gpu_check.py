@@ -4,13 +4,8 @@ Runs each step (STEP_NAMES: the gpu-marked tests, the write-up workload, serial'
 capacity search, and the real models and their capacity when installed) as its own pytest process,
 its output in OUT/<step>.log, then writes OUT/summary.md and prints it. docs/gpu.md ("All GPU
 checks in one command") describes the steps, the summary and the exit statuses: 0 passed, 1 a step
-failed, 4 usage error or no GPU, 130/143/124 stopped by SIGINT/SIGTERM/--timeout.
-
-A stop (a signal or --timeout) keeps what finished: the running step is signalled once, given
-STOP_GRACE_S and then killed; no further step starts and summary.md is still written. Each step
-runs in its own session so that only gpu_check signals it: a terminal's Ctrl-C or `timeout`'s
-SIGTERM to the process group would otherwise reach it too, and a second SIGTERM kills `pytest
-bench` mid-save.
+failed, 4 usage error or no GPU, 130/143/124 stopped by SIGINT/SIGTERM/--timeout. A stop keeps what
+finished: the running step is signalled once (wait_for), no further step starts, summary.md is written.
 """
 
 from __future__ import annotations
@@ -103,8 +98,6 @@ def real_model_args(detector_size: str = "640x640") -> tuple[list[str], str | No
     return [f"{find_real_model('det')}@{detector_size}", f"{find_real_model('cls')}@48x192"], None
 
 
-# --- reading what the steps wrote ------------------------------------------------------------
-
 @dataclass
 class StepResult:
     step: Step
@@ -153,8 +146,6 @@ def read_step(step: Step, returncode: int, out: Path, interrupted: str | None = 
         result.failures.append(f"pytest exited with {returncode}: see {step.name}.log")
     return result
 
-
-# --- the summary -------------------------------------------------------------------------------
 
 def _spread(walls: Sequence[float]) -> str:
     if len(walls) < 2:
@@ -255,8 +246,6 @@ def summary(results: Sequence[StepResult], command: str, stopped: str | None = N
     return "\n".join(lines) + "\n"
 
 
-# --- running -----------------------------------------------------------------------------------
-
 class Stop:
     """Whether, and why, the check stops early: SIGINT, SIGTERM or the --timeout deadline."""
 
@@ -346,7 +335,8 @@ def run_step(step: Step, out: Path, stop: Stop | None = None) -> StepResult:
     print(f"fanbench gpu_check: {step.title} ...", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log is whole up to the moment a step is stopped or killed
     with open(out / f"{step.name}.log", "w") as log:
-        # Its own session: only wait_for signals it (see the module's docstring).
+        # Its own session: only wait_for signals it. A terminal's Ctrl-C or `timeout`'s SIGTERM to the process
+        # group would otherwise reach it too, and a second SIGTERM kills `pytest bench` mid-save.
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         returncode, interrupted = wait_for(process, step, stop or Stop())
     return read_step(step, returncode, out, interrupted)
