@@ -1,25 +1,17 @@
 """Why `cuda_graph` did not overlap its lanes: `python -m bench.cuda_graph_experiment [--out DIR]`.
 
-A small, prepared experiment for a CUDA host (docs/gpu.md, *cuda_graph*), apart from the main
-run. Four models of the write-up's size (4 x ResNet-18 cost, 256x256, batch 4), one lane (thread)
-per model, the same frames, each variant timed over `--rounds` passes after one warm-up pass:
-
-- `serial`: one thread, `session.run` per model per frame (the reference outputs);
-- `threads`: a thread per model, `session.run`;
-- `iobinding_sync` / `iobinding_nosync`: a thread per model with IO binding, with and without
-  `synchronize_outputs()` after each run (onnxruntime's CUDA provider implements it as
-  `cudaDeviceSynchronize`: every lane waits for every other lane's work);
-- `graph_asis`: `cuda_graph` as fanbench ran it on the H100: `update_inplace` (a synchronous
-  `cudaMemcpy` on the legacy default stream), replay, `synchronize_outputs()`, `.numpy()`;
-- `graph_nosync`: the same without `synchronize_outputs()` (the run already waits for its own
-  stream: `OnRunEnd` calls `cudaStreamSynchronize`);
-- `graph_stream`: each session on a stream of its own (`user_compute_stream`), the frame copied
-  to the bound input with `cudaMemcpyAsync` on that stream from page-locked memory, the run
-  told not to synchronise (`disable_synchronize_execution_providers`), the outputs copied back
-  on the same stream into a page-locked buffer, then that stream alone synchronised.
-
-Per variant: wall per pass, per-call median and p90, the largest difference from `serial`'s
-outputs. Writes OUT/cuda_graph_experiment.json and .md, and prints the table.
+A prepared experiment for a CUDA host (docs/gpu.md, *cuda_graph*): four write-up-sized models, a
+lane (thread) per model, each variant timed over `--rounds` passes after a warm-up pass. `serial`
+(one thread; the reference outputs) and `threads` call `session.run`; `iobinding_sync`/`_nosync`
+bind IO, with or without `synchronize_outputs()` (the CUDA provider's `cudaDeviceSynchronize`: each
+lane waits for all others). `graph_asis` is `cuda_graph` as run on the H100: `update_inplace` (a
+synchronous `cudaMemcpy` on the legacy default stream), replay, `synchronize_outputs()`,
+`.numpy()`; `graph_nosync` drops the sync (`OnRunEnd` already syncs the run's stream).
+`graph_stream` gives each session its own `user_compute_stream`: the frame copied in with
+`cudaMemcpyAsync` from page-locked memory, the run not synchronised
+(`disable_synchronize_execution_providers`), the outputs copied back on that stream into
+page-locked buffers, then that stream alone synchronised. Writes OUT/cuda_graph_experiment.json
+and .md (per variant: wall per pass, per-call median and p90, largest difference from `serial`).
 """
 
 from __future__ import annotations
@@ -41,7 +33,6 @@ from fixtures.models import SIZES, model_set, write_model
 from strategies import ThreadSettings
 from strategies.runtime import CudaRuntimeError, cuda_runtime, io_names, make_session, onnxruntime
 
-Step = Callable[[int], tuple[np.ndarray, ...]]
 CPU_SETTINGS = ThreadSettings(intra_op=4, inter_op=1, spinning=False)
 
 
@@ -55,21 +46,19 @@ class Lane:
 
     def set_up(self) -> None:
         variant, ort = self.variant, self.ort
-        options: dict[str, str] = {}
-        if variant.startswith("graph"):
-            options["enable_cuda_graph"] = "1"
+        graph = variant.startswith("graph")
+        options = {"enable_cuda_graph": "1"} if graph else {}
+        self.run_options = ort.RunOptions()
         if variant == "graph_stream":
             self.cudart = cuda_runtime()
             self.stream = self.cudart.create_stream()
             options["user_compute_stream"] = str(self.stream)
+            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self.session = make_session(self.path, CPU_SETTINGS, self.provider, options if self.provider == "cuda" else None)
         self.input_name, self.output_names = io_names(self.session)
-        self.run_options = ort.RunOptions()
-        if variant == "graph_stream":
-            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
-        if variant.startswith("graph") or variant.startswith("iobinding"):
+        if graph or variant.startswith("iobinding"):
             self.binding = self.session.io_binding()
-        if variant.startswith("graph"):
+        if graph:
             sample = self.frames[0]
             self.input = ort.OrtValue.ortvalue_from_shape_and_type(sample.shape, sample.dtype, self.provider, 0)
             self.input.update_inplace(sample)
@@ -126,48 +115,45 @@ class Lane:
             self.stream = 0
 
 
+Outputs = list[list[tuple[np.ndarray, ...]]]  # per model, per frame
+
+
+def run_pass(lanes: Sequence[Lane], frames: int, durations: list[float]) -> Outputs:
+    """Every frame through every lane, in order; each call's duration appended to `durations`."""
+    outputs: Outputs = [[] for _ in lanes]
+    for frame in range(frames):
+        for per_frame, lane in zip(outputs, lanes, strict=True):
+            start = time.perf_counter()
+            per_frame.append(lane.step(frame))
+            durations.append(time.perf_counter() - start)
+    return outputs
+
+
 def run_variant(variant: str, paths: Sequence[Path], frames: np.ndarray, provider: str, rounds: int,
                 pinned: bool) -> dict[str, Any]:
     """Warm-up pass, then `rounds` timed passes; per pass the wall, per call the duration."""
-    count = len(paths)
-    one_thread = variant == "serial"
-    pools = [ThreadPoolExecutor(max_workers=1) for _ in range(1 if one_thread else count)]
     lanes = [Lane(variant, path, frames, provider) for path in paths]
+    groups = [lanes] if variant == "serial" else [[lane] for lane in lanes]  # the lanes of each thread
+    pools = [ThreadPoolExecutor(max_workers=1) for _ in groups]
     capture_lock = threading.Lock()
 
     def set_up(lane: Lane) -> None:
         with capture_lock:  # one capture at a time: CUDA forbids other work's syncs while a stream captures
             lane.set_up()
 
+    def on_own_thread(work: Callable[[Lane], None]) -> None:
+        for pool, group in zip(pools, groups, strict=True):
+            for lane in group:
+                pool.submit(work, lane).result()
+
     try:
-        for model, lane in enumerate(lanes):
-            pools[0 if one_thread else model].submit(set_up, lane).result()
+        on_own_thread(set_up)
         walls, calls, outputs = [], [], None
         for round_index in range(rounds + 1):
             durations: list[float] = []
-
-            def lane_loop(lane: Lane, durations: list[float] = durations) -> list[tuple[np.ndarray, ...]]:
-                results = []
-                for frame in range(len(frames)):
-                    start = time.perf_counter()
-                    results.append(lane.step(frame))
-                    durations.append(time.perf_counter() - start)
-                return results
-
             start = time.perf_counter()
-            if one_thread:
-                def serial_loop(durations: list[float] = durations) -> list[list[tuple[np.ndarray, ...]]]:
-                    per_model: list[list[tuple[np.ndarray, ...]]] = [[] for _ in lanes]
-                    for frame in range(len(frames)):
-                        for model, lane in enumerate(lanes):
-                            t0 = time.perf_counter()
-                            per_model[model].append(lane.step(frame))
-                            durations.append(time.perf_counter() - t0)
-                    return per_model
-                result = pools[0].submit(serial_loop).result()
-            else:
-                futures = [pools[model].submit(lane_loop, lane) for model, lane in enumerate(lanes)]
-                result = [future.result() for future in futures]
+            futures = [pool.submit(run_pass, group, len(frames), durations) for pool, group in zip(pools, groups, strict=True)]
+            result = [per_model for future in futures for per_model in future.result()]
             wall = time.perf_counter() - start
             if round_index > 0:  # the first pass is the warm-up
                 walls.append(wall)
@@ -177,14 +163,12 @@ def run_variant(variant: str, paths: Sequence[Path], frames: np.ndarray, provide
                 "call_ms_median": 1e3 * statistics.median(calls),
                 "call_ms_p90": 1e3 * float(np.percentile(calls, 90)), "outputs": outputs, "pinned_frames": pinned}
     finally:
-        for model, lane in enumerate(lanes):
-            pools[0 if one_thread else model].submit(lane.close).result()
+        on_own_thread(Lane.close)
         for pool in pools:
             pool.shutdown()
 
 
-def max_difference(outputs: Sequence[Sequence[tuple[np.ndarray, ...]]],
-                   reference: Sequence[Sequence[tuple[np.ndarray, ...]]]) -> float:
+def max_difference(outputs: Outputs, reference: Outputs) -> float:
     return max(float(np.max(np.abs(a - b))) for got, want in zip(outputs, reference, strict=True)
                for frame_got, frame_want in zip(got, want, strict=True)
                for a, b in zip(frame_got, frame_want, strict=True))
@@ -209,8 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ort = onnxruntime()
     paths = [write_model(spec, args.out / "models") for spec in model_set(SIZES[args.model_size], args.models)]
-    rng = np.random.default_rng(0)
-    frames = rng.random((args.frames, 4, 3, 256, 256), dtype=np.float32)
+    frames = np.random.default_rng(0).random((args.frames, 4, 3, 256, 256), dtype=np.float32)
     pinned = False
     chosen = [variant for variant in VARIANTS if args.variant is None or variant in args.variant or variant == "serial"]
     rows, reference, skipped = [], None, {}

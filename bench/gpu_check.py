@@ -1,31 +1,11 @@
 """Every GPU check in one command, for a CUDA host: `python -m bench.gpu_check [--out DIR]`.
 
-Runs, each as its own pytest process with its output in OUT/<step>.log:
-
-1. `tests`: every `gpu`-marked test, under --require-gpu;
-2. `writeup`: the write-up workload with every strategy (offline, --frames 300, 3 rounds);
-3. `noise`: `serial` with onnxruntime's default thread pools (16 spinning intra-op threads per
-   session) next to one non-spinning thread per session, 5 rounds each, to tell run-to-run
-   noise that the CPU thread pools cause from noise of the device (docs/gpu.md);
-4. `real`: two real models (PP-OCR text detector and direction classifier), when the packages
-   that ship them are installed (fixtures/real_models.py), else skipped with the reason;
-
-then writes OUT/summary.md and prints it: the device, per step a table (median wall, the
-spread of the rounds, ratio to serial with onnxruntime's defaults, GPU use, equality and the
-tolerance used), the harness overhead, and every failure and skip with its reason.
-
-Stopping early loses nothing that finished. SIGTERM (`timeout`, a CI cancel), Ctrl-C (SIGINT) or
-`--timeout SECONDS` running out: the running step's pytest is asked to stop (SIGTERM for
-`pytest bench`, which then still writes its JSON with every benchmark that completed; SIGINT for
-the plain tests), given STOP_GRACE_S to do so and then killed; no further step starts, and
-summary.md is still written, the step marked INTERRUPTED with its finished rows, and the steps
-not run listed. A second signal kills the running step at once. Each step runs in its own
-session, so only gpu_check signals it: a terminal's Ctrl-C or `timeout`'s SIGTERM to the
-process group would otherwise reach it too, and a second SIGTERM kills `pytest bench` mid-save.
-
-Exit status: 0 every step passed; 1 a step failed; 4 usage error, or no GPU (refused in one
-line before running anything); a stopped check, even one where a step failed before the stop:
-130 (SIGINT), 143 (SIGTERM), 124 (--timeout ran out), as shells and coreutils' `timeout` say.
+Runs each step (STEP_NAMES: the gpu-marked tests, the write-up workload, serial's noise check, the
+capacity search, and the real models and their capacity when installed) as its own pytest process,
+its output in OUT/<step>.log, then writes OUT/summary.md and prints it. docs/gpu.md ("All GPU
+checks in one command") describes the steps, the summary and the exit statuses: 0 passed, 1 a step
+failed, 4 usage error or no GPU, 130/143/124 stopped by SIGINT/SIGTERM/--timeout. A stop keeps what
+finished: the running step is signalled once (wait_for), no further step starts, summary.md is written.
 """
 
 from __future__ import annotations
@@ -87,6 +67,10 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
     workload = ("--workload", "writeup") if on_gpu else DRY_RUN_WORKLOAD
     common = ("bench", *device, "--sample-rate", str(sample_rate), "--no-history")
     bench = (*common, "--scenario", "offline")
+    # The capacity steps stream: each round takes frames / 25 s by design, so they have frames of their own.
+    capacity = ("--frames", str(capacity_frames), "--fps", "25", "--rounds", str(capacity_rounds),
+                "--probe-seconds", f"{probe_seconds:g}",
+                *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))
     listed = [
         Step("tests", "gpu-marked tests", ("-m", "gpu", *(("--require-gpu",) if on_gpu else ()), "tests"),
              benchmarks=False),
@@ -95,19 +79,14 @@ def steps(frames: int, real_frames: int, sample_rate: float, real_models: Sequen
         Step("noise", f"serial's run-to-run spread: onnxruntime's thread pools or the device ({frames} frames)",
              (*bench, *workload, "--frames", str(frames), "--rounds", "5", "--strategy", "serial",
               "--threads", "ort", "--threads", "intra=1,inter=1,spin=0")),
+        Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {capacity_frames} frames",
+             (*common, *workload, *capacity)),
     ]
-    # The capacity steps stream: each round takes frames / 25 s by design, so they have frames of their own.
-    capacity = ("--frames", str(capacity_frames), "--fps", "25", "--rounds", str(capacity_rounds),
-                "--probe-seconds", f"{probe_seconds:g}",
-                *(arg for name in CAPACITY_STRATEGIES for arg in ("--strategy", name)))
-    listed.append(Step("capacity", f"cameras at 25 fps each strategy serves (capacity search), {capacity_frames} frames",
-                       (*common, *workload, *capacity)))
     if real_models:
         models = tuple(arg for model in real_models for arg in ("--model", model))
-        listed.append(Step("real", f"real models, {real_frames} frames",
-                           (*bench, "--frames", str(real_frames), *models)))
-        listed.append(Step("real-capacity", f"real models: cameras at 25 fps (capacity search), {capacity_frames} frames",
-                           (*common, *models, *capacity)))
+        listed += [Step("real", f"real models, {real_frames} frames", (*bench, "--frames", str(real_frames), *models)),
+                   Step("real-capacity", f"real models: cameras at 25 fps (capacity search), {capacity_frames} frames",
+                        (*common, *models, *capacity))]
     return listed
 
 
@@ -118,8 +97,6 @@ def real_model_args(detector_size: str = "640x640") -> tuple[list[str], str | No
         return [], reason
     return [f"{find_real_model('det')}@{detector_size}", f"{find_real_model('cls')}@48x192"], None
 
-
-# --- reading what the steps wrote ------------------------------------------------------------
 
 @dataclass
 class StepResult:
@@ -170,8 +147,6 @@ def read_step(step: Step, returncode: int, out: Path, interrupted: str | None = 
     return result
 
 
-# --- the summary -------------------------------------------------------------------------------
-
 def _spread(walls: Sequence[float]) -> str:
     if len(walls) < 2:
         return "1 round"
@@ -179,8 +154,8 @@ def _spread(walls: Sequence[float]) -> str:
     return f"{low:.3f}-{high:.3f} (+-{(high - low) / 2 / middle:.0%})"
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+def _whole(value: float | None, unit: float = 1) -> str:
+    return "-" if value is None else f"{value / unit:.0f}"
 
 
 def _cameras(m: Measurement) -> str:
@@ -191,8 +166,6 @@ def _cameras(m: Measurement) -> str:
 
 
 def benchmark_table(benchmarks: Sequence[Measurement]) -> list[str]:
-    """Markdown rows: scenario, median wall, spread of the rounds, ratio to serial ort-defaults (offline), GPU,
-    cameras served (where a capacity was searched), equality."""
     timed = [m for m in benchmarks if m.timing.wall_s]
     base = next((m.timing.wall_s for m in timed
                  if m.strategy == "serial" and m.settings.ort_defaults and m.settings.scenario == "offline"), None)
@@ -201,10 +174,9 @@ def benchmark_table(benchmarks: Sequence[Measurement]) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in timed:
         ratio = f"{base / m.timing.wall_s:.2f}" if base and m.settings.scenario == "offline" else "-"  # streams: paced
-        memory = m.resources.gpu_memory_peak_bytes
         rows.append(f"| {m.strategy} | {m.settings.label} | {m.settings.scenario} | {m.timing.wall_s:.3f} | "
-                    f"{_spread(m.timing.rounds_wall_s or [m.timing.wall_s])} | {ratio} | {_percent(m.resources.gpu_util_mean)} | "
-                    f"{'-' if memory is None else f'{memory / 2**20:.0f}'} | {_cameras(m)} | "
+                    f"{_spread(m.timing.rounds_wall_s or [m.timing.wall_s])} | {ratio} | {_whole(m.resources.gpu_util_mean)} | "
+                    f"{_whole(m.resources.gpu_memory_peak_bytes, 2**20)} | {_cameras(m)} | "
                     f"{'yes' if m.equivalence.equivalent else 'NO'} | {m.settings.provider} |")
     return rows
 
@@ -274,10 +246,10 @@ def summary(results: Sequence[StepResult], command: str, stopped: str | None = N
     return "\n".join(lines) + "\n"
 
 
-# --- running -----------------------------------------------------------------------------------
-
 class Stop:
     """Whether, and why, the check stops early: SIGINT, SIGTERM or the --timeout deadline."""
+
+    ran_out = "--timeout {:g} s ran out"
 
     def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s
@@ -298,30 +270,25 @@ class Stop:
     def requested(self) -> bool:
         """True once a signal came or the deadline passed."""
         if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
-            self.reason, self.exit_status = f"--timeout {self.timeout_s:g} s ran out", TIMED_OUT
+            self.reason, self.exit_status = self.ran_out.format(self.timeout_s), TIMED_OUT
         return self.reason is not None
 
 
-class StepBudget:
+class StepBudget(Stop):
     """A step's own time limit under the whole check's Stop: when the budget runs out the step is
     stopped as a signal would stop it (what finished is kept) and the check goes on to the next step."""
 
+    ran_out = "its budget of {:g} s ran out"
+
     def __init__(self, stop: Stop, budget_s: float | None) -> None:
-        self.stop, self.budget_s = stop, budget_s
-        self.deadline = None if budget_s is None else time.monotonic() + budget_s
-        self.reason: str | None = None
+        super().__init__(budget_s)
+        self.stop = stop
 
     @property
     def requested(self) -> bool:
-        if self.stop.requested:
-            self.reason = self.stop.reason
-        elif self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
-            self.reason = f"its budget of {self.budget_s:g} s ran out"
-        return self.reason is not None
-
-    @property
-    def hurry(self) -> bool:
-        return self.stop.hurry
+        if self.stop.requested:  # the check's stop wins; wait_for reads `hurry` right after this
+            self.reason, self.hurry = self.stop.reason, self.stop.hurry
+        return super().requested
 
 
 @contextmanager
@@ -335,11 +302,9 @@ def stopping_on_signals(stop: Stop) -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
-
-def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop | StepBudget) -> tuple[int, str | None]:
-    """The step's exit status, and why it was stopped (None: it ran to its end).
-
-    On a stop the step is signalled once, given STOP_GRACE_S to write what it finished, then killed."""
+def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop) -> tuple[int, str | None]:
+    """The step's exit status, and why it was stopped (None: it ran to its end). On a stop the step is
+    signalled once, given STOP_GRACE_S to write what it finished, then killed."""
     signalled_at: float | None = None
     while True:
         try:
@@ -362,7 +327,7 @@ def wait_for(process: subprocess.Popen[bytes], step: Step, stop: Stop | StepBudg
             return process.wait(), f"{stop.reason}; killed, {why}"
 
 
-def run_step(step: Step, out: Path, stop: Stop | StepBudget | None = None) -> StepResult:
+def run_step(step: Step, out: Path, stop: Stop | None = None) -> StepResult:
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *step.args,
             f"--junitxml={out / f'{step.name}.xml'}"]
     if step.benchmarks:
@@ -370,7 +335,8 @@ def run_step(step: Step, out: Path, stop: Stop | StepBudget | None = None) -> St
     print(f"fanbench gpu_check: {step.title} ...", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log is whole up to the moment a step is stopped or killed
     with open(out / f"{step.name}.log", "w") as log:
-        # Its own session: only wait_for signals it (see the module's docstring).
+        # Its own session: only wait_for signals it. A terminal's Ctrl-C or `timeout`'s SIGTERM to the process
+        # group would otherwise reach it too, and a second SIGTERM kills `pytest bench` mid-save.
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         returncode, interrupted = wait_for(process, step, stop or Stop())
     return read_step(step, returncode, out, interrupted)
@@ -416,14 +382,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.budgets = {}
     for text in args.budget:
         name, _, seconds = text.partition("=")
-        try:
-            value = float(seconds)
-        except ValueError:
-            value = -1.0
-        if name not in STEP_NAMES or not value > 0:
-            parser.exit(USAGE_ERROR, f"error: --budget expects STEP=SECONDS with STEP one of {', '.join(STEP_NAMES)} "
-                                     f"and SECONDS above 0, got {text!r}.\n")
-        args.budgets[name] = value
+        with suppress(ValueError):  # not a number: refused below
+            if name in STEP_NAMES and float(seconds) > 0:
+                args.budgets[name] = float(seconds)
+                continue
+        parser.exit(USAGE_ERROR, f"error: --budget expects STEP=SECONDS with STEP one of {', '.join(STEP_NAMES)} "
+                                 f"and SECONDS above 0, got {text!r}.\n")
     return args
 
 
