@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.measure.capacity import capacity_efficiency
 from bench.measure.measurement import Measurement
 from bench.report.charts import _figure, save, series_style, spans_decades
-from bench.report.table import OVER_LIMIT, Table, fill, table_lines
+from bench.report.table import Table, fill, limit_share_text, markdown_lines, table_lines
 
 CHART = "capacity-latency.png"
 
@@ -25,14 +25,6 @@ def searched(measurements: Sequence[Measurement]) -> list[Measurement]:
 def best_offline_fps(measurements: Sequence[Measurement]) -> float | None:
     offline = [m.timing.fps for m in measurements if m.settings.scenario == "offline" and m.equivalence.equivalent]
     return max(offline) if offline else None
-
-
-def efficiency_text(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value > OVER_LIMIT:
-        return "above limit"
-    return f"{value:.0%}" + (" (noise)" if value > 1.0 else "")
 
 
 def _ms(value: float | None) -> str:
@@ -54,7 +46,7 @@ def capacity_table(measurements: Sequence[Measurement]) -> Table | None:
         c = m.capacity
         probes = ", ".join(f"{p['cameras']}{'+' if p['passed'] else '-'}" for p in c["probes"]) or "rounds only"
         rows.append([m.strategy, m.settings.label, str(c["cameras"]), f"{c['aggregate_fps']:.0f}",
-                     f"{_ms(c['p50_s'])} / {_ms(c['p99_s'])}", efficiency_text(capacity_efficiency(c, best)), probes])
+                     f"{_ms(c['p50_s'])} / {_ms(c['p99_s'])}", limit_share_text(capacity_efficiency(c, best)), probes])
     return title, header, rows
 
 
@@ -111,13 +103,6 @@ def capacity_markdown(measurements: Sequence[Measurement], out_dir: Path) -> lis
     table = capacity_table(measurements)
     if table is None:
         return []
-    title, header, rows = table
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def row(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
     chart = save(capacity_figure(measurements, "p99 latency against cameras (capacity probes)"), out_dir / CHART)
-    return ["## How many cameras", "", f"- {answer_line(measurements)}", "", f"{title.capitalize()}.", "",
-            row(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(row(r) for r in rows), "",
-            f"![p99 latency against cameras]({chart.name})", ""]
+    return ["## How many cameras", "", f"- {answer_line(measurements)}", "", f"{table[0].capitalize()}.", "",
+            *markdown_lines(table), "", f"![p99 latency against cameras]({chart.name})", ""]

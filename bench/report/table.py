@@ -10,7 +10,7 @@ wide into blocks that repeat the strategy and settings. Markdown keeps every col
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.compare.stats import compare_rounds
@@ -22,8 +22,7 @@ Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
 
 def baseline(measurements: Sequence[Measurement]) -> Measurement | None:
-    """What speedups are measured against: `serial` with onnxruntime's defaults, as the
-    write-up ran it, else the first `serial` run."""
+    """Speedups are against `serial` with onnxruntime's defaults (as the write-up ran it), else the first `serial` run."""
     serial = [m for m in measurements if m.strategy == "serial"]
     defaults = [m for m in serial if m.settings.ort_defaults]
     return (defaults or serial or [None])[0]
@@ -35,8 +34,8 @@ NOISE_MARK = "~"  # before a ratio whose interval covers 1: within the rounds' n
 
 @dataclass(frozen=True)
 class Speedup:
-    """How many times faster `m` ran than the baseline: ratio of medians, with the bootstrap
-    interval over both benchmarks' rounds (None with fewer than two rounds on either side)."""
+    """How many times faster than the baseline: ratio of medians, with the bootstrap interval over both
+    benchmarks' rounds (None with fewer than two rounds on either side)."""
 
     value: float
     low: float | None = None
@@ -72,14 +71,18 @@ def speedup(base: Measurement, m: Measurement) -> Speedup:
 OVER_LIMIT = 1.05  # no efficiency beyond this is printed: it cannot be real
 
 
-def efficiency_text(m: Measurement) -> str:
-    """Efficiency as printed everywhere: none on CUDA (the packing limit is no bound there),
-    never above 105%, and a value above 100% flagged as noise."""
-    if m.timing.efficiency is None or "cuda" in m.settings.provider:
+def limit_share_text(value: float | None) -> str:
+    """A share of a limit as printed everywhere: never above 105%, and above 100% flagged as noise."""
+    if value is None:
         return "-"
-    if m.timing.efficiency > OVER_LIMIT:
+    if value > OVER_LIMIT:
         return "above limit"
-    return f"{m.timing.efficiency:.0%}" + (" (noise)" if m.timing.efficiency > 1.0 else "")
+    return f"{value:.0%}" + (" (noise)" if value > 1.0 else "")
+
+
+def efficiency_text(m: Measurement) -> str:
+    """None on CUDA: the packing limit is no bound there."""
+    return "-" if "cuda" in m.settings.provider else limit_share_text(m.timing.efficiency)
 
 
 def scenario_title(m: Measurement) -> str:
@@ -108,14 +111,8 @@ def _misses(m: Measurement) -> str:
     return "-" if m.latency.misses is None else f"{m.latency.misses}/{m.latency.frames}"
 
 
-def _gpu_util(m: Measurement) -> str:
-    used = m.resources
-    return "-" if used.gpu_util_mean is None else f"{used.gpu_util_mean:.0f} / {used.gpu_util_max:.0f}"
-
-
-def _cpu_util(m: Measurement) -> str:
-    used = m.resources
-    return "-" if used.cpu_util_mean is None else f"{used.cpu_util_mean * 100:.0f} / {used.cpu_util_max * 100:.0f}"
+def _mean_max(mean: float | None, peak: float | None, scale: float = 1.0) -> str:
+    return "-" if mean is None else f"{mean * scale:.0f} / {peak * scale:.0f}"
 
 
 def _sampler(m: Measurement) -> str:
@@ -137,9 +134,9 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     for m in measurements:
         timed = m.timing
         row = [m.strategy, m.settings.label, " / ".join(f"{t:.2f}" for t in timed.per_model_cumulative_s),
-               f"{timed.wall_s:.3f}", _number(m.resources.gpu_memory_peak_bytes, 1 / MB, 0), _gpu_util(m),
-               f"{timed.fps:.1f}", f"{timed.overlap:.2f}", speedup(base, m).text() if base and timed.wall_s > 0 else "-",
-               _latency(m)]
+               f"{timed.wall_s:.3f}", _number(m.resources.gpu_memory_peak_bytes, 1 / MB, 0),
+               _mean_max(m.resources.gpu_util_mean, m.resources.gpu_util_max), f"{timed.fps:.1f}", f"{timed.overlap:.2f}",
+               speedup(base, m).text() if base and timed.wall_s > 0 else "-", _latency(m)]
         row += [_misses(m)] if streaming else []
         row += [efficiency_text(m), "yes" if m.equivalence.equivalent else "NO"]
         rows.append(row)
@@ -149,7 +146,8 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
 def resources_table(measurements: Sequence[Measurement]) -> Table:
     header = ["strategy", "settings", "scenario", "CPU % mean/max", "peak PSS MB", "peak USS MB", "GPU MB (device)",
               "samples (sampler CPU)"]
-    rows = [[m.strategy, m.settings.label, scenario_title(m), _cpu_util(m),
+    rows = [[m.strategy, m.settings.label, scenario_title(m),
+             _mean_max(m.resources.cpu_util_mean, m.resources.cpu_util_max, 100),
              _number(m.resources.peak_pss_bytes, 1 / MB, 0), _number(m.resources.peak_uss_bytes, 1 / MB, 0),
              _number(m.resources.gpu_device_memory_peak_bytes, 1 / MB, 0), _sampler(m)]
             for m in measurements]
@@ -207,12 +205,6 @@ def notes(measurements: Sequence[Measurement]) -> list[str]:
     if any(not m.resources.sampler_rate_hz for m in measurements):
         lines.append("resource sampling was off (--no-sampler) for some rows.")
     return lines
-
-
-def _render(table: Table, line: Callable[[list[str], list[int]], str], rule: Callable[[list[int]], str]) -> list[str]:
-    _, header, rows = table
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    return [line(header, widths), rule(widths), *(line(row, widths) for row in rows)]
 
 
 EMPTY = ("-", "")  # a cell with no value
@@ -281,9 +273,8 @@ def table_lines(table: Table, width: int | None) -> list[str]:
 
 
 def format_table(measurements: Sequence[Measurement], width: int | None = None) -> str:
-    """Plain-text tables for the terminal, fitted to `width` columns (None: one line per row).
-
-    Columns that no row fills in this run are left out (and named once); the report keeps them."""
+    """Plain-text tables for the terminal, fitted to `width` columns (None: one line per row), without
+    the columns no row fills in this run (named once; the report keeps them)."""
     if not measurements:
         return "fanbench: no strategy was measured."
     lines = [fill(line, width) for line in (f"fanbench: {caption(measurements)}", *preamble(measurements))]
@@ -299,8 +290,15 @@ def format_table(measurements: Sequence[Measurement], width: int | None = None) 
     return "\n".join(lines)
 
 
-def _markdown_row(cells: list[str], widths: list[int]) -> str:
-    return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+def markdown_lines(table: Table) -> list[str]:
+    """The table's header, rule and rows in Markdown, without its title."""
+    _, header, rows = table
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+
+    return [line(header), "|" + "|".join("-" * (width + 2) for width in widths) + "|", *map(line, rows)]
 
 
 def markdown_tables(measurements: Sequence[Measurement]) -> str:
@@ -310,7 +308,7 @@ def markdown_tables(measurements: Sequence[Measurement]) -> str:
     lines = [caption(measurements).capitalize() + ".", "", *(f"- {line}" for line in preamble(measurements))]
     for table in tables(measurements):
         lines += ["", f"### {table[0].capitalize()}", ""]
-        lines += _render(table, _markdown_row, lambda widths: "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        lines += markdown_lines(table)
     if notes(measurements):
         lines += ["", *(f"- {note}" for note in notes(measurements))]
     return "\n".join(lines)
