@@ -25,9 +25,10 @@ from pathlib import Path
 from bench.compare.saved import SavedRun, history_files, load_runs, same_workload_runs
 from bench.interrupts import interruption, signals_held, sigterm_as_interrupt
 from bench.measure.measurement import HistoryError, Measurement
+from bench.report import charts
 from bench.report.capacity import CHART as CAPACITY_CHART
 from bench.report.capacity import capacity_markdown
-from bench.report.charts import TrendPoint, chart_names, chart_warnings, latency_chart, trend_chart, wall_and_speedup_chart
+from bench.report.charts import TrendPoint, chart_names, chart_warnings
 from bench.report.recommend import recommendation, streaming_recommendation
 from bench.report.table import by_scenario, markdown_tables
 from bench.report.timeline import render_timeline
@@ -115,15 +116,16 @@ def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence
     with chart_warnings() as notes:
         lines += [*capacity_markdown(measurements, out_dir), "## Charts", ""]
         for title, group in by_scenario(measurements).items():
-            chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}",
-                                           out_dir / f"wall-speedup-{slug(title)}.png")
+            chart = charts.save(charts.wall_and_speedup_figure(group, f"wall time and speedup, {title}"),
+                                out_dir / f"wall-speedup-{slug(title)}.png")
             lines += [f"![wall time and speedup, {title}]({chart.name})", ""]
             if group[0].settings.target_fps is not None and any(m.latency.p50_s is not None for m in group):
-                chart = latency_chart(group, f"per-frame latency, {title}", out_dir / f"latency-{slug(title)}.png")
+                chart = charts.save(charts.latency_figure(group, f"per-frame latency, {title}"),
+                                    out_dir / f"latency-{slug(title)}.png")
                 lines += [f"![latency, {title}]({chart.name})", ""]
         if trend is not None:
             series, labels = trend
-            chart = trend_chart(series, labels, "median round time across saved runs", out_dir / "trend.png")
+            chart = charts.save(charts.trend_figure(series, labels, "median round time across saved runs"), out_dir / "trend.png")
             lines += ["## Trend", "", f"![trend]({chart.name})", ""]
         lines += ["## Timelines", "",
                   "Each bar is one `session.run` (median run of the timed rounds), one lane per thread, process or "
