@@ -27,17 +27,14 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
                   regressions: Sequence[str] = (), within_noise: Sequence[str] = (), compare_fail: Sequence[Any] = (),
                   gate_results: Sequence[GateResult] = (), save_failure: str | None = None,
                   stopped: str | None = None) -> str | None:
-    """Everything fanbench prints after pytest's own summary; returns what interrupted it, if
-    anything did (a signal while the report was written: the run then ends as interrupted).
+    """Everything fanbench prints after pytest's own summary; returns what interrupted it, if anything did
+    (a signal while the report was written: the run then ends as interrupted).
 
-    `saved`: how many complete benchmarks pytest-benchmark saves to the history (None: it saves
-    none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete;
-    `save_failure`: why saving the run failed (nothing of it is in the history).
-    `compare_fail`: pytest-benchmark's --benchmark-compare-fail checks; with any, a comparison
-    with a run of other work is refused rather than just reported. `regressions`: the checks that
-    failed (beyond the threshold and significant, or not judgeable); `within_noise`: beyond the
-    threshold, but within the rounds' noise, so not failed. `stopped`: the signal that came while
-    the history was saved (it waited for it); no report is written then.
+    `saved`: how many complete benchmarks are saved to the history (None: none, e.g. --no-history);
+    `left_out`: those kept out as incomplete; `save_failure`: why saving the run failed. `compare_fail`:
+    pytest-benchmark's --benchmark-compare-fail checks (with any, a comparison with other work is refused,
+    not just reported); `regressions`: the checks that failed; `within_noise`: beyond the threshold but
+    within the rounds' noise. `stopped`: the signal that came while the history was saved: no report then.
     """
     interrupted = None
     width = terminal_width(reporter)
@@ -110,11 +107,8 @@ def terminal_width(reporter: pytest.TerminalReporter) -> int:
 
 def report_line(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], directory: Path,
                 width: int | None = None) -> str | None:
-    """Write the report directory and say where, or in one line why it could not be written.
-
-    Ctrl-C or SIGTERM while it is written leaves `directory` as it was (the report is written
-    whole elsewhere first, then swapped in, which a signal waits for); returns what interrupted
-    it, if anything did."""
+    """Write the report directory and say where, or in one line why it could not be written. Ctrl-C or
+    SIGTERM meanwhile leaves `directory` as it was (see stage_report); returns what interrupted it, if any."""
     context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
                f"onnxruntime {onnxruntime().__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
     try:
