@@ -107,10 +107,6 @@ def _latency(m: Measurement) -> str:
     return " / ".join(_number(value, 1000) for value in (m.latency.p50_s, m.latency.p90_s, m.latency.p99_s))
 
 
-def _misses(m: Measurement) -> str:
-    return "-" if m.latency.misses is None else f"{m.latency.misses}/{m.latency.frames}"
-
-
 def _mean_max(mean: float | None, peak: float | None, scale: float = 1.0) -> str:
     return "-" if mean is None else f"{mean * scale:.0f} / {peak * scale:.0f}"
 
@@ -137,7 +133,7 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
                f"{timed.wall_s:.3f}", _number(m.resources.gpu_memory_peak_bytes, 1 / MB, 0),
                _mean_max(m.resources.gpu_util_mean, m.resources.gpu_util_max), f"{timed.fps:.1f}", f"{timed.overlap:.2f}",
                speedup(base, m).text() if base and timed.wall_s > 0 else "-", _latency(m)]
-        row += [_misses(m)] if streaming else []
+        row += ["-" if m.latency.misses is None else f"{m.latency.misses}/{m.latency.frames}"] if streaming else []
         row += [efficiency_text(m), "yes" if m.equivalence.equivalent else "NO"]
         rows.append(row)
     return title, header, rows
@@ -231,12 +227,9 @@ def drop_empty_columns(table: Table) -> tuple[Table, list[str]]:
 def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
     """The table's lines, as one block or, when wider than `width`, as several blocks of columns."""
     _, header, rows = table
-    cell_widths = [max((len(row[i]) for row in rows), default=0) for i in range(len(header))]
-    if width is None:
-        widths = [max(cell, len(name)) for cell, name in zip(cell_widths, header, strict=True)]
-    else:  # a header wraps at its spaces down to its longest word or its widest cell
-        widths = [max(cell, min(len(name), max(map(len, name.split())))) for cell, name in zip(cell_widths, header,
-                                                                                                  strict=True)]
+    # To fit `width`, a header wraps at its spaces, down to its longest word or its widest cell.
+    widths = [max(len(name) if width is None else max(map(len, name.split()), default=0), *(len(row[i]) for row in rows))
+              for i, name in enumerate(header)]
     keys = list(range(min(KEY_COLUMNS, len(header))))
     blocks, current = [], list(keys)
     for i in range(len(keys), len(header)):
