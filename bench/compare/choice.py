@@ -1,12 +1,9 @@
 """Which saved run a `pytest bench` run is compared with, chosen before the run starts.
 
-pytest-benchmark compares with the last saved run of this machine, whatever it timed: after a
-run of one's own models, the next default run was compared with it and printed a line of
-'timed different work' per benchmark. fanbench picks instead the latest saved run that timed
-the same work as this one (frames, batch, models, requested provider, at least one benchmark
-in common), and says in one line which run that is, or that none is. A run named with
-`--benchmark-compare=NAME` is taken as asked: the latest run matching NAME (a number, a glob
-or a file, as pytest-benchmark reads it, else a run saved with `--benchmark-save=NAME`).
+pytest-benchmark compares with the last saved run, whatever it timed (after a run of one's own models,
+the next default run printed 'timed different work' per benchmark). fanbench picks the latest saved
+run that timed the same work (frames, batch, models, requested provider, a benchmark in common) and
+says which in one line, or that none did. `--benchmark-compare=NAME` is taken as asked (`named`).
 """
 
 from __future__ import annotations

@@ -46,10 +46,9 @@ class SavedRun:
         return found
 
 
-#: The statistics fanbench's readers take from a saved benchmark (the trend: the median).
+#: The statistics fanbench's readers (the trend) take from a saved benchmark, and those pytest-benchmark's
+#: comparison takes (`ops` it derives from `mean` when absent; `outliers` is text).
 READER_STATS = ("median",)
-#: ... and those pytest-benchmark's comparison table and --benchmark-compare-fail take (`ops` it derives from
-#: `mean` when absent; `outliers` is text).
 COMPARED_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "rounds", "iterations")
 
 
@@ -58,11 +57,9 @@ def _number(value: Any) -> bool:
 
 
 def history_problem(data: Any, compared: bool = False) -> str | None:
-    """Why a parsed history file cannot be read (None: it can).
-
-    What pytest-benchmark's comparison, fanbench's hooks and readers index without asking: a
-    file another tool wrote, or one edited by hand, is checked for all of it before either sees it.
-    `compared`: checked for pytest-benchmark's comparison too, which reads more of the statistics."""
+    """Why a parsed history file cannot be read (None: it can): checks all that pytest-benchmark's comparison
+    and fanbench's readers index without asking, in a file another tool wrote or one edited by hand.
+    `compared`: also what pytest-benchmark's comparison reads, more of the statistics."""
     stats = COMPARED_STATS if compared else READER_STATS
     if not isinstance(data, dict):
         return "not a pytest-benchmark history file (not a JSON object)"
