@@ -39,16 +39,16 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     interrupted = None
     width = terminal_width(reporter)
 
-    def say(line: str, **markup: bool) -> None:  # every line fits the terminal, as pytest's own
-        reporter.write_line(fill(line, width), **markup)
+    def say(*lines: str, **markup: bool) -> None:  # every line fits the terminal, as pytest's own
+        for line in lines:
+            reporter.write_line(fill(line, width), **markup)
 
     if measurements:
         reporter.write_sep("=", "fanbench")
         reporter.write_line(format_table(measurements, width))
         for line in capacity_lines(measurements, width):
             reporter.write_line(line)
-    for line in overhead_lines:
-        say(line)
+    say(*overhead_lines)
     if gpu_absent and not any(m.resources.gpu_absent for m in measurements):
         say(f"note: GPU metrics absent: {gpu_absent}.")
     if report_dir is not None and measurements:
@@ -58,8 +58,7 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
         else:
             interrupted = report_line(reporter, measurements, report_dir, width)
     # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
-    for line in recommendation_lines(measurements):
-        say(line)
+    say(*recommendation_lines(measurements))
     if save_failure is not None:
         say(f"fanbench: this run was NOT saved to the history: {save_failure}.", red=True)
     elif saved is not None:
@@ -72,8 +71,7 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if workload_differences:
         refuse = bool(compare_fail)
         reporter.write_sep("=", "fanbench: compared runs timed different work", red=refuse, yellow=not refuse)
-        for line in workload_differences:
-            say(line)
+        say(*workload_differences)
         say(
             "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
             if refuse else "The comparison above is not like for like.")
@@ -82,13 +80,11 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if within_noise:
         reporter.write_sep("=", f"fanbench: beyond --benchmark-compare-fail={checks}, but within the rounds' noise: not failed",
                            yellow=True)
-        for line in within_noise:
-            say(line)
+        say(*within_noise)
     if regressions:
         reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})" if checks
                            else "fanbench: below the saved run", red=True)
-        for line in regressions:
-            say(line, red=True)
+        say(*regressions, red=True)
         say("A check fails when its threshold is exceeded and the rounds differ significantly (Mann-Whitney "
             "U, p < 0.05), or when too few rounds leave significance untold (docs/ci.md).")
     if gate_results:
