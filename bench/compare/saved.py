@@ -15,8 +15,6 @@ from bench.measure.measurement import HistoryError, Measurement
 
 @dataclass(frozen=True)
 class SavedRun:
-    """One pytest-benchmark history file."""
-
     path: Path
     datetime: str
     machine_info: dict[str, Any]

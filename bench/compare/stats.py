@@ -50,7 +50,6 @@ class Comparison:
 
 
 def rounds_of(benchmark: Mapping[str, Any]) -> list[float]:
-    """Per-round wall times of one saved benchmark."""
     rounds = stored(benchmark.get("extra_info", {}), "timing", "rounds_wall_s") or benchmark.get("stats", {}).get("data")
     if not rounds:
         raise ValueError(f"benchmark {benchmark.get('fullname')!r} has no per-round times: it needs "
@@ -66,7 +65,6 @@ def minimum_p(old_count: int, new_count: int) -> float:
 def compare_rounds(name: str, old: Sequence[float], new: Sequence[float], *, alpha: float = 0.05,
                    min_effect: float = 0.05, confidence: float = 0.95, resamples: int = 9999,
                    seed: int = 0) -> Comparison:
-    """Compare two samples of per-round wall times of one benchmark."""
     old_a, new_a = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
     old_median, new_median = float(np.median(old_a)), float(np.median(new_a))
     ratio = new_median / old_median

@@ -1,8 +1,7 @@
 """How many cameras this host serves: the capacity table, the answer line and the latency-against-cameras chart.
 
-Capacity efficiency is the aggregate fps served at capacity over the best offline throughput
-of the same run (the ceiling of any capacity); like the efficiency column, it is never shown
-above 105% and marked (noise) above 100%.
+Capacity efficiency: the aggregate fps served at capacity over the run's best offline throughput (the
+ceiling of any capacity), shown as the efficiency column is (limit_share_text).
 """
 
 from __future__ import annotations

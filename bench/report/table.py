@@ -1,10 +1,9 @@
 """The results tables, in the write-up's shape plus throughput, speedup, latency and resources.
 
-One timing table per scenario (speedups are against `serial` of the same scenario), then one
-resources table. The same cells render as plain text (terminal) or Markdown (report). The terminal
-form fits the terminal's width, as pytest's own output does: it leaves out the columns no row
-fills in this run (the GPU columns on a CPU), wraps long headers, and splits a table still too
-wide into blocks that repeat the strategy and settings. Markdown keeps every column.
+One timing table per scenario (speedups against `serial` of the same scenario), then one resources
+table, as plain text or Markdown. The terminal's fits its width, as pytest's own output does: it leaves
+out the columns no row fills (the GPU columns on a CPU), wraps long headers, and splits a table still
+too wide into blocks that repeat the strategy and settings. Markdown keeps every column.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ class Speedup:
 
 
 def speedup(base: Measurement, m: Measurement) -> Speedup:
-    """`base` wall over `m` wall, with the spread of both benchmarks' rounds."""
     if m.timing.wall_s <= 0:
         return Speedup(0.0)
     value = base.timing.wall_s / m.timing.wall_s
