@@ -28,6 +28,7 @@ from bench.compare.saved import SavedRun, history_files, load_run, load_runs
 from bench.measure.limits import checked_float
 from bench.measure.measurement import HistoryError, stored
 from bench.measure.metrics import median_ratio_interval
+from bench.report.table import text_blocks
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -140,15 +141,11 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
 
 
 def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:
-    header = ("benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict")
-    rows = [header]
-    for c in comparisons:
-        ci = "-" if c.ci_low is None else f"{c.ci_low:.3f} .. {c.ci_high:.3f}"
-        rows.append((c.name, f"{c.old_median:.4g}", f"{c.new_median:.4g}", f"{c.ratio:.3f}", ci,
-                     "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    header = ["benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict"]
+    rows = [[c.name, f"{c.old_median:.4g}", f"{c.new_median:.4g}", f"{c.ratio:.3f}",
+             "-" if c.ci_low is None else f"{c.ci_low:.3f} .. {c.ci_high:.3f}",
+             "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict] for c in comparisons]
+    [lines] = text_blocks(("", header, rows), width=None)  # the terminal table's layout, on one line per row
     return "\n".join(lines)
 
 

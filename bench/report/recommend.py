@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bench.compare.stats import compare_rounds
 from bench.measure.measurement import Measurement
+from bench.measure.metrics import median_ratio_interval
 from bench.report.table import CONFIDENCE, NOISE_MARK, baseline, by_scenario, efficiency_text, speedup
 from bench.thread_spec import thread_spec
 from strategies import ThreadSettings
@@ -45,8 +45,8 @@ def distinguishably_slower(best: Measurement, other: Measurement) -> bool:
     over `best`'s lies above 1. Without two rounds on each side, beyond TIE."""
     if not (_judged(best) and _judged(other)):
         return other.timing.wall_s > best.timing.wall_s * (1 + TIE)
-    c = compare_rounds(other.key, best.timing.rounds_wall_s, other.timing.rounds_wall_s, confidence=CONFIDENCE)
-    return c.ci_low is not None and c.ci_low > 1.0
+    low, _ = median_ratio_interval(best.timing.rounds_wall_s, other.timing.rounds_wall_s, confidence=CONFIDENCE)
+    return low > 1.0
 
 
 def _spread(m: Measurement) -> float:

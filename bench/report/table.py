@@ -12,9 +12,9 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.compare.stats import compare_rounds
 from bench.measure.equivalence import ModelCheck
 from bench.measure.measurement import Measurement
+from bench.measure.metrics import median_ratio_interval
 
 MB = 1024 * 1024
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
@@ -62,8 +62,8 @@ def speedup(base: Measurement, m: Measurement) -> Speedup:
     value = base.timing.wall_s / m.timing.wall_s
     if m is base or len(base.timing.rounds_wall_s) < 2 or len(m.timing.rounds_wall_s) < 2:
         return Speedup(value)
-    c = compare_rounds(m.key, base.timing.rounds_wall_s, m.timing.rounds_wall_s, confidence=CONFIDENCE)  # ratio m / base
-    return Speedup(value, 1 / c.ci_high, 1 / c.ci_low)
+    low, high = median_ratio_interval(base.timing.rounds_wall_s, m.timing.rounds_wall_s, confidence=CONFIDENCE)  # m / base
+    return Speedup(value, 1 / high, 1 / low)
 
 
 OVER_LIMIT = 1.05  # no efficiency beyond this is printed: it cannot be real
@@ -222,7 +222,7 @@ def drop_empty_columns(table: Table) -> tuple[Table, list[str]]:
     return (title, [header[i] for i in keep], [[row[i] for i in keep] for row in rows]), dropped
 
 
-def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
+def text_blocks(table: Table, width: int | None) -> list[list[str]]:
     """The table's lines, as one block or, when wider than `width`, as several blocks of columns."""
     _, header, rows = table
     # To fit `width`, a header wraps at its spaces, down to its longest word or its widest cell.
@@ -258,7 +258,7 @@ def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
 def table_lines(table: Table, width: int | None) -> list[str]:
     """One table for the terminal under its title, in blocks that fit `width` (None: one line per row)."""
     lines: list[str] = []
-    for number, block in enumerate(_text_blocks(table, width)):
+    for number, block in enumerate(text_blocks(table, width)):
         lines += ["", f"{table[0]}{' (continued)' if number else ''}:", *block]
     return lines
 
