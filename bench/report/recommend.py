@@ -2,7 +2,7 @@
 one that keeps up best with a stream.
 
 A run's medians alone flip with noise, so the line names the strategies that cannot be told apart from
-the fastest by the spread of their rounds (bench.compare's bootstrap interval of the ratio of medians:
+the fastest by the spread of their rounds (the bootstrap interval of the ratio of medians:
 a finding only when it excludes 1), and what to do to separate them. That group is a prefix of the
 strategies in order of their medians, ending at the first one told apart: a strategy with wide rounds
 further down stays out, or the group would leave out a faster one while naming a slower one.

@@ -27,7 +27,7 @@ def baseline(measurements: Sequence[Measurement]) -> Measurement | None:
     return (defaults or serial or [None])[0]
 
 
-CONFIDENCE = 0.95  # of the speedup intervals (bootstrap over the rounds, bench.compare)
+CONFIDENCE = 0.95  # of the speedup intervals (bootstrap over the rounds, median_ratio_interval)
 NOISE_MARK = "~"  # before a ratio whose interval covers 1: within the rounds' noise, not a finding
 
 
