@@ -75,19 +75,17 @@ def _when(saved: Mapping[str, Any]) -> str:
 
 def latest_comparable(runs: Sequence[SavedFile], work: Work) -> Choice:
     """The latest of `runs` (oldest first) that timed `work`, with the line that says so."""
-    skipped: list[tuple[Path, list[str]]] = []
+    skipped: list[str] = []  # why each later run is not comparable, the latest first
     for path, saved in reversed(runs):
-        found = differences(saved, work)
-        if not found:
-            later = (f"; {len(skipped)} later run(s) timed other work (the latest, {skipped[0][0].name}: "
-                     f"{'; '.join(skipped[0][1])})") if skipped else ""
-            return Choice(path, f"comparing with {path.name} (saved {_when(saved)}), the latest saved run of this "
-                                f"machine that timed this work{later}")
-        skipped.append((path, found))
+        if found := differences(saved, work):
+            skipped.append(f"{path.name}: {'; '.join(found)}")
+            continue
+        later = f"; {len(skipped)} later run(s) timed other work (the latest, {skipped[0]})" if skipped else ""
+        return Choice(path, f"comparing with {path.name} (saved {_when(saved)}), the latest saved run of this "
+                            f"machine that timed this work{later}")
     if not skipped:
         return Choice(None, "no saved run of this machine yet")
-    return Choice(None, f"none of the {len(skipped)} saved run(s) of this machine timed this work (the latest, "
-                        f"{skipped[0][0].name}: {'; '.join(skipped[0][1])})")
+    return Choice(None, f"none of the {len(skipped)} saved run(s) of this machine timed this work (the latest, {skipped[0]})")
 
 
 def named(asked: str, load: Callable[[str], Iterable[SavedFile]]) -> Choice:
