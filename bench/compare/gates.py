@@ -144,8 +144,7 @@ def capacity_result(gate: CapacityGate, measurement: Measurement | None) -> Gate
                                           f"{gate.cameras}.")
 
 
-def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str, Mapping[str, Any]],
-                   label: str = "the saved run") -> list[str]:
+def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One line per benchmark whose capacity (cameras served) fell against a saved run: a regression.
     Both map a benchmark's full name to its extra_info; benchmarks without a capacity on either side are skipped."""
     lines = []
@@ -153,7 +152,7 @@ def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str,
         before = (saved.get(name) or {}).get("capacity") or {}
         after = now.get("capacity") or {}
         if before and after and after["cameras"] < before["cameras"]:
-            lines.append(f"{name} against {label}: capacity {before['cameras']} -> {after['cameras']} cameras at "
+            lines.append(f"{name} against the saved run: capacity {before['cameras']} -> {after['cameras']} cameras at "
                          f"{after['fps']:g} fps (a capacity drop)")
     return lines
 
