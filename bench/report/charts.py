@@ -66,12 +66,8 @@ def chart_text(texts: Sequence[str], placeholder: str) -> tuple[list[str], list[
     which `filterwarnings = error` turns into a lost report."""
     from matplotlib import rcParams
 
-    labels, fallbacks = [], []
-    for index, text in enumerate(texts):
-        font = _font_for(text)
-        labels.append(f"{placeholder} {index + 1}" if font is None else text)
-        if font and font not in fallbacks:
-            fallbacks.append(font)
+    labels = [f"{placeholder} {index + 1}" if _font_for(text) is None else text for index, text in enumerate(texts)]
+    fallbacks = dict.fromkeys(font for text in texts if (font := _font_for(text)))  # cached; in order, once each
     return labels, [*rcParams["font.family"], *fallbacks]
 
 
