@@ -82,10 +82,7 @@ def strategy_of(reference: str, strategies: Sequence[str]) -> str | None:
     if reference in strategies:
         return reference
     # Longest first: 'processes_shm-...' must not resolve to 'processes'.
-    for name in sorted(strategies, key=len, reverse=True):
-        if reference.startswith(f"{name}-"):
-            return name
-    return None
+    return next((name for name in sorted(strategies, key=len, reverse=True) if reference.startswith(f"{name}-")), None)
 
 
 def check_references(gates: Sequence[Gate | CapacityGate], strategies: Sequence[str], selected: Sequence[str]) -> None:

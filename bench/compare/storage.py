@@ -113,12 +113,10 @@ class AtomicFileStorage(FileStorage):
                         os.fsync(file.fileno())
                     for _ in range(1000):
                         target = self.get(f"{self._next_num}_{save}.json")
-                        try:
+                        with suppress(FileExistsError):  # another run took this number meanwhile: try the next
                             _link_no_clobber(temporary, target)
-                        except FileExistsError:
-                            continue  # another run took this number meanwhile
-                        saved = target
-                        break
+                            saved = target
+                            break
                     else:
                         raise FileExistsError(errno.EEXIST, "no free run number after 1000 tries", str(directory))
                     _fsync_directory(directory)
