@@ -146,10 +146,8 @@ def latency_figure(measurements: Sequence[Measurement], title: str):
     figure, (axes,) = _figure(11, 1.6 + 0.5 * len(rows))
     height = 0.27
     values = []
-    for offset, (name, attribute, colour) in enumerate((("p50", "p50_s", "tab:blue"),
-                                                        ("p90", "p90_s", "tab:orange"),
-                                                        ("p99", "p99_s", "tab:red"))):
-        milliseconds = [getattr(m.latency, attribute) * 1000 for m in rows]
+    for offset, (name, colour) in enumerate((("p50", "tab:blue"), ("p90", "tab:orange"), ("p99", "tab:red"))):
+        milliseconds = [getattr(m.latency, f"{name}_s") * 1000 for m in rows]
         values += milliseconds
         axes.barh([index + (offset - 1) * height for index in range(len(rows))], milliseconds, height=height,
                   color=colour, label=name)
