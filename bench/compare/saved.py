@@ -138,9 +138,8 @@ def history_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def same_workload_runs(runs: Sequence[SavedRun]) -> tuple[list[SavedRun], list[str]]:
-    """The runs that timed the same work as the last one (every benchmark they share with it
-    has the same frames, batch, models, provider and thread settings), and why each other run
-    was left out: a trend joining 40-frame and 8-frame runs would show a 'fall' that is none."""
+    """The runs that timed the same work as the last one in every benchmark they share (workload_differences),
+    and why each other run was left out: a trend joining 40-frame and 8-frame runs would show a false fall."""
     latest = {bench["name"]: bench.get("extra_info", {}) for bench in runs[-1].benchmarks}
     kept, left_out = [], []
     for run in runs:

@@ -87,8 +87,7 @@ def _load(m: Measurement) -> str:
 
 
 def group_and_rest(equivalent: Sequence[Measurement]) -> tuple[Measurement, list[Measurement], list[Measurement]]:
-    """The pick (the fastest median), the strategies that cannot be told apart from it (see the module
-    docstring), and the rest."""
+    """The pick (the fastest median), those that cannot be told apart from it (module docstring), the rest."""
     ordered = sorted(equivalent, key=lambda m: m.timing.wall_s)
     best, others = ordered[0], ordered[1:]
     cut = next((index for index, m in enumerate(others) if distinguishably_slower(best, m)), len(others))
