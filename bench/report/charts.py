@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -174,16 +175,13 @@ class TrendPoint:
     seconds: float  # the benchmark's median round time in that run
 
 
-COLOURS = [f"tab:{name}" for name in ("blue", "orange", "green", "red", "purple", "brown", "pink", "gray", "olive",
-                                        "cyan")]
-LINE_STYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Every marker, line style and colour, the colour changing fastest: 280 distinct styles for the series of a chart.
+STYLES = [{"marker": marker, "linestyle": line, "color": f"tab:{colour}"} for marker, line, colour in itertools.product(
+    "os^DvPX", ("-", "--", ":", "-."), ("blue", "orange", "green", "red", "purple", "brown", "pink", "gray", "olive", "cyan"))]
 
 
 def series_style(index: int) -> dict[str, str]:
-    """A distinct colour, line style and marker for series `index`: unique for the first 280."""
-    return {"color": COLOURS[index % len(COLOURS)], "linestyle": LINE_STYLES[index // len(COLOURS) % len(LINE_STYLES)],
-            "marker": MARKERS[index // (len(COLOURS) * len(LINE_STYLES)) % len(MARKERS)]}
+    return STYLES[index % len(STYLES)]
 
 
 def trend_figure(series: dict[str, list[TrendPoint]], runs: Sequence[str], title: str):
