@@ -1,12 +1,9 @@
 """Which saved run a `pytest bench` run is compared with, chosen before the run starts.
 
-pytest-benchmark compares with the last saved run of this machine, whatever it timed: after a
-run of one's own models, the next default run was compared with it and printed a line of
-'timed different work' per benchmark. fanbench picks instead the latest saved run that timed
-the same work as this one (frames, batch, models, requested provider, at least one benchmark
-in common), and says in one line which run that is, or that none is. A run named with
-`--benchmark-compare=NAME` is taken as asked: the latest run matching NAME (a number, a glob
-or a file, as pytest-benchmark reads it, else a run saved with `--benchmark-save=NAME`).
+pytest-benchmark compares with the last saved run, whatever it timed (after a run of one's own models,
+the next default run printed 'timed different work' per benchmark). fanbench picks the latest saved
+run that timed the same work (frames, batch, models, requested provider, a benchmark in common) and
+says which in one line, or that none did. `--benchmark-compare=NAME` is taken as asked (`named`).
 """
 
 from __future__ import annotations
@@ -78,19 +75,17 @@ def _when(saved: Mapping[str, Any]) -> str:
 
 def latest_comparable(runs: Sequence[SavedFile], work: Work) -> Choice:
     """The latest of `runs` (oldest first) that timed `work`, with the line that says so."""
-    skipped: list[tuple[Path, list[str]]] = []
+    skipped: list[str] = []  # why each later run is not comparable, the latest first
     for path, saved in reversed(runs):
-        found = differences(saved, work)
-        if not found:
-            later = (f"; {len(skipped)} later run(s) timed other work (the latest, {skipped[0][0].name}: "
-                     f"{'; '.join(skipped[0][1])})") if skipped else ""
-            return Choice(path, f"comparing with {path.name} (saved {_when(saved)}), the latest saved run of this "
-                                f"machine that timed this work{later}")
-        skipped.append((path, found))
+        if found := differences(saved, work):
+            skipped.append(f"{path.name}: {'; '.join(found)}")
+            continue
+        later = f"; {len(skipped)} later run(s) timed other work (the latest, {skipped[0]})" if skipped else ""
+        return Choice(path, f"comparing with {path.name} (saved {_when(saved)}), the latest saved run of this "
+                            f"machine that timed this work{later}")
     if not skipped:
         return Choice(None, "no saved run of this machine yet")
-    return Choice(None, f"none of the {len(skipped)} saved run(s) of this machine timed this work (the latest, "
-                        f"{skipped[0][0].name}: {'; '.join(skipped[0][1])})")
+    return Choice(None, f"none of the {len(skipped)} saved run(s) of this machine timed this work (the latest, {skipped[0]})")
 
 
 def named(asked: str, load: Callable[[str], Iterable[SavedFile]]) -> Choice:

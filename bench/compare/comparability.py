@@ -1,11 +1,9 @@
 """What makes two saved runs comparable, and how they differ when they are not.
 
-Timings are only comparable when the same work was timed: same frames, batch, models (the
-model set hash covers their architecture and input size), provider really used and thread
-settings. Those are stored per benchmark in `extra_info`; the machine (versions, CPU, GPU
-name and driver) is stored once per run in `machine_info`. Different work is refused for
-gating, like pyperf refuses to compare runs whose metadata differ; a different machine is
-reported but allowed (comparing an onnxruntime upgrade is a legitimate question).
+Timings are only comparable when the same work was timed (frames, batch, models and their set hash,
+provider really used, thread settings: per benchmark in `extra_info`); that is refused for gating, as
+pyperf refuses runs whose metadata differ. A different machine (`machine_info`: versions, CPU, GPU) is
+reported but allowed: comparing an onnxruntime upgrade is a legitimate question.
 """
 
 from __future__ import annotations
@@ -17,10 +15,9 @@ from bench.measure.measurement import stored
 
 #: The fields of extra_info's `settings` that define the work a benchmark timed (flat keys before schema 2).
 WORKLOAD_KEYS = ("frames", "batch", "models", "model_set_hash", "provider", "thread_settings")
-#: machine_info entries worth naming when two runs come from different machines or software.
-#: The requested workload (`fanbench.workload`) is not among them: what each benchmark really timed is
-#: compared per benchmark (workload_differences), and other entries (CPU clock, cache sizes) vary from
-#: run to run on one machine.
+#: machine_info entries worth naming when two runs come from different machines or software; not the
+#: requested workload (what each benchmark timed is compared per benchmark), nor entries that vary from
+#: run to run on one machine (CPU clock, cache sizes).
 MACHINE_KEYS = ("node", "cpu.brand_raw", "python_version", "fanbench.onnxruntime", "fanbench.onnxruntime_device",
                 "fanbench.usable_cores", "fanbench.gpus", "fanbench.gpu.name", "fanbench.gpu.driver", "fanbench.numpy",
                 "fanbench.ray.version")
@@ -32,12 +29,9 @@ _ABSENT = object()
 
 
 def one_unmeasured(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether one of two benchmarks' extra_info lacks fanbench's measurements while the other has them.
-
-    Before fanbench left interrupted benchmarks out of the history, one stopped in its timed
-    rounds was saved with a few rounds and an empty extra_info: such a benchmark is not compared
-    (its timings are partial and its workload unknown), rather than refused as different work.
-    """
+    """Whether one of two benchmarks' extra_info lacks fanbench's measurements while the other has them:
+    an older fanbench saved an interrupted benchmark with a few rounds and an empty extra_info, which is
+    not compared (partial timings, unknown workload) rather than refused as different work."""
     return (stored(old, "timing", "rounds_wall_s") is None) != (stored(new, "timing", "rounds_wall_s") is None)
 
 
@@ -69,11 +63,8 @@ def machine_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[
 
 def compared_workload_differences(current: Mapping[str, Mapping[str, Any]],
                                   compared: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
-    """Every benchmark of this run whose saved counterpart timed different work.
-
-    `current` maps a benchmark's full name to its extra_info; `compared` maps a saved run's
-    path to {full name: saved benchmark} as pytest-benchmark loads them for --benchmark-compare.
-    """
+    """Every benchmark of this run whose saved counterpart timed different work. `current`: full name ->
+    extra_info; `compared`: saved run's path -> {full name: saved benchmark}, as --benchmark-compare loads them."""
     lines = []
     for path, saved in compared.items():
         for fullname, extra in current.items():

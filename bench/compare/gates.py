@@ -1,17 +1,14 @@
 """Within-run gates: "strategy A is at least F times as fast as strategy B, in this run".
 
-Both sides are timed in the same session on the same machine, so the gate is immune to the
-drift between CI machines that makes absolute thresholds noisy.
-
-Syntax of one gate (the value of `--gate`, repeatable):
+Both sides are timed in the same session on the same machine, so the gate is immune to the drift
+between CI machines that makes absolute thresholds noisy. One `--gate` (repeatable) reads
 
     FAST >= FACTORx SLOW        e.g.  "threads >= 1.3x serial-ort-defaults"
 
-FAST and SLOW name a benchmark: a strategy name (`threads`: that strategy with its own
-default thread settings) or a full benchmark id (`serial-ort-defaults`,
-`threads-intra1-inter1-spin0`). The gate holds when median wall time of SLOW divided by the
-median wall time of FAST is at least FACTOR. FACTOR below 1 bounds a slowdown instead:
-"asyncio >= 0.9x serial" allows asyncio to be at most about 11% slower than serial.
+FAST and SLOW name a benchmark: a strategy name (`threads`: with its own default thread settings) or
+a full benchmark id (`threads-intra1-inter1-spin0`). It holds when the median wall time of SLOW over
+that of FAST is at least FACTOR; FACTOR below 1 bounds a slowdown instead: "asyncio >= 0.9x serial"
+allows asyncio to be at most about 11% slower than serial.
 """
 
 from __future__ import annotations
@@ -60,10 +57,6 @@ class CapacityGate:
     name: str
     cameras: int
 
-    @property
-    def references(self) -> tuple[str, ...]:
-        return (self.name,)
-
     def __str__(self) -> str:
         return f"{self.name} cameras >= {self.cameras}"
 
@@ -89,16 +82,13 @@ def strategy_of(reference: str, strategies: Sequence[str]) -> str | None:
     if reference in strategies:
         return reference
     # Longest first: 'processes_shm-...' must not resolve to 'processes'.
-    for name in sorted(strategies, key=len, reverse=True):
-        if reference.startswith(f"{name}-"):
-            return name
-    return None
+    return next((name for name in sorted(strategies, key=len, reverse=True) if reference.startswith(f"{name}-")), None)
 
 
-def check_references(gates: Sequence[Gate], strategies: Sequence[str], selected: Sequence[str]) -> None:
+def check_references(gates: Sequence[Gate | CapacityGate], strategies: Sequence[str], selected: Sequence[str]) -> None:
     """Raise ValueError for a gate naming an unknown strategy, or one not selected to run."""
     for gate in gates:
-        for reference in getattr(gate, "references", None) or (gate.fast, gate.slow):
+        for reference in (gate.name,) if isinstance(gate, CapacityGate) else (gate.fast, gate.slow):
             name = strategy_of(reference, strategies)
             if name is None:
                 raise ValueError(f"--gate {str(gate)!r}: {reference!r} names no strategy; use a strategy name "
@@ -110,11 +100,8 @@ def check_references(gates: Sequence[Gate], strategies: Sequence[str], selected:
 
 def evaluate(gates: Sequence[Gate | CapacityGate], measurements: Sequence[Measurement],
              default_labels: Mapping[str, str]) -> list[GateResult]:
-    """Evaluate every gate on this run's measurements.
-
-    `default_labels` maps a strategy name to the settings label of its default-settings
-    benchmark, which is what a bare strategy name in a gate refers to.
-    """
+    """Evaluate every gate on this run's measurements. `default_labels` maps a strategy name to the settings
+    label of its default-settings benchmark, which a bare strategy name in a gate refers to."""
     # Speed gates compare throughput: the offline scenario (streaming walls are set by the frame rate).
     by_key = {measurement.key: measurement for measurement in measurements if measurement.settings.scenario == "offline"}
     streamed = {measurement.key: measurement for measurement in measurements if measurement.capacity}
@@ -129,8 +116,8 @@ def evaluate(gates: Sequence[Gate | CapacityGate], measurements: Sequence[Measur
             results.append(capacity_result(gate, find(gate.name, streamed)))
             continue
         fast, slow = find(gate.fast), find(gate.slow)
-        missing = [ref for ref, found in ((gate.fast, fast), (gate.slow, slow)) if found is None]
-        if missing or fast is None or slow is None:
+        if fast is None or slow is None:
+            missing = [ref for ref, found in ((gate.fast, fast), (gate.slow, slow)) if found is None]
             results.append(GateResult(gate, False, None, f"no measurement of {', '.join(map(repr, missing))} "
                                       "(its benchmark failed before timing, or was deselected)."))
             continue
@@ -154,8 +141,7 @@ def capacity_result(gate: CapacityGate, measurement: Measurement | None) -> Gate
                                           f"{gate.cameras}.")
 
 
-def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str, Mapping[str, Any]],
-                   label: str = "the saved run") -> list[str]:
+def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One line per benchmark whose capacity (cameras served) fell against a saved run: a regression.
     Both map a benchmark's full name to its extra_info; benchmarks without a capacity on either side are skipped."""
     lines = []
@@ -163,7 +149,7 @@ def capacity_drops(current: Mapping[str, Mapping[str, Any]], saved: Mapping[str,
         before = (saved.get(name) or {}).get("capacity") or {}
         after = now.get("capacity") or {}
         if before and after and after["cameras"] < before["cameras"]:
-            lines.append(f"{name} against {label}: capacity {before['cameras']} -> {after['cameras']} cameras at "
+            lines.append(f"{name} against the saved run: capacity {before['cameras']} -> {after['cameras']} cameras at "
                          f"{after['fps']:g} fps (a capacity drop)")
     return lines
 

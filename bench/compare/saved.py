@@ -15,8 +15,6 @@ from bench.measure.measurement import HistoryError, Measurement
 
 @dataclass(frozen=True)
 class SavedRun:
-    """One pytest-benchmark history file."""
-
     path: Path
     datetime: str
     machine_info: dict[str, Any]
@@ -46,10 +44,9 @@ class SavedRun:
         return found
 
 
-#: The statistics fanbench's readers take from a saved benchmark (the trend: the median).
+#: The statistics fanbench's readers (the trend) take from a saved benchmark, and those pytest-benchmark's
+#: comparison takes (`ops` it derives from `mean` when absent; `outliers` is text).
 READER_STATS = ("median",)
-#: ... and those pytest-benchmark's comparison table and --benchmark-compare-fail take (`ops` it derives from
-#: `mean` when absent; `outliers` is text).
 COMPARED_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "rounds", "iterations")
 
 
@@ -58,11 +55,9 @@ def _number(value: Any) -> bool:
 
 
 def history_problem(data: Any, compared: bool = False) -> str | None:
-    """Why a parsed history file cannot be read (None: it can).
-
-    What pytest-benchmark's comparison, fanbench's hooks and readers index without asking: a
-    file another tool wrote, or one edited by hand, is checked for all of it before either sees it.
-    `compared`: checked for pytest-benchmark's comparison too, which reads more of the statistics."""
+    """Why a parsed history file cannot be read (None: it can): checks all that pytest-benchmark's comparison
+    and fanbench's readers index without asking, in a file another tool wrote or one edited by hand.
+    `compared`: also what pytest-benchmark's comparison reads, more of the statistics."""
     stats = COMPARED_STATS if compared else READER_STATS
     if not isinstance(data, dict):
         return "not a pytest-benchmark history file (not a JSON object)"
@@ -143,9 +138,8 @@ def history_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def same_workload_runs(runs: Sequence[SavedRun]) -> tuple[list[SavedRun], list[str]]:
-    """The runs that timed the same work as the last one (every benchmark they share with it
-    has the same frames, batch, models, provider and thread settings), and why each other run
-    was left out: a trend joining 40-frame and 8-frame runs would show a 'fall' that is none."""
+    """The runs that timed the same work as the last one in every benchmark they share (workload_differences),
+    and why each other run was left out: a trend joining 40-frame and 8-frame runs would show a false fall."""
     latest = {bench["name"]: bench.get("extra_info", {}) for bench in runs[-1].benchmarks}
     kept, left_out = [], []
     for run in runs:

@@ -1,22 +1,13 @@
 """Is a run statistically slower than an earlier one? `python -m bench.compare OLD.json NEW.json`
 
-For every benchmark in both saved runs (pytest-benchmark's JSON, e.g. from .benchmarks/),
-it compares the per-round wall times (`extra_info.timing.rounds_wall_s`, stored by every
-fanbench benchmark; else pytest-benchmark's `stats.data` from --benchmark-save-data) and reports:
-
-- the ratio of medians NEW / OLD (above 1: slower),
-- its bootstrap confidence interval (scipy.stats.bootstrap, percentile method),
-- the two-sided Mann-Whitney U p-value (scipy.stats.mannwhitneyu): how likely rounds this
-  different are if nothing changed.
-
-A benchmark is a regression when p < --alpha AND the ratio exceeds 1 + --min-effect: both
-significant and large enough to matter. With --fail-on-regression the exit status is 1 when
-any benchmark regressed. Runs that timed different work (frames, batch, models, provider,
-thread settings) are refused with status 2 unless --force; a different machine or software
-is reported and allowed.
-
-Given a directory of saved runs (`python -m bench.compare .benchmarks/<machine>/`), it compares
-the latest two that read, skipping a damaged or foreign file with one warning naming it.
+Per benchmark in both saved runs, from the per-round wall times (extra_info.timing.rounds_wall_s, else
+stats.data from --benchmark-save-data): the ratio of medians NEW / OLD (above 1: slower), its bootstrap
+interval (scipy.stats.bootstrap, percentile) and the two-sided Mann-Whitney U p-value. A regression is
+p < --alpha AND a ratio above 1 + --min-effect: significant and large enough to matter; with
+--fail-on-regression the exit status is then 1. Runs that timed different work (frames, batch, models,
+provider, thread settings) are refused with status 2 unless --force; a different machine or software
+is reported and allowed. Given a directory of saved runs (or more files), it compares the latest two
+that read, skipping a damaged or foreign file with one warning naming it.
 """
 
 from __future__ import annotations
@@ -37,6 +28,7 @@ from bench.compare.saved import SavedRun, history_files, load_run, load_runs
 from bench.measure.limits import checked_float
 from bench.measure.measurement import HistoryError, stored
 from bench.measure.metrics import median_ratio_interval
+from bench.report.table import text_blocks
 
 EXIT_OK, EXIT_REGRESSION, EXIT_REFUSED = 0, 1, 2
 
@@ -59,7 +51,6 @@ class Comparison:
 
 
 def rounds_of(benchmark: Mapping[str, Any]) -> list[float]:
-    """Per-round wall times of one saved benchmark."""
     rounds = stored(benchmark.get("extra_info", {}), "timing", "rounds_wall_s") or benchmark.get("stats", {}).get("data")
     if not rounds:
         raise ValueError(f"benchmark {benchmark.get('fullname')!r} has no per-round times: it needs "
@@ -75,7 +66,6 @@ def minimum_p(old_count: int, new_count: int) -> float:
 def compare_rounds(name: str, old: Sequence[float], new: Sequence[float], *, alpha: float = 0.05,
                    min_effect: float = 0.05, confidence: float = 0.95, resamples: int = 9999,
                    seed: int = 0) -> Comparison:
-    """Compare two samples of per-round wall times of one benchmark."""
     old_a, new_a = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
     old_median, new_median = float(np.median(old_a)), float(np.median(new_a))
     ratio = new_median / old_median
@@ -124,15 +114,11 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
                         compared: Mapping[str, Mapping[str, Mapping[str, Any]]], alpha: float = 0.05) -> HistoryVerdict:
     """One line per benchmark and --benchmark-compare-fail check it exceeds against a saved run.
 
-    A check fails only when its threshold is exceeded *and* the per-round times differ significantly
-    (two-sided Mann-Whitney U, p < `alpha`): a difference that the rounds' spread covers is noise, and
-    is reported apart without failing. Where significance cannot be told (too few rounds on either
-    side: with 3 and 3 no p-value falls below 0.1; or no per-round times), the threshold alone decides,
-    and the line says so.
-
-    `checks` are pytest-benchmark's parsed --benchmark-compare-fail values (`field`, `threshold`,
-    `fails(current_stats, saved_stats)`); `current` maps a full name to this run's benchmark as
-    saved (stats, extra_info); `compared` maps a saved run's path to {full name: saved benchmark}.
+    A check fails only when its threshold is exceeded *and* the rounds differ significantly (Mann-Whitney
+    U, p < `alpha`); a difference within the rounds' noise is reported apart. Where significance cannot be
+    told (no per-round times, or too few rounds: with 3 and 3 no p falls below 0.1), the threshold decides.
+    `checks`: pytest-benchmark's parsed checks (`field`, `threshold`, `fails(current_stats, saved_stats)`);
+    `current`: full name -> this run's benchmark as saved; `compared`: saved run's path -> {full name: benchmark}.
     """
     failed, within_noise = [], []
     for path, saved_run in compared.items():
@@ -155,15 +141,11 @@ def history_regressions(checks: Sequence[Any], current: Mapping[str, Mapping[str
 
 
 def format_report(comparisons: Sequence[Comparison], confidence: float) -> str:
-    header = ("benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict")
-    rows = [header]
-    for c in comparisons:
-        ci = "-" if c.ci_low is None else f"{c.ci_low:.3f} .. {c.ci_high:.3f}"
-        rows.append((c.name, f"{c.old_median:.4g}", f"{c.new_median:.4g}", f"{c.ratio:.3f}", ci,
-                     "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    header = ["benchmark", "old median (s)", "new median (s)", "new/old", f"{confidence:.0%} CI", "p (MWU)", "verdict"]
+    rows = [[c.name, f"{c.old_median:.4g}", f"{c.new_median:.4g}", f"{c.ratio:.3f}",
+             "-" if c.ci_low is None else f"{c.ci_low:.3f} .. {c.ci_high:.3f}",
+             "-" if c.p_value is None else f"{c.p_value:.3g}", c.verdict] for c in comparisons]
+    [lines] = text_blocks(("", header, rows), width=None)  # the terminal table's layout, on one line per row
     return "\n".join(lines)
 
 
@@ -192,16 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     old_by_name = {bench["fullname"]: bench for bench in old.benchmarks}
     new_by_name = {bench["fullname"]: bench for bench in new.benchmarks}
-    common = [name for name in new_by_name if name in old_by_name]
-    unmeasured = [name for name in common
-                  if one_unmeasured(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))]
+    infos = {name: (old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))
+             for name in new_by_name if name in old_by_name}  # (OLD, NEW) of each benchmark in both
+    unmeasured = [name for name, pair in infos.items() if one_unmeasured(*pair)]
     for name in unmeasured:
         print(f"note: {name} is not compared: a run saved it without fanbench's measurements "
               "(interrupted, and saved by an older fanbench)")
-    common = [name for name in common if name not in unmeasured]
-    different = {name: workload_differences(old_by_name[name].get("extra_info", {}), new_by_name[name].get("extra_info", {}))
-                 for name in common}
-    different = {name: lines for name, lines in different.items() if lines}
+    common = [name for name in infos if name not in unmeasured]
+    different = {name: lines for name in common if (lines := workload_differences(*infos[name]))}
     for name, lines in different.items():
         print(f"{'warning' if args.force else 'error'}: {name} timed different work: {'; '.join(lines)}")
     if different and not args.force:

@@ -1,15 +1,12 @@
 """The history as `pytest bench` writes and reads it: whole files only.
 
-pytest-benchmark's FileStorage creates the final file name, then serialises the run (about
-30 ms for a 2 MB run), then writes it: a SIGTERM in between left a 0-byte file, a full disk a
-truncated one, and either stopped every later comparison. `AtomicFileStorage` writes the run
-under a hidden temporary name in the same directory, fsyncs it and links it to its final name,
-with SIGINT and SIGTERM held until the file is whole or gone; a failure leaves nothing and is
-reported in one line (`failure`), not raised through pytest-benchmark's session end.
-
-Reading: `readable_runs` reads the saved runs a comparison may choose from, checking each one
-first (`saved.history_problem`), so a foreign or damaged file is skipped with a warning instead
-of crashing pytest-benchmark or fanbench's hooks; `bench/compare/choice.py` then picks one.
+pytest-benchmark's FileStorage creates the final file name, then serialises the run (about 30 ms for a
+2 MB run), then writes it: a SIGTERM in between left a 0-byte file, a full disk a truncated one, and
+either stopped every later comparison. `AtomicFileStorage` writes under a hidden temporary name in the
+same directory, fsyncs and links it to its final name, with SIGINT and SIGTERM held until the file is
+whole or gone; a failure leaves nothing and is reported in one line (`failure`), not raised.
+`readable_runs` checks each saved run first (`saved.history_problem`): a foreign or damaged file is
+skipped with a warning instead of crashing pytest-benchmark or fanbench's hooks.
 """
 
 from __future__ import annotations
@@ -90,10 +87,8 @@ def _link_no_clobber(source: Path, target: Path) -> None:
 
 
 class AtomicFileStorage(FileStorage):
-    """pytest-benchmark's FileStorage, saving each run whole or not at all.
-
-    Two runs saving into one storage at once both keep their file: a number taken meanwhile
-    is not overwritten, the next one is used."""
+    """pytest-benchmark's FileStorage, saving each run whole or not at all. Two runs saving at once both keep
+    their file: a number taken meanwhile is not overwritten, the next one is used."""
 
     failure: str | None = None  # why the last save failed, in one line
 
@@ -118,19 +113,16 @@ class AtomicFileStorage(FileStorage):
                         os.fsync(file.fileno())
                     for _ in range(1000):
                         target = self.get(f"{self._next_num}_{save}.json")
-                        try:
+                        with suppress(FileExistsError):  # another run took this number meanwhile: try the next
                             _link_no_clobber(temporary, target)
-                        except FileExistsError:
-                            continue  # another run took this number meanwhile
-                        saved = target
-                        break
+                            saved = target
+                            break
                     else:
                         raise FileExistsError(errno.EEXIST, "no free run number after 1000 tries", str(directory))
                     _fsync_directory(directory)
                 finally:
                     if temporary is not None:
-                        with suppress(FileNotFoundError):
-                            temporary.unlink()
+                        temporary.unlink(missing_ok=True)
         except OSError as error:
             if saved is None:
                 full = error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -1,8 +1,7 @@
 """How many cameras this host serves: the capacity table, the answer line and the latency-against-cameras chart.
 
-Capacity efficiency is the aggregate fps served at capacity over the best offline throughput
-of the same run (the ceiling of any capacity); like the efficiency column, it is never shown
-above 105% and marked (noise) above 100%.
+Capacity efficiency: the aggregate fps served at capacity over the run's best offline throughput (the
+ceiling of any capacity), shown as the efficiency column is (limit_share_text).
 """
 
 from __future__ import annotations
@@ -13,26 +12,13 @@ from pathlib import Path
 from bench.measure.capacity import capacity_efficiency
 from bench.measure.measurement import Measurement
 from bench.report.charts import _figure, save, series_style, spans_decades
-from bench.report.table import OVER_LIMIT, Table, fill, table_lines
+from bench.report.table import Table, fill, limit_share_text, markdown_lines, table_lines
 
 CHART = "capacity-latency.png"
 
 
 def searched(measurements: Sequence[Measurement]) -> list[Measurement]:
     return [m for m in measurements if m.capacity]
-
-
-def best_offline_fps(measurements: Sequence[Measurement]) -> float | None:
-    offline = [m.timing.fps for m in measurements if m.settings.scenario == "offline" and m.equivalence.equivalent]
-    return max(offline) if offline else None
-
-
-def efficiency_text(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value > OVER_LIMIT:
-        return "above limit"
-    return f"{value:.0%}" + (" (noise)" if value > 1.0 else "")
 
 
 def _ms(value: float | None) -> str:
@@ -43,7 +29,8 @@ def capacity_table(measurements: Sequence[Measurement]) -> Table | None:
     rows_of = searched(measurements)
     if not rows_of:
         return None
-    best = best_offline_fps(measurements)
+    best = max((m.timing.fps for m in measurements if m.settings.scenario == "offline" and m.equivalence.equivalent),
+               default=None)  # the offline throughput: the ceiling of any capacity
     first = rows_of[0].capacity
     title = (f"capacity: cameras at {first['fps']:g} fps served with p99 <= {first['deadline_s'] * 1e3:.1f} ms and "
              f"<= 1% missed ({first['phase']} arrival)")
@@ -54,7 +41,7 @@ def capacity_table(measurements: Sequence[Measurement]) -> Table | None:
         c = m.capacity
         probes = ", ".join(f"{p['cameras']}{'+' if p['passed'] else '-'}" for p in c["probes"]) or "rounds only"
         rows.append([m.strategy, m.settings.label, str(c["cameras"]), f"{c['aggregate_fps']:.0f}",
-                     f"{_ms(c['p50_s'])} / {_ms(c['p99_s'])}", efficiency_text(capacity_efficiency(c, best)), probes])
+                     f"{_ms(c['p50_s'])} / {_ms(c['p99_s'])}", limit_share_text(capacity_efficiency(c, best)), probes])
     return title, header, rows
 
 
@@ -111,13 +98,6 @@ def capacity_markdown(measurements: Sequence[Measurement], out_dir: Path) -> lis
     table = capacity_table(measurements)
     if table is None:
         return []
-    title, header, rows = table
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def row(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
     chart = save(capacity_figure(measurements, "p99 latency against cameras (capacity probes)"), out_dir / CHART)
-    return ["## How many cameras", "", f"- {answer_line(measurements)}", "", f"{title.capitalize()}.", "",
-            row(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(row(r) for r in rows), "",
-            f"![p99 latency against cameras]({chart.name})", ""]
+    return ["## How many cameras", "", f"- {answer_line(measurements)}", "", f"{table[0].capitalize()}.", "",
+            *markdown_lines(table), "", f"![p99 latency against cameras]({chart.name})", ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from bench.report.table import CONFIDENCE, baseline, speedup
 
 
 def new_figure(width: float, height: float) -> tuple[Any, Any]:
-    """A figure on the Agg canvas (no pyplot, no display, no global backend switch), and the
-    matplotlib package (the timeline takes its colormaps and legend patches from it)."""
+    """A figure on the Agg canvas (no pyplot, no display, no global backend switch), and the matplotlib
+    package (the timeline takes its colormaps and legend patches from it)."""
     # Lazy, the one import of matplotlib: its import and font cache stay off `pytest --help`,
     # collection, --no-report runs and every test that draws nothing.
     import matplotlib.patches
@@ -60,19 +61,14 @@ def _font_for(text: str) -> str | None:
 def chart_text(texts: Sequence[str], placeholder: str) -> tuple[list[str], list[str]]:
     """Labels for `texts` (model names, lanes) on a chart, and the font families to draw them with.
 
-    A name in a script matplotlib's default font lacks (CJK, Arabic...) is drawn with an installed
-    font that has its glyphs, listed after the default (matplotlib falls back glyph by glyph);
-    where no installed font has them, the chart says `<placeholder> N` (its position, from 1)
-    instead, and the report names it (`chart_names`). Never a row of empty boxes, and never
-    matplotlib's missing-glyph warning, which `filterwarnings = error` turns into a lost report."""
+    A name in a script the default font lacks (CJK, Arabic...) gets an installed font that has its glyphs,
+    after the default (matplotlib falls back glyph by glyph); with none, the chart says `<placeholder> N`
+    and the report names it (`chart_names`). Never empty boxes, nor matplotlib's missing-glyph warning,
+    which `filterwarnings = error` turns into a lost report."""
     from matplotlib import rcParams
 
-    labels, fallbacks = [], []
-    for index, text in enumerate(texts):
-        font = _font_for(text)
-        labels.append(f"{placeholder} {index + 1}" if font is None else text)
-        if font and font not in fallbacks:
-            fallbacks.append(font)
+    labels = [f"{placeholder} {index + 1}" if _font_for(text) is None else text for index, text in enumerate(texts)]
+    fallbacks = dict.fromkeys(font for text in texts if (font := _font_for(text)))  # cached; in order, once each
     return labels, [*rcParams["font.family"], *fallbacks]
 
 
@@ -84,9 +80,8 @@ def chart_names(names: Sequence[str], placeholder: str = "model") -> dict[str, s
 
 @contextlib.contextmanager
 def chart_warnings() -> Iterator[list[str]]:
-    """While inside, warnings (matplotlib's about fonts, layouts, ...) are collected, not raised:
-    under `filterwarnings = error` one would end the report, and a chart is still worth having.
-    Yields the list of their distinct messages, complete on leaving, for the report to show."""
+    """Collect warnings (matplotlib's about fonts, layouts...) instead of raising them: under `filterwarnings =
+    error` one would end the report, and the chart is still worth having. Yields their distinct messages."""
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -102,8 +97,8 @@ def _figure(width: float, height: float, columns: int = 1):
 
 
 def spans_decades(values: Sequence[float]) -> bool:
-    """Whether positive values range over a factor of 10 or more: a linear axis would flatten
-    the small ones against zero (a 33 ms deadline next to a 27 s bar)."""
+    """Whether positive values range over a factor of 10 or more: a linear axis would flatten the small
+    ones against zero (a 33 ms deadline next to a 27 s bar)."""
     positive = [value for value in values if value > 0]
     return bool(positive) and max(positive) >= 10 * min(positive)
 
@@ -112,10 +107,6 @@ def save(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
-
-
-def wall_and_speedup_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
-    return save(wall_and_speedup_figure(measurements, title), path)
 
 
 def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
@@ -148,19 +139,16 @@ def wall_and_speedup_figure(measurements: Sequence[Measurement], title: str):
 
 
 def latency_figure(measurements: Sequence[Measurement], title: str):
-    """Grouped bars of latency p50/p90/p99 per strategy, with the deadline as a line; a log
-    axis where the values span decades, so both a deadline of a few ms and a late strategy's
-    seconds stay visible."""
+    """Grouped bars of latency p50/p90/p99 per strategy, with the deadline as a line; a log axis where the
+    values span decades, so both a deadline of a few ms and a late strategy's seconds stay visible."""
     rows = [m for m in measurements if m.latency.p50_s is not None]
     if not rows:
         raise ValueError(f"{title}: no measurement has per-frame latency.")
     figure, (axes,) = _figure(11, 1.6 + 0.5 * len(rows))
     height = 0.27
     values = []
-    for offset, (name, attribute, colour) in enumerate((("p50", "p50_s", "tab:blue"),
-                                                        ("p90", "p90_s", "tab:orange"),
-                                                        ("p99", "p99_s", "tab:red"))):
-        milliseconds = [getattr(m.latency, attribute) * 1000 for m in rows]
+    for offset, (name, colour) in enumerate((("p50", "tab:blue"), ("p90", "tab:orange"), ("p99", "tab:red"))):
+        milliseconds = [getattr(m.latency, f"{name}_s") * 1000 for m in rows]
         values += milliseconds
         axes.barh([index + (offset - 1) * height for index in range(len(rows))], milliseconds, height=height,
                   color=colour, label=name)
@@ -181,31 +169,23 @@ def latency_figure(measurements: Sequence[Measurement], title: str):
     return figure
 
 
-def latency_chart(measurements: Sequence[Measurement], title: str, path: Path) -> Path:
-    return save(latency_figure(measurements, title), path)
-
-
 @dataclass(frozen=True)
 class TrendPoint:
     run: str  # label of the saved run (its date and time)
     seconds: float  # the benchmark's median round time in that run
 
 
-COLOURS = [f"tab:{name}" for name in ("blue", "orange", "green", "red", "purple", "brown", "pink", "gray", "olive",
-                                        "cyan")]
-LINE_STYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Every marker, line style and colour, the colour changing fastest: 280 distinct styles for the series of a chart.
+STYLES = [{"marker": marker, "linestyle": line, "color": f"tab:{colour}"} for marker, line, colour in itertools.product(
+    "os^DvPX", ("-", "--", ":", "-."), ("blue", "orange", "green", "red", "purple", "brown", "pink", "gray", "olive", "cyan"))]
 
 
 def series_style(index: int) -> dict[str, str]:
-    """A distinct colour, line style and marker for series `index`: unique for the first 280."""
-    return {"color": COLOURS[index % len(COLOURS)], "linestyle": LINE_STYLES[index // len(COLOURS) % len(LINE_STYLES)],
-            "marker": MARKERS[index // (len(COLOURS) * len(LINE_STYLES)) % len(MARKERS)]}
+    return STYLES[index % len(STYLES)]
 
 
 def trend_figure(series: dict[str, list[TrendPoint]], runs: Sequence[str], title: str):
-    """One line per benchmark across the saved runs, in the order given; the legend below the
-    plot, inside the figure, in as many columns as it needs."""
+    """One line per benchmark across the saved runs, in the order given; the legend below the plot."""
     if not series:
         raise ValueError(f"{title}: no benchmark to chart.")
     columns = 3 if len(series) > 12 else 2
@@ -228,7 +208,3 @@ def trend_figure(series: dict[str, list[TrendPoint]], runs: Sequence[str], title
     figure.legend(loc="outside lower center", ncols=columns, fontsize=7, frameon=False)
     axes.set_title(title, fontsize=10)
     return figure
-
-
-def trend_chart(series: dict[str, list[TrendPoint]], runs: Sequence[str], title: str, path: Path) -> Path:
-    return save(trend_figure(series, runs, title), path)

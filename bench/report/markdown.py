@@ -3,12 +3,11 @@
     python -m bench.report .benchmarks/Linux-CPython-3.12-64bit/0003_*.json --out reports/0003
     python -m bench.report .benchmarks/Linux-CPython-3.12-64bit/ --trend --out reports/trend
 
-The directory holds `report.md` (the tables, the charts and the timelines), `wall-speedup-*.png`
-(wall time and speedup per strategy, per scenario), `latency-*.png` (streaming latency
-percentiles), `timelines/*.png` (one per benchmark) and, with `--trend`, `trend.png`. The report
-is written whole into a hidden folder inside the directory, then swapped in; files an earlier
-report left there and the new one lacks are removed only then. Given several history files (or a directory
-of them), the report shows the latest run and the trend chart spans the runs of its workload.
+The directory holds `report.md` (tables, charts, timelines), `wall-speedup-*.png` (per scenario),
+`latency-*.png` (streaming latency percentiles), `timelines/*.png` (one per benchmark) and, with
+`--trend`, `trend.png`; all written whole into a hidden folder inside it, then swapped in. Given several
+history files (or a directory of them), the report shows the latest run and the trend chart spans the
+runs of its workload.
 """
 
 from __future__ import annotations
@@ -25,20 +24,22 @@ from pathlib import Path
 from bench.compare.saved import SavedRun, history_files, load_runs, same_workload_runs
 from bench.interrupts import interruption, signals_held, sigterm_as_interrupt
 from bench.measure.measurement import HistoryError, Measurement
+from bench.report import charts
 from bench.report.capacity import CHART as CAPACITY_CHART
 from bench.report.capacity import capacity_markdown
-from bench.report.charts import TrendPoint, chart_names, chart_warnings, latency_chart, trend_chart, wall_and_speedup_chart
+from bench.report.charts import TrendPoint, chart_names, chart_warnings
 from bench.report.recommend import recommendation, streaming_recommendation
 from bench.report.table import by_scenario, markdown_tables
 from bench.report.timeline import render_timeline
 
 REPORT_NAME = "report.md"
 TIMELINES = "timelines"
-#: What a report writes into its directory; all of it is removed first, so the directory
+#: What a report writes into its directory: what the new report lacks of these goes, so the directory
 #: holds exactly the last report (files the report does not own are left alone).
 OWNED = (REPORT_NAME, "wall-speedup-*.png", "latency-*.png", "trend.png", f"{TIMELINES}/*.png", CAPACITY_CHART)
 #: The hidden folder a report is written into before it is swapped in.
 STAGING_PREFIX = ".fanbench-report-"
+Trend = tuple[dict[str, list[TrendPoint]], list[str]]  # each benchmark's points, and every run's label in order
 
 
 def slug(text: str) -> str:
@@ -62,21 +63,18 @@ def recommendation_lines(measurements: Sequence[Measurement]) -> list[str]:
 
 
 def write_report(measurements: Sequence[Measurement], out_dir: Path, *, context: Sequence[str] = (),
-                 trend: tuple[dict[str, list[TrendPoint]], list[str]] | None = None) -> Path:
-    """Write report.md and its charts into `out_dir`; return the report's path.
-
-    Written whole into a staging folder first (`stage_report`), then swapped in (`swap_in`):
-    an interrupt or a failure while writing leaves the previous report as it was."""
+                 trend: Trend | None = None) -> Path:
+    """Write report.md and its charts into `out_dir`, whole (`stage_report`, then `swap_in`: an interrupt or
+    a failure while writing leaves the previous report as it was); return the report's path."""
     staging = stage_report(measurements, out_dir, context=context, trend=trend)
     with signals_held(replay=True):  # a signal waits for the few renames, then acts as it would have
         return swap_in(staging, out_dir)
 
 
 def stage_report(measurements: Sequence[Measurement], out_dir: Path, *, context: Sequence[str] = (),
-                 trend: tuple[dict[str, list[TrendPoint]], list[str]] | None = None) -> Path:
-    """Write the whole report into a new hidden folder inside `out_dir` (the same file system, so
-    `swap_in` only renames) and return it. On any error or interrupt the folder is removed and
-    `out_dir` is left as it was."""
+                 trend: Trend | None = None) -> Path:
+    """Write the whole report into a new hidden folder inside `out_dir` (the same file system: `swap_in`
+    only renames) and return it; on any error or interrupt the folder is removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     try:
@@ -88,9 +86,8 @@ def stage_report(measurements: Sequence[Measurement], out_dir: Path, *, context:
 
 
 def swap_in(staging: Path, out_dir: Path) -> Path:
-    """Move a staged report into `out_dir`: each file replaces its namesake (a rename, so no file
-    is ever half-written), report.md last; then the files of the previous report that the new one
-    does not have are removed. `out_dir` holds a whole report at every step. Returns report.md."""
+    """Move a staged report into `out_dir` (each file replaces its namesake by a rename, report.md last),
+    then remove the previous report's files the new one lacks: a whole report at every step. Returns report.md."""
     report = out_dir / REPORT_NAME
     files = sorted((path for path in staging.rglob("*") if path.is_file()), key=lambda path: path.name == REPORT_NAME)
     new = {path.relative_to(staging) for path in files}
@@ -106,8 +103,7 @@ def swap_in(staging: Path, out_dir: Path) -> Path:
     return report
 
 
-def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence[str],
-           trend: tuple[dict[str, list[TrendPoint]], list[str]] | None) -> None:
+def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence[str], trend: Trend | None) -> None:
     """Write report.md and its charts into the empty folder `out_dir`."""
     lines = ["# fanbench report", "", *(f"- {line}" for line in context), "", "## Recommendation", "",
              *(f"- {line}" for line in recommendation_lines(measurements)), "", "## Results", "",
@@ -115,15 +111,16 @@ def _write(measurements: Sequence[Measurement], out_dir: Path, context: Sequence
     with chart_warnings() as notes:
         lines += [*capacity_markdown(measurements, out_dir), "## Charts", ""]
         for title, group in by_scenario(measurements).items():
-            chart = wall_and_speedup_chart(group, f"wall time and speedup, {title}",
-                                           out_dir / f"wall-speedup-{slug(title)}.png")
+            chart = charts.save(charts.wall_and_speedup_figure(group, f"wall time and speedup, {title}"),
+                                out_dir / f"wall-speedup-{slug(title)}.png")
             lines += [f"![wall time and speedup, {title}]({chart.name})", ""]
             if group[0].settings.target_fps is not None and any(m.latency.p50_s is not None for m in group):
-                chart = latency_chart(group, f"per-frame latency, {title}", out_dir / f"latency-{slug(title)}.png")
+                chart = charts.save(charts.latency_figure(group, f"per-frame latency, {title}"),
+                                    out_dir / f"latency-{slug(title)}.png")
                 lines += [f"![latency, {title}]({chart.name})", ""]
         if trend is not None:
             series, labels = trend
-            chart = trend_chart(series, labels, "median round time across saved runs", out_dir / "trend.png")
+            chart = charts.save(charts.trend_figure(series, labels, "median round time across saved runs"), out_dir / "trend.png")
             lines += ["## Trend", "", f"![trend]({chart.name})", ""]
         lines += ["## Timelines", "",
                   "Each bar is one `session.run` (median run of the timed rounds), one lane per thread, process or "

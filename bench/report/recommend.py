@@ -1,23 +1,15 @@
-"""The closing recommendations: the fastest strategy whose outputs matched serial's (offline),
-and the one that keeps up best with a stream.
+"""The closing recommendations: the fastest strategy whose outputs matched serial's (offline), and the
+one that keeps up best with a stream.
 
-A run's medians alone would flip with noise: two runs on a busy machine can rank the top
-strategies either way. So the line says which strategies cannot be told apart from the
-fastest, judged by the spread of their rounds (the bootstrap interval of bench.compare: the
-ratio of medians is a finding only when its interval excludes 1), and what to do to separate
-them.
+A run's medians alone flip with noise, so the line names the strategies that cannot be told apart from
+the fastest by the spread of their rounds (the bootstrap interval of the ratio of medians:
+a finding only when it excludes 1), and what to do to separate them. That group is a prefix of the
+strategies in order of their medians, ending at the first one told apart: a strategy with wide rounds
+further down stays out, or the group would leave out a faster one while naming a slower one.
 
-The group is read as "these are as good as the pick", so it is a prefix of the strategies in
-order of their medians: it ends at the first one the rounds tell apart from the pick. A
-strategy with wide rounds further down is not in it, even if its own interval includes 1: a
-faster strategy between them is already told apart, and a group that left out a faster one
-while it named a slower one would contradict itself.
-
-Benchmarks run one after another, so another job that starts or stops during the run slows
-some of them and not others. Each benchmark records the cores busy outside the run during
-its rounds (Measurement.resources.foreign_load_cores); a strategy that ran under at least LOAD_MARGIN
-more of them than the pick, and whose gap to the pick that load could explain, is named and
-not ranked against the pick (load_could_explain).
+Benchmarks run one after another, so another job that starts or stops during the run slows some of
+them. A strategy that ran under at least LOAD_MARGIN more cores of foreign load than the pick
+(resources.foreign_load_cores), whose gap that load could explain, is named, not ranked (load_could_explain).
 """
 
 from __future__ import annotations
@@ -25,8 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bench.compare.stats import compare_rounds
 from bench.measure.measurement import Measurement
+from bench.measure.metrics import median_ratio_interval
 from bench.report.table import CONFIDENCE, NOISE_MARK, baseline, by_scenario, efficiency_text, speedup
 from bench.thread_spec import thread_spec
 from strategies import ThreadSettings
@@ -49,12 +41,12 @@ def _judged(m: Measurement) -> bool:
 
 
 def distinguishably_slower(best: Measurement, other: Measurement) -> bool:
-    """`other` is slower than `best` beyond the rounds' spread: the whole bootstrap interval of
-    its median over `best`'s lies above 1. Without two rounds on each side, beyond TIE."""
+    """`other` is slower than `best` beyond the rounds' spread: the whole bootstrap interval of its median
+    over `best`'s lies above 1. Without two rounds on each side, beyond TIE."""
     if not (_judged(best) and _judged(other)):
         return other.timing.wall_s > best.timing.wall_s * (1 + TIE)
-    c = compare_rounds(other.key, best.timing.rounds_wall_s, other.timing.rounds_wall_s, confidence=CONFIDENCE)
-    return c.ci_low is not None and c.ci_low > 1.0
+    low, _ = median_ratio_interval(best.timing.rounds_wall_s, other.timing.rounds_wall_s, confidence=CONFIDENCE)
+    return low > 1.0
 
 
 def _spread(m: Measurement) -> float:
@@ -68,14 +60,12 @@ def _rounds(m: Measurement) -> str:
 
 
 def load_could_explain(pick: Measurement, other: Measurement) -> float | None:
-    """How much slower the foreign load alone could have made `other` than `pick`, when `other`
-    ran under more than LOAD_MARGIN cores more of it; None when it did not (or either was not measured).
+    """How much slower the foreign load alone could have made `other` than `pick`, when `other` ran under
+    more than LOAD_MARGIN cores more of it; None when it did not (or either was not measured).
 
-    The bound is for a strategy that would use every core: with F cores busy outside the run,
-    C - F are left to it, so it takes up to C / (C - F) times as long as on an idle machine.
-    Between two benchmarks that is (C - F_pick) / (C - F_other): a strategy using fewer cores is
-    slowed less, so this is what the load *could* explain, not what it did.
-    """
+    With F of C cores busy outside the run, a strategy using every core takes up to C / (C - F) times as
+    long as on an idle machine; between two benchmarks, (C - F_pick) / (C - F_other). One using fewer
+    cores is slowed less: this is what the load *could* explain, not what it did."""
     if pick.resources.foreign_load_cores is None or other.resources.foreign_load_cores is None:
         return None
     if other.resources.foreign_load_cores - pick.resources.foreign_load_cores <= LOAD_MARGIN:
@@ -97,8 +87,7 @@ def _load(m: Measurement) -> str:
 
 
 def group_and_rest(equivalent: Sequence[Measurement]) -> tuple[Measurement, list[Measurement], list[Measurement]]:
-    """The pick (the fastest median), the strategies that cannot be told apart from it (a prefix
-    of the others in order of their medians, ending at the first one told apart), and the rest."""
+    """The pick (the fastest median), those that cannot be told apart from it (module docstring), the rest."""
     ordered = sorted(equivalent, key=lambda m: m.timing.wall_s)
     best, others = ordered[0], ordered[1:]
     cut = next((index for index, m in enumerate(others) if distinguishably_slower(best, m)), len(others))
@@ -106,9 +95,8 @@ def group_and_rest(equivalent: Sequence[Measurement]) -> tuple[Measurement, list
 
 
 def recommendation(measurements: Sequence[Measurement]) -> str | None:
-    """The fastest equivalent strategy with its settings, speedup and efficiency, which others
-    cannot be told apart from it at this run's noise, and which the load that changed during
-    the run made incomparable with it (one to three lines)."""
+    """The fastest equivalent strategy with its settings, speedup and efficiency, the others that cannot be
+    told apart from it, and those the load that changed during the run made incomparable (1-3 lines)."""
     if not measurements:
         return None
     equivalent = [m for m in measurements if m.equivalence.equivalent and m.timing.wall_s > 0]
@@ -161,14 +149,13 @@ def recommendation(measurements: Sequence[Measurement]) -> str | None:
             f"not ranked against it: other work on the machine changed during the run, and these ran while more cores "
             f"were busy outside it than during {best.key}'s rounds ({_load(best)}), enough to explain their gap: "
             f"{names}. To compare them fairly, rerun them on a quiet machine or with --interleave (rounds in turns; each "
-            f"benchmark's foreign load is in "
-            f"the saved run: resources.foreign_load_cores).")
+            "benchmark's foreign load is in the saved run: resources.foreign_load_cores).")
     return "\n".join(lines)
 
 
 def streaming_recommendation(measurements: Sequence[Measurement]) -> list[str]:
-    """Per stream rate: the equivalent strategy that missed the fewest deadlines, at the lowest
-    p99 latency, with its settings; others with as few misses and a p99 within TIE follow."""
+    """Per stream rate: the equivalent strategy that missed the fewest deadlines, at the lowest p99
+    latency; others with as few misses and a p99 within TIE follow."""
     lines = []
     for group in by_scenario(measurements).values():
         served = [m for m in group if m.equivalence.equivalent and m.latency.misses is not None and m.latency.p99_s is not None]

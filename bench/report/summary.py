@@ -27,31 +27,28 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
                   regressions: Sequence[str] = (), within_noise: Sequence[str] = (), compare_fail: Sequence[Any] = (),
                   gate_results: Sequence[GateResult] = (), save_failure: str | None = None,
                   stopped: str | None = None) -> str | None:
-    """Everything fanbench prints after pytest's own summary; returns what interrupted it, if
-    anything did (a signal while the report was written: the run then ends as interrupted).
+    """Everything fanbench prints after pytest's own summary; returns what interrupted it, if anything did
+    (a signal while the report was written: the run then ends as interrupted).
 
-    `saved`: how many complete benchmarks pytest-benchmark saves to the history (None: it saves
-    none, e.g. --no-history); `left_out`: the benchmarks kept out of it as incomplete;
-    `save_failure`: why saving the run failed (nothing of it is in the history).
-    `compare_fail`: pytest-benchmark's --benchmark-compare-fail checks; with any, a comparison
-    with a run of other work is refused rather than just reported. `regressions`: the checks that
-    failed (beyond the threshold and significant, or not judgeable); `within_noise`: beyond the
-    threshold, but within the rounds' noise, so not failed. `stopped`: the signal that came while
-    the history was saved (it waited for it); no report is written then.
+    `saved`: how many complete benchmarks are saved to the history (None: none, e.g. --no-history);
+    `left_out`: those kept out as incomplete; `save_failure`: why saving the run failed. `compare_fail`:
+    pytest-benchmark's --benchmark-compare-fail checks (with any, a comparison with other work is refused,
+    not just reported); `regressions`: the checks that failed; `within_noise`: beyond the threshold but
+    within the rounds' noise. `stopped`: the signal that came while the history was saved: no report then.
     """
     interrupted = None
     width = terminal_width(reporter)
 
-    def say(line: str, **markup: bool) -> None:  # every line fits the terminal, as pytest's own
-        reporter.write_line(fill(line, width), **markup)
+    def say(*lines: str, **markup: bool) -> None:  # every line fits the terminal, as pytest's own
+        for line in lines:
+            reporter.write_line(fill(line, width), **markup)
 
     if measurements:
         reporter.write_sep("=", "fanbench")
         reporter.write_line(format_table(measurements, width))
         for line in capacity_lines(measurements, width):
             reporter.write_line(line)
-    for line in overhead_lines:
-        say(line)
+    say(*overhead_lines)
     if gpu_absent and not any(m.resources.gpu_absent for m in measurements):
         say(f"note: GPU metrics absent: {gpu_absent}.")
     if report_dir is not None and measurements:
@@ -61,8 +58,7 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
         else:
             interrupted = report_line(reporter, measurements, report_dir, width)
     # Offline: which strategy gets through the video fastest; streaming: which keeps up best.
-    for line in recommendation_lines(measurements):
-        say(line)
+    say(*recommendation_lines(measurements))
     if save_failure is not None:
         say(f"fanbench: this run was NOT saved to the history: {save_failure}.", red=True)
     elif saved is not None:
@@ -75,8 +71,7 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if workload_differences:
         refuse = bool(compare_fail)
         reporter.write_sep("=", "fanbench: compared runs timed different work", red=refuse, yellow=not refuse)
-        for line in workload_differences:
-            say(line)
+        say(*workload_differences)
         say(
             "Refusing to gate on this comparison (--benchmark-compare-fail): compare with a run of the same workload."
             if refuse else "The comparison above is not like for like.")
@@ -85,13 +80,11 @@ def write_summary(reporter: pytest.TerminalReporter, measurements: Sequence[Meas
     if within_noise:
         reporter.write_sep("=", f"fanbench: beyond --benchmark-compare-fail={checks}, but within the rounds' noise: not failed",
                            yellow=True)
-        for line in within_noise:
-            say(line)
+        say(*within_noise)
     if regressions:
         reporter.write_sep("=", f"fanbench: slower than the saved run (--benchmark-compare-fail={checks})" if checks
                            else "fanbench: below the saved run", red=True)
-        for line in regressions:
-            say(line, red=True)
+        say(*regressions, red=True)
         say("A check fails when its threshold is exceeded and the rounds differ significantly (Mann-Whitney "
             "U, p < 0.05), or when too few rounds leave significance untold (docs/ci.md).")
     if gate_results:
@@ -110,11 +103,8 @@ def terminal_width(reporter: pytest.TerminalReporter) -> int:
 
 def report_line(reporter: pytest.TerminalReporter, measurements: Sequence[Measurement], directory: Path,
                 width: int | None = None) -> str | None:
-    """Write the report directory and say where, or in one line why it could not be written.
-
-    Ctrl-C or SIGTERM while it is written leaves `directory` as it was (the report is written
-    whole elsewhere first, then swapped in, which a signal waits for); returns what interrupted
-    it, if anything did."""
+    """Write the report directory and say where, or in one line why it could not be written. Ctrl-C or
+    SIGTERM meanwhile leaves `directory` as it was (see stage_report); returns what interrupted it, if any."""
     context = [f"`pytest bench` run of {datetime.datetime.now().isoformat(timespec='seconds')} on {platform.node()}",
                f"onnxruntime {onnxruntime().__version__}, Python {platform.python_version()}, {usable_cores()} usable cores"]
     try:

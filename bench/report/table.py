@@ -1,42 +1,40 @@
 """The results tables, in the write-up's shape plus throughput, speedup, latency and resources.
 
-One timing table per scenario (speedups are against `serial` of the same scenario), then one
-resources table. The same cells render as plain text (terminal) or Markdown (report). The terminal
-form fits the terminal's width, as pytest's own output does: it leaves out the columns no row
-fills in this run (the GPU columns on a CPU), wraps long headers, and splits a table still too
-wide into blocks that repeat the strategy and settings. Markdown keeps every column.
+One timing table per scenario (speedups against `serial` of the same scenario), then one resources
+table, as plain text or Markdown. The terminal's fits its width, as pytest's own output does: it leaves
+out the columns no row fills (the GPU columns on a CPU), wraps long headers, and splits a table still
+too wide into blocks that repeat the strategy and settings. Markdown keeps every column.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.compare.stats import compare_rounds
 from bench.measure.equivalence import ModelCheck
 from bench.measure.measurement import Measurement
+from bench.measure.metrics import median_ratio_interval
 
 MB = 1024 * 1024
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
 
 def baseline(measurements: Sequence[Measurement]) -> Measurement | None:
-    """What speedups are measured against: `serial` with onnxruntime's defaults, as the
-    write-up ran it, else the first `serial` run."""
+    """Speedups are against `serial` with onnxruntime's defaults (as the write-up ran it), else the first `serial` run."""
     serial = [m for m in measurements if m.strategy == "serial"]
     defaults = [m for m in serial if m.settings.ort_defaults]
     return (defaults or serial or [None])[0]
 
 
-CONFIDENCE = 0.95  # of the speedup intervals (bootstrap over the rounds, bench.compare)
+CONFIDENCE = 0.95  # of the speedup intervals (bootstrap over the rounds, median_ratio_interval)
 NOISE_MARK = "~"  # before a ratio whose interval covers 1: within the rounds' noise, not a finding
 
 
 @dataclass(frozen=True)
 class Speedup:
-    """How many times faster `m` ran than the baseline: ratio of medians, with the bootstrap
-    interval over both benchmarks' rounds (None with fewer than two rounds on either side)."""
+    """How many times faster than the baseline: ratio of medians, with the bootstrap interval over both
+    benchmarks' rounds (None with fewer than two rounds on either side)."""
 
     value: float
     low: float | None = None
@@ -59,27 +57,30 @@ class Speedup:
 
 
 def speedup(base: Measurement, m: Measurement) -> Speedup:
-    """`base` wall over `m` wall, with the spread of both benchmarks' rounds."""
     if m.timing.wall_s <= 0:
         return Speedup(0.0)
     value = base.timing.wall_s / m.timing.wall_s
     if m is base or len(base.timing.rounds_wall_s) < 2 or len(m.timing.rounds_wall_s) < 2:
         return Speedup(value)
-    c = compare_rounds(m.key, base.timing.rounds_wall_s, m.timing.rounds_wall_s, confidence=CONFIDENCE)  # ratio m / base
-    return Speedup(value, 1 / c.ci_high, 1 / c.ci_low)
+    low, high = median_ratio_interval(base.timing.rounds_wall_s, m.timing.rounds_wall_s, confidence=CONFIDENCE)  # m / base
+    return Speedup(value, 1 / high, 1 / low)
 
 
 OVER_LIMIT = 1.05  # no efficiency beyond this is printed: it cannot be real
 
 
-def efficiency_text(m: Measurement) -> str:
-    """Efficiency as printed everywhere: none on CUDA (the packing limit is no bound there),
-    never above 105%, and a value above 100% flagged as noise."""
-    if m.timing.efficiency is None or "cuda" in m.settings.provider:
+def limit_share_text(value: float | None) -> str:
+    """A share of a limit as printed everywhere: never above 105%, and above 100% flagged as noise."""
+    if value is None:
         return "-"
-    if m.timing.efficiency > OVER_LIMIT:
+    if value > OVER_LIMIT:
         return "above limit"
-    return f"{m.timing.efficiency:.0%}" + (" (noise)" if m.timing.efficiency > 1.0 else "")
+    return f"{value:.0%}" + (" (noise)" if value > 1.0 else "")
+
+
+def efficiency_text(m: Measurement) -> str:
+    """None on CUDA: the packing limit is no bound there."""
+    return "-" if "cuda" in m.settings.provider else limit_share_text(m.timing.efficiency)
 
 
 def scenario_title(m: Measurement) -> str:
@@ -104,18 +105,8 @@ def _latency(m: Measurement) -> str:
     return " / ".join(_number(value, 1000) for value in (m.latency.p50_s, m.latency.p90_s, m.latency.p99_s))
 
 
-def _misses(m: Measurement) -> str:
-    return "-" if m.latency.misses is None else f"{m.latency.misses}/{m.latency.frames}"
-
-
-def _gpu_util(m: Measurement) -> str:
-    used = m.resources
-    return "-" if used.gpu_util_mean is None else f"{used.gpu_util_mean:.0f} / {used.gpu_util_max:.0f}"
-
-
-def _cpu_util(m: Measurement) -> str:
-    used = m.resources
-    return "-" if used.cpu_util_mean is None else f"{used.cpu_util_mean * 100:.0f} / {used.cpu_util_max * 100:.0f}"
+def _mean_max(mean: float | None, peak: float | None, scale: float = 1.0) -> str:
+    return "-" if mean is None else f"{mean * scale:.0f} / {peak * scale:.0f}"
 
 
 def _sampler(m: Measurement) -> str:
@@ -137,10 +128,10 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
     for m in measurements:
         timed = m.timing
         row = [m.strategy, m.settings.label, " / ".join(f"{t:.2f}" for t in timed.per_model_cumulative_s),
-               f"{timed.wall_s:.3f}", _number(m.resources.gpu_memory_peak_bytes, 1 / MB, 0), _gpu_util(m),
-               f"{timed.fps:.1f}", f"{timed.overlap:.2f}", speedup(base, m).text() if base and timed.wall_s > 0 else "-",
-               _latency(m)]
-        row += [_misses(m)] if streaming else []
+               f"{timed.wall_s:.3f}", _number(m.resources.gpu_memory_peak_bytes, 1 / MB, 0),
+               _mean_max(m.resources.gpu_util_mean, m.resources.gpu_util_max), f"{timed.fps:.1f}", f"{timed.overlap:.2f}",
+               speedup(base, m).text() if base and timed.wall_s > 0 else "-", _latency(m)]
+        row += ["-" if m.latency.misses is None else f"{m.latency.misses}/{m.latency.frames}"] if streaming else []
         row += [efficiency_text(m), "yes" if m.equivalence.equivalent else "NO"]
         rows.append(row)
     return title, header, rows
@@ -149,7 +140,8 @@ def timing_table(title: str, measurements: Sequence[Measurement]) -> Table:
 def resources_table(measurements: Sequence[Measurement]) -> Table:
     header = ["strategy", "settings", "scenario", "CPU % mean/max", "peak PSS MB", "peak USS MB", "GPU MB (device)",
               "samples (sampler CPU)"]
-    rows = [[m.strategy, m.settings.label, scenario_title(m), _cpu_util(m),
+    rows = [[m.strategy, m.settings.label, scenario_title(m),
+             _mean_max(m.resources.cpu_util_mean, m.resources.cpu_util_max, 100),
              _number(m.resources.peak_pss_bytes, 1 / MB, 0), _number(m.resources.peak_uss_bytes, 1 / MB, 0),
              _number(m.resources.gpu_device_memory_peak_bytes, 1 / MB, 0), _sampler(m)]
             for m in measurements]
@@ -209,12 +201,6 @@ def notes(measurements: Sequence[Measurement]) -> list[str]:
     return lines
 
 
-def _render(table: Table, line: Callable[[list[str], list[int]], str], rule: Callable[[list[int]], str]) -> list[str]:
-    _, header, rows = table
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    return [line(header, widths), rule(widths), *(line(row, widths) for row in rows)]
-
-
 EMPTY = ("-", "")  # a cell with no value
 KEY_COLUMNS = 2  # strategy, settings: repeated in every block of a table split to fit
 GAP = "  "
@@ -236,15 +222,12 @@ def drop_empty_columns(table: Table) -> tuple[Table, list[str]]:
     return (title, [header[i] for i in keep], [[row[i] for i in keep] for row in rows]), dropped
 
 
-def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
+def text_blocks(table: Table, width: int | None) -> list[list[str]]:
     """The table's lines, as one block or, when wider than `width`, as several blocks of columns."""
     _, header, rows = table
-    cell_widths = [max((len(row[i]) for row in rows), default=0) for i in range(len(header))]
-    if width is None:
-        widths = [max(cell, len(name)) for cell, name in zip(cell_widths, header, strict=True)]
-    else:  # a header wraps at its spaces down to its longest word or its widest cell
-        widths = [max(cell, min(len(name), max(map(len, name.split())))) for cell, name in zip(cell_widths, header,
-                                                                                                  strict=True)]
+    # To fit `width`, a header wraps at its spaces, down to its longest word or its widest cell.
+    widths = [max(len(name) if width is None else max(map(len, name.split()), default=0), *(len(row[i]) for row in rows))
+              for i, name in enumerate(header)]
     keys = list(range(min(KEY_COLUMNS, len(header))))
     blocks, current = [], list(keys)
     for i in range(len(keys), len(header)):
@@ -275,15 +258,14 @@ def _text_blocks(table: Table, width: int | None) -> list[list[str]]:
 def table_lines(table: Table, width: int | None) -> list[str]:
     """One table for the terminal under its title, in blocks that fit `width` (None: one line per row)."""
     lines: list[str] = []
-    for number, block in enumerate(_text_blocks(table, width)):
+    for number, block in enumerate(text_blocks(table, width)):
         lines += ["", f"{table[0]}{' (continued)' if number else ''}:", *block]
     return lines
 
 
 def format_table(measurements: Sequence[Measurement], width: int | None = None) -> str:
-    """Plain-text tables for the terminal, fitted to `width` columns (None: one line per row).
-
-    Columns that no row fills in this run are left out (and named once); the report keeps them."""
+    """Plain-text tables for the terminal, fitted to `width` columns (None: one line per row), without
+    the columns no row fills in this run (named once; the report keeps them)."""
     if not measurements:
         return "fanbench: no strategy was measured."
     lines = [fill(line, width) for line in (f"fanbench: {caption(measurements)}", *preamble(measurements))]
@@ -299,8 +281,15 @@ def format_table(measurements: Sequence[Measurement], width: int | None = None) 
     return "\n".join(lines)
 
 
-def _markdown_row(cells: list[str], widths: list[int]) -> str:
-    return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+def markdown_lines(table: Table) -> list[str]:
+    """The table's header, rule and rows in Markdown, without its title."""
+    _, header, rows = table
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+
+    return [line(header), "|" + "|".join("-" * (width + 2) for width in widths) + "|", *map(line, rows)]
 
 
 def markdown_tables(measurements: Sequence[Measurement]) -> str:
@@ -309,8 +298,7 @@ def markdown_tables(measurements: Sequence[Measurement]) -> str:
         return "No strategy was measured."
     lines = [caption(measurements).capitalize() + ".", "", *(f"- {line}" for line in preamble(measurements))]
     for table in tables(measurements):
-        lines += ["", f"### {table[0].capitalize()}", ""]
-        lines += _render(table, _markdown_row, lambda widths: "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    if notes(measurements):
-        lines += ["", *(f"- {note}" for note in notes(measurements))]
+        lines += ["", f"### {table[0].capitalize()}", "", *markdown_lines(table)]
+    if notes_ := notes(measurements):  # once: each speedup's interval is a bootstrap
+        lines += ["", *(f"- {note}" for note in notes_)]
     return "\n".join(lines)

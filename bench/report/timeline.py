@@ -1,8 +1,7 @@
 """A run's timeline as a PNG: one lane per thread, process or event loop, each call a bar.
 
-Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global
-backend switch). Under `serial` and `asyncio` every call sits on one lane, one after
-another; under `threads` or `processes` the lanes' bars overlap in time.
+Under `serial` and `asyncio` every call sits on one lane, one after another; under `threads` or
+`processes` the lanes' bars overlap in time.
 """
 
 from __future__ import annotations
