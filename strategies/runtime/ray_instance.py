@@ -1,7 +1,6 @@
 """The Ray a process uses, one per process, shared by every `ray` benchmark (strategies/ray.py): a local
-instance it starts (its processes tracked from their first moment, a guard process watching them, every one
-of them ended and its directory removed with it) or a running cluster it joins (only left). ray.init runs in
-a thread of its own, bounded, and that thread lives as long as the instance (PR_SET_PDEATHSIG: see _Init).
+instance it starts, or a running cluster it joins (only left). ray.init runs in a thread of its own,
+bounded, that lives as long as the instance (PR_SET_PDEATHSIG: see _Init).
 """
 
 from __future__ import annotations
@@ -39,16 +38,17 @@ JOIN_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 120.0
 #: A joined cluster's GCS is probed (TCP) at most this often while the driver waits, to see it is still there.
 GCS_PROBE_EVERY_S = 2.0
+CORE_PROCESSES = ("gcs_server", "raylet")
+#: After Ray's own shutdown (or none, when the instance is broken), how long its processes get before SIGKILL.
+GRACE_S = 2.0
 
 
 @dataclass
 class RayInstance:
-    """The Ray this process uses, one per process, shared by every `ray` benchmark: a local instance it
-    started (`temp_dir`: its files, removed with it) or a running cluster it joined (`temp_dir` None).
-
-    A local instance knows its processes (those ray.init started and their descendants: raylet, GCS server,
-    agents, workers, actors), so that removing it ends every one of them and no other, and a guard process
-    (strategies/runtime/ray_guard.py) that removes them if this process dies without doing it."""
+    """A local instance this process started (`temp_dir`: its files, removed with it) or a running cluster
+    it joined (`temp_dir` None). A local instance knows its processes (those ray.init started and their
+    descendants: raylet, GCS server, agents, workers, actors), so that removing it ends every one of them
+    and no other, and a guard process (ray_guard.py) removes them if this process dies without doing it."""
 
     temp_dir: str | None
     startup_s: float  # ray.init's duration: starting the local instance, or joining the cluster
@@ -65,8 +65,8 @@ class RayInstance:
         return self.temp_dir is None
 
     def track(self, processes: Iterable[psutil.Process] = ()) -> None:
-        """Add `processes` and every descendant of the instance's processes (new workers, actors, agents) to
-        what the instance is; the guard is told of each new one."""
+        """Add `processes` and every descendant of the instance's processes (new workers, actors, agents),
+        each told to the guard."""
         for process in [*processes, *self.processes.values()]:
             try:
                 found = [process, *process.children(recursive=True)]
@@ -92,8 +92,8 @@ class RayInstance:
             pass  # the process already ended, or the guard did: nothing left to tell
 
     def lost(self) -> str | None:
-        """What of the instance is gone, in words, or None: for a local instance its GCS server or raylet
-        process ended; for a joined cluster its GCS address no longer accepts a connection."""
+        """What of the instance is gone, in words, or None: a local instance's GCS server or raylet ended;
+        a joined cluster's GCS address no longer accepts a connection."""
         if self.joined:
             now = time.monotonic()
             if now - self.probed_at < GCS_PROBE_EVERY_S:
@@ -107,10 +107,9 @@ class RayInstance:
         return None
 
     def remove(self, gracefully: bool, connected: bool = True) -> None:
-        """End the local instance: Ray's own shutdown first when `gracefully` (it stops its processes in
-        order), then SIGKILL to every process of the instance still running, reaped; its directory removed;
-        the guard told it is done. A joined cluster is only left. `connected`: ray.init had returned (else
-        there is no driver to disconnect)."""
+        """End a local instance: Ray's own shutdown first when `gracefully`, then SIGKILL to every process
+        of it still running; its directory removed, the guard told. A joined cluster is only left.
+        `connected`: ray.init had returned (else there is no driver to disconnect)."""
         import ray
         if gracefully and connected:
             ray.shutdown()
@@ -129,11 +128,6 @@ class RayInstance:
             close_guard(self.guard)
 
 
-CORE_PROCESSES = ("gcs_server", "raylet")
-#: After Ray's own shutdown (or none, when the instance is broken), how long its processes get before SIGKILL.
-GRACE_S = 2.0
-
-
 def running(process: psutil.Process) -> bool:
     """Alive and not a zombie."""
     try:
@@ -143,8 +137,8 @@ def running(process: psutil.Process) -> bool:
 
 
 def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
-    """Wait up to `grace_s` for `processes` to end, then SIGKILL those that did not (Ray's agents ignore
-    SIGTERM), and reap them (those that are this process's children)."""
+    """Wait up to `grace_s` for `processes` to end, then SIGKILL the rest (Ray's agents ignore SIGTERM),
+    and reap this process's children among them."""
     alive = [process for process in processes if running(process)]
     if alive and grace_s > 0:
         _, alive = psutil.wait_procs(alive, timeout=grace_s)
@@ -162,13 +156,12 @@ guard_stderr: int | None = None
 
 
 def send_guard_lines_to(fd: int | None) -> None:
-    """Where every guard started from now on writes its one line (`guard_stderr`; None: this process's stderr)."""
     global guard_stderr
     guard_stderr = fd
 
 
 def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
-    """The instance's guard (strategies/runtime/ray_guard.py), in a session of its own."""
+    """The instance's guard, in a session of its own."""
     script = Path(__file__).resolve().parent / "ray_guard.py"  # by path: it needs only psutil
     return subprocess.Popen([sys.executable, str(script), temp_dir, str(os.getpid())], stdin=subprocess.PIPE,
                             stderr=guard_stderr, start_new_session=True)
@@ -252,34 +245,29 @@ class _Init(threading.Thread):
         self.done.wait()
 
 
-class _QuietThreadWarning(logging.Filter):
+def _not_the_thread_warning(record: logging.LogRecord) -> bool:
     """Drops Ray's warning that it set no SIGTERM handler outside the main thread: that is the point."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGTERM handler is not set" not in record.getMessage()
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def init_ray(ray: Any, timeout: float, **options: Any) -> tuple[Any, _Init]:
     """`ray.init(**options)` waited for at most `timeout` s (RayInitTimeout past it), and the thread that
-    ran it (set its `done` once the instance is removed); Ctrl-C and SIGTERM during the wait interrupt
-    the main thread as anywhere else."""
+    ran it; Ctrl-C and SIGTERM during the wait interrupt the main thread as anywhere else."""
     init = _Init(ray, options)
-    quiet = _QuietThreadWarning()
     logger = logging.getLogger("ray._private.worker")
-    logger.addFilter(quiet)
+    logger.addFilter(_not_the_thread_warning)
     try:
         init.start()
         deadline = time.monotonic() + timeout
         while not init.returned.is_set() and time.monotonic() < deadline:
             init.returned.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
+        if not init.returned.is_set():
+            raise RayInitTimeout(timeout)
     except BaseException:
         init.abandoned = True
         raise
     finally:
-        logger.removeFilter(quiet)
-    if not init.returned.is_set():
-        init.abandoned = True
-        raise RayInitTimeout(timeout)
+        logger.removeFilter(_not_the_thread_warning)
     if init.error is not None:
         raise init.error
     return init.context, init
@@ -297,20 +285,20 @@ def join_refusal(address: str, problem: str, hint: bool = True) -> StrategyError
 
 
 def _start_local(ray: Any) -> RayInstance:
-    """A local instance: ray.init, bounded, with the processes it starts tracked from their first moment
-    (a guard in place first, every new child of this process afterwards); on any failure or interrupt
-    every one of them is killed and the directory removed."""
+    """ray.init, bounded, with the processes it starts tracked from their first moment (a guard in place
+    first); on any failure or interrupt every one of them is killed and the directory removed."""
     temp_dir = local_ray_temp_dir()
     me = psutil.Process()
     before = {child.pid for child in me.children()}
     instance = RayInstance(temp_dir, 0.0, "local", guard=start_guard(temp_dir))
+    before.add(instance.guard.pid)
     instance.quiet.enter_context(raylet_death_unprinted(ray))
     started = time.perf_counter()
     try:
         context, instance.keeper = init_ray(ray, START_TIMEOUT_S, num_cpus=usable_cores(), include_dashboard=False,
                                             _temp_dir=temp_dir)
     except BaseException as error:
-        instance.track(child for child in me.children() if child.pid not in before and child.pid != instance.guard.pid)
+        instance.track(child for child in me.children() if child.pid not in before)
         instance.remove(gracefully=False, connected=False)
         if isinstance(error, RayInitTimeout):
             global _abandoned
@@ -319,17 +307,16 @@ def _start_local(ray: Any) -> RayInstance:
         raise
     instance.startup_s = time.perf_counter() - started
     instance.address = context.address_info.get("gcs_address", "local")
-    instance.track(child for child in me.children() if child.pid not in before and child.pid != instance.guard.pid)
+    instance.track(child for child in me.children() if child.pid not in before)
     return instance
 
 
 @contextmanager
 def raylet_death_unprinted(ray: Any) -> Iterator[None]:
     """While inside, the driver does not print Ray's "Raylet is terminated ... last 20 lines of the Raylet
-    logs" (each of the raylet's two agents publishes it: the dump came twice): for a local instance the run
-    reports that death itself, in one line (RayActors._check_instance). Other published errors print as
-    before. Ray's driver prints them through `ray._private.worker.print_to_stdstream`, looked up at each
-    call; where a Ray has no such function, nothing is changed."""
+    logs" (each of the raylet's two agents publishes it: the dump came twice): the run reports that death
+    itself, in one line (RayActors._check_instance). Ray's driver prints through
+    `ray._private.worker.print_to_stdstream`, looked up at each call; a Ray without it is left as it is."""
     worker = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(worker, "print_to_stdstream", None)
     if original is None:
@@ -370,8 +357,8 @@ def _join(ray: Any, address: str) -> RayInstance:
 
 
 def ray_instance(ray: Any, address: str | None) -> RayInstance:
-    """The process's Ray, started (address None: a local instance) or joined (`address`) once, outside every
-    timed region; shut down, or left, at exit (shutdown_ray) or when it breaks (discard_ray)."""
+    """The process's Ray, started (address None) or joined once, outside every timed region; shut down,
+    or left, at exit (shutdown_ray) or when it breaks (discard_ray)."""
     global _instance
     with _instance_lock:
         if _abandoned is not None:
@@ -387,15 +374,13 @@ def ray_instance(ray: Any, address: str | None) -> RayInstance:
 
 
 def shutdown_ray() -> None:
-    """Stop the local Ray instance this process started (its processes end, its files go), or leave the
-    cluster it joined (the driver disconnects; the cluster runs on, and Ray ends the actors of this job).
-    Ctrl-C and SIGTERM wait until it is done: it is bounded, and half a removal leaves processes behind."""
+    """Stop the local instance (its processes end, its files go), or leave the joined cluster (it runs on;
+    Ray ends this job's actors)."""
     _remove_instance(gracefully=True)
 
 
 def discard_ray() -> None:
-    """Remove a broken instance (its GCS server or raylet died) at once: the driver disconnects, every
-    process of a local instance is killed. A later `ray` benchmark starts or joins a new one."""
+    """Remove a broken instance (its GCS server or raylet died) at once; a later benchmark starts or joins anew."""
     _remove_instance(gracefully=False)
 
 
@@ -405,7 +390,7 @@ def _remove_instance(gracefully: bool) -> None:
         instance, _instance = _instance, None
         if instance is None:
             return
-        with signals_deferred():
+        with signals_deferred():  # bounded, and half a removal leaves processes behind
             instance.remove(gracefully)
 
 
