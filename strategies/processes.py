@@ -36,14 +36,8 @@ def end_manager(manager: SyncManager) -> None:
 
 
 class Processes(Strategy):
-    """The write-up's processes, flaws kept on purpose.
-
-    Frames live in a `Manager().list`, so every `frames[i]` in a worker pickles the whole
-    batch through the manager's proxy process (about 3 MB per access at 256x256, batch 4).
-    Each process builds its own session (on a GPU: its own CUDA context, so memory grows
-    with the worker count and the device time-slices between contexts). Compare with
-    `processes_shm`, which removes the per-access copy.
-    """
+    """The write-up's processes, flaw kept: every `frames[i]` in a worker pickles the whole batch
+    through the Manager's proxy process (`processes_shm` removes that copy)."""
 
     name = "processes"
     models_at_once = True

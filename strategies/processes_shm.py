@@ -57,23 +57,10 @@ def serve_shared(conn: Connection, model: int, name: str, path: str, settings: T
 
 
 class ProcessesShm(Strategy):
-    """A process per model, kept for the strategy's life, frames shared through shared memory.
-
-    What it fixes: the classic `processes` pickles a whole frame through a Manager's proxy
-    process on every access. Here each distinct input array is copied once, in `open`, into a
-    `multiprocessing.shared_memory` block; workers map it read-only and index frames with no
-    copy. Each worker sends its outputs and call records back once per run over its pipe,
-    not per frame. The processes run truly in parallel, free of the GIL.
-
-    Its costs: process start-up and one session per process (outside the clock; on a GPU a
-    CUDA context per process: memory grows with the worker count), a copy of the frames in
-    shared memory (where /dev/shm has no room for it, `open` raises StrategyUnavailable saying
-    how much it needs), and the outputs pickled back once per run. Blocks are unlinked in `close`,
-    when `open` fails, and when a run is interrupted or a worker dies (the strategy is then
-    closed; open a new one). When one model fails, the others stop at their next frame and
-    the run raises a StrategyError naming the model and frame. Default settings: cores /
-    models intra-op threads per process, spinning off.
-    """
+    """A process per model for the strategy's life; each distinct input array is copied once into a
+    shared-memory block that the workers map read-only, and outputs come back once per run. An
+    interrupted run or a dead worker closes the strategy; a failed model stops the others at their
+    next frame (docs/strategies.md)."""
 
     name = "processes_shm"
     models_at_once = True
