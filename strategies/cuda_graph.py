@@ -95,11 +95,9 @@ class CudaGraph(Strategy):
             if id(frames) in seen or not frames.flags.c_contiguous:
                 continue
             seen.add(id(frames))
-            try:
+            with contextlib.suppress(CudaRuntimeError):
                 self.cudart.pin(frames)  # type: ignore[union-attr]
-            except CudaRuntimeError:
-                continue
-            self.pinned.append(frames)
+                self.pinned.append(frames)
 
     def _set_up(self, model: int) -> None:
         """On the model's own lane: create its session, bind its buffers, warm it and capture its graph.

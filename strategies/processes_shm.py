@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -50,10 +51,8 @@ def serve_shared(conn: Connection, model: int, name: str, path: str, settings: T
         serve(conn, model, name, path, settings, sessions, frames, lane)
     finally:
         del frames, view  # the mapping can only close once no array points into it
-        try:
+        with contextlib.suppress(BufferError):  # the process is about to exit, which unmaps it anyway
             block.close()
-        except BufferError:
-            pass  # the process is about to exit, which unmaps it anyway
 
 
 class ProcessesShm(Strategy):

@@ -5,6 +5,7 @@ actors run on is strategies/runtime/ray_instance.py's."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -210,7 +211,5 @@ class RayActors(Strategy):
 def kill_actors(actors: list[Any]) -> None:
     ray = import_ray()
     for actor in actors:
-        try:
+        with contextlib.suppress(Exception):  # already dead, or the cluster is gone
             ray.kill(actor, no_restart=True)
-        except Exception:  # already dead, or the cluster is gone
-            pass

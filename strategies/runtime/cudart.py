@@ -5,6 +5,7 @@ onnxruntime-gpu's `cuda` extra installs. Each is checked: CudaRuntimeError names
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import glob
@@ -30,14 +31,12 @@ def _candidates() -> list[str]:
     found = ctypes.util.find_library("cudart")
     if found:
         names.append(found)
-    try:
+    with contextlib.suppress(ImportError):
         import nvidia  # the namespace package of NVIDIA's pip wheels
 
         for root in nvidia.__path__:
             names += sorted(glob.glob(os.path.join(root, "cu*", "lib", "libcudart.so*")), reverse=True)
             names += sorted(glob.glob(os.path.join(root, "cuda_runtime", "lib", "libcudart.so*")), reverse=True)
-    except ImportError:
-        pass
     return names
 
 

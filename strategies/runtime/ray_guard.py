@@ -13,6 +13,7 @@ SIGHUP, so the signal that ended the run's process group does not end it too.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import sys
@@ -29,17 +30,13 @@ def instance_processes(known: list[psutil.Process], temp_dir: str) -> list[psuti
     mine = {psutil.Process().pid, *(process.pid for process in psutil.Process().parents())}
     roots = [process for process in known if process.is_running()]
     for process in psutil.process_iter():
-        try:
+        with contextlib.suppress(psutil.Error):
             if temp_dir in " ".join(process.cmdline()):
                 roots.append(process)
-        except psutil.Error:
-            continue
     for process in roots:
         found[process.pid] = process
-        try:
+        with contextlib.suppress(psutil.Error):
             found.update((child.pid, child) for child in process.children(recursive=True))
-        except psutil.Error:
-            continue
     return [process for pid, process in found.items() if pid not in mine]
 
 
@@ -47,11 +44,9 @@ def kill_all(processes: list[psutil.Process]) -> int:
     """SIGKILL each one still running (psutil checks the pid was not reused); how many were."""
     killed = 0
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.kill()
             killed += 1
-        except psutil.Error:
-            continue
     psutil.wait_procs(processes, timeout=WAIT_S)
     return killed
 
@@ -65,12 +60,10 @@ def main(temp_dir: str, driver: int) -> int:
         if fields == ["done"]:
             return 0
         if len(fields) == 2:
-            try:
+            with contextlib.suppress(psutil.Error, ValueError):
                 process = psutil.Process(int(fields[0]))
                 if abs(process.create_time() - float(fields[1])) < 1.0:  # the one the driver saw, not a reused pid
                     known.append(process)
-            except (psutil.Error, ValueError):
-                continue
     killed = kill_all(instance_processes(known, temp_dir))
     shutil.rmtree(temp_dir, ignore_errors=True)
     print(f"fanbench: the run's process (pid {driver}) ended without stopping its local Ray instance; "

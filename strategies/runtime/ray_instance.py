@@ -6,6 +6,7 @@ bounded, that lives as long as the instance (PR_SET_PDEATHSIG: see _Init).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -76,20 +77,16 @@ class RayInstance:
                 if each.pid not in self.processes:
                     self.processes[each.pid] = each
                     self._tell_guard(each)
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         if each.name() in CORE_PROCESSES:  # named now: a dead process has no name to read
                             self.cores[each.pid] = each.name()
-                    except psutil.Error:
-                        pass
 
     def _tell_guard(self, process: psutil.Process) -> None:
         if self.guard is None or self.guard.stdin is None:
             return
-        try:
+        with contextlib.suppress(OSError, psutil.Error):  # the process already ended, or the guard did
             self.guard.stdin.write(f"{process.pid} {process.create_time()}\n".encode())
             self.guard.stdin.flush()
-        except (OSError, psutil.Error):
-            pass  # the process already ended, or the guard did: nothing left to tell
 
     def lost(self) -> str | None:
         """What of the instance is gone, in words, or None: a local instance's GCS server or raylet ended;
@@ -143,10 +140,8 @@ def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
     if alive and grace_s > 0:
         _, alive = psutil.wait_procs(alive, timeout=grace_s)
     for process in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(processes, timeout=GRACE_S * 5)
 
 
@@ -170,12 +165,10 @@ def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
 def close_guard(guard: subprocess.Popen[bytes] | None) -> None:
     if guard is None:
         return
-    try:
+    with contextlib.suppress(OSError):
         assert guard.stdin is not None
         guard.stdin.write(b"done\n")
         guard.stdin.close()
-    except OSError:
-        pass
     try:
         guard.wait(timeout=10)
     except subprocess.TimeoutExpired:

@@ -12,6 +12,7 @@ compares the free space first and `share` reserves each block's pages before wri
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -110,14 +111,10 @@ class SharedFrames:
     def close(self) -> None:
         blocks, self.blocks = self.blocks, []
         for block in blocks:
-            try:
+            with contextlib.suppress(BufferError):  # a view is still alive: the mapping goes with it, the name now
                 block.close()
-            except BufferError:
-                pass  # a view is still alive somewhere; the mapping goes when it does, the name goes now
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 block.unlink()
-            except FileNotFoundError:
-                pass
 
 
 def attach(spec: BlockSpec) -> tuple[SharedMemory, np.ndarray]:

@@ -5,6 +5,7 @@ its model and exit code or signal, instead of hanging on a pipe that never answe
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import functools
 import multiprocessing
@@ -76,11 +77,8 @@ def detach_from_terminal_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started blocked (terminal_signals_blocked); now ignored
         signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -236,10 +234,8 @@ class WorkerPool:
         the parent does not clean up)."""
         if not self.busy:
             for pipe in self.pipes:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     pipe.send(("stop", None))
-                except (OSError, ValueError):
-                    pass
             alive = [process.sentinel for process in self.processes if process.exitcode is None]
             deadline = time.monotonic() + JOIN_TIMEOUT_S
             while alive and time.monotonic() < deadline:
