@@ -193,8 +193,7 @@ class Strategy(ABC):
         try:
             self.open()
         except BaseException:
-            self.stop()
-            self.close()
+            self.__exit__()
             raise
         return self
 

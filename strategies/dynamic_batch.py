@@ -15,10 +15,9 @@ from strategies.settings import ThreadSettings
 # Chosen by measurement (docs/capacity.md): on the 2-core CPU a call of 8 frames is as fast
 # per frame as larger ones, and a queue that reaches 8 is already past any deadline.
 DEFAULT_MAX_BATCH = 8
-# Triton's default too: never hold a frame back waiting for company. Under load the queue
-# fills by itself while the previous call runs, so batches grow exactly when they pay; at
-# light load a frame runs alone at once. A delay only adds latency where a call's cost does
-# not grow with its frames (a GPU), and there it is an option (--max-delay-ms).
+# Triton's default too: under load the queue fills by itself while the previous call runs, so batches
+# grow exactly when they pay. A delay only pays where a call's cost does not grow with its frames (a
+# GPU), and there it is an option (--max-delay-ms).
 DEFAULT_MAX_DELAY_MS = 0.0
 
 

@@ -86,11 +86,6 @@ class ProcessesShm(Strategy):
             i, models[i].name, str(models[i].path), self.settings, self.workload.sessions,
             specs[id(models[i].frames)], self.pool.lanes[i], self.stop_event))
 
-    @property
-    def block_names(self) -> list[str]:
-        frames = getattr(self, "frames", None)
-        return frames.names if frames is not None else []
-
     def close(self) -> None:
         # Workers still in a run stop at their next frame instead of finishing it.
         release(self, "stop_event", lambda stop: stop.set())

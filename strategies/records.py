@@ -90,8 +90,6 @@ def empty_outputs(model_count: int, frame_count: int) -> list[list[Outputs]]:
 
 @dataclass
 class RunResult:
-    """What one run of a strategy returns."""
-
     outputs: list[list[Outputs]]  # outputs[model][frame]
     calls: list[CallRecord]
     start: float  # clock reading when the first frame became available

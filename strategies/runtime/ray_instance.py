@@ -156,7 +156,6 @@ def send_guard_lines_to(fd: int | None) -> None:
 
 
 def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
-    """The instance's guard, in a session of its own."""
     script = Path(__file__).resolve().parent / "ray_guard.py"  # by path: it needs only psutil
     return subprocess.Popen([sys.executable, str(script), temp_dir, str(os.getpid())], stdin=subprocess.PIPE,
                             stderr=guard_stderr, start_new_session=True)

@@ -167,5 +167,4 @@ class SessionStrategy(Strategy):
         return {self.input_names[model]: self.workload.models[model].frames[self.source(frame)]}
 
     def run_one(self, log: CallLog, model: int, frame: int, lane: str) -> Outputs:
-        """One `session.run` of `model` on `frame`, recorded in `log`."""
         return tuple(log.run(self.sessions[model], self.feeds(model, frame), model, frame, lane))

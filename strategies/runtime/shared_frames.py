@@ -43,14 +43,10 @@ def shared_memory_free() -> int | None:
         return None
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
-
-
 def room_message(needed: int, free: int) -> str:
     # A container's /dev/shm is set when it starts; a quarter more than needed leaves room for others' blocks.
     gigabytes = max(1, math.ceil(needed * 1.25 / 1e9))
-    return (f"the frames need {_megabytes(needed)} of shared memory but {SHM_DIR} has {_megabytes(free)} free; "
+    return (f"the frames need {needed / 1e6:.1f} MB of shared memory but {SHM_DIR} has {free / 1e6:.1f} MB free; "
             f"give {SHM_DIR} more room (a Docker container: `docker run --shm-size={gigabytes}g`) "
             "or lower --frames, --frame-size or --batch.")
 

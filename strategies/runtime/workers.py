@@ -118,11 +118,10 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
                 outputs.append(tuple(log.run(session, {input_name: frames[arrivals.source(frame)]}, model, frame, lane)))
         except RunTimeout as error:
             conn.send((TIMED_OUT, f"model {name!r} before frame {len(outputs)}: {error}"))
-            continue
         except Exception as error:
             conn.send((FAILED, f"model {name!r} failed on frame {len(outputs)}: {error}"))
-            continue
-        conn.send((DONE, (outputs, log.calls)))
+        else:
+            conn.send((DONE, (outputs, log.calls)))
 
 
 class WorkerPool:
@@ -174,7 +173,6 @@ class WorkerPool:
 
     def run(self, arrivals: Arrivals, clock: Clock,
             stop: Callable[[], None] | None = None) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        """Every worker runs its model over every frame (`serve`); their outputs and call records."""
         self.send_all(("run", {"start": arrivals.start, "period": arrivals.period, "deadline": arrivals.deadline,
                                "schedule": arrivals.schedule, "frames": arrivals.frames}))
         answers = self.collect(DONE, answer_timeout(arrivals, clock), stop)
