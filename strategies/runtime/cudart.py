@@ -1,7 +1,6 @@
 """The few CUDA runtime calls a per-session stream needs (`user_compute_stream`, and copies on that
 stream: `OrtValue.update_inplace` is a synchronous `cudaMemcpy`), through ctypes on the libcudart that
-onnxruntime-gpu's `cuda` extra installs. Each is checked: CudaRuntimeError names the call and CUDA's text.
-"""
+onnxruntime-gpu's `cuda` extra installs. Each is checked: CudaRuntimeError names the call and CUDA's text."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 Not `onnx.compose.add_prefix` (onnx 1.23): it prefixes a subgraph before collecting the outer graph's
 initializer names, so a subgraph reading an outer initializer could bind to another model's one of the
-same name. Here every name of a model, in every subgraph, goes through one mapping.
-"""
+same name. Here every name of a model, in every subgraph, goes through one mapping."""
 
 from __future__ import annotations
 

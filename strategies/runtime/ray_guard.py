@@ -8,8 +8,7 @@ ignore SIGTERM) and the directory would outlive it.
 It reads a pipe from the driver: `pid create_time` per process of the instance, `done` when the driver
 removed it itself. End of input without `done`: it SIGKILLs those processes, their descendants and any
 naming the directory, removes the directory and says so on stderr. It ignores SIGINT, SIGTERM and
-SIGHUP, so the signal that ended the run's process group does not end it too.
-"""
+SIGHUP, so the signal that ended the run's process group does not end it too."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The Ray a process uses, one per process, shared by every `ray` benchmark (strategies/ray.py): a local
-instance it starts, or a running cluster it joins (only left). ray.init runs in a thread of its own,
-bounded, that lives as long as the instance (PR_SET_PDEATHSIG: see _Init).
-"""
+"""The Ray a process uses, one per process, shared by every `ray` benchmark: a local instance it starts,
+or a running cluster it joins (only left)."""
 
 from __future__ import annotations
 
@@ -31,13 +29,12 @@ from strategies.settings import usable_cores
 #: How often the driver wakes while it waits (for ray.init, for an actor's answer), to honour signals, stop and deadline.
 POLL_S = 0.2
 
-#: Joining a cluster: its address is first probed with a plain TCP connect of PROBE_S (nothing listening
-#: fails at once), then ray.init gets JOIN_TIMEOUT_S (Ray retries a silent address for minutes). Starting the
-#: local instance gets START_TIMEOUT_S (about 5 s on 2 busy cores here).
+#: Joining: a TCP probe of PROBE_S first (nothing listening fails at once), then ray.init gets JOIN_TIMEOUT_S
+#: (Ray retries a silent address for minutes). Starting a local instance takes about 5 s on 2 busy cores.
 PROBE_S = 5.0
 JOIN_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 120.0
-#: A joined cluster's GCS is probed (TCP) at most this often while the driver waits, to see it is still there.
+#: How often, at most, a joined cluster's GCS is probed while the driver waits.
 GCS_PROBE_EVERY_S = 2.0
 CORE_PROCESSES = ("gcs_server", "raylet")
 #: After Ray's own shutdown (or none, when the instance is broken), how long its processes get before SIGKILL.
@@ -46,10 +43,9 @@ GRACE_S = 2.0
 
 @dataclass
 class RayInstance:
-    """A local instance this process started (`temp_dir`: its files, removed with it) or a running cluster
-    it joined (`temp_dir` None). A local instance knows its processes (those ray.init started and their
-    descendants: raylet, GCS server, agents, workers, actors), so that removing it ends every one of them
-    and no other, and a guard process (ray_guard.py) removes them if this process dies without doing it."""
+    """A local instance (`temp_dir`: its files) or a joined cluster (`temp_dir` None). A local instance knows
+    its processes (ray.init's and their descendants), so that removing it ends every one of them and no
+    other; a guard process (ray_guard.py) removes them if this process dies without doing it."""
 
     temp_dir: str | None
     startup_s: float  # ray.init's duration: starting the local instance, or joining the cluster
@@ -66,8 +62,7 @@ class RayInstance:
         return self.temp_dir is None
 
     def track(self, processes: Iterable[psutil.Process] = ()) -> None:
-        """Add `processes` and every descendant of the instance's processes (new workers, actors, agents),
-        each told to the guard."""
+        """Add `processes` and every new descendant of the instance's processes, each told to the guard."""
         for process in [*processes, *self.processes.values()]:
             try:
                 found = [process, *process.children(recursive=True)]
@@ -89,8 +84,7 @@ class RayInstance:
             self.guard.stdin.flush()
 
     def lost(self) -> str | None:
-        """What of the instance is gone, in words, or None: a local instance's GCS server or raylet ended;
-        a joined cluster's GCS address no longer accepts a connection."""
+        """What of the instance is gone, in words (its GCS server or raylet; a joined cluster's GCS), or None."""
         if self.joined:
             now = time.monotonic()
             if now - self.probed_at < GCS_PROBE_EVERY_S:
@@ -104,9 +98,8 @@ class RayInstance:
         return None
 
     def remove(self, gracefully: bool, connected: bool = True) -> None:
-        """End a local instance: Ray's own shutdown first when `gracefully`, then SIGKILL to every process
-        of it still running; its directory removed, the guard told. A joined cluster is only left.
-        `connected`: ray.init had returned (else there is no driver to disconnect)."""
+        """End a local instance (Ray's shutdown first when `gracefully`, then SIGKILL), or leave a joined
+        cluster. `connected`: ray.init had returned (else there is no driver to disconnect)."""
         import ray
         if gracefully and connected:
             ray.shutdown()
@@ -134,8 +127,7 @@ def running(process: psutil.Process) -> bool:
 
 
 def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
-    """Wait up to `grace_s` for `processes` to end, then SIGKILL the rest (Ray's agents ignore SIGTERM),
-    and reap this process's children among them."""
+    """Wait up to `grace_s` for `processes` to end, then SIGKILL the rest (Ray's agents ignore SIGTERM)."""
     alive = [process for process in processes if running(process)]
     if alive and grace_s > 0:
         _, alive = psutil.wait_procs(alive, timeout=grace_s)
@@ -207,12 +199,10 @@ def local_ray_temp_dir() -> str:
 
 
 class _Init(threading.Thread):
-    """ray.init in a thread of its own, so that the main thread can bound the wait and stays free for signals.
-
-    From any thread but the main one, Ray installs no SIGTERM handler of its own (from the main thread it
-    installs one that raises SystemExit, which would bypass the suite's: SIGTERM ends a run like Ctrl-C).
-    The thread then lives as long as the instance (until `done` is set): Ray starts its processes with
-    PR_SET_PDEATHSIG, which Linux fires when the *thread* that started them ends."""
+    """ray.init in a thread of its own, so that the main thread can bound the wait and stays free for
+    signals; off the main thread Ray installs no SIGTERM handler (its own raises SystemExit, bypassing the
+    suite's). The thread lives until `done`: Ray starts its processes with PR_SET_PDEATHSIG, which Linux
+    fires when the *thread* that started them ends."""
 
     def __init__(self, ray: Any, options: dict[str, Any]):
         super().__init__(name="fanbench-ray-init", daemon=True)
@@ -243,8 +233,7 @@ def _not_the_thread_warning(record: logging.LogRecord) -> bool:
 
 
 def init_ray(ray: Any, timeout: float, **options: Any) -> tuple[Any, _Init]:
-    """`ray.init(**options)` waited for at most `timeout` s (RayInitTimeout past it), and the thread that
-    ran it; Ctrl-C and SIGTERM during the wait interrupt the main thread as anywhere else."""
+    """`ray.init(**options)` waited for at most `timeout` s (RayInitTimeout past it), and the thread that ran it."""
     init = _Init(ray, options)
     logger = logging.getLogger("ray._private.worker")
     logger.addFilter(_not_the_thread_warning)
@@ -277,8 +266,8 @@ def join_refusal(address: str, problem: str, hint: bool = True) -> StrategyError
 
 
 def _start_local(ray: Any) -> RayInstance:
-    """ray.init, bounded, with the processes it starts tracked from their first moment (a guard in place
-    first); on any failure or interrupt every one of them is killed and the directory removed."""
+    """ray.init, bounded, its processes tracked from their first moment (a guard in place first); on any
+    failure or interrupt every one of them is killed and the directory removed."""
     temp_dir = local_ray_temp_dir()
     me = psutil.Process()
     before = {child.pid for child in me.children()}
@@ -305,10 +294,9 @@ def _start_local(ray: Any) -> RayInstance:
 
 @contextmanager
 def raylet_death_unprinted(ray: Any) -> Iterator[None]:
-    """While inside, the driver does not print Ray's "Raylet is terminated ... last 20 lines of the Raylet
-    logs" (each of the raylet's two agents publishes it: the dump came twice): the run reports that death
-    itself, in one line (RayActors._check_instance). Ray's driver prints through
-    `ray._private.worker.print_to_stdstream`, looked up at each call; a Ray without it is left as it is."""
+    """While inside, the driver does not print Ray's "Raylet is terminated ... last 20 lines" dump (twice:
+    both agents publish it); the run reports that death in one line (RayActors._check_instance). Ray
+    prints through `ray._private.worker.print_to_stdstream`, looked up at each call."""
     worker = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(worker, "print_to_stdstream", None)
     if original is None:
@@ -328,8 +316,7 @@ def raylet_death_unprinted(ray: Any) -> Iterator[None]:
 
 
 def _join(ray: Any, address: str) -> RayInstance:
-    """A running cluster: its address probed first when it is HOST:PORT (ray.init would retry a closed port
-    for minutes), then ray.init, bounded."""
+    """A running cluster: a HOST:PORT address probed first (ray.init retries a closed port for minutes)."""
     if "://" not in address and address != "auto":
         problem = probe(address)
         if problem is not None:
@@ -349,8 +336,7 @@ def _join(ray: Any, address: str) -> RayInstance:
 
 
 def ray_instance(ray: Any, address: str | None) -> RayInstance:
-    """The process's Ray, started (address None) or joined once, outside every timed region; shut down,
-    or left, at exit (shutdown_ray) or when it breaks (discard_ray)."""
+    """The process's Ray, started (address None) or joined once, outside every timed region."""
     global _instance
     with _instance_lock:
         if _abandoned is not None:
@@ -366,8 +352,7 @@ def ray_instance(ray: Any, address: str | None) -> RayInstance:
 
 
 def shutdown_ray() -> None:
-    """Stop the local instance (its processes end, its files go), or leave the joined cluster (it runs on;
-    Ray ends this job's actors)."""
+    """At exit: stop the local instance, or leave the joined cluster (Ray ends this job's actors)."""
     _remove_instance(gracefully=True)
 
 

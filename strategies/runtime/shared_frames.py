@@ -7,8 +7,7 @@ entry (a worker with a tracker of its own would even unlink the block at exit). 
 registered, so the tracker still removes the blocks if it is killed.
 
 Writing to a page a full /dev/shm cannot supply kills the process with SIGBUS, so `check_room`
-compares the free space first and `share` reserves each block's pages before writing.
-"""
+compares the free space first and `share` reserves each block's pages before writing."""
 
 from __future__ import annotations
 
