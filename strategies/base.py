@@ -26,8 +26,7 @@ class RunTimeout(StrategyError):
 
 
 class StrategyUnavailable(RuntimeError):
-    """This strategy cannot run this workload with these settings; raised by `open` (never mid-run), and
-    the benchmark turns it into a skip with the reason."""
+    """This strategy cannot run this workload with these settings: raised by `open`, shown as a skip."""
 
 
 class Overloaded(RunTimeout):
@@ -169,8 +168,7 @@ class Strategy(ABC):
 
     @classmethod
     def unavailable(cls, provider: str) -> str | None:
-        """Why this strategy will not run with the provider asked for (auto, cpu, cuda), when that is known
-        before anything is built; None: it may run (`open` still decides)."""
+        """Why this strategy will not run with `provider` (auto, cpu, cuda), known before `open`; None: it may."""
         return None
 
     def open(self) -> None:
@@ -184,9 +182,8 @@ class Strategy(ABC):
         """Release everything `open` built. Safe to call twice and after a failed `open`."""
 
     def stop(self) -> None:
-        """Ask a run in progress to end: every lane raises RunStopped at its next frame. Called before
-        `close`, so an interrupted run's lanes do not run every remaining frame while `close` waits for
-        them. Safe from any thread, and when no run is in progress."""
+        """Every lane of a run in progress raises RunStopped at its next frame (so `close` need not wait for
+        every remaining frame). Safe from any thread, and when no run is in progress."""
         self._stop.set()
 
     def __enter__(self) -> Strategy:
@@ -204,8 +201,7 @@ class Strategy(ABC):
     def run(self, period: float = 0.0, time_limit: float | None = None, schedule: Schedule | None = None,
             late_after: float | None = None, late_budget: int = 0, frames: int | None = None) -> RunResult:
         """Process every frame once, arriving as `period` or `schedule` say (Arrivals); RunTimeout past
-        `time_limit` s; Overloaded once more than `late_budget` frames started `late_after` s late;
-        only the first `frames` frames when given."""
+        `time_limit` s; Overloaded once more than `late_budget` frames started `late_after` s late."""
         if time_limit is not None and time_limit <= 0:
             raise ValueError(f"time_limit must be positive seconds or None (no limit), got {time_limit}.")
         if frames is not None and frames < 1:

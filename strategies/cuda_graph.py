@@ -87,8 +87,7 @@ class CudaGraph(Strategy):
         self.providers_used = [provider_used(session) for session in self.sessions]
 
     def _pin_frames(self) -> None:
-        """Page-lock each distinct frames array once, so each frame's copy is a DMA on the lane's stream;
-        where the system refuses (a locked-memory limit), the driver stages the copies."""
+        """Page-lock each distinct frames array once (where refused, a locked-memory limit, the driver stages)."""
         seen: set[int] = set()
         for spec in self.workload.models:
             frames = spec.frames

@@ -52,8 +52,7 @@ class DynamicBatch(ModelThreads, SessionStrategy):
         return outputs, log.calls
 
     def batch_end(self, arrivals: Arrivals, first: int, count: int) -> int:
-        """One past the last frame of the batch starting at `first` (which has arrived): every
-        frame there by now, up to max_batch, after waiting up to max_delay for more."""
+        """One past the last frame of the batch starting at `first` (arrived), waiting up to max_delay for more."""
         limit = min(first + self.max_batch, count)
         cutoff = arrivals.time_of(first) + self.max_delay_s  # wait no later than this for company
         end = first + 1

@@ -74,8 +74,7 @@ def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -
 
 def run_models_on_pools(strategy: Strategy, arrivals: Arrivals, step: Callable[[int, int], Outputs],
                         pools: Sequence[Executor], cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
-    """outputs[model][frame], a `run_model_frames` lane per model on `pools[model]` (wait_for_lanes;
-    `cancel` by default `arrivals.stop_all`)."""
+    """outputs[model][frame], a `run_model_frames` lane per model on `pools[model]` (wait_for_lanes)."""
     futures = [pool.submit(run_model_frames, arrivals, strategy.frame_count(arrivals), partial(step, model),
                            strategy=strategy.name, model=name, clock=strategy.clock)
                for model, (pool, name) in enumerate(zip(pools, strategy.workload.names, strict=True))]
@@ -141,8 +140,7 @@ async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
 
 
 async def gather_or_cancel_all(coroutines: list[Coroutine[Any, Any, Outputs]]) -> list[Any]:
-    """Await one task per model; on the first failure the others are cancelled and awaited, so no task
-    outlives the run, and the failure is raised."""
+    """Await one task per model; on the first failure the others are cancelled and awaited, then it is raised."""
     tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
     try:
         return await asyncio.gather(*tasks)

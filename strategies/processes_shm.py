@@ -21,8 +21,7 @@ class StoppedByAnotherModel(RuntimeError):
 
 
 class StoppableFrames:
-    """The worker's frames: a read-only shared-memory view that refuses the next frame once
-    the parent has set `stop` (another model failed), so a failed run ends early everywhere."""
+    """A worker's shared-memory frames, refused once the parent has set `stop` (another model failed)."""
 
     def __init__(self, view: np.ndarray, stop: Any):
         self.view = view

@@ -18,8 +18,7 @@ def usable_cores() -> int:
 
 @dataclass(frozen=True)
 class ThreadSettings:
-    """The knobs every session of a strategy is built with; `None` leaves one at onnxruntime's default
-    (intra-op threads = cores, spinning on)."""
+    """The knobs every session of a strategy is built with; `None`: onnxruntime's default (cores, spinning)."""
 
     intra_op: int | None = None
     inter_op: int | None = None
@@ -59,6 +58,5 @@ class ThreadSettings:
 
 
 def split_cores(model_count: int, cores: int | None = None) -> ThreadSettings:
-    """The cores shared out between models that run at once (at least one intra-op thread each), spinning
-    off: no idle pool spins on a core another model needs."""
+    """The cores shared out between models that run at once, spinning off (no idle pool spins on a busy core)."""
     return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)

@@ -24,8 +24,7 @@ class CudaRuntimeError(RuntimeError):
 
 
 def _candidates() -> list[str]:
-    """libcudart's names, sonames first (onnxruntime.preload_dlls() has usually loaded one already),
-    then the files of the nvidia-cuda-runtime wheel beside onnxruntime."""
+    """libcudart's sonames (preload_dlls() has usually loaded one), then the nvidia-cuda-runtime wheel's files."""
     names = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
     found = ctypes.util.find_library("cudart")
     if found:

@@ -47,8 +47,7 @@ class DeviceFrames:
         self.uploads = 0  # how many host-to-device copies were made (tests check: one per frame per array)
 
     def get(self, model: int, frame: int, source: int | None = None) -> Any:
-        """The device copy of `frame` for `model`, uploaded if no model has yet; `source`: the row of the
-        arrays that run frame `frame` carries (default `frame`)."""
+        """The device copy of `frame` for `model` (array row `source`), uploaded if no model has yet."""
         key = (self._group[model], frame)
         with self._cond:
             self._cond.wait_for(lambda: self._cancelled or frame < min(self._done) + self.ahead)

@@ -111,8 +111,7 @@ def _shared_input(models: Sequence[ModelProto], names: Sequence[str]) -> onnx.Va
 
 
 def merge_models(models: Sequence[ModelProto], names: Sequence[str], input_name: str = "frames") -> MergedModel:
-    """One model computing every model's outputs from one shared input; model i's names are prefixed
-    `model{i}/`, and its input is wired to the shared one."""
+    """One model computing every model's outputs from one shared input; model i's names prefixed `model{i}/`."""
     if not models:
         raise MergeError("merging needs at least one model.")
     if input_name.startswith("model") and "/" in input_name:

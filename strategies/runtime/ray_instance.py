@@ -99,7 +99,7 @@ class RayInstance:
 
     def remove(self, gracefully: bool, connected: bool = True) -> None:
         """End a local instance (Ray's shutdown first when `gracefully`, then SIGKILL), or leave a joined
-        cluster. `connected`: ray.init had returned (else there is no driver to disconnect)."""
+        cluster; `connected`: ray.init had returned."""
         import ray
         if gracefully and connected:
             ray.shutdown()

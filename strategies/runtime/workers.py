@@ -94,8 +94,7 @@ def exit_reason(exitcode: int | None) -> str:
 
 def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, sessions: SessionFactory,
           frames: Any, lane: str) -> None:
-    """Worker main loop: build the session, then answer every 'run' with outputs and call records.
-    `frames`: a Manager list proxy (`processes`) or a shared-memory view (`processes_shm`)."""
+    """Worker main loop: build the session, then answer every 'run' with outputs and call records."""
     detach_from_terminal_signals()
     try:
         session = sessions.open(path, settings)
@@ -227,9 +226,8 @@ class WorkerPool:
         return StrategyError(f"{self.strategy}: {self.describe(index)} died ({exit_reason(process.exitcode)}).")
 
     def close(self) -> None:
-        """Stop every worker and release the pipes; idempotent. An idle pool's workers are asked and get
-        JOIN_TIMEOUT_S; the rest are killed (a hung or SIGSTOPped worker ignores requests, and holds nothing
-        the parent does not clean up)."""
+        """Stop every worker (asked when idle, killed after JOIN_TIMEOUT_S or when busy: a hung worker ignores
+        requests) and release the pipes; idempotent."""
         if not self.busy:
             for pipe in self.pipes:
                 with contextlib.suppress(OSError, ValueError):
