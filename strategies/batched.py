@@ -15,9 +15,8 @@ DEFAULT_K = 4
 
 
 class Batched(SessionStrategy):
-    """One call per model per k frames (the last chunk may be shorter), the models one after another.
-    A chunk runs once its last frame has arrived: in a stream its first frame waits k - 1 periods.
-    Models need a free batch dimension that every output carries (docs/strategies.md)."""
+    """One call per model per k frames, the models one after another; a chunk runs once its last frame has
+    arrived, so in a stream its first frame waits k - 1 periods (docs/strategies.md)."""
 
     name = "batched"
 

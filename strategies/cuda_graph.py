@@ -99,9 +99,8 @@ class CudaGraph(Strategy):
                 self.pinned.append(frames)
 
     def _set_up(self, model: int) -> None:
-        """On the model's own lane: create its session, bind its buffers, warm it and capture its graph.
-        One lane at a time: while a stream captures, CUDA forbids other threads' synchronisations and
-        allocations, which another session's creation or warm-up makes."""
+        """On the model's own lane: create its session, bind its buffers, warm it and capture its graph; one lane
+        at a time, since while a stream captures CUDA forbids other threads' synchronisations and allocations."""
         ort = onnxruntime()
         spec = self.workload.models[model]
         with self._capture_lock:

@@ -22,10 +22,9 @@ DEFAULT_MAX_DELAY_MS = 0.0
 
 
 class DynamicBatch(ModelThreads, SessionStrategy):
-    """One lane (thread) per model; each takes every frame that has arrived and it has not run, up to
-    `max_batch`, waiting at most `max_delay_ms` after the first one's arrival for more. Offline this is
-    `batched` with k = max_batch; in a stream a frame at light load runs alone as soon as it arrives.
-    Models need a free batch dimension that every output carries."""
+    """A lane (thread) per model, each taking every frame that has arrived and it has not run, up to `max_batch`,
+    waiting at most `max_delay_ms` after the first one's arrival for more. Offline this is `batched` with
+    k = max_batch; at light load a frame runs alone as soon as it arrives."""
 
     name = "dynamic_batch"
     models_at_once = True

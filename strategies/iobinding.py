@@ -12,11 +12,9 @@ from strategies.runtime.sessions import SessionStrategy, device_id, io_names
 
 
 class IOBinding(ModelThreads, SessionStrategy):
-    """`threads` without the per-call copies: each frame is uploaded once (DeviceFrames) and bound as
-    every model's input; outputs are bound on the device and copied back after
-    `synchronize_outputs()`, so the clock never stops before the GPU has finished. onnxruntime's CUDA
-    provider already runs each `Run` on a stream of its own, so the lanes overlap on the device. On
-    the CPU provider the same code runs with OrtValues on 'cpu' (how it is checked without a GPU)."""
+    """`threads` without the per-call copies: each frame is uploaded once (DeviceFrames) as every model's
+    input; outputs are bound on the device and copied back after `synchronize_outputs()`, so the clock
+    never stops before the GPU has finished. On the CPU provider the same code runs on 'cpu' OrtValues."""
 
     name = "iobinding"
     models_at_once = True

@@ -56,9 +56,8 @@ async def run_model_frames_async(arrivals: Arrivals, frame_count: int, step: Cal
 
 
 def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -> None:
-    """Wait until every lane (a future) is done. On the first failure, or an interrupt, `cancel()` tells
-    the others to end at their next frame; the failure that caused the stop is raised once they have
-    ended, never the RunStopped it made the others raise."""
+    """Wait for every lane (a future); on the first failure or an interrupt, `cancel()` the others and raise that
+    failure once they have ended (never the RunStopped it made the others raise)."""
     try:
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(future.exception() is not None for future in done):
@@ -151,10 +150,9 @@ async def gather_or_cancel_all(coroutines: list[Coroutine[Any, Any, Outputs]]) -
 
 
 def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:
-    """Cancel every task still pending on `loop` and run it until they are all done. KeyboardInterrupt or
-    SystemExit in a task stops the loop at once and leaves the others pending; one that awaited the
-    interrupted task raises `interrupt` again, which is not raised a second time. Every exception is
-    retrieved, so asyncio reports no task destroyed pending or never retrieved."""
+    """Cancel every task pending on `loop` and run it until all are done. An interrupt in a task stops the loop
+    and leaves the others pending; one that awaited it raises `interrupt` again, not raised twice. Every
+    exception is retrieved, so asyncio reports no task destroyed pending or never retrieved."""
     tasks = asyncio.all_tasks(loop)
     for task in tasks:
         task.cancel()

@@ -16,9 +16,8 @@ from strategies.runtime.sessions import io_names, provider_used
 
 
 class Merged(Strategy):
-    """One session, one `session.run` per frame for all models, as independent branches of one graph
-    (ORT_PARALLEL runs them concurrently). Needs every model to take the same input array; every
-    model's time is the merged call's time (docs/strategies.md)."""
+    """One `session.run` per frame for all models, branches of one graph; needs every model to take the same
+    input array, and every model's time is the merged call's time (docs/strategies.md)."""
 
     name = "merged"
 

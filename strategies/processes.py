@@ -21,9 +21,8 @@ from strategies.runtime.workers import (
 
 
 def end_manager(manager: SyncManager) -> None:
-    """Stop the Manager's process for certain. `shutdown()` asks it, then falls back on SIGTERM after a
-    second, which it ignores (a group SIGTERM is ours to handle): under load a slow answer left it
-    running, and the interpreter's exit then waits for it forever. So wait a little more, then kill."""
+    """Stop the Manager's process for certain: `shutdown()` falls back on SIGTERM, which it ignores, and under
+    load a slow answer left it running, holding the interpreter's exit forever; so wait, then kill."""
     shutdown = getattr(manager, "shutdown", None)  # set by start() once the Manager answered, not a method
     if shutdown is not None:
         shutdown()
@@ -51,14 +50,9 @@ class Processes(Strategy):
         self.manager = manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
         with terminal_signals_blocked():  # a group SIGTERM is ours to handle: the manager outlives it until close()
             manager.start(detach_from_terminal_signals)
-        lists: dict[int, Any] = {}
-        sources = []
-        for model in self.workload.models:
-            key = id(model.frames)
-            if key not in lists:
-                lists[key] = self.manager.list(list(model.frames))
-            sources.append(lists[key])
-        return sources
+        arrays = {id(model.frames): model.frames for model in self.workload.models}
+        lists = {key: manager.list(list(array)) for key, array in arrays.items()}
+        return [lists[id(model.frames)] for model in self.workload.models]
 
     def open(self) -> None:
         # Held for the strategy's life: the manager frees a list once the parent's proxy goes.

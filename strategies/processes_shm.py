@@ -55,10 +55,8 @@ def serve_shared(conn: Connection, model: int, name: str, path: str, settings: T
 
 
 class ProcessesShm(Strategy):
-    """A process per model for the strategy's life; each distinct input array is copied once into a
-    shared-memory block that the workers map read-only, and outputs come back once per run. An
-    interrupted run or a dead worker closes the strategy; a failed model stops the others at their
-    next frame (docs/strategies.md)."""
+    """A process per model for the strategy's life, mapping the frames read-only from shared memory, answering
+    once per run. An interrupted run or a dead worker closes the strategy (docs/strategies.md)."""
 
     name = "processes_shm"
     models_at_once = True

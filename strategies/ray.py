@@ -1,7 +1,5 @@
-"""`ray`: one Ray actor per model, frames shared through Ray's object store (docs/ray.md).
-
-Ray is optional (`pip install -e '.[ray]'`), imported only when a `ray` benchmark runs; the Ray the
-actors run on is strategies/runtime/ray_instance.py's."""
+"""`ray`: one Ray actor per model, frames shared through Ray's object store (docs/ray.md). Ray is optional
+(`pip install -e '.[ray]'`), imported only when a `ray` benchmark runs."""
 
 from __future__ import annotations
 
@@ -41,7 +39,7 @@ def default_gpu_share(models: int, gpus: float) -> float:
 
 
 class ModelActor:
-    """Runs in the actor's process: its own session, timed with the wall clock both sides agree on."""
+    """Runs in the actor's process: its own session, timed with time.time, which the driver maps onto its clock."""
 
     def __init__(self, path: str, settings: ThreadSettings, sessions: SessionFactory):
         self.session = sessions.open(path, settings)
@@ -54,17 +52,15 @@ class ModelActor:
                 "node_ip": ray.util.get_node_ip_address(), "gpus": [str(gpu) for gpu in ray.get_gpu_ids()]}
 
     def run(self, frame: Any) -> tuple[Outputs, float, float]:
-        # time.time, not perf_counter: the driver converts it to its own clock (see RayActors._execute).
         start = time.time()
         outputs = tuple(self.session.run(None, {self.input_name: frame}))
         return outputs, start, time.time()
 
 
 class RayActors(Strategy):
-    """One Ray actor per model, each with its own session; each frame is put into the object store once
-    and the same reference goes to every actor reading that input. `address`: join a running cluster
-    instead of the process's local instance; `gpus_per_actor`: each actor's GPU share (default on CUDA:
-    default_gpu_share; 0 on the CPU)."""
+    """One Ray actor per model; each frame is put into the object store once, for every actor reading it.
+    `address`: join a running cluster instead of the process's local instance; `gpus_per_actor`: each
+    actor's GPU share (default on CUDA: default_gpu_share; 0 on the CPU)."""
 
     name = "ray"
     stops_early = False  # a stopped run closes the actors (answers in flight): probes run to the end

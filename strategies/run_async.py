@@ -17,10 +17,9 @@ NO_POOL_THREAD = "at least one thread for RunAsync"  # onnxruntime's error when 
 
 
 class RunAsync(SessionStrategy):
-    """Every call handed to onnxruntime with `run_async`, which runs it on a thread of the session's
-    intra-op pool and calls back: no Python threads of our own. A pool of n intra-op threads has
-    n - 1 workers, so n = 1 is not applicable (hence cores / models + 1 by default). One call in
-    flight per session keeps a model's frames in order."""
+    """Every call handed to `run_async`, which runs it on the session's intra-op pool and calls back. A pool of
+    n threads has n - 1 workers, so n = 1 is not applicable (hence cores / models + 1 by default). One
+    call in flight per session keeps a model's frames in order."""
 
     name = "run_async"
 

@@ -26,9 +26,8 @@ class _Entry:
 
 
 class DeviceFrames:
-    """Each frame copied to the device once, by the first model to reach it (in its own thread, so the
-    copy overlaps other models' work), handed to every model reading the same array, dropped once all are
-    done with it. A model runs at most `ahead` frames past the slowest, which bounds the device memory."""
+    """Each frame copied to the device once, by the first model to reach it, for every model reading that array;
+    a model runs at most `ahead` frames past the slowest, which bounds the device memory held."""
 
     def __init__(self, arrays: Sequence[np.ndarray], device: str, device_id: int = 0, ahead: int = 4):
         if ahead < 1:

@@ -43,9 +43,8 @@ GRACE_S = 2.0
 
 @dataclass
 class RayInstance:
-    """A local instance (`temp_dir`: its files) or a joined cluster (`temp_dir` None). A local instance knows
-    its processes (ray.init's and their descendants), so that removing it ends every one of them and no
-    other; a guard process (ray_guard.py) removes them if this process dies without doing it."""
+    """A local instance (`temp_dir`: its files) or a joined cluster. A local instance knows its processes, to end
+    all of them and no other; a guard process (ray_guard.py) does it if this process dies first."""
 
     temp_dir: str | None
     startup_s: float  # ray.init's duration: starting the local instance, or joining the cluster
@@ -294,9 +293,8 @@ def _start_local(ray: Any) -> RayInstance:
 
 @contextmanager
 def raylet_death_unprinted(ray: Any) -> Iterator[None]:
-    """While inside, the driver does not print Ray's "Raylet is terminated ... last 20 lines" dump (twice:
-    both agents publish it); the run reports that death in one line (RayActors._check_instance). Ray
-    prints through `ray._private.worker.print_to_stdstream`, looked up at each call."""
+    """While inside, the driver does not print Ray's "Raylet is terminated" log dump (twice): the run reports that
+    death in one line. Ray prints through `ray._private.worker.print_to_stdstream`, looked up at each call."""
     worker = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(worker, "print_to_stdstream", None)
     if original is None:

@@ -53,9 +53,8 @@ _preload_report: str | None = None  # None until preload_cuda_libraries() ran in
 
 
 def preload_cuda_libraries() -> str:
-    """`onnxruntime.preload_dlls()` once per process, before the first CUDA session: onnxruntime-gpu
-    (>= 1.21) loads the pip-installed CUDA and cuDNN libraries so. What it prints about missing ones is
-    returned (and kept) for a later fall-back error to quote."""
+    """`onnxruntime.preload_dlls()` once per process (it loads the pip-installed CUDA and cuDNN libraries); what
+    it prints about missing ones is returned for a later fall-back error to quote."""
     global _preload_report
     with _preload_lock:
         if _preload_report is None:
@@ -89,9 +88,8 @@ def fallback_message(source: str, wanted: str, actual: str, preload_report: str)
 
 def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: str = "cpu",
                  provider_options: dict[str, Any] | None = None) -> Any:
-    """An InferenceSession on `provider` from a model file or bytes, checked with `get_providers()`:
-    onnxruntime-gpu lists CUDA as available even where its libraries cannot load, then silently builds
-    the session on the CPU."""
+    """An InferenceSession on `provider` (a model file or bytes), checked with `get_providers()`: onnxruntime-gpu
+    lists CUDA even where its libraries cannot load, then silently builds the session on the CPU."""
     ort = onnxruntime()
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}.")
@@ -119,9 +117,8 @@ def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: s
 
 @dataclass(frozen=True)
 class SessionFactory:
-    """How every session of a run is made (`Workload.sessions`), in this process or, pickled, in a worker
-    or actor, so none can forget an option the run asked for. `extra` options are a strategy's own on
-    top (cuda_graph's); they apply on CUDA only, as the run's do."""
+    """How every session of a run is made (`Workload.sessions`), here or pickled in a worker or actor, so none
+    forgets an option the run asked for; `extra`: a strategy's own options (on CUDA only, as the run's)."""
 
     provider: str = "cpu"
     options: tuple[tuple[str, str], ...] = ()  # the run's CUDA provider options, sorted pairs

@@ -47,9 +47,8 @@ TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 @contextmanager
 def terminal_signals_blocked() -> Iterator[None]:
-    """Start child processes inside this: they begin with SIGINT and SIGTERM blocked (inherited) until
-    `detach_from_terminal_signals` ignores them, so a group signal while a child starts cannot kill it.
-    A signal meant for this process waits for the end of the block."""
+    """Start child processes inside this: they begin with SIGINT and SIGTERM blocked until they ignore them
+    (`detach_from_terminal_signals`); a signal meant for this process waits for the end of the block."""
     _kill_leftover_children_at_exit()
     if not hasattr(signal, "pthread_sigmask"):
         yield
@@ -63,16 +62,14 @@ def terminal_signals_blocked() -> Iterator[None]:
 
 @functools.cache  # registered once, at the first child started
 def _kill_leftover_children_at_exit() -> None:
-    """At exit multiprocessing SIGTERMs its daemonic children, which ignore it, then joins them: one an
-    interrupt left unrecorded (no close() stops it) would hold the exit forever. So kill any still running
-    first (atexit runs this before multiprocessing's own handler, registered earlier)."""
+    """At exit multiprocessing SIGTERMs its children, which ignore it, then joins them: one an interrupt left
+    unrecorded would hold the exit forever, so kill them first (atexit runs this before multiprocessing's)."""
     atexit.register(lambda: [child.kill() for child in multiprocessing.active_children()])
 
 
 def detach_from_terminal_signals() -> None:
-    """Called first in every child (worker, Manager, sampler): SIGINT and SIGTERM are the parent's to
-    handle. Had a group signal killed the children, the parent would report dead workers instead of the
-    interruption. The parent stops them itself, and on Linux a child dies with it (PR_SET_PDEATHSIG)."""
+    """Called first in every child: a group signal is the parent's to handle (dead children would hide the
+    interruption); the parent stops them itself, and on Linux a child dies with it (PR_SET_PDEATHSIG)."""
     for signum in TERMINAL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started blocked (terminal_signals_blocked); now ignored
@@ -127,10 +124,8 @@ class WorkerPool:
     """One process per lane, each with its own pipe; `models` names what each runs, for messages. While
     commands are out the pool is busy: closing it then kills the workers at once."""
 
-    def __init__(self, strategy: str, lanes: Sequence[str], models: Sequence[str] | None = None):
-        self.strategy = strategy
-        self.lanes = list(lanes)
-        self.models = list(models) if models is not None else list(self.lanes)
+    def __init__(self, strategy: str, lanes: Sequence[str], models: Sequence[str]):
+        self.strategy, self.lanes, self.models = strategy, list(lanes), list(models)
         if len(self.models) != len(self.lanes):
             raise ValueError(f"WorkerPool needs one model name per lane, got {len(self.models)} for {len(self.lanes)}.")
         self.processes: list[Any] = []
@@ -179,9 +174,8 @@ class WorkerPool:
 
     def collect(self, expected: str, timeout: float | None = None,
                 stop: Callable[[], None] | None = None, doing: str = "answer") -> list[Any]:
-        """One `expected` answer from every worker, in lane order; StrategyError at once when a worker dies
-        or reports an error, RunTimeout past `timeout`. With `stop`, a reported error instead calls `stop()`,
-        gathers the others' answers (the pool is usable again) and then raises the first failure."""
+        """One `expected` answer per worker, in lane order; StrategyError when one dies or fails, RunTimeout past
+        `timeout`. With `stop`, a failure calls `stop()` and is raised once the others answered (pool usable)."""
         answers: dict[int, Any] = {}
         failure: StrategyError | None = None
         waiting = {pipe: index for index, pipe in enumerate(self.pipes)}
