@@ -1,8 +1,5 @@
-"""`asyncio`: one coroutine per model, each calling the blocking `session.run`.
-
-(Named as registered: `strategies.asyncio` cannot shadow the standard library's asyncio, because
-imports are absolute and only the repository root, not `strategies/`, is on `sys.path`.)
-"""
+"""`asyncio`: one coroutine per model, each calling the blocking `session.run`. (It cannot shadow the
+standard library's asyncio: imports are absolute, and `strategies/` is not on `sys.path`.)"""
 
 from __future__ import annotations
 
@@ -13,13 +10,8 @@ from strategies.runtime.sessions import SessionStrategy
 
 
 class Asyncio(EventLoopOwner, SessionStrategy):
-    """The write-up's asyncio: a coroutine per model gathered on one event loop.
-
-    Kept faithful, flaw included: `session.run` blocks and has no await point, so the
-    coroutines run one after another on the loop's single thread, and the result is the
-    serial strategy with an event loop around it. (Offline there is no await at all; when
-    frames arrive at a rate, each coroutine awaits its next frame's arrival.)
-    """
+    """The write-up's asyncio, flaw kept: `session.run` blocks and has no await point, so the coroutines
+    run one after another on the loop's thread (awaiting only their frames' arrivals): `serial` in a loop."""
 
     name = "asyncio"
 

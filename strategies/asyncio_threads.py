@@ -1,5 +1,4 @@
-"""`asyncio_threads`: asyncio done right for blocking inference: each `session.run` goes to a
-worker thread, one task per model."""
+"""`asyncio_threads`: asyncio done right for blocking inference."""
 
 from __future__ import annotations
 
@@ -13,19 +12,8 @@ from strategies.runtime.sessions import SessionStrategy
 
 
 class AsyncioThreads(ModelThreads, EventLoopOwner, SessionStrategy):
-    """One asyncio task per model; each task awaits its model's `session.run` on an executor thread.
-
-    What it fixes: the classic `asyncio` calls the blocking `session.run` on the event loop's
-    only thread, so nothing overlaps and it equals `serial`. Offloading the call to a thread
-    (what `asyncio.to_thread` does) gives the loop an await point, and onnxruntime releases the
-    GIL inside the call, so the models run in parallel: this is `threads` driven by an event
-    loop, for applications that already live in asyncio.
-
-    Its costs: a loop-to-thread hand-off per call (a few tens of microseconds), and the same
-    contention as `threads`. The loop and the executor (one thread per model) are built in
-    `open`, outside the clock. Defaults as `threads`: cores / models intra-op threads each,
-    spinning off.
-    """
+    """One asyncio task per model, each awaiting its `session.run` on an executor thread (as
+    `asyncio.to_thread` does): `threads` driven by an event loop, at a hand-off per call."""
 
     name = "asyncio_threads"
     models_at_once = True

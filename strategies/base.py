@@ -1,10 +1,4 @@
-"""The one interface every strategy implements, its errors, and when frames arrive.
-
-A strategy is opened (sessions, pools, processes and event loops are built: outside the
-clock), run any number of times (each run processes every frame through every model and
-returns the outputs per model per frame plus the start and end of every `session.run`
-call), and closed (everything it built is released, in every outcome).
-"""
+"""The one interface every strategy implements (Strategy), its errors, and when frames arrive (Arrivals)."""
 
 from __future__ import annotations
 
@@ -32,10 +26,7 @@ class RunTimeout(StrategyError):
 
 
 class StrategyUnavailable(RuntimeError):
-    """This strategy cannot run this workload with these settings; the message says why.
-
-    Raised by `open` (never mid-run); the benchmark turns it into a skip with the reason.
-    """
+    """This strategy cannot run this workload with these settings: raised by `open`, shown as a skip."""
 
 
 class Overloaded(RunTimeout):
@@ -47,10 +38,8 @@ class RunStopped(StrategyError):
 
 
 def pause(seconds: float, stop: threading.Event | None) -> bool:
-    """Sleep `seconds`, waking at once when `stop` is set; True when woken by `stop`.
-
-    The one place a strategy waits for a frame to arrive (tests replace it with a fake clock's sleep).
-    """
+    """Sleep `seconds`, waking at once when `stop` is set; True when woken by `stop`. The one place a
+    strategy waits for a frame to arrive (tests replace it with a fake clock's sleep)."""
     if stop is None:
         time.sleep(seconds)
         return False
@@ -59,10 +48,8 @@ def pause(seconds: float, stop: threading.Event | None) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Schedule:
-    """Arrival offsets (seconds after the run's start, non-decreasing) of a run's frames, the
-    workload frame each carries, and the camera it came from: N cameras feeding one host (built by
-    bench/measure/scenarios.py camera_schedule). A run sees the frames in arrival order; the cameras
-    take the workload's frames round-robin and reuse them cyclically."""
+    """N cameras feeding one host (bench/measure/scenarios.py camera_schedule): each run frame's arrival
+    (seconds after the start, in arrival order), the workload frame it carries, and its camera."""
 
     times: np.ndarray = field(repr=False)  # float64, one per run frame
     sources: np.ndarray = field(repr=False)  # int64: the workload frame run frame k carries
@@ -84,23 +71,16 @@ class Schedule:
         return int(self.cameras.max()) + 1
 
     @property
-    def span_s(self) -> float:
-        """Seconds from the first arrival to the last."""
+    def span_s(self) -> float:  # from the first arrival to the last
         return float(self.times[-1] - self.times[0])
 
 
 @dataclass(frozen=True)
 class Arrivals:
-    """When each frame becomes available, and when the run must give up.
-
-    Offline (period 0) every frame is there at the start; streaming, frame i arrives at
-    start + i * period, like a camera. With a `schedule` (several cameras: Schedule)
-    the run has `len(schedule)` frames, frame k arrives at start + schedule.times[k] and carries
-    the workload's frame `source(k)`: a strategy loops over `frame_count(...)` run frames, reads
-    its inputs at `source(frame)` and records outputs and calls by run frame. Every strategy
-    calls `wait_for(frame)` before it touches a frame, which is also where a run past its
-    deadline is stopped.
-    """
+    """When each frame becomes available, and when the run must give up. Offline (period 0) every frame
+    is there at the start; streaming, frame i arrives at start + i * period; with a `schedule`, run
+    frame k arrives at start + schedule.times[k] and carries workload frame `source(k)`. Every strategy
+    calls `wait_for(frame)` before it touches a frame, which is also where a stopped or late run ends."""
 
     start: float
     period: float = 0.0  # seconds between frames; 0 means every frame is there at the start
@@ -117,7 +97,6 @@ class Arrivals:
 
     @property
     def streaming(self) -> bool:
-        """Frames arrive over time (a rate or a schedule), rather than all at the start."""
         return self.period > 0 or self.schedule is not None
 
     def frame_count(self, workload_frames: int) -> int:
@@ -126,7 +105,6 @@ class Arrivals:
         return count if self.frames is None else min(count, self.frames)
 
     def source(self, frame: int) -> int:
-        """The workload frame run frame `frame` carries."""
         return int(self.schedule.sources[frame]) if self.schedule is not None else frame
 
     def time_of(self, frame: int) -> float:
@@ -142,7 +120,7 @@ class Arrivals:
             raise RunTimeout(f"the run passed its time limit of {self.deadline - self.start:.1f} s.")
 
     def stop_all(self) -> None:
-        """Make every lane of the run raise RunStopped at its next `wait_for`."""
+        """Every lane of the run raises RunStopped at its next `wait_for`."""
         if self.stop is not None:
             self.stop.set()
 
@@ -163,11 +141,8 @@ class Arrivals:
 
 
 class Strategy(ABC):
-    """Base class: set up in `open`, process every frame in `_execute`, release in `close`.
-
-    Subclasses implement `_execute`; `open` and `close` are overridden by strategies that
-    own sessions, pools or processes. Use as a context manager so `close` always runs.
-    """
+    """Built in `open` (outside the clock), run any number of times (`_execute`: every frame through every
+    model), released in `close` in every outcome; used as a context manager so `close` always runs."""
 
     name: ClassVar[str]
     #: True for strategies that run every model's call at the same time (threads, processes).
@@ -186,45 +161,36 @@ class Strategy(ABC):
 
     @classmethod
     def default_settings(cls, model_count: int, cores: int | None = None) -> ThreadSettings:
-        """Settings that keep the busy threads close to the core count: every core for the one
-        call in flight, or the cores shared out when every model runs at once."""
+        """Every core for the one call in flight, or the cores shared out when every model runs at once."""
         if cls.models_at_once:
             return split_cores(model_count, cores)
         return ThreadSettings(intra_op=cores or usable_cores(), inter_op=1, spinning=False)
 
     @classmethod
     def unavailable(cls, provider: str) -> str | None:
-        """Why this strategy will not run with the provider asked for (auto, cpu, cuda), when that is
-        known before anything is built (a missing package, a missing provider); None: it may run.
-        `open` still decides: it raises StrategyUnavailable."""
+        """Why this strategy will not run with `provider` (auto, cpu, cuda), known before `open`; None: it may."""
         return None
 
     def open(self) -> None:
-        """Build what the strategy needs (outside the timed region)."""
+        pass
 
     def info(self) -> dict[str, Any]:
-        """Facts of this strategy's set-up worth recording with its results (`ray`: version,
-        address, placement, start-up time); read while it is open. Nothing by default."""
+        """Facts of this strategy's set-up recorded with its results (`ray`'s placement); read while open."""
         return {}
 
     def close(self) -> None:
         """Release everything `open` built. Safe to call twice and after a failed `open`."""
 
     def stop(self) -> None:
-        """Ask a run in progress to end: every lane raises RunStopped at its next frame.
-
-        Called by `__exit__` before `close`, so a run interrupted by Ctrl-C (or failing in
-        one lane) does not keep the other lanes running through every remaining frame while
-        `close` waits for them. Safe from any thread, and when no run is in progress.
-        """
+        """Every lane of a run in progress raises RunStopped at its next frame (so `close` need not wait for
+        every remaining frame). Safe from any thread, and when no run is in progress."""
         self._stop.set()
 
     def __enter__(self) -> Strategy:
         try:
             self.open()
         except BaseException:
-            self.stop()
-            self.close()
+            self.__exit__()
             raise
         return self
 
@@ -234,11 +200,8 @@ class Strategy(ABC):
 
     def run(self, period: float = 0.0, time_limit: float | None = None, schedule: Schedule | None = None,
             late_after: float | None = None, late_budget: int = 0, frames: int | None = None) -> RunResult:
-        """Process every frame once. With `period` > 0 frames arrive one per period; with a
-        `schedule` (several cameras) its frames arrive at its times instead; with `time_limit`
-        (seconds) the run fails with RunTimeout once it has taken longer; with `late_after` it
-        stops early with Overloaded once more than `late_budget` frames started that late; with
-        `frames`, only the first `frames` frames are run (the first frames/N of each of N cameras)."""
+        """Process every frame once, arriving as `period` or `schedule` say (Arrivals); RunTimeout past
+        `time_limit` s; Overloaded once more than `late_budget` frames started `late_after` s late."""
         if time_limit is not None and time_limit <= 0:
             raise ValueError(f"time_limit must be positive seconds or None (no limit), got {time_limit}.")
         if frames is not None and frames < 1:
@@ -261,7 +224,6 @@ class Strategy(ABC):
         return frame if self.arrivals is None else self.arrivals.source(frame)
 
     def frame_count(self, arrivals: Arrivals) -> int:
-        """Frames in the run `arrivals` describes."""
         return arrivals.frame_count(self.workload.frame_count)
 
 

@@ -1,4 +1,4 @@
-"""`cuda_graph`: each model's whole graph captured once as a CUDA graph, then replayed per frame."""
+"""`cuda_graph`: each model's whole graph captured once as a CUDA graph, then replayed per frame (docs/gpu.md)."""
 
 from __future__ import annotations
 
@@ -21,29 +21,17 @@ GRAPH_REFUSED = "cannot use the CUDA Graph feature"
 
 
 class CudaGraph(Strategy):
-    """A thread per model, each replaying its model's captured CUDA graph on every frame.
+    """A thread per model for the strategy's life, which creates its session, captures the graph
+    (`open`, one model at a time), replays it on every frame and releases it: onnxruntime keeps a
+    captured graph per thread and forbids running such a session from several threads. Replay uses
+    the same device addresses every time, so each model owns an input and outputs bound once (shapes
+    are fixed: a model's frames are one array).
 
-    With `enable_cuda_graph`, onnxruntime records every kernel launch of a run once and
-    afterwards replays the recording with one call, removing the per-kernel launch cost
-    that dominates small models. Replay reads and writes the same device addresses every
-    time, so each model owns a pre-allocated input and output OrtValue, bound once; per frame
-    the input is overwritten in place (`update_inplace`) and the graph replayed. Shapes are
-    therefore fixed, which a model's frames are (one array). onnxruntime forbids running
-    such a session from several threads at once, and its CUDA provider keeps the captured
-    graph per thread: each model has one thread of its own for the strategy's whole life,
-    which creates the session, warms it up, captures the graph (`open`, one model at a time)
-    and replays it on every frame of every run. `close` releases each session on its thread.
-
-    On CUDA each lane owns a stream (`user_compute_stream`, created through libcudart): the
-    frame is copied to the bound input with `cudaMemcpyAsync` on that stream from page-locked
-    frames, the graph replays on it without onnxruntime's end-of-run synchronisation, the
-    outputs come back on it into page-locked buffers, and only that stream is waited for. The
-    first version copied with `update_inplace` and waited with `synchronize_outputs()`, which
-    onnxruntime's CUDA provider implements as `cudaDeviceSynchronize`: every lane then waited for
-    every other lane's work, and on an H100 the four lanes ran no faster than `serial`
-    (docs/gpu.md, *cuda_graph*). On the CPU provider (tests) onnxruntime's own copies are used,
-    unless a test hands in a `cudart` that copies host memory.
-    """
+    On CUDA each lane owns a stream (libcudart): frame in with `cudaMemcpyAsync` from page-locked
+    frames, replay without onnxruntime's end-of-run synchronisation, outputs out, and only that stream
+    waited for. `synchronize_outputs()` is a `cudaDeviceSynchronize`, with which four lanes on an H100
+    ran no faster than `serial` (docs/gpu.md). On the CPU provider (tests) onnxruntime's own copies
+    are used, unless a test hands in a `cudart` that copies host memory."""
 
     name = "cuda_graph"
     models_at_once = True
@@ -66,7 +54,6 @@ class CudaGraph(Strategy):
             raise StrategyUnavailable(
                 f"{self.name} needs the CUDA provider (CUDA graphs), and this run's provider is "
                 f"{self.workload.provider!r}; run on a CUDA host with `.[gpu]` installed and --provider cuda or auto.")
-        # Fixed shapes hold by construction: a model's frames are one array (frames, *input shape).
         ort = onnxruntime()
         self.options = {"enable_cuda_graph": "1"}  # on top of the run's (the session factory adds those)
         self.device_id = device_id(self.workload.provider_options)
@@ -90,9 +77,7 @@ class CudaGraph(Strategy):
             self._pin_frames()
         self._capture_lock = threading.Lock()
         self._stop.clear()  # set by a previous close; from here on it means "this open was interrupted"
-        # One thread per model for the strategy's whole life: onnxruntime's CUDA provider keeps a
-        # captured graph in the per-thread context of the thread that captured it, so the thread
-        # that builds and captures a session must be the one that replays it, round after round.
+        # The thread that captures a session's graph must replay it, round after round (see the class).
         self.lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fanbench-{self.name}-{model}")
                       for model in range(count)]
         wait([lane.submit(threading.get_ident) for lane in self.lanes])  # every lane's thread started first
@@ -102,28 +87,20 @@ class CudaGraph(Strategy):
         self.providers_used = [provider_used(session) for session in self.sessions]
 
     def _pin_frames(self) -> None:
-        """Page-lock each distinct frames array once, so each frame's copy is a DMA on the lane's stream.
-
-        Where the system refuses (a locked-memory limit), the copies come from pageable memory:
-        still on the lane's stream, only staged by the driver."""
+        """Page-lock each distinct frames array once (where refused, a locked-memory limit, the driver stages)."""
         seen: set[int] = set()
         for spec in self.workload.models:
             frames = spec.frames
             if id(frames) in seen or not frames.flags.c_contiguous:
                 continue
             seen.add(id(frames))
-            try:
+            with contextlib.suppress(CudaRuntimeError):
                 self.cudart.pin(frames)  # type: ignore[union-attr]
-            except CudaRuntimeError:
-                continue
-            self.pinned.append(frames)
+                self.pinned.append(frames)
 
     def _set_up(self, model: int) -> None:
-        """On the model's own lane: create its session, bind its buffers, warm it and capture its graph.
-
-        One lane at a time (the lock): while a stream is capturing, CUDA forbids other threads'
-        synchronisations and allocations, which another session's creation or warm-up makes.
-        """
+        """On the model's own lane: create its session, bind its buffers, warm it and capture its graph; one lane
+        at a time, since while a stream captures CUDA forbids other threads' synchronisations and allocations."""
         ort = onnxruntime()
         spec = self.workload.models[model]
         with self._capture_lock:
@@ -160,8 +137,7 @@ class CudaGraph(Strategy):
             binding.synchronize_outputs()  # once, before any lane is timed
 
     def _release(self, model: int) -> None:
-        """On the model's own lane: drop its binding, buffers and session (and with it the captured
-        graph), then its stream (no longer used by any session) and its page-locked buffers."""
+        """On the model's own lane: drop its session (and graph), then its stream and page-locked buffers."""
         self.bindings[model] = self.inputs[model] = self.sessions[model] = None
         self.outputs[model] = []
         if self.cudart is not None:
@@ -174,12 +150,8 @@ class CudaGraph(Strategy):
             self.staging[model] = []
 
     def _graph_session(self, name: str, path: Any, options: dict[str, str]) -> Any:
-        """The model's session; StrategyUnavailable where onnxruntime refuses it CUDA graphs.
-
-        onnxruntime refuses `enable_cuda_graph` when creating the session if the model has
-        control-flow nodes (If, Loop, Scan) or compute nodes it places on the CPU: that is a
-        property of the model, so the strategy is skipped with onnxruntime's reason, not failed.
-        """
+        """The model's session; StrategyUnavailable (a property of the model, not a failure) where
+        onnxruntime refuses it CUDA graphs: control-flow nodes, or compute nodes placed on the CPU."""
         try:
             return self.workload.sessions.open(path, self.settings, **options)
         except Exception as error:
@@ -189,11 +161,7 @@ class CudaGraph(Strategy):
                                       f"{str(error).strip()}") from error
 
     def _output_templates(self, path: Any, input_name: str, sample: np.ndarray) -> list[np.ndarray]:
-        """Output arrays of one CPU run: their shapes and types size the pre-allocated outputs.
-
-        (Read from a run, not from the model's declared outputs, which may have symbolic dims.)
-        """
-        # A probe of shapes on the CPU, not one of the run's sessions.
+        """Output arrays of one CPU run (declared outputs may have symbolic dims): they size the outputs."""
         probe = SessionFactory("cpu").open(path, ThreadSettings(intra_op=1, inter_op=1, spinning=False))
         return probe.run(None, {input_name: sample})
 
@@ -213,7 +181,6 @@ class CudaGraph(Strategy):
 
     def _execute(self, arrivals: Arrivals) -> tuple[list[list[Outputs]], list[CallRecord]]:
         calls: list[CallRecord] = []
-
         cudart = self.cudart
 
         def step(model: int, frame: int) -> Outputs:

@@ -1,44 +1,30 @@
-"""`dynamic_batch`: per model, every frame that has arrived and is not yet run goes into one call.
-
-Triton's dynamic batcher and DeepStream's stream muxer, for fanbench's frames: the frames of
-several cameras (or of one camera that fell behind) are stacked along the batch axis into one
-`session.run` per model, and the outputs are split back per frame.
-"""
+"""`dynamic_batch`: per model, every frame that has arrived and is not yet run goes into one call
+(Triton's dynamic batcher, DeepStream's stream muxer)."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from strategies.base import Arrivals, Clock, pause
 from strategies.lanes import ModelThreads, failure_of, wait_for_lanes
 from strategies.records import CallLog, CallRecord, Outputs, Workload, empty_outputs
-from strategies.runtime.batches import check_free_batch, split_batch
+from strategies.runtime.batches import check_free_batch, run_stacked
 from strategies.runtime.sessions import SessionStrategy
 from strategies.settings import ThreadSettings
 
 # Chosen by measurement (docs/capacity.md): on the 2-core CPU a call of 8 frames is as fast
 # per frame as larger ones, and a queue that reaches 8 is already past any deadline.
 DEFAULT_MAX_BATCH = 8
-# Triton's default too: never hold a frame back waiting for company. Under load the queue
-# fills by itself while the previous call runs, so batches grow exactly when they pay; at
-# light load a frame runs alone at once. A delay only adds latency where a call's cost does
-# not grow with its frames (a GPU), and there it is an option (--max-delay-ms).
+# Triton's default too: under load the queue fills by itself while the previous call runs, so batches
+# grow exactly when they pay. A delay only pays where a call's cost does not grow with its frames (a
+# GPU), and there it is an option (--max-delay-ms).
 DEFAULT_MAX_DELAY_MS = 0.0
 
 
 class DynamicBatch(ModelThreads, SessionStrategy):
-    """One lane (thread) per model. Each lane takes every frame that has arrived and that it has
-    not run yet, up to `max_batch`; when fewer than `max_batch` are there it waits at most
-    `max_delay_ms` (from the first frame's arrival) for more, then runs them as one call.
-
-    A frame is complete when every model's lane has run it. Offline every frame is there at
-    the start, so every call but the last carries `max_batch` frames (batched's technique with
-    k = max_batch); in a stream the batch is as large as the queue, so at light load a frame
-    runs alone as soon as it arrives (unlike `batched`, which makes it wait for k - 1 more).
-    Models need a free batch dimension and every output must carry it.
-    """
+    """A lane (thread) per model, each taking every frame that has arrived and it has not run, up to `max_batch`,
+    waiting at most `max_delay_ms` after the first one's arrival for more. Offline this is `batched` with
+    k = max_batch; at light load a frame runs alone as soon as it arrives."""
 
     name = "dynamic_batch"
     models_at_once = True
@@ -65,8 +51,7 @@ class DynamicBatch(ModelThreads, SessionStrategy):
         return outputs, log.calls
 
     def batch_end(self, arrivals: Arrivals, first: int, count: int) -> int:
-        """One past the last frame of the batch starting at `first` (which has arrived): every
-        frame there by now, up to max_batch, after waiting up to max_delay for more."""
+        """One past the last frame of the batch starting at `first` (arrived), waiting up to max_delay for more."""
         limit = min(first + self.max_batch, count)
         cutoff = arrivals.time_of(first) + self.max_delay_s  # wait no later than this for company
         end = first + 1
@@ -83,21 +68,11 @@ class DynamicBatch(ModelThreads, SessionStrategy):
         return end
 
     def _lane(self, arrivals: Arrivals, model: int, log: CallLog, out: list[Outputs]) -> None:
-        count = len(out)
-        frames, name = self.workload.models[model].frames, self.workload.names[model]
-        first = 0
-        while first < count:
+        spec, first = self.workload.models[model], 0
+        while first < len(out):
             arrivals.wait_for(first, self.clock)  # also where a stopped or late run ends
-            end = self.batch_end(arrivals, first, count)
-            if arrivals.schedule is None:  # consecutive rows: a view, reshaped without a copy
-                chunk = np.ascontiguousarray(frames[first:end])
-            else:  # run frames carry reused workload frames: gather them
-                chunk = frames[arrivals.schedule.sources[first:end]]
-            per_frame = chunk.shape[1]
-            with failure_of(self.name, name, first, end - 1):
-                results = log.run(self.sessions[model], {self.input_names[model]: chunk.reshape(-1, *chunk.shape[2:])},
-                                  model, first, f"thread-{model}", frames=end - first)
-                split = [split_batch(result, end - first, per_frame) for result in results]
-            for offset in range(end - first):
-                out[first + offset] = tuple(parts[offset] for parts in split)
+            end = self.batch_end(arrivals, first, len(out))
+            with failure_of(self.name, spec.name, first, end - 1):
+                out[first:end] = run_stacked(log, self.sessions[model], self.input_names[model], spec.frames, arrivals,
+                                             model, first, end, f"thread-{model}")
             first = end

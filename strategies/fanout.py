@@ -1,5 +1,4 @@
-"""`fanout`: for each frame, every model runs at once on a thread pool; the frame completes
-before the next one starts."""
+"""`fanout`: for each frame, every model runs at once on a thread pool."""
 
 from __future__ import annotations
 
@@ -12,18 +11,8 @@ from strategies.runtime.sessions import SessionStrategy
 
 
 class Fanout(ModelThreads, SessionStrategy):
-    """Per-frame fan-out: the latency-bound streaming case (a live camera).
-
-    What it fixes: `threads` lets every model run ahead at its own pace, which is fine for a
-    file but not for a camera, where a frame's results are wanted before the next frame
-    arrives. Here the models of one frame run concurrently (onnxruntime releases the GIL),
-    so a frame's latency is about its slowest model's time rather than the sum of all.
-
-    Its cost: a barrier per frame. Cores that finish their model early idle until the slowest
-    model of the frame is done, and the pool hand-off adds a little per frame; offline it
-    cannot beat `threads`. Default settings: one thread per model and cores / models intra-op
-    threads each, spinning off, so the busy threads stay near the core count.
-    """
+    """Per-frame fan-out for a live camera: a frame completes before the next one starts, so its
+    latency is about its slowest model's time; the cost is a barrier per frame."""
 
     name = "fanout"
     models_at_once = True

@@ -12,24 +12,9 @@ from strategies.runtime.sessions import SessionStrategy, device_id, io_names
 
 
 class IOBinding(ModelThreads, SessionStrategy):
-    """`threads` without the per-call copies: inputs and outputs bound on the device.
-
-    With `session.run`, every model copies the frame to the GPU itself (four models: four
-    copies of the same ~3 MB batch) and copies its outputs back inside the call. Here the
-    frame is uploaded once (`OrtValue.ortvalue_from_numpy(x, 'cuda', device_id)`) and bound
-    as every model's input; outputs are bound on the device (`bind_output(name, 'cuda')`)
-    and copied back once per model after `synchronize_outputs()`, so the clock never stops
-    before the GPU has finished. One session per model, each run only from its own thread.
-
-    Streams: onnxruntime's CUDA provider runs each `Run` on a stream it creates itself (not
-    the legacy default stream) unless `use_ep_level_unified_stream` is set, so models run from
-    different threads already overlap on the device. A stream of one's own per session
-    (`user_compute_stream`, onnxruntime >= 1.17) needs a stream handle from a CUDA runtime
-    binding in this process (PyTorch, CuPy, cuda-python), which fanbench does not depend on.
-
-    On the CPU provider the same code runs with OrtValues on 'cpu', which is how its logic is
-    checked for equivalence on machines without a GPU.
-    """
+    """`threads` without the per-call copies: each frame is uploaded once (DeviceFrames) as every model's
+    input; outputs are bound on the device and copied back after `synchronize_outputs()`, so the clock
+    never stops before the GPU has finished. On the CPU provider the same code runs on 'cpu' OrtValues."""
 
     name = "iobinding"
     models_at_once = True

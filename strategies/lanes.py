@@ -1,9 +1,5 @@
-"""The per-frame loop of one lane (a thread, task or process running one model over every
-frame), how a lane's failure is worded, and the mixins that own a strategy's threads or loop.
-
-One model: `run_model_frames` (in the calling thread), `run_model_frames_async` (as a task).
-Every model at once, one lane each: `run_models_on_pools` (model i on pools[i]), and on a mixin's
-own pool or loop `ModelThreads.run_models_in_threads`, `EventLoopOwner.run_models_as_tasks`."""
+"""The per-frame loop of one lane (a thread or task running one model over every frame), how a lane's
+failure is worded, and the mixins that own a strategy's threads (ModelThreads) or loop (EventLoopOwner)."""
 
 from __future__ import annotations
 
@@ -27,8 +23,7 @@ def model_failed(strategy: str, model: str, frame: int, error: BaseException | s
 
 @contextmanager
 def failure_of(strategy: str, model: str, frame: int, last: int | None = None) -> Iterator[None]:
-    """An exception inside becomes `model_failed(...)`. A StrategyError (a RunTimeout from
-    `Arrivals.wait_for`, say) already says what happened and passes through unchanged."""
+    """An exception inside becomes `model_failed(...)`; a StrategyError (a RunTimeout, say) passes unchanged."""
     try:
         yield
     except StrategyError:
@@ -39,9 +34,7 @@ def failure_of(strategy: str, model: str, frame: int, last: int | None = None) -
 
 def run_model_frames(arrivals: Arrivals, frame_count: int, step: Callable[[int], Outputs], *,
                      strategy: str, model: str, clock: Clock) -> list[Outputs]:
-    """THE per-frame loop of one lane: one model's frames in order, in the calling thread. Wait for
-    each frame (RunTimeout and RunStopped pass through: a stopped run ends at the next frame), then
-    run `step` on it."""
+    """THE per-frame loop of one lane: wait for each frame (a stopped or late run ends there), run `step`."""
     outputs = []
     for frame in range(frame_count):
         arrivals.wait_for(frame, clock)
@@ -63,13 +56,8 @@ async def run_model_frames_async(arrivals: Arrivals, frame_count: int, step: Cal
 
 
 def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -> None:
-    """Wait until every lane (a future running one model or one share of the work) is done.
-
-    On the first failure `cancel()` tells the other lanes to end at their next frame (e.g.
-    `Arrivals.stop_all`), and that failure is raised once they have ended: the error that
-    caused the stop, never the RunStopped it made the others raise. Interrupted (Ctrl-C) the
-    lanes are cancelled too.
-    """
+    """Wait for every lane (a future); on the first failure or an interrupt, `cancel()` the others and raise that
+    failure once they have ended (never the RunStopped it made the others raise)."""
     try:
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(future.exception() is not None for future in done):
@@ -85,9 +73,7 @@ def wait_for_lanes(futures: Sequence[Future[Any]], cancel: Callable[[], None]) -
 
 def run_models_on_pools(strategy: Strategy, arrivals: Arrivals, step: Callable[[int, int], Outputs],
                         pools: Sequence[Executor], cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
-    """Every model at once: one `run_model_frames` lane per model, model i on `pools[i]`, with
-    `step(model, frame)`. The first failure cancels the others (`cancel`, by default
-    `arrivals.stop_all`) and is raised once they have ended. Returns outputs[model][frame]."""
+    """outputs[model][frame], a `run_model_frames` lane per model on `pools[model]` (wait_for_lanes)."""
     futures = [pool.submit(run_model_frames, arrivals, strategy.frame_count(arrivals), partial(step, model),
                            strategy=strategy.name, model=name, clock=strategy.clock)
                for model, (pool, name) in enumerate(zip(pools, strategy.workload.names, strict=True))]
@@ -96,9 +82,8 @@ def run_models_on_pools(strategy: Strategy, arrivals: Arrivals, step: Callable[[
 
 
 class ModelThreads(Strategy):
-    """Mixin: one thread per model in a pool built in `open` (before the clock, after what the
-    classes behind it build) and shut down in `close`, waiting for calls already running (a
-    session.run cannot be cancelled)."""
+    """Mixin: one thread per model in a pool built in `open`, after what the classes behind it build;
+    `close` waits for calls already running (a session.run cannot be cancelled)."""
 
     pool: ThreadPoolExecutor | None = None
 
@@ -115,13 +100,11 @@ class ModelThreads(Strategy):
 
     def run_models_in_threads(self, arrivals: Arrivals, step: Callable[[int, int], Outputs],
                               cancel: Callable[[], None] | None = None) -> list[list[Outputs]]:
-        """Every model at once, a thread each: `run_models_on_pools` on this strategy's pool."""
         return run_models_on_pools(self, arrivals, step, [self.pool] * len(self.workload.models), cancel)
 
 
 class EventLoopOwner(Strategy):
-    """Mixin: the strategy's own event loop, built in `open` before the clock; on close, any
-    task still pending is finished before the loop is closed."""
+    """Mixin: the strategy's own event loop; `close` finishes any task still pending first."""
 
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -137,11 +120,15 @@ class EventLoopOwner(Strategy):
         super().close()
 
     def run_models_as_tasks(self, arrivals: Arrivals, step: Callable[[int, int], Awaitable[Outputs]]) -> list[list[Outputs]]:
-        """Every model at once, a task each: one `run_model_frames_async` per model on this strategy's loop;
-        returns outputs[model][frame]."""
-        return run_tasks_until_done(self.loop, [
-            run_model_frames_async(arrivals, self.frame_count(arrivals), partial(step, model), strategy=self.name,
-                                   model=name, clock=self.clock) for model, name in enumerate(self.workload.names)])
+        """outputs[model][frame], a `run_model_frames_async` task per model; on any failure or interrupt,
+        every task still pending is finished before the error propagates."""
+        lanes = [run_model_frames_async(arrivals, self.frame_count(arrivals), partial(step, model), strategy=self.name,
+                                        model=name, clock=self.clock) for model, name in enumerate(self.workload.names)]
+        try:
+            return self.loop.run_until_complete(gather_or_cancel_all(lanes))
+        except BaseException as error:
+            finish_tasks(self.loop, error)
+            raise
 
 
 async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
@@ -152,8 +139,7 @@ async def until_arrival(arrivals: Arrivals, frame: int, clock: Clock) -> None:
 
 
 async def gather_or_cancel_all(coroutines: list[Coroutine[Any, Any, Outputs]]) -> list[Any]:
-    """Await one task per model. On the first failure the other models stop: their tasks are
-    cancelled and awaited, so no task outlives the run, and the failure is raised."""
+    """Await one task per model; on the first failure the others are cancelled and awaited, then it is raised."""
     tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
     try:
         return await asyncio.gather(*tasks)
@@ -163,25 +149,10 @@ async def gather_or_cancel_all(coroutines: list[Coroutine[Any, Any, Outputs]]) -
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_tasks_until_done(loop: asyncio.AbstractEventLoop, coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
-    """Run `loop` until every task (`gather_or_cancel_all`) is done and return their results; on any
-    failure or interrupt, finish every task still pending before the error propagates."""
-    try:
-        return loop.run_until_complete(gather_or_cancel_all(coroutines))
-    except BaseException as error:
-        finish_tasks(loop, error)
-        raise
-
-
 def finish_tasks(loop: asyncio.AbstractEventLoop, interrupt: BaseException | None = None) -> None:
-    """Cancel every task still pending on `loop` and run it until they are all done.
-
-    KeyboardInterrupt (Ctrl-C inside `session.run`, SIGTERM in `pytest bench`) or SystemExit
-    raised in a task stops the loop at once and leaves the other tasks pending; a task that
-    awaited the interrupted one raises `interrupt` again when it resumes, which is expected
-    here and not raised a second time. Every exception is retrieved, so asyncio reports no
-    task as destroyed pending or as never retrieved.
-    """
+    """Cancel every task pending on `loop` and run it until all are done. An interrupt in a task stops the loop
+    and leaves the others pending; one that awaited it raises `interrupt` again, not raised twice. Every
+    exception is retrieved, so asyncio reports no task destroyed pending or never retrieved."""
     tasks = asyncio.all_tasks(loop)
     for task in tasks:
         task.cancel()

@@ -16,22 +16,8 @@ from strategies.runtime.sessions import io_names, provider_used
 
 
 class Merged(Strategy):
-    """One graph, one session, one `session.run` per frame for all models.
-
-    What it fixes: per-call overhead paid once per frame instead of once per model, one
-    thread pool instead of one per session (no pools competing for cores, no idle spinning
-    pool stealing a core from the next session), and nothing to coordinate in Python.
-    onnxruntime sees the models as independent branches of one graph.
-
-    Its costs and limits: the models must take the same input array (the workload's models
-    share one frames array); otherwise this is not applicable and the benchmark skips it with
-    the reason. Building the merged file costs time and a copy of every weight (outside the
-    clock). With the default sequential execution mode the branches run one after another,
-    each using every intra-op thread; ORT_PARALLEL runs branches concurrently (try
-    `--threads intra=1,inter=<cores>,mode=parallel,spin=0`). Per-model times cannot be told
-    apart inside one call: every model's cumulative time is the merged call's time.
-    Default settings: intra-op threads = cores, spinning off.
-    """
+    """One `session.run` per frame for all models, branches of one graph; needs every model to take the same
+    input array, and every model's time is the merged call's time (docs/strategies.md)."""
 
     name = "merged"
 

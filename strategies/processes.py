@@ -21,9 +21,8 @@ from strategies.runtime.workers import (
 
 
 def end_manager(manager: SyncManager) -> None:
-    """Stop the Manager's process for certain. `shutdown()` asks it, then falls back on SIGTERM after a
-    second, which it ignores (a group SIGTERM is ours to handle): under load a slow answer left it
-    running, and the interpreter's exit then waits for it forever. So wait a little more, then kill."""
+    """Stop the Manager's process for certain: `shutdown()` falls back on SIGTERM, which it ignores, and under
+    load a slow answer left it running, holding the interpreter's exit forever; so wait, then kill."""
     shutdown = getattr(manager, "shutdown", None)  # set by start() once the Manager answered, not a method
     if shutdown is not None:
         shutdown()
@@ -36,14 +35,8 @@ def end_manager(manager: SyncManager) -> None:
 
 
 class Processes(Strategy):
-    """The write-up's processes, flaws kept on purpose.
-
-    Frames live in a `Manager().list`, so every `frames[i]` in a worker pickles the whole
-    batch through the manager's proxy process (about 3 MB per access at 256x256, batch 4).
-    Each process builds its own session (on a GPU: its own CUDA context, so memory grows
-    with the worker count and the device time-slices between contexts). Compare with
-    `processes_shm`, which removes the per-access copy.
-    """
+    """The write-up's processes, flaw kept: every `frames[i]` in a worker pickles the whole batch
+    through the Manager's proxy process (`processes_shm` removes that copy)."""
 
     name = "processes"
     models_at_once = True
@@ -57,14 +50,9 @@ class Processes(Strategy):
         self.manager = manager = SyncManager(address=str(self.manager_dir / "socket"), ctx=context())
         with terminal_signals_blocked():  # a group SIGTERM is ours to handle: the manager outlives it until close()
             manager.start(detach_from_terminal_signals)
-        lists: dict[int, Any] = {}
-        sources = []
-        for model in self.workload.models:
-            key = id(model.frames)
-            if key not in lists:
-                lists[key] = self.manager.list(list(model.frames))
-            sources.append(lists[key])
-        return sources
+        arrays = {id(model.frames): model.frames for model in self.workload.models}
+        lists = {key: manager.list(list(array)) for key, array in arrays.items()}
+        return [lists[id(model.frames)] for model in self.workload.models]
 
     def open(self) -> None:
         # Held for the strategy's life: the manager frees a list once the parent's proxy goes.

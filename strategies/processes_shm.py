@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -20,8 +21,7 @@ class StoppedByAnotherModel(RuntimeError):
 
 
 class StoppableFrames:
-    """The worker's frames: a read-only shared-memory view that refuses the next frame once
-    the parent has set `stop` (another model failed), so a failed run ends early everywhere."""
+    """A worker's shared-memory frames, refused once the parent has set `stop` (another model failed)."""
 
     def __init__(self, view: np.ndarray, stop: Any):
         self.view = view
@@ -50,30 +50,13 @@ def serve_shared(conn: Connection, model: int, name: str, path: str, settings: T
         serve(conn, model, name, path, settings, sessions, frames, lane)
     finally:
         del frames, view  # the mapping can only close once no array points into it
-        try:
+        with contextlib.suppress(BufferError):  # the process is about to exit, which unmaps it anyway
             block.close()
-        except BufferError:
-            pass  # the process is about to exit, which unmaps it anyway
 
 
 class ProcessesShm(Strategy):
-    """A process per model, kept for the strategy's life, frames shared through shared memory.
-
-    What it fixes: the classic `processes` pickles a whole frame through a Manager's proxy
-    process on every access. Here each distinct input array is copied once, in `open`, into a
-    `multiprocessing.shared_memory` block; workers map it read-only and index frames with no
-    copy. Each worker sends its outputs and call records back once per run over its pipe,
-    not per frame. The processes run truly in parallel, free of the GIL.
-
-    Its costs: process start-up and one session per process (outside the clock; on a GPU a
-    CUDA context per process: memory grows with the worker count), a copy of the frames in
-    shared memory (where /dev/shm has no room for it, `open` raises StrategyUnavailable saying
-    how much it needs), and the outputs pickled back once per run. Blocks are unlinked in `close`,
-    when `open` fails, and when a run is interrupted or a worker dies (the strategy is then
-    closed; open a new one). When one model fails, the others stop at their next frame and
-    the run raises a StrategyError naming the model and frame. Default settings: cores /
-    models intra-op threads per process, spinning off.
-    """
+    """A process per model for the strategy's life, mapping the frames read-only from shared memory, answering
+    once per run. An interrupted run or a dead worker closes the strategy (docs/strategies.md)."""
 
     name = "processes_shm"
     models_at_once = True
@@ -99,11 +82,6 @@ class ProcessesShm(Strategy):
         self.providers_used = self.pool.start(serve_shared, lambda i: (
             i, models[i].name, str(models[i].path), self.settings, self.workload.sessions,
             specs[id(models[i].frames)], self.pool.lanes[i], self.stop_event))
-
-    @property
-    def block_names(self) -> list[str]:
-        frames = getattr(self, "frames", None)
-        return frames.names if frames is not None else []
 
     def close(self) -> None:
         # Workers still in a run stop at their next frame instead of finishing it.

@@ -1,12 +1,9 @@
-"""`ray`: one Ray actor per model, frames shared through Ray's object store (docs/ray.md).
-
-Ray is an optional dependency (`pip install -e '.[ray]'`): it is imported inside the
-strategy only, so the library works without it and the strategy is then skipped. The Ray the
-actors run on, started or joined once per process, is strategies/runtime/ray_instance.py's.
-"""
+"""`ray`: one Ray actor per model, frames shared through Ray's object store (docs/ray.md). Ray is optional
+(`pip install -e '.[ray]'`), imported only when a `ray` benchmark runs."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -34,16 +31,15 @@ ACTOR_START_S = 300.0
 
 
 def default_gpu_share(models: int, gpus: float) -> float:
-    """Each actor's share of a GPU when --ray-gpus-per-actor is not given on CUDA: the models spread evenly over
-    the GPUs Ray sees, as few to a GPU as fit: 1 / ceil(models / GPUs) (1/models on one GPU, a whole GPU each
-    when there are as many GPUs as models). A share such as GPUs/models (0.75 for 4 models on 3 GPUs) would leave
-    an actor unplaceable: Ray puts a fractional share on one GPU, and two of 0.75 do not fit on one."""
+    """Each actor's share of a GPU by default on CUDA: 1 / ceil(models / GPUs), as few to a GPU as fit.
+    GPUs/models (0.75 for 4 models on 3 GPUs) would leave an actor unplaceable: Ray puts a fractional
+    share on one GPU, and two of 0.75 do not fit on one."""
     whole = max(1, math.floor(gpus))
     return 1 / math.ceil(models / whole)
 
 
 class ModelActor:
-    """Runs in the actor's process: its own session, timed with the wall clock both sides agree on."""
+    """Runs in the actor's process: its own session, timed with time.time, which the driver maps onto its clock."""
 
     def __init__(self, path: str, settings: ThreadSettings, sessions: SessionFactory):
         self.session = sessions.open(path, settings)
@@ -56,26 +52,15 @@ class ModelActor:
                 "node_ip": ray.util.get_node_ip_address(), "gpus": [str(gpu) for gpu in ray.get_gpu_ids()]}
 
     def run(self, frame: Any) -> tuple[Outputs, float, float]:
-        # time.time, not perf_counter: the driver converts it to its own clock (see RayActors._execute).
         start = time.time()
         outputs = tuple(self.session.run(None, {self.input_name: frame}))
         return outputs, start, time.time()
 
 
 class RayActors(Strategy):
-    """One Ray actor per model, each holding its own session; each frame is put into Ray's object
-    store once, and the same reference goes to every actor reading that input.
-
-    What it is for: spreading models over several GPUs or machines with the engine teams already
-    use. Its costs on one host: a task submission and an object-store round trip per call, and a
-    process per model (outside the clock). By default the first `open` of the process starts a
-    local Ray instance (usable cores, no dashboard, files under a temporary directory of its own),
-    shared by every later `ray` benchmark and shut down at exit; `address` joins a running cluster
-    instead and leaves it running. `gpus_per_actor`: each actor's share of a GPU (default on CUDA:
-    default_gpu_share of the GPUs Ray sees, so that models share a GPU only when there are fewer
-    GPUs than models; 0 on the CPU).
-    A frame is complete when every actor has returned it (per-frame, so it streams).
-    """
+    """One Ray actor per model; each frame is put into the object store once, for every actor reading it.
+    `address`: join a running cluster instead of the process's local instance; `gpus_per_actor`: each
+    actor's GPU share (default on CUDA: default_gpu_share; 0 on the CPU)."""
 
     name = "ray"
     stops_early = False  # a stopped run closes the actors (answers in flight): probes run to the end
@@ -154,8 +139,7 @@ class RayActors(Strategy):
                                 "starts a new one).")
 
     @property
-    def pids(self) -> list[int]:
-        """The actors' process ids, in model order (tests kill them)."""
+    def pids(self) -> list[int]:  # in model order (tests kill them)
         return [each["pid"] for each in self.placement]
 
     def info(self) -> dict[str, Any]:
@@ -204,7 +188,6 @@ class RayActors(Strategy):
             raise
 
     def _answer(self, ray: Any, ref: Any, arrivals: Arrivals, model: int, frame: int) -> Any:
-        """One actor's answer, waking every POLL_S for the stop request and the deadline."""
         name = self.workload.names[model]
         while True:
             arrivals.check_deadline(self.clock)
@@ -224,7 +207,5 @@ class RayActors(Strategy):
 def kill_actors(actors: list[Any]) -> None:
     ray = import_ray()
     for actor in actors:
-        try:
+        with contextlib.suppress(Exception):  # already dead, or the cluster is gone
             ray.kill(actor, no_restart=True)
-        except Exception:  # already dead, or the cluster is gone
-            pass

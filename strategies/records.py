@@ -15,7 +15,7 @@ Outputs = tuple[np.ndarray, ...]
 
 @dataclass(frozen=True)
 class ModelInput:
-    """One model of the workload and the tensor it takes on each frame."""
+    """One model of the workload and its input on each frame."""
 
     name: str  # shown in tables and history: the file name for a user's model
     path: Path
@@ -56,7 +56,7 @@ class Workload:
 
     @property
     def sessions(self) -> Any:
-        """The run's SessionFactory (strategies/runtime/sessions.py): every strategy opens its sessions here."""
+        """The run's SessionFactory: every strategy opens its sessions here."""
         if self.session_factory is not None:
             return self.session_factory
         from strategies.runtime.sessions import SessionFactory  # sessions imports records: imported late
@@ -64,8 +64,7 @@ class Workload:
         return SessionFactory(self.provider, self.cuda_options)
 
     @property
-    def provider_options(self) -> dict[str, str]:
-        """What to pass to `make_session` as provider_options: the CUDA options on CUDA, else nothing."""
+    def provider_options(self) -> dict[str, str]:  # make_session's: the CUDA options on CUDA
         return dict(self.cuda_options) if self.provider == "cuda" else {}
 
 
@@ -91,8 +90,6 @@ def empty_outputs(model_count: int, frame_count: int) -> list[list[Outputs]]:
 
 @dataclass
 class RunResult:
-    """What one run of a strategy returns."""
-
     outputs: list[list[Outputs]]  # outputs[model][frame]
     calls: list[CallRecord]
     start: float  # clock reading when the first frame became available
@@ -105,8 +102,7 @@ class RunResult:
         return totals
 
     def drop_outputs(self) -> None:
-        """Release the output arrays once they have been checked; the model and frame counts
-        stay (the metrics read them), as empty outputs."""
+        """Release the output arrays once checked; the model and frame counts stay (the metrics read them)."""
         self.outputs = empty_outputs(len(self.outputs), len(self.outputs[0]) if self.outputs else 0)
 
     def overlap(self) -> float:
@@ -115,7 +111,7 @@ class RunResult:
 
 
 class CallLog:
-    """Runs a session call and records its start and end with the given clock."""
+    """Runs session calls, recording each one's start and end with `clock`."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock

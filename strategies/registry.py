@@ -18,9 +18,8 @@ from strategies.run_async import RunAsync
 from strategies.serial import Serial
 from strategies.threads import Threads
 
-# Order is the order of the table: the reference first, then the write-up's classics, then
-# the strategies that fix their flaws, then the GPU techniques (which also run on the CPU), then
-# the one that spreads models over a Ray cluster.
+# The table's order: the reference, the write-up's classics, the strategies that fix their flaws,
+# the GPU techniques (which also run on the CPU), and Ray.
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Serial, Threads, Processes, Asyncio,
     AsyncioThreads, ProcessesShm, Fanout, Merged, RunAsync, Batched, DynamicBatch,

@@ -17,20 +17,9 @@ NO_POOL_THREAD = "at least one thread for RunAsync"  # onnxruntime's error when 
 
 
 class RunAsync(SessionStrategy):
-    """Every model's call is handed to onnxruntime with `run_async`; a callback collects the result.
-
-    What it fixes: no Python threads of our own. `run_async` returns at once and onnxruntime
-    runs the call on a thread of the session's intra-op pool, calling back when it is done,
-    so the models of a frame run concurrently with the GIL released throughout.
-
-    Its costs and limits: the call runs on a pool *worker* thread, and a pool of
-    `intra_op_num_threads = n` has n - 1 workers (the caller is counted as the n-th), so
-    n = 1 fails ("intra op thread pool must have at least one thread for RunAsync"). That is
-    reported as not applicable, with the settings to use instead. Each session has at most
-    one call in flight, so a model's frames stay in order; the main thread waits for a model's
-    previous frame before handing it the next. Default settings: cores / models + 1 intra-op
-    threads (that many - 1 busy workers per session, at least one), spinning off.
-    """
+    """Every call handed to `run_async`, which runs it on the session's intra-op pool and calls back. A pool of
+    n threads has n - 1 workers, so n = 1 is not applicable (hence cores / models + 1 by default). One
+    call in flight per session keeps a model's frames in order."""
 
     name = "run_async"
 

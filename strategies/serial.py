@@ -9,12 +9,7 @@ from strategies.runtime.sessions import SessionStrategy
 
 
 class Serial(SessionStrategy):
-    """One thread, one model after another, frame after frame.
-
-    Simple and deterministic, so it is the oracle. Its weakness: while one model's CPU-side
-    work (input copies, kernel launches) runs, nothing else does, and on a GPU the device
-    idles between calls.
-    """
+    """One thread, one model after another, frame after frame: deterministic, so it is the oracle."""
 
     name = "serial"
 

@@ -1,7 +1,5 @@
-"""onnxruntime's threading knobs (`ThreadSettings`), which every session of a strategy is built with,
-and how the usable cores are shared out. As a label in benchmark ids ('intra2-spin0'), and as a
-dict in stored results (`as_dict`); the `--threads` text form is bench/thread_spec.py's.
-"""
+"""onnxruntime's threading knobs (`ThreadSettings`) and how the usable cores are shared out; the
+`--threads` text form is bench/thread_spec.py's."""
 
 from __future__ import annotations
 
@@ -20,10 +18,7 @@ def usable_cores() -> int:
 
 @dataclass(frozen=True)
 class ThreadSettings:
-    """onnxruntime's threading knobs for every session a strategy builds.
-
-    `None` leaves a knob at onnxruntime's default (intra-op threads = cores, spinning on).
-    """
+    """The knobs every session of a strategy is built with; `None`: onnxruntime's default (cores, spinning)."""
 
     intra_op: int | None = None
     inter_op: int | None = None
@@ -48,8 +43,8 @@ class ThreadSettings:
 
     @property
     def label(self) -> str:
-        """Short id used in benchmark names, e.g. 'intra2-spin0' or 'ort-defaults'. Labels key saved
-        histories and benchmark ids: the order of the knobs (intra, inter, mode, spin) must not change."""
+        """'intra2-spin0' or 'ort-defaults'. Labels key saved histories and benchmark ids: the order of the
+        knobs (intra, inter, mode, spin) must not change."""
         knobs = [None if self.intra_op is None else f"intra{self.intra_op}",
                  None if self.inter_op is None else f"inter{self.inter_op}",
                  "parallel" if self.parallel else None,
@@ -63,7 +58,5 @@ class ThreadSettings:
 
 
 def split_cores(model_count: int, cores: int | None = None) -> ThreadSettings:
-    """The cores shared out between models that run at the same time (at least one intra-op
-    thread each), spinning off: models x intra-op threads stays near the core count instead
-    of models x cores, and no idle pool spins on a core another model needs."""
+    """The cores shared out between models that run at once, spinning off (no idle pool spins on a busy core)."""
     return ThreadSettings(intra_op=max(1, (cores or usable_cores()) // model_count), inter_op=1, spinning=False)

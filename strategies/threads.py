@@ -9,13 +9,8 @@ from strategies.runtime.sessions import SessionStrategy
 
 
 class Threads(ModelThreads, SessionStrategy):
-    """The write-up's winner: a thread per model over all frames.
-
-    onnxruntime releases the GIL inside `session.run`, so one model's CPU-side work overlaps
-    another's compute. Per-call time rises (the models contend for cores or the GPU) while
-    the total falls. Each model runs at its own pace, so frames finish out of step across
-    models; a frame is complete when its slowest model is done with it.
-    """
+    """The write-up's winner. onnxruntime releases the GIL inside `session.run`, so the models overlap;
+    each runs at its own pace, and a frame is complete when its slowest model is done with it."""
 
     name = "threads"
     models_at_once = True

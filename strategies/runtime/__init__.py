@@ -1,10 +1,4 @@
-"""What the strategies share to run: sessions, workers, lanes, shared frames, the CUDA runtime, Ray.
-
-The names below are the ones the benchmark's own code uses too: sessions built with the run's settings
-and checked against the provider they really run on, the cores a run may use, child processes that
-leave terminal signals to their parent (the sampler), where a Ray guard writes its line, and the CUDA
-runtime (the cuda_graph experiment).
-"""
+"""What the strategies share to run; the names below are those the benchmark's own code uses too."""
 
 from strategies.runtime.cudart import CudaRuntimeError, cuda_runtime
 from strategies.runtime.ray_instance import send_guard_lines_to as send_ray_guard_lines_to

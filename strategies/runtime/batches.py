@@ -1,12 +1,13 @@
-"""Frames stacked into one batch: whether a model accepts it, and its outputs split back per frame.
-
-Shared by batched (a fixed k frames) and dynamic_batch (whatever frames have arrived)."""
+"""Frames stacked into one call along the batch axis (batched, dynamic_batch), and the outputs split back."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from strategies.base import StrategyError, StrategyUnavailable
+from strategies.base import Arrivals, StrategyError, StrategyUnavailable
+from strategies.records import CallLog, Outputs
 
 
 def check_free_batch(strategy: str, sessions: list, names: list[str]) -> None:
@@ -26,3 +27,16 @@ def split_batch(result: np.ndarray, frames: int, per_frame: int) -> list[np.ndar
             f"an output of shape {result.shape} does not carry the batch axis (expected first axis "
             f"{frames} x {per_frame} = {frames * per_frame}), so it cannot be split back per frame.")
     return [result[index * per_frame:(index + 1) * per_frame] for index in range(frames)]
+
+
+def run_stacked(log: CallLog, session: Any, input_name: str, frames: np.ndarray, arrivals: Arrivals, model: int,
+                first: int, end: int, lane: str) -> list[Outputs]:
+    """Run frames `first`..`end - 1` of `model` as one call; the outputs of each frame."""
+    if arrivals.schedule is None:  # consecutive rows: a view, reshaped without a copy
+        chunk = np.ascontiguousarray(frames[first:end])
+    else:  # run frames carry reused workload frames: gather them
+        chunk = frames[arrivals.schedule.sources[first:end]]
+    results = log.run(session, {input_name: chunk.reshape(-1, *chunk.shape[2:])}, model, first, lane,
+                      frames=end - first)
+    split = [split_batch(result, end - first, chunk.shape[1]) for result in results]
+    return [tuple(parts[offset] for parts in split) for offset in range(end - first)]

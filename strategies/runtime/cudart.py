@@ -1,15 +1,10 @@
-"""The few CUDA runtime calls a per-session stream needs, through ctypes on the libcudart that
-onnxruntime-gpu's `cuda` extra installs (no PyTorch, CuPy or cuda-python in the process).
-
-onnxruntime accepts a stream of one's own per session (`user_compute_stream`, its address as
-text), but creating one needs the CUDA runtime; so does copying a frame to a bound input on that
-stream without the legacy default stream (`OrtValue.update_inplace` uses a synchronous
-`cudaMemcpy`). These are the calls, each checked: a failure raises CudaRuntimeError naming the
-call and CUDA's own error text.
-"""
+"""The few CUDA runtime calls a per-session stream needs (`user_compute_stream`, and copies on that
+stream: `OrtValue.update_inplace` is a synchronous `cudaMemcpy`), through ctypes on the libcudart that
+onnxruntime-gpu's `cuda` extra installs. Each is checked: CudaRuntimeError names the call and CUDA's text."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import glob
@@ -29,20 +24,17 @@ class CudaRuntimeError(RuntimeError):
 
 
 def _candidates() -> list[str]:
-    """libcudart's names, sonames first (onnxruntime.preload_dlls() has usually loaded one already),
-    then the files of the nvidia-cuda-runtime wheel beside onnxruntime."""
+    """libcudart's sonames (preload_dlls() has usually loaded one), then the nvidia-cuda-runtime wheel's files."""
     names = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
     found = ctypes.util.find_library("cudart")
     if found:
         names.append(found)
-    try:
+    with contextlib.suppress(ImportError):
         import nvidia  # the namespace package of NVIDIA's pip wheels
 
         for root in nvidia.__path__:
             names += sorted(glob.glob(os.path.join(root, "cu*", "lib", "libcudart.so*")), reverse=True)
             names += sorted(glob.glob(os.path.join(root, "cuda_runtime", "lib", "libcudart.so*")), reverse=True)
-    except ImportError:
-        pass
     return names
 
 
@@ -85,12 +77,9 @@ class CudaRuntime:
             text = self.lib.cudaGetErrorString(status).decode(errors="replace")
             raise CudaRuntimeError(f"{call} failed: CUDA error {status}: {text}")
 
-    def set_device(self, device: int) -> None:
-        self._check("cudaSetDevice", self.lib.cudaSetDevice(device))
-
     def create_stream(self, device: int = 0) -> int:
         """A new non-blocking stream on `device`; its address, as onnxruntime's `user_compute_stream` takes it."""
-        self.set_device(device)
+        self._check("cudaSetDevice", self.lib.cudaSetDevice(device))
         stream = ctypes.c_void_p()
         self._check("cudaStreamCreateWithFlags",
                     self.lib.cudaStreamCreateWithFlags(ctypes.byref(stream), ctypes.c_uint(STREAM_NON_BLOCKING)))
@@ -103,20 +92,18 @@ class CudaRuntime:
         """Wait for the work queued on this stream only (never the whole device)."""
         self._check("cudaStreamSynchronize", self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)))
 
-    def copy_to_device(self, device_ptr: int, host: np.ndarray, stream: int) -> None:
-        """Queue a copy of `host` (C-contiguous) to `device_ptr` on `stream`."""
+    def copy_to_device(self, device_ptr: int, host: np.ndarray, stream: int) -> None:  # host: C-contiguous
         self._check("cudaMemcpyAsync(host to device)", self.lib.cudaMemcpyAsync(
             ctypes.c_void_p(device_ptr), ctypes.c_void_p(host.ctypes.data), host.nbytes, HOST_TO_DEVICE,
             ctypes.c_void_p(stream)))
 
     def copy_to_host(self, host: np.ndarray, device_ptr: int, stream: int) -> None:
-        """Queue a copy from `device_ptr` into `host` (C-contiguous) on `stream`."""
         self._check("cudaMemcpyAsync(device to host)", self.lib.cudaMemcpyAsync(
             ctypes.c_void_p(host.ctypes.data), ctypes.c_void_p(device_ptr), host.nbytes, DEVICE_TO_HOST,
             ctypes.c_void_p(stream)))
 
     def pin(self, host: np.ndarray) -> None:
-        """Page-lock `host`'s memory so copies from and to it are truly asynchronous (DMA, no staging)."""
+        """Page-lock `host`'s memory so copies from and to it are truly asynchronous (DMA)."""
         self._check("cudaHostRegister", self.lib.cudaHostRegister(
             ctypes.c_void_p(host.ctypes.data), host.nbytes, HOST_REGISTER_PORTABLE))
 

@@ -1,4 +1,4 @@
-"""Frames uploaded to the device once and shared by every model that reads them."""
+"""Frames uploaded to the device once and shared by every model that reads them (iobinding)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,8 @@ class _Entry:
 
 
 class DeviceFrames:
-    """Each frame's input copied to the device once (`OrtValue.ortvalue_from_numpy`), handed to
-    every model that reads the same input array, and dropped once all of them are done with it.
-
-    The first model to reach a frame uploads it, in its own thread, so the copy overlaps other
-    models' work; the others wait for that one copy. A model may run at most `ahead` frames
-    past the slowest model, which bounds the device memory held for inputs to `ahead` frames
-    per distinct input array (at 1000 frames of ~3 MB, uploading everything would not do).
-    """
+    """Each frame copied to the device once, by the first model to reach it, for every model reading that array;
+    a model runs at most `ahead` frames past the slowest, which bounds the device memory held."""
 
     def __init__(self, arrays: Sequence[np.ndarray], device: str, device_id: int = 0, ahead: int = 4):
         if ahead < 1:
@@ -52,8 +46,7 @@ class DeviceFrames:
         self.uploads = 0  # how many host-to-device copies were made (tests check: one per frame per array)
 
     def get(self, model: int, frame: int, source: int | None = None) -> Any:
-        """The device copy of `frame` for `model`; uploads it if no model has yet. `source`: the
-        row of the arrays that run frame `frame` carries (several cameras reuse rows), default `frame`."""
+        """The device copy of `frame` for `model` (array row `source`), uploaded if no model has yet."""
         key = (self._group[model], frame)
         with self._cond:
             self._cond.wait_for(lambda: self._cancelled or frame < min(self._done) + self.ahead)
@@ -100,7 +93,6 @@ class DeviceFrames:
             self._cond.notify_all()
 
     @property
-    def held(self) -> int:
-        """Frames currently held on the device."""
+    def held(self) -> int:  # frames now on the device
         with self._cond:
             return len(self._entries)

@@ -1,12 +1,8 @@
 """Combining several single-input ONNX models into one graph that feeds them one shared input.
 
-Why not `onnx.compose.add_prefix` alone: (onnx 1.23) it prefixes a
-subgraph (the body of an If or Loop) before it has collected the outer graph's initializer
-names, so a subgraph that reads an outer initializer keeps the unprefixed name and, after a
-merge, could bind to another model's initializer of the same name. Here every name in a model
-(nodes, edges, inputs, outputs, initializers, value infos, in the main graph and every
-subgraph) goes through one mapping, so references stay consistent by construction.
-"""
+Not `onnx.compose.add_prefix` (onnx 1.23): it prefixes a subgraph before collecting the outer graph's
+initializer names, so a subgraph reading an outer initializer could bind to another model's one of the
+same name. Here every name of a model, in every subgraph, goes through one mapping."""
 
 from __future__ import annotations
 
@@ -19,7 +15,7 @@ from onnx import GraphProto, ModelProto, helper
 
 
 class MergeError(ValueError):
-    """The models cannot be combined into one graph; the message says why."""
+    """The models cannot be combined into one graph."""
 
 
 # protobuf cannot serialise a message of 2 GiB or more (onnx.save raises EncodeError, onnx.checker
@@ -27,8 +23,7 @@ class MergeError(ValueError):
 MAX_MODEL_BYTES = onnx.checker.MAXIMUM_PROTOBUF
 
 
-def serialised_size(model: ModelProto) -> int:
-    """Bytes `model` takes serialised (weights included), computed without serialising it."""
+def serialised_size(model: ModelProto) -> int:  # weights included, without serialising it
     return model.ByteSize()
 
 
@@ -51,9 +46,8 @@ def prefix_for(index: int) -> str:
 
 def _rename_graph(graph: GraphProto, rename: Callable[[str], str], node_prefix: str,
                   numbers: Iterator[int] | None = None) -> None:
-    """Apply `rename` to every tensor name in `graph` and its subgraphs, in place; empty names
-    (an omitted optional input) stay empty. Nodes get `node_prefix` too, and unnamed nodes a
-    numbered name, so onnxruntime's error messages say which model a failing node is from."""
+    """`rename` every tensor name in `graph` and its subgraphs, in place (an empty one, an omitted optional
+    input, stays). Nodes get `node_prefix` and unnamed ones a number, so onnxruntime's errors name the model."""
     numbers = numbers if numbers is not None else itertools.count()
 
     def mapped(name: str) -> str:
@@ -92,8 +86,7 @@ def _opsets(models: Sequence[ModelProto], names: Sequence[str]) -> list[onnx.Ope
 
 
 def _shared_input(models: Sequence[ModelProto], names: Sequence[str]) -> onnx.ValueInfoProto:
-    """The merged graph's one input: the first model's, with every dimension on which the
-    models disagree made symbolic."""
+    """The first model's input, every dimension on which the models disagree made symbolic."""
     real_inputs = []
     for model, name in zip(models, names, strict=True):
         initializers = {init.name for init in model.graph.initializer}
@@ -118,11 +111,7 @@ def _shared_input(models: Sequence[ModelProto], names: Sequence[str]) -> onnx.Va
 
 
 def merge_models(models: Sequence[ModelProto], names: Sequence[str], input_name: str = "frames") -> MergedModel:
-    """One model computing every model's outputs from one shared input named `input_name`.
-
-    Model i's nodes, initializers and intermediate tensors are prefixed `model{i}/`, its
-    outputs become `model{i}/<output>`, and its input is wired to the shared input.
-    """
+    """One model computing every model's outputs from one shared input; model i's names prefixed `model{i}/`."""
     if not models:
         raise MergeError("merging needs at least one model.")
     if input_name.startswith("model") and "/" in input_name:
@@ -149,10 +138,7 @@ def merge_models(models: Sequence[ModelProto], names: Sequence[str], input_name:
         local = {(function.domain, function.name) for function in model.functions}
         for function in model.functions:
             function.name = prefix + function.name
-            for node in function.node:
-                if (node.domain, node.op_type) in local:
-                    node.op_type = prefix + node.op_type
-        for node in _all_nodes(model.graph):
+        for node in itertools.chain(_all_nodes(model.graph), *(function.node for function in model.functions)):
             if (node.domain, node.op_type) in local:
                 node.op_type = prefix + node.op_type
         functions.extend(model.functions)

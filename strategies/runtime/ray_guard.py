@@ -1,31 +1,25 @@
-"""The guard of a local Ray instance: a small process that removes the instance when the run's
-process dies without doing it (strategies/runtime/ray_instance.py starts it, one per instance).
-
-Why a process of its own: Ray ends the driver with `_exit(1)` from C++ when its raylet or plasma
-store goes away, and a process killed by a signal runs no `finally` or `atexit` either; the Ray
-processes it started (the raylet's agents ignore SIGTERM) and its temporary directory would outlive
-it. The guard reads its standard input, a pipe from the driver:
-
-    pid create_time     a process of the instance (repeated as the instance grows)
-    done                the driver removed the instance itself: exit quietly
-
-End of input without `done` means the driver is gone: the guard SIGKILLs every process it was told
-of, their descendants and every process whose command line names the instance's directory, removes
-the directory and says so in one line on stderr. It runs in a session of its own and ignores
-SIGINT, SIGTERM and SIGHUP, so the signal that ended the run's process group does not end it too.
+"""The guard of a local Ray instance (ray_instance.py starts one per instance): removes the instance
+when the run's process dies without doing it. Ray ends the driver with `_exit(1)` from C++ when its
+raylet goes away, and a killed process runs no `finally` or `atexit`; the Ray processes (the agents
+ignore SIGTERM) and the directory would outlive it.
 
     python -m strategies.runtime.ray_guard TEMP_DIR DRIVER_PID
-"""
+
+It reads a pipe from the driver: `pid create_time` per process of the instance, `done` when the driver
+removed it itself. End of input without `done`: it SIGKILLs those processes, their descendants and any
+naming the directory, removes the directory and says so on stderr. It ignores SIGINT, SIGTERM and
+SIGHUP, so the signal that ended the run's process group does not end it too."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import sys
 
 import psutil
 
-#: How long the killed processes get to be reaped before the guard gives up on them.
+#: How long the killed processes get to be reaped.
 WAIT_S = 10.0
 
 
@@ -35,29 +29,23 @@ def instance_processes(known: list[psutil.Process], temp_dir: str) -> list[psuti
     mine = {psutil.Process().pid, *(process.pid for process in psutil.Process().parents())}
     roots = [process for process in known if process.is_running()]
     for process in psutil.process_iter():
-        try:
+        with contextlib.suppress(psutil.Error):
             if temp_dir in " ".join(process.cmdline()):
                 roots.append(process)
-        except psutil.Error:
-            continue
     for process in roots:
         found[process.pid] = process
-        try:
+        with contextlib.suppress(psutil.Error):
             found.update((child.pid, child) for child in process.children(recursive=True))
-        except psutil.Error:
-            continue
     return [process for pid, process in found.items() if pid not in mine]
 
 
 def kill_all(processes: list[psutil.Process]) -> int:
-    """SIGKILL each one still running (psutil checks that a pid was not reused); how many were."""
+    """SIGKILL each one still running (psutil checks the pid was not reused); how many were."""
     killed = 0
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.kill()
             killed += 1
-        except psutil.Error:
-            continue
     psutil.wait_procs(processes, timeout=WAIT_S)
     return killed
 
@@ -71,12 +59,10 @@ def main(temp_dir: str, driver: int) -> int:
         if fields == ["done"]:
             return 0
         if len(fields) == 2:
-            try:
+            with contextlib.suppress(psutil.Error, ValueError):
                 process = psutil.Process(int(fields[0]))
                 if abs(process.create_time() - float(fields[1])) < 1.0:  # the one the driver saw, not a reused pid
                     known.append(process)
-            except (psutil.Error, ValueError):
-                continue
     killed = kill_all(instance_processes(known, temp_dir))
     shutil.rmtree(temp_dir, ignore_errors=True)
     print(f"fanbench: the run's process (pid {driver}) ended without stopping its local Ray instance; "

@@ -1,12 +1,10 @@
-"""The Ray a process uses, one per process, shared by every `ray` benchmark (strategies/ray.py): a local
-instance it starts (its processes tracked from their first moment, a guard process watching them, every one
-of them ended and its directory removed with it) or a running cluster it joins (only left). ray.init runs in
-a thread of its own, bounded, and that thread lives as long as the instance (PR_SET_PDEATHSIG: see _Init).
-"""
+"""The Ray a process uses, one per process, shared by every `ray` benchmark: a local instance it starts,
+or a running cluster it joins (only left)."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -31,24 +29,22 @@ from strategies.settings import usable_cores
 #: How often the driver wakes while it waits (for ray.init, for an actor's answer), to honour signals, stop and deadline.
 POLL_S = 0.2
 
-#: Joining a cluster: its address is first probed with a plain TCP connect of PROBE_S (nothing listening
-#: fails at once), then ray.init gets JOIN_TIMEOUT_S (Ray retries a silent address for minutes). Starting the
-#: local instance gets START_TIMEOUT_S (about 5 s on 2 busy cores here).
+#: Joining: a TCP probe of PROBE_S first (nothing listening fails at once), then ray.init gets JOIN_TIMEOUT_S
+#: (Ray retries a silent address for minutes). Starting a local instance takes about 5 s on 2 busy cores.
 PROBE_S = 5.0
 JOIN_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 120.0
-#: A joined cluster's GCS is probed (TCP) at most this often while the driver waits, to see it is still there.
+#: How often, at most, a joined cluster's GCS is probed while the driver waits.
 GCS_PROBE_EVERY_S = 2.0
+CORE_PROCESSES = ("gcs_server", "raylet")
+#: After Ray's own shutdown (or none, when the instance is broken), how long its processes get before SIGKILL.
+GRACE_S = 2.0
 
 
 @dataclass
 class RayInstance:
-    """The Ray this process uses, one per process, shared by every `ray` benchmark: a local instance it
-    started (`temp_dir`: its files, removed with it) or a running cluster it joined (`temp_dir` None).
-
-    A local instance knows its processes (those ray.init started and their descendants: raylet, GCS server,
-    agents, workers, actors), so that removing it ends every one of them and no other, and a guard process
-    (strategies/runtime/ray_guard.py) that removes them if this process dies without doing it."""
+    """A local instance (`temp_dir`: its files) or a joined cluster. A local instance knows its processes, to end
+    all of them and no other; a guard process (ray_guard.py) does it if this process dies first."""
 
     temp_dir: str | None
     startup_s: float  # ray.init's duration: starting the local instance, or joining the cluster
@@ -65,8 +61,7 @@ class RayInstance:
         return self.temp_dir is None
 
     def track(self, processes: Iterable[psutil.Process] = ()) -> None:
-        """Add `processes` and every descendant of the instance's processes (new workers, actors, agents) to
-        what the instance is; the guard is told of each new one."""
+        """Add `processes` and every new descendant of the instance's processes, each told to the guard."""
         for process in [*processes, *self.processes.values()]:
             try:
                 found = [process, *process.children(recursive=True)]
@@ -76,24 +71,19 @@ class RayInstance:
                 if each.pid not in self.processes:
                     self.processes[each.pid] = each
                     self._tell_guard(each)
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         if each.name() in CORE_PROCESSES:  # named now: a dead process has no name to read
                             self.cores[each.pid] = each.name()
-                    except psutil.Error:
-                        pass
 
     def _tell_guard(self, process: psutil.Process) -> None:
         if self.guard is None or self.guard.stdin is None:
             return
-        try:
+        with contextlib.suppress(OSError, psutil.Error):  # the process already ended, or the guard did
             self.guard.stdin.write(f"{process.pid} {process.create_time()}\n".encode())
             self.guard.stdin.flush()
-        except (OSError, psutil.Error):
-            pass  # the process already ended, or the guard did: nothing left to tell
 
     def lost(self) -> str | None:
-        """What of the instance is gone, in words, or None: for a local instance its GCS server or raylet
-        process ended; for a joined cluster its GCS address no longer accepts a connection."""
+        """What of the instance is gone, in words (its GCS server or raylet; a joined cluster's GCS), or None."""
         if self.joined:
             now = time.monotonic()
             if now - self.probed_at < GCS_PROBE_EVERY_S:
@@ -107,10 +97,8 @@ class RayInstance:
         return None
 
     def remove(self, gracefully: bool, connected: bool = True) -> None:
-        """End the local instance: Ray's own shutdown first when `gracefully` (it stops its processes in
-        order), then SIGKILL to every process of the instance still running, reaped; its directory removed;
-        the guard told it is done. A joined cluster is only left. `connected`: ray.init had returned (else
-        there is no driver to disconnect)."""
+        """End a local instance (Ray's shutdown first when `gracefully`, then SIGKILL), or leave a joined
+        cluster; `connected`: ray.init had returned."""
         import ray
         if gracefully and connected:
             ray.shutdown()
@@ -129,11 +117,6 @@ class RayInstance:
             close_guard(self.guard)
 
 
-CORE_PROCESSES = ("gcs_server", "raylet")
-#: After Ray's own shutdown (or none, when the instance is broken), how long its processes get before SIGKILL.
-GRACE_S = 2.0
-
-
 def running(process: psutil.Process) -> bool:
     """Alive and not a zombie."""
     try:
@@ -143,16 +126,13 @@ def running(process: psutil.Process) -> bool:
 
 
 def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
-    """Wait up to `grace_s` for `processes` to end, then SIGKILL those that did not (Ray's agents ignore
-    SIGTERM), and reap them (those that are this process's children)."""
+    """Wait up to `grace_s` for `processes` to end, then SIGKILL the rest (Ray's agents ignore SIGTERM)."""
     alive = [process for process in processes if running(process)]
     if alive and grace_s > 0:
         _, alive = psutil.wait_procs(alive, timeout=grace_s)
     for process in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(processes, timeout=GRACE_S * 5)
 
 
@@ -162,13 +142,11 @@ guard_stderr: int | None = None
 
 
 def send_guard_lines_to(fd: int | None) -> None:
-    """Where every guard started from now on writes its one line (`guard_stderr`; None: this process's stderr)."""
     global guard_stderr
     guard_stderr = fd
 
 
 def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
-    """The instance's guard (strategies/runtime/ray_guard.py), in a session of its own."""
     script = Path(__file__).resolve().parent / "ray_guard.py"  # by path: it needs only psutil
     return subprocess.Popen([sys.executable, str(script), temp_dir, str(os.getpid())], stdin=subprocess.PIPE,
                             stderr=guard_stderr, start_new_session=True)
@@ -177,12 +155,10 @@ def start_guard(temp_dir: str) -> subprocess.Popen[bytes]:
 def close_guard(guard: subprocess.Popen[bytes] | None) -> None:
     if guard is None:
         return
-    try:
+    with contextlib.suppress(OSError):
         assert guard.stdin is not None
         guard.stdin.write(b"done\n")
         guard.stdin.close()
-    except OSError:
-        pass
     try:
         guard.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -222,12 +198,10 @@ def local_ray_temp_dir() -> str:
 
 
 class _Init(threading.Thread):
-    """ray.init in a thread of its own, so that the main thread can bound the wait and stays free for signals.
-
-    From any thread but the main one, Ray installs no SIGTERM handler of its own (from the main thread it
-    installs one that raises SystemExit, which would bypass the suite's: SIGTERM ends a run like Ctrl-C).
-    The thread then lives as long as the instance (until `done` is set): Ray starts its processes with
-    PR_SET_PDEATHSIG, which Linux fires when the *thread* that started them ends."""
+    """ray.init in a thread of its own, so that the main thread can bound the wait and stays free for
+    signals; off the main thread Ray installs no SIGTERM handler (its own raises SystemExit, bypassing the
+    suite's). The thread lives until `done`: Ray starts its processes with PR_SET_PDEATHSIG, which Linux
+    fires when the *thread* that started them ends."""
 
     def __init__(self, ray: Any, options: dict[str, Any]):
         super().__init__(name="fanbench-ray-init", daemon=True)
@@ -252,34 +226,28 @@ class _Init(threading.Thread):
         self.done.wait()
 
 
-class _QuietThreadWarning(logging.Filter):
+def _not_the_thread_warning(record: logging.LogRecord) -> bool:
     """Drops Ray's warning that it set no SIGTERM handler outside the main thread: that is the point."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGTERM handler is not set" not in record.getMessage()
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def init_ray(ray: Any, timeout: float, **options: Any) -> tuple[Any, _Init]:
-    """`ray.init(**options)` waited for at most `timeout` s (RayInitTimeout past it), and the thread that
-    ran it (set its `done` once the instance is removed); Ctrl-C and SIGTERM during the wait interrupt
-    the main thread as anywhere else."""
+    """`ray.init(**options)` waited for at most `timeout` s (RayInitTimeout past it), and the thread that ran it."""
     init = _Init(ray, options)
-    quiet = _QuietThreadWarning()
     logger = logging.getLogger("ray._private.worker")
-    logger.addFilter(quiet)
+    logger.addFilter(_not_the_thread_warning)
     try:
         init.start()
         deadline = time.monotonic() + timeout
         while not init.returned.is_set() and time.monotonic() < deadline:
             init.returned.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
+        if not init.returned.is_set():
+            raise RayInitTimeout(timeout)
     except BaseException:
         init.abandoned = True
         raise
     finally:
-        logger.removeFilter(quiet)
-    if not init.returned.is_set():
-        init.abandoned = True
-        raise RayInitTimeout(timeout)
+        logger.removeFilter(_not_the_thread_warning)
     if init.error is not None:
         raise init.error
     return init.context, init
@@ -297,20 +265,20 @@ def join_refusal(address: str, problem: str, hint: bool = True) -> StrategyError
 
 
 def _start_local(ray: Any) -> RayInstance:
-    """A local instance: ray.init, bounded, with the processes it starts tracked from their first moment
-    (a guard in place first, every new child of this process afterwards); on any failure or interrupt
-    every one of them is killed and the directory removed."""
+    """ray.init, bounded, its processes tracked from their first moment (a guard in place first); on any
+    failure or interrupt every one of them is killed and the directory removed."""
     temp_dir = local_ray_temp_dir()
     me = psutil.Process()
     before = {child.pid for child in me.children()}
     instance = RayInstance(temp_dir, 0.0, "local", guard=start_guard(temp_dir))
+    before.add(instance.guard.pid)
     instance.quiet.enter_context(raylet_death_unprinted(ray))
     started = time.perf_counter()
     try:
         context, instance.keeper = init_ray(ray, START_TIMEOUT_S, num_cpus=usable_cores(), include_dashboard=False,
                                             _temp_dir=temp_dir)
     except BaseException as error:
-        instance.track(child for child in me.children() if child.pid not in before and child.pid != instance.guard.pid)
+        instance.track(child for child in me.children() if child.pid not in before)
         instance.remove(gracefully=False, connected=False)
         if isinstance(error, RayInitTimeout):
             global _abandoned
@@ -319,17 +287,14 @@ def _start_local(ray: Any) -> RayInstance:
         raise
     instance.startup_s = time.perf_counter() - started
     instance.address = context.address_info.get("gcs_address", "local")
-    instance.track(child for child in me.children() if child.pid not in before and child.pid != instance.guard.pid)
+    instance.track(child for child in me.children() if child.pid not in before)
     return instance
 
 
 @contextmanager
 def raylet_death_unprinted(ray: Any) -> Iterator[None]:
-    """While inside, the driver does not print Ray's "Raylet is terminated ... last 20 lines of the Raylet
-    logs" (each of the raylet's two agents publishes it: the dump came twice): for a local instance the run
-    reports that death itself, in one line (RayActors._check_instance). Other published errors print as
-    before. Ray's driver prints them through `ray._private.worker.print_to_stdstream`, looked up at each
-    call; where a Ray has no such function, nothing is changed."""
+    """While inside, the driver does not print Ray's "Raylet is terminated" log dump (twice): the run reports that
+    death in one line. Ray prints through `ray._private.worker.print_to_stdstream`, looked up at each call."""
     worker = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(worker, "print_to_stdstream", None)
     if original is None:
@@ -349,8 +314,7 @@ def raylet_death_unprinted(ray: Any) -> Iterator[None]:
 
 
 def _join(ray: Any, address: str) -> RayInstance:
-    """A running cluster: its address probed first when it is HOST:PORT (ray.init would retry a closed port
-    for minutes), then ray.init, bounded."""
+    """A running cluster: a HOST:PORT address probed first (ray.init retries a closed port for minutes)."""
     if "://" not in address and address != "auto":
         problem = probe(address)
         if problem is not None:
@@ -370,8 +334,7 @@ def _join(ray: Any, address: str) -> RayInstance:
 
 
 def ray_instance(ray: Any, address: str | None) -> RayInstance:
-    """The process's Ray, started (address None: a local instance) or joined (`address`) once, outside every
-    timed region; shut down, or left, at exit (shutdown_ray) or when it breaks (discard_ray)."""
+    """The process's Ray, started (address None) or joined once, outside every timed region."""
     global _instance
     with _instance_lock:
         if _abandoned is not None:
@@ -387,15 +350,12 @@ def ray_instance(ray: Any, address: str | None) -> RayInstance:
 
 
 def shutdown_ray() -> None:
-    """Stop the local Ray instance this process started (its processes end, its files go), or leave the
-    cluster it joined (the driver disconnects; the cluster runs on, and Ray ends the actors of this job).
-    Ctrl-C and SIGTERM wait until it is done: it is bounded, and half a removal leaves processes behind."""
+    """At exit: stop the local instance, or leave the joined cluster (Ray ends this job's actors)."""
     _remove_instance(gracefully=True)
 
 
 def discard_ray() -> None:
-    """Remove a broken instance (its GCS server or raylet died) at once: the driver disconnects, every
-    process of a local instance is killed. A later `ray` benchmark starts or joins a new one."""
+    """Remove a broken instance (its GCS server or raylet died) at once; a later benchmark starts or joins anew."""
     _remove_instance(gracefully=False)
 
 
@@ -405,7 +365,7 @@ def _remove_instance(gracefully: bool) -> None:
         instance, _instance = _instance, None
         if instance is None:
             return
-        with signals_deferred():
+        with signals_deferred():  # bounded, and half a removal leaves processes behind
             instance.remove(gracefully)
 
 

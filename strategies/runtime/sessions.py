@@ -24,10 +24,9 @@ class ProviderError(RuntimeError):
 
 
 def onnxruntime() -> Any:
-    """Import onnxruntime, or say in one line which package to install."""
+    """Import onnxruntime, or say in one line which package to install. Lazy, the one place: the plugins
+    parse options without it, so a run without it ends in this line rather than a traceback."""
     try:
-        # Lazy, the one place: the plugins import and parse options without onnxruntime, so that a
-        # run without it ends with this one-line usage error rather than an ImportError traceback.
         import onnxruntime as ort
     except ImportError as error:
         raise ImportError(
@@ -54,13 +53,8 @@ _preload_report: str | None = None  # None until preload_cuda_libraries() ran in
 
 
 def preload_cuda_libraries() -> str:
-    """Call `onnxruntime.preload_dlls()` once per process, before the first CUDA session.
-
-    onnxruntime-gpu (>= 1.21) loads the CUDA and cuDNN libraries installed as pip wheels
-    (the `.[gpu]` extra) this way, so no system CUDA toolkit is needed. It reports missing
-    libraries by printing them; that text is returned (and kept) so a later fall-back error
-    can quote it. Worker processes call this through `make_session` too: the flag is per process.
-    """
+    """`onnxruntime.preload_dlls()` once per process (it loads the pip-installed CUDA and cuDNN libraries); what
+    it prints about missing ones is returned for a later fall-back error to quote."""
     global _preload_report
     with _preload_lock:
         if _preload_report is None:
@@ -94,13 +88,8 @@ def fallback_message(source: str, wanted: str, actual: str, preload_report: str)
 
 def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: str = "cpu",
                  provider_options: dict[str, Any] | None = None) -> Any:
-    """An InferenceSession on `provider`, checked against what it really runs on.
-
-    `path` is a model file, or the serialised model itself (bytes). onnxruntime-gpu lists
-    CUDAExecutionProvider as available even where the CUDA libraries cannot load, then
-    builds the session on the CPU with only a log line. The check below reads
-    `session.get_providers()`, which tells the truth.
-    """
+    """An InferenceSession on `provider` (a model file or bytes), checked with `get_providers()`: onnxruntime-gpu
+    lists CUDA even where its libraries cannot load, then silently builds the session on the CPU."""
     ort = onnxruntime()
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}.")
@@ -128,11 +117,8 @@ def make_session(path: Path | str | bytes, settings: ThreadSettings, provider: s
 
 @dataclass(frozen=True)
 class SessionFactory:
-    """How every session of a run is made: its provider and provider options, checked against what
-    the session really runs on (`make_session`). A run's Workload carries one (`Workload.sessions`);
-    strategies open their sessions through it, in this process or, pickled, in a worker or actor, so
-    none can forget an option the run asked for. `extra` options are a strategy's own on top
-    (cuda_graph's `enable_cuda_graph` and stream); they apply on CUDA only, as the run's do."""
+    """How every session of a run is made (`Workload.sessions`), here or pickled in a worker or actor, so none
+    forgets an option the run asked for; `extra`: a strategy's own options (on CUDA only, as the run's)."""
 
     provider: str = "cpu"
     options: tuple[tuple[str, str], ...] = ()  # the run's CUDA provider options, sorted pairs
@@ -143,17 +129,15 @@ class SessionFactory:
 
 
 def device_id(options: dict[str, str]) -> int:
-    """The GPU the CUDA provider options put the sessions on (onnxruntime's default: 0)."""
     return int(options.get("device_id", "0"))
 
 
 def provider_used(session: Any) -> str:
-    """'cuda' or 'cpu', from the provider the session really runs on."""
     return "cuda" if session.get_providers()[0] == PROVIDERS["cuda"] else "cpu"
 
 
 def io_names(session: Any) -> tuple[str, list[str]]:
-    """The single input's name and the output names, read from the model."""
+    """The single input's name and the output names."""
     inputs = session.get_inputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
@@ -162,7 +146,7 @@ def io_names(session: Any) -> tuple[str, list[str]]:
 
 
 class SessionStrategy(Strategy):
-    """Builds one onnxruntime session per model in `open`, drops them in `close`."""
+    """One session per model, built in `open`."""
 
     def open(self) -> None:
         self.sessions: list[Any] = []
@@ -180,5 +164,4 @@ class SessionStrategy(Strategy):
         return {self.input_names[model]: self.workload.models[model].frames[self.source(frame)]}
 
     def run_one(self, log: CallLog, model: int, frame: int, lane: str) -> Outputs:
-        """One `session.run` of `model` on `frame`, recorded in `log`."""
         return tuple(log.run(self.sessions[model], self.feeds(model, frame), model, frame, lane))

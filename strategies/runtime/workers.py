@@ -1,13 +1,11 @@
-"""Worker processes with a pipe each: start, command, collect, and always clean up.
-
-A worker that dies (killed, segfault, out of memory) is noticed through its process
-sentinel while the parent waits for its answer, so a run fails within moments, naming the
-worker's model and its exit code or signal, instead of hanging on a pipe that never answers.
-"""
+"""Worker processes with a pipe each: start, command, collect, and always clean up. A worker that dies
+is noticed through its process sentinel while the parent waits, so a run fails within moments, naming
+its model and exit code or signal, instead of hanging on a pipe that never answers."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import functools
 import multiprocessing
@@ -25,18 +23,15 @@ from strategies.settings import ThreadSettings
 
 READY, DONE, FAILED, TIMED_OUT = "ready", "done", "failed", "timed out"
 JOIN_TIMEOUT_S = 5.0
-# How long a new worker may take to answer that it is ready: a fresh interpreter, onnxruntime, the
-# model's session (on CUDA also the device's context). Far more than that takes anywhere sane; a
-# worker stuck there (a driver that hangs, a file system that does not answer) must fail the
-# benchmark rather than hold the whole run forever.
+# How long a new worker may take to be ready (a fresh interpreter, onnxruntime, the session, on CUDA the
+# device's context): far more than that anywhere sane; one stuck there fails instead of holding the run.
 START_TIMEOUT_S = 300.0
 GRACE_S = 1.0
 
 
 def answer_timeout(arrivals: Arrivals, clock: Clock) -> float | None:
-    """How long the parent waits for every worker's answer to a run: until the run's deadline
-    plus a grace second. The workers check the deadline at every frame themselves; the grace
-    covers a worker that hangs inside `session.run` or is stopped (SIGSTOP)."""
+    """Until the run's deadline plus a grace second: the workers check the deadline at every frame; the
+    grace covers one that hangs inside `session.run` or is stopped (SIGSTOP)."""
     return None if arrivals.deadline is None else max(0.0, arrivals.deadline - clock()) + GRACE_S
 
 
@@ -52,10 +47,8 @@ TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 @contextmanager
 def terminal_signals_blocked() -> Iterator[None]:
-    """Start child processes inside this: they begin with SIGINT and SIGTERM blocked (a new
-    interpreter inherits the mask) until `detach_from_terminal_signals` ignores them, so a
-    group signal during the second or so a child takes to start cannot kill it. Any signal
-    meant for this process waits for the end of the block (in this thread)."""
+    """Start child processes inside this: they begin with SIGINT and SIGTERM blocked until they ignore them
+    (`detach_from_terminal_signals`); a signal meant for this process waits for the end of the block."""
     _kill_leftover_children_at_exit()
     if not hasattr(signal, "pthread_sigmask"):
         yield
@@ -69,29 +62,20 @@ def terminal_signals_blocked() -> Iterator[None]:
 
 @functools.cache  # registered once, at the first child started
 def _kill_leftover_children_at_exit() -> None:
-    """Children ignore SIGTERM, and at exit multiprocessing ends its daemonic children with SIGTERM and
-    then joins every child: one that an interrupt left unregistered (Ctrl-C between its start and the
-    line that records it, so no close() stops it) would hold the exit forever. Anything still running
-    at exit is such a leftover: kill it first (atexit runs this before multiprocessing's own handler,
-    registered earlier)."""
+    """At exit multiprocessing SIGTERMs its children, which ignore it, then joins them: one an interrupt left
+    unrecorded would hold the exit forever, so kill them first (atexit runs this before multiprocessing's)."""
     atexit.register(lambda: [child.kill() for child in multiprocessing.active_children()])
 
 
 def detach_from_terminal_signals() -> None:
-    """Called first in every child (worker, Manager, sampler): SIGINT and SIGTERM are the
-    parent's to handle. A signal to the whole process group reaches the children too; had they
-    died of it, the parent would see dead workers and a dead sampler pipe and report those
-    instead of the interruption. The parent stops its children itself, in order, and on Linux a
-    child is killed if the parent dies without cleaning up (PR_SET_PDEATHSIG)."""
+    """Called first in every child: a group signal is the parent's to handle (dead children would hide the
+    interruption); the parent stops them itself, and on Linux a child dies with it (PR_SET_PDEATHSIG)."""
     for signum in TERMINAL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started blocked (terminal_signals_blocked); now ignored
         signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -107,11 +91,7 @@ def exit_reason(exitcode: int | None) -> str:
 
 def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSettings, sessions: SessionFactory,
           frames: Any, lane: str) -> None:
-    """Worker main loop: build the session, then answer every 'run' with outputs and call records.
-
-    `frames` is anything indexable by frame number: a Manager list proxy (`processes`: each
-    access pickles the frame through the manager process), a shared-memory view (`processes_shm`).
-    """
+    """Worker main loop: build the session, then answer every 'run' with outputs and call records."""
     detach_from_terminal_signals()
     try:
         session = sessions.open(path, settings)
@@ -134,26 +114,18 @@ def serve(conn: Connection, model: int, name: str, path: str, settings: ThreadSe
                 outputs.append(tuple(log.run(session, {input_name: frames[arrivals.source(frame)]}, model, frame, lane)))
         except RunTimeout as error:
             conn.send((TIMED_OUT, f"model {name!r} before frame {len(outputs)}: {error}"))
-            continue
         except Exception as error:
             conn.send((FAILED, f"model {name!r} failed on frame {len(outputs)}: {error}"))
-            continue
-        conn.send((DONE, (outputs, log.calls)))
+        else:
+            conn.send((DONE, (outputs, log.calls)))
 
 
 class WorkerPool:
-    """One process per lane, each talking to the parent over its own pipe.
+    """One process per lane, each with its own pipe; `models` names what each runs, for messages. While
+    commands are out the pool is busy: closing it then kills the workers at once."""
 
-    `models` names what each worker runs, for error messages (defaults to the lane names).
-    While commands are out (`send_all` until `collect` has every answer) the pool is busy:
-    closing a busy pool (a failure, a time-out, Ctrl-C) kills the workers at once instead of
-    waiting for them to finish their frames.
-    """
-
-    def __init__(self, strategy: str, lanes: Sequence[str], models: Sequence[str] | None = None):
-        self.strategy = strategy
-        self.lanes = list(lanes)
-        self.models = list(models) if models is not None else list(self.lanes)
+    def __init__(self, strategy: str, lanes: Sequence[str], models: Sequence[str]):
+        self.strategy, self.lanes, self.models = strategy, list(lanes), list(models)
         if len(self.models) != len(self.lanes):
             raise ValueError(f"WorkerPool needs one model name per lane, got {len(self.models)} for {len(self.lanes)}.")
         self.processes: list[Any] = []
@@ -161,20 +133,18 @@ class WorkerPool:
         self.busy = False
 
     @property
-    def pids(self) -> list[int]:
-        """Process ids of the workers, in lane order (tests kill them; monitors sample them)."""
+    def pids(self) -> list[int]:  # in lane order (tests kill them; monitors sample them)
         return [process.pid for process in self.processes]
 
     def describe(self, index: int) -> str:
-        """"worker 'process-1' (model 'm1')" for messages (as processes_shm words it)."""
+        """"worker 'process-1' (model 'm1')" for messages."""
         if self.models[index] == self.lanes[index]:
             return f"worker {self.lanes[index]!r}"
         return f"worker {self.lanes[index]!r} (model {self.models[index]!r})"
 
     def start(self, target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]],
               timeout: float = START_TIMEOUT_S) -> list[Any]:
-        """Start one worker per lane as `target(conn, *args_for(index))`; return their ready answers.
-        A worker that is not ready within `timeout` seconds fails the start (closing the pool kills it)."""
+        """Start one worker per lane as `target(conn, *args_for(index))`; their ready answers, within `timeout`."""
         ctx = context()
         self.busy = True
         for index, lane in enumerate(self.lanes):
@@ -197,8 +167,6 @@ class WorkerPool:
 
     def run(self, arrivals: Arrivals, clock: Clock,
             stop: Callable[[], None] | None = None) -> tuple[list[list[Outputs]], list[CallRecord]]:
-        """Every worker runs its model over every frame (`serve`); their outputs and call records.
-        Past the run's deadline plus a grace second: RunTimeout (closing the pool kills them)."""
         self.send_all(("run", {"start": arrivals.start, "period": arrivals.period, "deadline": arrivals.deadline,
                                "schedule": arrivals.schedule, "frames": arrivals.frames}))
         answers = self.collect(DONE, answer_timeout(arrivals, clock), stop)
@@ -206,14 +174,8 @@ class WorkerPool:
 
     def collect(self, expected: str, timeout: float | None = None,
                 stop: Callable[[], None] | None = None, doing: str = "answer") -> list[Any]:
-        """One `expected` answer from every worker, in lane order.
-
-        Fails at once when a worker dies (StrategyError), and with RunTimeout when not every
-        worker has answered within `timeout` seconds. A worker that reports an error fails
-        the collection at once too, unless `stop` is given: then `stop()` tells the others to
-        end early, their answers are gathered (the pool is idle again, its workers usable)
-        and the first failure is raised.
-        """
+        """One `expected` answer per worker, in lane order; StrategyError when one dies or fails, RunTimeout past
+        `timeout`. With `stop`, a failure calls `stop()` and is raised once the others answered (pool usable)."""
         answers: dict[int, Any] = {}
         failure: StrategyError | None = None
         waiting = {pipe: index for index, pipe in enumerate(self.pipes)}
@@ -258,18 +220,12 @@ class WorkerPool:
         return StrategyError(f"{self.strategy}: {self.describe(index)} died ({exit_reason(process.exitcode)}).")
 
     def close(self) -> None:
-        """Stop every worker and release the pipes. Idempotent.
-
-        An idle pool asks its workers to stop and gives them JOIN_TIMEOUT_S in all; a busy one
-        (or whatever did not stop in time) is killed: a worker that hangs or is stopped with
-        SIGSTOP ignores polite requests, and it holds nothing the parent does not clean up.
-        """
+        """Stop every worker (asked when idle, killed after JOIN_TIMEOUT_S or when busy: a hung worker ignores
+        requests) and release the pipes; idempotent."""
         if not self.busy:
             for pipe in self.pipes:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     pipe.send(("stop", None))
-                except (OSError, ValueError):
-                    pass
             alive = [process.sentinel for process in self.processes if process.exitcode is None]
             deadline = time.monotonic() + JOIN_TIMEOUT_S
             while alive and time.monotonic() < deadline:

@@ -87,8 +87,8 @@ def test_nothing_left_after_a_successful_run(model_dir):
     with get_strategy("serial")(workload) as serial:
         reference = serial.run().outputs
     with ProcessesShm(workload) as strategy:
-        assert our_blocks() == sorted(strategy.block_names)
-        assert len(strategy.block_names) == 1
+        assert our_blocks() == sorted(strategy.frames.names)
+        assert len(strategy.frames.names) == 1
         assert_equal_to_serial(workload, reference, strategy.run().outputs)
 
 
@@ -98,7 +98,7 @@ def test_one_block_per_distinct_input_array(model_dir):
     first, second = workload.models
     separate = Workload((first, ModelInput(second.name, second.path, second.frames.copy())))
     with ProcessesShm(separate) as strategy:
-        assert len(strategy.block_names) == 2
+        assert len(strategy.frames.names) == 2
 
 
 @pytest.mark.slow
