@@ -85,14 +85,13 @@ def thread_spec(settings: ThreadSettings) -> str:
     return ",".join(knobs[key] for key in KEYS if knobs[key] is not None) or "ort"
 
 
-def too_many_threads(text: str, choice: ThreadChoice, cores: int) -> str | None:
-    """Why the thread settings `choice` (parsed from `text`) ask for too many threads on `cores` usable
-    cores (more than MAX_THREADS_PER_CORE x cores per knob), or None."""
+def too_many_threads(choice: ThreadChoice, cores: int) -> str | None:
+    """Why `choice` asks for more than MAX_THREADS_PER_CORE x `cores` threads in a knob, or None."""
     bound = MAX_THREADS_PER_CORE * cores
     for key in ("intra_op", "inter_op"):
         value = getattr(choice, key, None)
         if value is not None and value > bound:
-            return (f"--threads {text}: {value} {key.replace('_op', '-op')} threads per session is more than "
+            return (f"--threads {thread_spec(choice)}: {value} {key.replace('_op', '-op')} threads per session is more than "
                     f"{MAX_THREADS_PER_CORE} x the {cores} usable cores; give at most {bound}.")
     return None
 
