@@ -1,15 +1,7 @@
-"""`--threads`: thread settings as the command line writes them (one setting per `--threads`,
-repeat the option to sweep):
-
-    default                      each strategy's own default settings (`Strategy.default_settings`)
-    ort                          onnxruntime's defaults for every knob
-    KEY=VALUE[,KEY=VALUE...]     keys: intra, inter (whole numbers >= 1), spin (0 or 1),
-                                 mode (sequential or parallel); a key left out keeps
-                                 onnxruntime's default for that knob.
-
-`parse_threads` reads the text, `thread_spec` writes settings back as text (the recommendation
-prints it), `resolve` turns 'default' into a strategy's own settings. The settings themselves
-(`ThreadSettings`, what a session is built with) are the strategies' (strategies/settings.py).
+"""`--threads SPEC`, repeated to sweep: 'default' (each strategy's own `default_settings`), 'ort'
+(onnxruntime's defaults) or KEY=VALUE pairs (USAGE), a key left out keeping onnxruntime's default.
+`parse_threads` reads the text, `thread_spec` writes it back, `resolve` turns 'default' into a strategy's
+settings; `ThreadSettings` itself is strategies/settings.py's.
 """
 
 from __future__ import annotations
@@ -33,7 +25,7 @@ MAX_THREADS_PER_CORE = 4
 
 
 class ThreadSpecError(ValueError):
-    """A thread-settings text that does not follow the grammar; the message says what is allowed."""
+    """A thread-settings text off the grammar; the message says what is allowed."""
 
 
 def _threads(key: str, value: str, text: str) -> int:
@@ -76,8 +68,7 @@ def parse_threads(text: str) -> ThreadChoice:
 
 
 def thread_spec(settings: ThreadSettings) -> str:
-    """The `--threads` text that gives back `settings`: parse_threads(thread_spec(s)) == s. Its keys in
-    KEYS order (a label orders them otherwise: see ThreadSettings.label)."""
+    """The `--threads` text of `settings` (parse_threads(thread_spec(s)) == s), keys in KEYS order."""
     knobs = {"intra": None if settings.intra_op is None else f"intra={settings.intra_op}",
              "inter": None if settings.inter_op is None else f"inter={settings.inter_op}",
              "spin": None if settings.spinning is None else f"spin={int(settings.spinning)}",
