@@ -212,18 +212,24 @@ def round_hooks(request: pytest.FixtureRequest, workload, run_options: RunOption
                 sampler_process: SamplerProcess | None) -> Iterator[RoundHooks]:
     """Sampler and progress bar around each round of this benchmark; stopped in every outcome."""
     sampler = sampler_process.new() if sampler_process is not None else None
-    progress = None
-    if run_options.progress:
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
-        progress = Progress(frames_per_benchmark(workload.frame_count, run_options.warmup, run_options.rounds), label,
-                            capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
-    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler, progress,
+    label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
+    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler,
+                       progress_bar(request.config, run_options, workload.frame_count, label),
                        frames_per_warmup=warmup_frames(workload.frame_count))
     try:
         yield hooks
     finally:
         hooks.close()
+
+
+def progress_bar(config: pytest.Config, run_options: RunOptions, frame_count: int, label: str,
+                 benchmarks: int = 1) -> Progress | None:
+    """The bar of `benchmarks` benchmarks' rounds (None with --no-progress), drawn with pytest's capture suspended."""
+    if not run_options.progress:
+        return None
+    capture = config.pluginmanager.getplugin("capturemanager")
+    return Progress(benchmarks * frames_per_benchmark(frame_count, run_options.warmup, run_options.rounds), label,
+                    capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
 
 
 def check_report_dir(directory: Path | None) -> None:
