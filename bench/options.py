@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +45,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def sample_rate(text: str) -> float:
-    """--sample-rate HZ: from one sample every 100 s to 1000 a second (a rate near 0 would mean an
-    interval too long for the sampler to wait on)."""
-    return checked_float(text, lambda value: 0.01 <= value <= 1000, "a number of samples per second",
-                         "must be between 0.01 and 1000 samples per second")
-
-
-def gpu_share(text: str) -> float:
-    """--ray-gpus-per-actor: a GPU share between 0 and 1, or a whole number of GPUs."""
-    return checked_float(text, lambda value: 0 <= value <= 1 or (value > 1 and value.is_integer()),
-                         "a share of a GPU", "must be between 0 and 1, or a whole number of GPUs")
-
-
-def positive_ms(text: str) -> float:
-    """--deadline-ms, --probe-seconds: a positive finite number."""
-    return checked_float(text, lambda value: 0 < value < float("inf"), "a number", "must be a positive number")
-
-
-def non_negative_ms(text: str) -> float:
-    """--max-delay-ms: 0 or more milliseconds."""
-    return checked_float(text, lambda value: 0 <= value < float("inf"), "a number", "must be 0 or more milliseconds")
+# Bounded numbers (argparse types): checked_float's one-line refusal names the value and what is allowed.
+# --sample-rate: one sample every 100 s to 1000 a second (near 0, an interval too long for the sampler to wait on).
+sample_rate = partial(checked_float, valid=lambda value: 0.01 <= value <= 1000, expected="a number of samples per second",
+                      refusal="must be between 0.01 and 1000 samples per second")
+gpu_share = partial(checked_float, valid=lambda value: 0 <= value <= 1 or (value > 1 and value.is_integer()),
+                    expected="a share of a GPU", refusal="must be between 0 and 1, or a whole number of GPUs")
+positive_ms = partial(checked_float, valid=lambda value: 0 < value < float("inf"),
+                      expected="a number", refusal="must be a positive number")
+non_negative_ms = partial(checked_float, valid=lambda value: 0 <= value < float("inf"),
+                          expected="a number", refusal="must be 0 or more milliseconds")
 
 
 def argument_type(parse: Callable[[str], Any], error: type[ValueError]) -> Callable[[str], Any]:
