@@ -43,11 +43,9 @@ class Entry:
 
 
 def memory_refusal(workload: Workload, strategies: int, available: int | None = None) -> str | None:
-    """One line when `strategies` open at once would not fit in memory, else None.
-
-    Each open strategy holds sessions of every model (two per model where it has lanes) and, for
-    the process strategies, a copy of the frames (shared memory or a Manager); the workload and
-    serial's reference are already in memory (and so out of `available`)."""
+    """One line when `strategies` open at once would not fit in memory, else None. Each holds sessions of
+    every model (two per model with lanes) and, for the process strategies, a copy of the frames; the
+    workload and serial's reference are already in memory (so out of `available`)."""
     arrays = {id(model.frames): model.frames for model in workload.models}
     estimate = estimate_memory(workload.frame_count, [array.shape[1:] for array in arrays.values()], (0,),
                                [model.path.stat().st_size for model in workload.models])
@@ -64,12 +62,10 @@ def memory_refusal(workload: Workload, strategies: int, available: int | None = 
 def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: SamplerProcess | None = None,
                  progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter,
                  order: list[tuple[str, str, int]] | None = None) -> dict[str, Rounds]:
-    """Open every entry's strategy, run warm-up then timed rounds in turns, close them all.
-
-    `order`, when given, receives (key, "warmup" | "timed", round number) as each round starts. A
-    strategy that cannot run here is skipped with its reason; one whose round fails stops there
-    (its failure kept) while the others go on. Anything else (Ctrl-C, SIGTERM) ends the run,
-    every opened strategy stopped and closed."""
+    """Open every entry's strategy, run warm-up then timed rounds in turns, close them all; `order` receives
+    (key, "warmup" | "timed", round number) as each round starts. A strategy that cannot run here is skipped;
+    one whose round fails stops there, its failure kept. Anything else (Ctrl-C, SIGTERM) ends the run, every
+    opened strategy closed."""
     runs = {entry.key: BenchmarkRun(inputs, entry.case, entry.scenario) for entry in entries}
     with contextlib.ExitStack() as stack:
         opened: dict[str, BenchmarkRun] = {}
@@ -180,7 +176,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 class Interleaved:
     results: dict[str, Rounds]
     clock: ReplayClock
-    order: list[tuple[str, str, int]]
 
     def replayed(self, benchmark: Any, key: str) -> Rounds:
         """The rounds of the benchmark test `key`, taken, their walls handed to pytest-benchmark (unless its
@@ -193,10 +188,8 @@ class Interleaved:
         return rounds
 
     def replay(self, benchmark: Any, rounds: Rounds) -> None:
-        """Hand one benchmark's walls to pytest-benchmark (its fixture, timed by the replaying clock
-        the `benchmark` marker gave it). A failed benchmark raises its failure inside `pedantic`,
-        from its setup (before any clock reading), so pytest-benchmark marks it failed, as a round
-        failing in the sequential path does."""
+        """Hand one benchmark's walls to pytest-benchmark, whose `benchmark` marker gave it the replaying clock.
+        A failure is raised in `pedantic`'s setup, before any reading, so pytest-benchmark marks it failed."""
         if (failure := rounds.failed) is not None:
             def raise_failure() -> None:
                 raise failure
@@ -215,15 +208,13 @@ def interleaved(request: pytest.FixtureRequest, run_inputs: RunInputs,
     entries = [Entry(item.nodeid, item.callspec.params["case"], item.callspec.params["scenario"])
                for item in request.session.items if is_benchmark(item)]
     workload, run_options = run_inputs.workload, run_inputs.options
-    refusal = memory_refusal(workload, len(entries))
-    if refusal is not None:
+    if refusal := memory_refusal(workload, len(entries)):
         pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
     progress = progress_bar(request.config, run_options, workload.frame_count, f"{len(entries)} benchmarks in turns",
                             len(entries))
-    order: list[tuple[str, str, int]] = []
     try:
-        results = run_in_turns(entries, run_inputs, sampler=sampler_process, progress=progress, order=order)
+        results = run_in_turns(entries, run_inputs, sampler=sampler_process, progress=progress)
     finally:
         if progress is not None:
             progress.close()
-    return Interleaved(results, request.config.stash[REPLAY], order)
+    return Interleaved(results, request.config.stash[REPLAY])

@@ -176,7 +176,7 @@ def test_the_replay_hands_pytest_benchmark_exactly_the_stored_walls():
     clock = ReplayClock()
     rounds = run_free_rounds(walls=[0.25, 0.5, 0.125])
     benchmark = RecordingBenchmark(clock)
-    Interleaved({}, clock, []).replay(benchmark, rounds)
+    Interleaved({}, clock).replay(benchmark, rounds)
     assert benchmark.walls == [0.25, 0.5, 0.125]
     assert clock.done
     assert clock.__name__ == "interleaved_replay"  # what the saved run names as its timer
@@ -188,7 +188,7 @@ def test_a_failed_benchmark_raises_its_failure_inside_pedantic_before_any_readin
     rounds.failed = StrategyError("threads: model m failed on frame 3: boom")
     benchmark = RecordingBenchmark(clock)
     with pytest.raises(StrategyError, match="boom"):
-        Interleaved({}, clock, []).replay(benchmark, rounds)
+        Interleaved({}, clock).replay(benchmark, rounds)
     assert benchmark.walls == []
     assert clock.done
 
@@ -197,7 +197,7 @@ def test_a_replay_that_pytest_benchmark_did_not_read_is_an_error():
     clock = ReplayClock()
     benchmark = RecordingBenchmark(lambda: 0.0)  # a timer other than the replaying one
     with pytest.raises(RuntimeError, match=r"^pytest-benchmark read 0 of 2 interleaved rounds; its timer is not "):
-        Interleaved({}, clock, []).replay(benchmark, run_free_rounds(walls=[0.1, 0.2]))
+        Interleaved({}, clock).replay(benchmark, run_free_rounds(walls=[0.1, 0.2]))
 
 
 def run_free_rounds(walls: list[float]) -> Rounds:
