@@ -1,9 +1,7 @@
-"""fanbench's pytest plugin: every option declared once, one frozen RunOptions built once at
-configure time, the user's models and video loaded before the run, the GPU checks, and the
-benchmark-side fixtures (the measured tolerance, resource sampling, progress) and the report directory.
-
-Hooks read the options with `options_of(config)`, fixtures request `run_options`; what the run finds
-and collects is one more stash entry, RUN_STATE (`state_of(config)`, fixture `run_state`).
+"""fanbench's pytest plugin: the options, built once into a frozen RunOptions (`options_of(config)`, fixture
+`run_options`), the user's models and video loaded before the run, the GPU checks, the benchmark-side fixtures
+(measured tolerance, resource sampling, progress) and the report directory check. What the run finds and
+collects is RunState (`state_of(config)`, fixture `run_state`).
 """
 
 from __future__ import annotations
@@ -105,11 +103,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state_of(session.config).dry_run_timeout = error
 
 
-
 def gpu_unavailable_reason(config: pytest.Config) -> str | None:
-    """Why no session really runs on CUDA here (None when one does): probed once per session, with the run's
-    CUDA options, and kept in RunState; every later question (collection under --provider cuda, a `gpu`
-    marker, --provider auto's choice in the workload fixture) reads that answer."""
+    """Why no session really runs on CUDA here (None when one does): probed once per session with the run's
+    CUDA options; every later question (--provider cuda or auto, a `gpu` marker) reads that answer."""
     state = state_of(config)
     if not state.gpu_probed:
         state.gpu_reason = cuda_unavailable_reason(dict(options_of(config).workload.cuda_options))
@@ -119,9 +115,8 @@ def gpu_unavailable_reason(config: pytest.Config) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> None:
-    """Under --require-gpu or --provider cuda, stop the whole run as failed, with one line, when no
-    session really runs on CUDA (instead of a traceback in every benchmark). Here rather than in
-    pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary)."""
+    """Under --require-gpu or --provider cuda, stop the run as failed, in one line, when no session really runs
+    on CUDA. Not in pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary)."""
     workload = options_of(session.config).workload
     if workload.provider == "cuda":
         reason = gpu_unavailable_reason(session.config)
@@ -194,9 +189,8 @@ def gpu_probe(workload, run_state: RunState) -> Iterator[GpuProbe]:
 
 @pytest.fixture(scope="session")
 def sampler_process(workload, run_options: RunOptions) -> Iterator[SamplerProcess | None]:
-    """The resource sampler's own process (none with --no-sampler), started once per run, ended at its end.
-
-    A separate process, so its readings cannot take the benchmark's GIL in the middle of a timed round."""
+    """The resource sampler's own process (none with --no-sampler), started once per run: a separate process,
+    so its readings cannot take the benchmark's GIL in the middle of a timed round."""
     if not run_options.sampler:
         yield None
         return
