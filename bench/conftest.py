@@ -144,10 +144,10 @@ def expected_work(options: RunOptions) -> Work:
     """What this run will time, as its saved benchmarks will record it."""
     workload = options.workload
     selected, _ = benchmarks(options)
-    names = {f"test_strategy[{case.id}-{scenario.id}]": scenario for case, scenario in selected}
-    schedules = {name: scenario.schedule(workload.total_frames) for name, scenario in names.items()}
+    schedules = {f"test_strategy[{case.id}-{scenario.id}]": scenario.schedule(workload.total_frames)
+                 for case, scenario in selected}
     return Work(frames=workload.total_frames, batch=workload.batch, models=tuple(workload.model_names()),
-                provider=workload.provider, names=frozenset(names),
+                provider=workload.provider, names=frozenset(schedules),
                 run_frames={name: len(schedule) for name, schedule in schedules.items() if schedule is not None})
 
 

@@ -69,11 +69,9 @@ def parse_threads(text: str) -> ThreadChoice:
 
 def thread_spec(settings: ThreadSettings) -> str:
     """The `--threads` text of `settings` (parse_threads(thread_spec(s)) == s), keys in KEYS order."""
-    knobs = {"intra": None if settings.intra_op is None else f"intra={settings.intra_op}",
-             "inter": None if settings.inter_op is None else f"inter={settings.inter_op}",
-             "spin": None if settings.spinning is None else f"spin={int(settings.spinning)}",
-             "mode": "mode=parallel" if settings.parallel else None}
-    return ",".join(knobs[key] for key in KEYS if knobs[key] is not None) or "ort"
+    spin, mode = None if settings.spinning is None else int(settings.spinning), "parallel" if settings.parallel else None
+    knobs = {"intra": settings.intra_op, "inter": settings.inter_op, "spin": spin, "mode": mode}  # in KEYS order
+    return ",".join(f"{key}={value}" for key, value in knobs.items() if value is not None) or "ort"
 
 
 def too_many_threads(choice: ThreadChoice, cores: int) -> str | None:
