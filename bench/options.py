@@ -197,16 +197,11 @@ class RunOptions:
     compare: Any  # None: not asked; []: --benchmark-compare without a number
 
     def strategy_arguments(self, name: str) -> tuple[tuple[str, Any], ...]:
-        """Constructor arguments of strategy `name` taken from options: batched's frames per call,
-        ray's cluster address and GPU share (only those given, so ids stay short)."""
-        if name == "batched":
-            return (("k", self.batch_k),)
-        if name == "dynamic_batch":
-            return self.dynamic_batch
-        if name == "ray":
-            given = (("address", self.ray_address), ("gpus_per_actor", self.ray_gpus_per_actor))
-            return tuple((key, value) for key, value in given if value is not None)
-        return ()
+        """Constructor arguments of strategy `name` taken from options: batched's frames per call, dynamic_batch's
+        batching, ray's cluster address and GPU share (only those given, so ids stay short)."""
+        arguments = {"batched": (("k", self.batch_k),), "dynamic_batch": self.dynamic_batch,
+                     "ray": (("address", self.ray_address), ("gpus_per_actor", self.ray_gpus_per_actor))}
+        return tuple((key, value) for key, value in arguments.get(name, ()) if value is not None)
 
 
 def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunOptions:
@@ -214,8 +209,7 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
     workload = workload_options(values, given)
     if refusal := cold_start_refusal(workload.provider, values["warmup"]):
         raise OptionError(refusal)
-    unknown = [name for name in values["strategy"] if name not in STRATEGIES]
-    if unknown:
+    if unknown := [name for name in values["strategy"] if name not in STRATEGIES]:
         raise OptionError(f"--strategy: unknown strategy {unknown[0]!r}; choose from: {', '.join(STRATEGIES)}.")
     for choice in values["threads"]:
         if refusal := too_many_threads(choice, usable_cores()):
@@ -239,8 +233,7 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         raise OptionError(f"--gate {capacity_gates[0]!r}: a capacity needs the streaming scenario with a frame rate; "
                           "give --fps above 0, without --scenario offline or --no-capacity.")
     if fps == 0 and "--probe-seconds" in given:
-        raise OptionError("--probe-seconds: a capacity needs a frame rate; give --fps above 0 (or drop "
-                          "--probe-seconds).")
+        raise OptionError("--probe-seconds: a capacity needs a frame rate; give --fps above 0 (or drop --probe-seconds).")
     try:
         if streaming:
             check_arrival_rate(streams, fps, phase)
@@ -254,17 +247,14 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         raise OptionError(f"--interleave: {flag} times no rounds to take in turns; drop one of the two.")
     return RunOptions(
         workload=workload, strategies=tuple(values["strategy"] or STRATEGIES), threads=tuple(values["threads"]),
-        batch_k=values["batch_k"], ray_address=values["ray_address"],
-        ray_gpus_per_actor=values["ray_gpus_per_actor"], rounds=values["rounds"], warmup=values["warmup"],
-        interleave=values["interleave"], time_limit=values["time_limit"],
+        batch_k=values["batch_k"], ray_address=values["ray_address"], ray_gpus_per_actor=values["ray_gpus_per_actor"],
+        rounds=values["rounds"], warmup=values["warmup"], interleave=values["interleave"], time_limit=values["time_limit"],
         scenarios=tuple(scenarios), sampler=not values["no_sampler"], sample_rate=values["sample_rate"],
-        progress=not values["no_progress"], history=not values["no_history"],
+        progress=not values["no_progress"], history=not values["no_history"], gates=tuple(values["gate"]),
         report_dir=None if values["no_report"] or disabled else Path(values["report_dir"]),
-        gates=tuple(values["gate"]),
         capacity=streaming and not values["no_capacity"] and not disabled and not values["interleave"],
-        probe_seconds=values["probe_seconds"],
+        probe_seconds=values["probe_seconds"], benchmark_disabled=disabled,
         dynamic_batch=tuple((key, values[key]) for key in ("max_batch", "max_delay_ms") if values[key] is not None),
-        benchmark_disabled=disabled,
         compare_fail=tuple(values["benchmark_compare_fail"] or ()), storage=values["benchmark_storage"],
         netrc=values["benchmark_netrc"], save=values["benchmark_save"], autosave=bool(values["benchmark_autosave"]),
         compare=values["benchmark_compare"])
