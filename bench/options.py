@@ -1,11 +1,11 @@
 """Every fanbench option, declared once (`add_options`), and the one frozen `RunOptions` built
-from them at configure time (`build_run_options`). No pytest import: `parse_args` builds the
-same object with argparse, for tests."""
+from them at configure time (`build_run_options`). No pytest import: tests build the same object
+with argparse (tests/helpers/runs.py parse_args)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,7 +18,7 @@ from bench.measure.scenarios import Scenario, parse_fps, selected_scenarios
 from bench.thread_spec import ThreadChoice, ThreadSpecError, parse_threads, too_many_threads
 from fixtures.cuda import CudaOptionError, parse_cuda_option
 from fixtures.models import SIZES
-from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, given_flags, workload_options
+from fixtures.options import WORKLOADS, OptionError, WorkloadOptions, cold_start_refusal, workload_options
 from fixtures.user import model_option
 from strategies import STRATEGIES
 from strategies.runtime import usable_cores
@@ -258,17 +258,3 @@ def build_run_options(values: Mapping[str, Any], given: Collection[str]) -> RunO
         compare_fail=tuple(values["benchmark_compare_fail"] or ()), storage=values["benchmark_storage"],
         netrc=values["benchmark_netrc"], save=values["benchmark_save"], autosave=bool(values["benchmark_autosave"]),
         compare=values["benchmark_compare"])
-
-
-# pytest-benchmark's options RunOptions reads, at their defaults (for parse_args).
-BENCHMARK_DEFAULTS = {"benchmark_disable": False, "benchmark_skip": False, "benchmark_compare_fail": None,
-                      "benchmark_storage": "file://./.benchmarks", "benchmark_netrc": "", "benchmark_save": None,
-                      "benchmark_autosave": False, "benchmark_compare": None}
-
-
-def parse_args(args: Sequence[str]) -> RunOptions:
-    """RunOptions of a command line of fanbench's options alone (for tests)."""
-    parser = argparse.ArgumentParser()
-    add_options(parser.add_argument)
-    values = {**BENCHMARK_DEFAULTS, **vars(parser.parse_args(list(args)))}
-    return build_run_options(values, given_flags(args, "", ()))

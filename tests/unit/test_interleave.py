@@ -14,12 +14,12 @@ from bench.interleave import Entry, Interleaved, ReplayClock, memory_refusal, ru
 from bench.measure.equivalence import RoundCheck
 from bench.measure.run import Rounds
 from bench.measure.scenarios import Scenario
-from bench.options import BENCHMARK_DEFAULTS, add_options, build_run_options, parse_args
+from bench.options import add_options, build_run_options
 from fixtures.options import OptionError
 from strategies import STRATEGIES, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
 from tests.helpers.equivalence import FLOAT32
 from tests.helpers.fakes import FakeClock
-from tests.helpers.runs import run_inputs
+from tests.helpers.runs import BENCHMARK_DEFAULTS, parse_args, run_inputs
 
 OFFLINE = Scenario("offline")
 SERIAL, THREADS = STRATEGIES["serial"], STRATEGIES["threads"]
