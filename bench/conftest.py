@@ -152,13 +152,11 @@ def expected_work(options: RunOptions) -> Work:
 
 
 def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, Choice | None]:
-    """Unless --no-history, save the run and compare it with this machine's latest saved run of the same
-    work (`--benchmark-compare`: the latest comparable; `=NAME`: the latest matching NAME, bench/compare/choice.py).
-    Returns whether the run is saved and the chosen saved run (None: no comparison asked).
-
-    The choice is made here, each candidate checked, and pytest-benchmark handed that one file: a damaged
-    or foreign file is skipped with one warning instead of stopping the run. The one deliberate write to
-    `config.option` after RunOptions: pytest-benchmark reads its own options in its (trylast) configure."""
+    """Unless --no-history, save the run and compare it with this machine's latest saved run of the same work
+    (also what `--benchmark-compare` alone asks; `=NAME`: the latest matching NAME, bench/compare/choice.py);
+    returns whether the run is saved and the chosen run (None: no comparison asked). Each candidate is checked
+    and pytest-benchmark handed that one file, so a damaged or foreign file only warns. The one deliberate write
+    to `config.option` after RunOptions: pytest-benchmark reads its own options in its (trylast) configure."""
     saving = bool(options.save or options.autosave)
     if options.history and not saving:
         config.option.benchmark_autosave, saving = get_tag(), True
@@ -197,8 +195,7 @@ def _check_storage_writable(storage: str) -> None:
     directory = Path(storage.removeprefix("file://")) / get_machine_id()  # where pytest-benchmark saves
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        tempfile.TemporaryFile(dir=directory).close()
     except OSError as error:
         raise pytest.UsageError(
             f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
@@ -221,9 +218,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def check_room(options: RunOptions, directory: Path) -> None:
     """Refuse a run the history's disk has no room to save (estimated from its size: expected_run_bytes)."""
     workload = options.workload
-    problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.total_frames,
-                                                               workload.model_count, options.rounds))
-    if problem is not None:
+    size = expected_run_bytes(len(benchmarks(options)[0]), workload.total_frames, workload.model_count, options.rounds)
+    if (problem := free_space_problem(directory, size)) is not None:
         raise pytest.UsageError(f"--benchmark-storage {options.storage!r}: {problem}; free some space, give "
                                 "another directory, or run with --no-history.")
 
@@ -242,8 +238,7 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
     """One line naming what differs between this machine and the saved run's (MACHINE_KEYS)."""
     this_machine = config.stash.setdefault(THIS_MACHINE, copy.deepcopy(machine_info))
     saved = compared_benchmark.get("machine_info", {})
-    differences = machine_differences(saved, this_machine)
-    if differences:
+    if differences := machine_differences(saved, this_machine):
         commit = (compared_benchmark.get("commit_info") or {}).get("id") or "?"
         benchmarksession.logger.warning(f"Benchmark machine_info is different from the saved run of "
                                         f"{compared_benchmark.get('datetime', '?')} (commit {commit[:12]}): "
@@ -295,8 +290,7 @@ def pytest_runtestloop(session: pytest.Session):
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    signals = config.stash.get(SIGNALS, None)
-    if signals is not None:
+    if (signals := config.stash.get(SIGNALS, None)) is not None:
         signals.saving.close()
         signals.session.close()
 
@@ -352,10 +346,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         saving = benchmarksession is not None and (benchmarksession.save or benchmarksession.autosave) \
             and not benchmarksession.disabled
         interrupted = write_summary(
-            terminalreporter, results.measurements, overhead_lines=results.overhead_lines,
-            gpu_absent=results.gpu_absent, report_dir=options.report_dir,
-            saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
-            workload_differences=results.workload_differences, regressions=results.regressions,
+            terminalreporter, results.measurements, overhead_lines=results.overhead_lines, gpu_absent=results.gpu_absent,
+            report_dir=options.report_dir, saved=len(benchmarksession.benchmarks) if saving else None,
+            left_out=results.left_out, workload_differences=results.workload_differences, regressions=results.regressions,
             within_noise=results.within_noise, compare_fail=options.compare_fail, gate_results=results.gate_results,
             save_failure=_save_failure(config), stopped=stopped) or stopped
         if interrupted is not None and signals.end is not None:

@@ -1,19 +1,14 @@
-"""`--interleave`: the rounds of every selected benchmark in turns (A1 B1 C1 A2 B2 C2 ...).
+"""`--interleave`: the rounds of every selected benchmark in turns (A1 B1 C1 A2 B2 C2 ...), as asv's
+`--interleave-rounds`: a change of load from other jobs lands on every strategy's rounds alike, not only
+on the strategies timed after it started.
 
-Benchmarks timed one after another see whatever load other jobs put on the machine meanwhile: a
-job starting halfway slows only the later strategies. Taken in turns (as asv's
-`--interleave-rounds`), a change of load lands on every strategy's rounds alike.
-
-The first benchmark test asks for the session fixture `interleaved`: it makes every selected
-benchmark's BenchmarkRun (bench/measure/run.py), opens every strategy before any clock, runs the
-warm-up then the timed rounds in turns through those runs (bare loop, arrivals, time limit, check
-against serial), and closes everything. Each test then takes its own rounds: pytest-benchmark gets
-the walls through the `benchmark` marker's `timer` (a clock replaying them to `benchmark.pedantic`),
-so every saved record still holds its own rounds, walls, latencies, resources and check.
-
-Every strategy is open at once (opening one per turn would restart workers, seconds, and make every
-timed round a cold one), so a run whose estimate does not fit in memory is refused before anything opens.
-"""
+The first benchmark test asks for the session fixture `interleaved`: every selected benchmark's
+BenchmarkRun (bench/measure/run.py) opens its strategy before any clock, all run the warm-up then the timed
+rounds in turns (bare loop, arrivals, time limit, check against serial), and all are closed. Each test then
+hands its own walls to pytest-benchmark through the `benchmark` marker's `timer` (a clock replaying them to
+`benchmark.pedantic`), so every saved record holds its own rounds, walls, latencies, resources and check.
+Every strategy is open at once (one per turn would restart workers and make every round a cold one), so a
+run whose memory estimate does not fit is refused before anything opens."""
 
 from __future__ import annotations
 

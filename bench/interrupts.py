@@ -1,13 +1,11 @@
 """How `pytest bench` ends on SIGTERM or Ctrl-C: cleanly, in every phase, with nothing half-written.
 
-Python's default for SIGTERM kills on the spot, skipping every `finally`, teardown and `close()`:
-workers orphaned, shared memory left in /dev/shm, a half-written video in $TMPDIR. CI runners,
-`timeout` and systemd send SIGTERM on cancel and time-out, often to the whole process group, so the
-session turns it into a KeyboardInterrupt in the main thread; everything on the way out runs and
-pytest exits with status 2. The children (workers, the Manager, the sampler) ignore both signals:
-the parent stops them (strategies/runtime/workers.py). A second SIGTERM during the clean-up ends the
-process, except in the short steps under `signals_held`, which finish first.
-"""
+Python's default SIGTERM kills on the spot, skipping every `finally`, teardown and `close()` (orphaned
+workers, shared memory left in /dev/shm, a half-written video in $TMPDIR); CI runners, `timeout` and systemd
+send it on cancel and time-out, often to the whole process group. So the session turns it into a
+KeyboardInterrupt in the main thread, and pytest exits with status 2. The children (workers, the Manager, the
+sampler) ignore both signals: the parent stops them (strategies/runtime/workers.py). A second SIGTERM during
+the clean-up ends the process, except in the short steps under `signals_held`, which finish first."""
 
 from __future__ import annotations
 

@@ -100,7 +100,6 @@ def add_options(add: Callable[..., Any]) -> None:
              "c shows video c mod the number of videos; --streams defaults to that number).")
     add("--loop-video", action="store_true",
         help="Replay --video from the start when it has fewer frames than --frames (default: refuse).")
-    # --- thread-settings sweep and batched's frames per call ---
     add("--threads", action="append", default=[], type=argument_type(parse_threads, ThreadSpecError), metavar="SPEC",
         help="Thread settings to benchmark every selected strategy with; repeat to sweep. SPEC is 'default' (the strategy's "
              "own), 'ort' (onnxruntime's defaults) or KEY=VALUE pairs: intra=N,inter=N,spin=0|1,mode=sequential|parallel (a key "
@@ -114,7 +113,6 @@ def add_options(add: Callable[..., Any]) -> None:
     add("--ray-gpus-per-actor", type=gpu_share, default=None, metavar="SHARE",
         help="The share of a GPU each ray actor asks for (default with the CUDA provider: 1/ceil(models/GPUs Ray sees), the "
              "models spread evenly over the GPUs; 0 on the CPU).")
-    # --- scenarios, resource sampling, progress, report directory ---
     add("--fps", type=parse_fps, default=25.0, metavar="F",
         help="Frame rate of the streaming scenario: frame i arrives at i/F s (default 25, a camera's rate); 0 runs the offline "
              "scenario only.")

@@ -1,8 +1,7 @@
 """fanbench's pytest plugin: the options, built once into a frozen RunOptions (`options_of(config)`, fixture
 `run_options`), the user's models and video loaded before the run, the GPU checks, the benchmark-side fixtures
 (measured tolerance, resource sampling, progress) and the report directory check. What the run finds and
-collects is RunState (`state_of(config)`, fixture `run_state`).
-"""
+collects is RunState (`state_of(config)`, fixture `run_state`)."""
 
 from __future__ import annotations
 
@@ -33,9 +32,8 @@ from strategies.runtime import onnxruntime, usable_cores
 
 @dataclass
 class RunState:
-    """What pytest's hooks and fixtures share: the user's input, the GPU probe, and what the summary and history
-    need. Each field is set in one place, named beside it (conftest: bench/conftest.py); what one benchmark
-    collects while it runs stays in its BenchmarkRun (bench/measure/run.py)."""
+    """What hooks and fixtures share, each field set in the one place named beside it (conftest: bench/conftest.py);
+    what one benchmark collects while it runs stays in its BenchmarkRun (bench/measure/run.py)."""
 
     user_input: UserInput | None = None  # pytest_sessionstart: loaded at session start
     dry_run_timeout: RunTimeout | None = None  # pytest_sessionstart: the dry run passed --time-limit (ends the run)
@@ -118,20 +116,15 @@ def pytest_collection(session: pytest.Session) -> None:
     """Under --require-gpu or --provider cuda, stop the run as failed, in one line, when no session really runs
     on CUDA. Not in pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary)."""
     workload = options_of(session.config).workload
-    if workload.provider == "cuda":
-        reason = gpu_unavailable_reason(session.config)
-        if reason is not None:
-            option = "--require-gpu" if workload.require_gpu else "--provider cuda"
-            pytest.exit(f"{option}: no session really runs on CUDA here: {reason}",
-                        returncode=pytest.ExitCode.TESTS_FAILED)
+    if workload.provider == "cuda" and (reason := gpu_unavailable_reason(session.config)) is not None:
+        option = "--require-gpu" if workload.require_gpu else "--provider cuda"
+        pytest.exit(f"{option}: no session really runs on CUDA here: {reason}", returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A `gpu`-marked test skips with the reason where no session really runs on CUDA."""
-    if item.get_closest_marker("gpu") is not None:
-        reason = gpu_unavailable_reason(item.config)
-        if reason is not None:
-            pytest.skip(f"needs a CUDA GPU: {reason}")
+    if item.get_closest_marker("gpu") is not None and (reason := gpu_unavailable_reason(item.config)) is not None:
+        pytest.skip(f"needs a CUDA GPU: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,13 @@
 """`--threads SPEC`, repeated to sweep: 'default' (each strategy's own `default_settings`), 'ort'
 (onnxruntime's defaults) or KEY=VALUE pairs (USAGE), a key left out keeping onnxruntime's default.
 `parse_threads` reads the text, `thread_spec` writes it back, `resolve` turns 'default' into a strategy's
-settings; `ThreadSettings` itself is strategies/settings.py's.
-"""
+settings; `ThreadSettings` itself is strategies/settings.py's."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from strategies import Strategy, ThreadSettings
-from strategies.runtime import usable_cores
 
 STRATEGY_DEFAULT = "default"
 KEYS = ("intra", "inter", "spin", "mode")
@@ -28,7 +26,10 @@ class ThreadSpecError(ValueError):
     """A thread-settings text off the grammar; the message says what is allowed."""
 
 
-def _threads(key: str, value: str, text: str) -> int:
+def _threads(key: str, values: dict[str, str], text: str) -> int | None:
+    """The thread count given for `key` (intra or inter), None when left out."""
+    if (value := values.get(key)) is None:
+        return None
     if not value.isdigit() or int(value) < 1:
         raise ThreadSpecError(f"{key}={value!r} in {text!r}: {key} must be a whole number of at least 1.")
     return int(value)
@@ -59,12 +60,8 @@ def parse_threads(text: str) -> ThreadChoice:
     mode = values.get("mode", "sequential")
     if mode not in ("sequential", "parallel"):
         raise ThreadSpecError(f"mode={mode!r} in {text!r}: mode must be sequential or parallel.")
-    return ThreadSettings(
-        intra_op=_threads("intra", values["intra"], text) if "intra" in values else None,
-        inter_op=_threads("inter", values["inter"], text) if "inter" in values else None,
-        parallel=mode == "parallel",
-        spinning=None if spin is None else spin == "1",
-    )
+    return ThreadSettings(intra_op=_threads("intra", values, text), inter_op=_threads("inter", values, text),
+                          parallel=mode == "parallel", spinning=None if spin is None else spin == "1")
 
 
 def thread_spec(settings: ThreadSettings) -> str:
@@ -85,10 +82,10 @@ def too_many_threads(choice: ThreadChoice, cores: int) -> str | None:
     return None
 
 
-def resolve(choice: ThreadChoice, strategy: type[Strategy], model_count: int, cores: int | None = None) -> ThreadSettings:
-    """The settings `strategy` runs with for `choice`."""
+def resolve(choice: ThreadChoice, strategy: type[Strategy], model_count: int, cores: int) -> ThreadSettings:
+    """The settings `strategy` runs with for `choice` on `cores` usable cores."""
     if choice == STRATEGY_DEFAULT:
-        return strategy.default_settings(model_count, cores or usable_cores())
+        return strategy.default_settings(model_count, cores)
     if not isinstance(choice, ThreadSettings):
         raise TypeError(f"expected ThreadSettings or {STRATEGY_DEFAULT!r}, got {choice!r}.")
     return choice
