@@ -39,8 +39,8 @@ def cases(options: RunOptions) -> list[Case]:
             if name in CLASSIC:
                 # The write-up ran its four with onnxruntime's defaults; so do we, side by side.
                 settings.append(ThreadSettings())
-        for each in dict.fromkeys(settings):  # a setting given twice runs once
-            selected.append(Case(cls, each, options.strategy_arguments(name)))
+        # A setting given twice runs once.
+        selected += [Case(cls, each, options.strategy_arguments(name)) for each in dict.fromkeys(settings)]
     return selected
 
 

@@ -39,8 +39,6 @@ from fixtures.options import out_of_time
 from strategies import STRATEGIES, RunTimeout
 from strategies.runtime import send_ray_guard_lines_to, usable_cores
 
-RAY = "ray"  # the ray strategy's name (strategies/ray.py): its strategy_info says what Ray it ran on
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if {"case", "scenario"} <= set(metafunc.fixturenames):
@@ -146,26 +144,19 @@ def expected_work(options: RunOptions) -> Work:
     """What this run will time, as its saved benchmarks will record it."""
     workload = options.workload
     selected, _ = benchmarks(options)
-    names = {f"test_strategy[{case.id}-{scenario.id}]": scenario for case, scenario in selected}
-    schedules = {name: scenario.schedule(workload.total_frames) for name, scenario in names.items()}
+    schedules = {f"test_strategy[{case.id}-{scenario.id}]": scenario.schedule(workload.total_frames)
+                 for case, scenario in selected}
     return Work(frames=workload.total_frames, batch=workload.batch, models=tuple(workload.model_names()),
-                provider=workload.provider, names=frozenset(names),
+                provider=workload.provider, names=frozenset(schedules),
                 run_frames={name: len(schedule) for name, schedule in schedules.items() if schedule is not None})
 
 
 def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, Choice | None]:
-    """Save every run and compare it with this machine's latest saved run of the same work, unless
-    --no-history; says whether the run is saved and which saved run it is compared with (None: no
-    comparison asked). `--benchmark-compare` without a value also means the latest comparable run;
-    `--benchmark-compare=NAME` the latest run matching NAME (bench/compare/choice.py).
-
-    The saved run to compare with is chosen here, each candidate checked: pytest-benchmark is
-    handed that one file, so a damaged or foreign file (0 bytes, truncated, no `fullname`, a
-    `machine_info` that is no object...) is skipped with one warning instead of stopping the run.
-
-    The one deliberate write to `config.option` after RunOptions is built: these are pytest-benchmark's
-    own options, which it reads in its (trylast) pytest_configure, and no earlier hook of a conftest can
-    default them."""
+    """Unless --no-history, save the run and compare it with this machine's latest saved run of the same work
+    (also what `--benchmark-compare` alone asks; `=NAME`: the latest matching NAME, bench/compare/choice.py);
+    returns whether the run is saved and the chosen run (None: no comparison asked). Each candidate is checked
+    and pytest-benchmark handed that one file, so a damaged or foreign file only warns. The one deliberate write
+    to `config.option` after RunOptions: pytest-benchmark reads its own options in its (trylast) configure."""
     saving = bool(options.save or options.autosave)
     if options.history and not saving:
         config.option.benchmark_autosave, saving = get_tag(), True
@@ -197,16 +188,14 @@ def history_defaults(config: pytest.Config, options: RunOptions) -> tuple[bool, 
 
 
 def _check_storage_writable(storage: str) -> None:
-    """Refuse, before anything runs, a file storage the history cannot be saved in (pytest-benchmark
-    finds out only when saving, after the whole run, and loses the run's output with a traceback).
-    One without room for the run is refused at session start (pytest_sessionstart)."""
+    """Refuse, before anything runs, a file storage the history cannot be saved in (pytest-benchmark finds
+    out only after the whole run, losing its output with a traceback). Room is checked at pytest_sessionstart."""
     if "://" in storage and not storage.startswith("file://"):
         return  # elasticsearch: pytest-benchmark's own concern
     directory = Path(storage.removeprefix("file://")) / get_machine_id()  # where pytest-benchmark saves
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        tempfile.TemporaryFile(dir=directory).close()
     except OSError as error:
         raise pytest.UsageError(
             f"--benchmark-storage {storage!r}: cannot save the history in {str(directory)!r} "
@@ -229,9 +218,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def check_room(options: RunOptions, directory: Path) -> None:
     """Refuse a run the history's disk has no room to save (estimated from its size: expected_run_bytes)."""
     workload = options.workload
-    problem = free_space_problem(directory, expected_run_bytes(len(benchmarks(options)[0]), workload.total_frames,
-                                                               workload.model_count, options.rounds))
-    if problem is not None:
+    size = expected_run_bytes(len(benchmarks(options)[0]), workload.total_frames, workload.model_count, options.rounds)
+    if (problem := free_space_problem(directory, size)) is not None:
         raise pytest.UsageError(f"--benchmark-storage {options.storage!r}: {problem}; free some space, give "
                                 "another directory, or run with --no-history.")
 
@@ -250,27 +238,25 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
     """One line naming what differs between this machine and the saved run's (MACHINE_KEYS)."""
     this_machine = config.stash.setdefault(THIS_MACHINE, copy.deepcopy(machine_info))
     saved = compared_benchmark.get("machine_info", {})
-    differences = machine_differences(saved, this_machine)
-    if differences:
+    if differences := machine_differences(saved, this_machine):
         commit = (compared_benchmark.get("commit_info") or {}).get("id") or "?"
         benchmarksession.logger.warning(f"Benchmark machine_info is different from the saved run of "
                                         f"{compared_benchmark.get('datetime', '?')} (commit {commit[:12]}): "
                                         + "; ".join(differences))
-    # pytest-benchmark's own check runs next: it prints both machine_infos whole (5,000+ characters, for
-    # any difference, even a CPU clock reading) and crashes when the storage is outside the current
-    # directory. The `machine_info` it is given is a copy made for these comparisons only (the saved run
-    # gets a fresh one), so make it equal the saved one: that check then has nothing left to report.
+    # pytest-benchmark's own check runs next: it prints both machine_infos whole (5,000+ characters, even for
+    # a CPU clock reading) and crashes with a storage outside the current directory. Its `machine_info` is a
+    # copy for these comparisons only (the saved run gets a fresh one): made equal to the saved one, that
+    # check has nothing left to report.
     machine_info.clear()
     machine_info.update(saved)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    # The effective workload (a named workload's values, cuda under --require-gpu) and CUDA options:
-    # what makes a run comparable with another. pytest-benchmark calls this before the run (to compare with
-    # a saved one: no benchmark has run, so no Ray yet) and again when it saves the run, after every benchmark:
-    # the saved run's "ray" entry is the Ray its `ray` benchmarks ran on, None when none did.
+    # The effective workload and CUDA options: what makes a run comparable with another. Called before the run
+    # (to compare with a saved one: no Ray yet) and again when saving it: "ray" is then the Ray the `ray`
+    # strategy's benchmarks ran on (their strategy_info), None when none did.
     workload = options_of(config).workload
-    ray = ray_machine_info([m.strategy_info for m in state_of(config).measurements if m.strategy == RAY])
+    ray = ray_machine_info([m.strategy_info for m in state_of(config).measurements if m.strategy == "ray"])
     machine_info["fanbench"] = fanbench_machine_info(workload.machine_info(), dict(workload.cuda_options), ray)
 
 
@@ -304,18 +290,14 @@ def pytest_runtestloop(session: pytest.Session):
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    signals = config.stash.get(SIGNALS, None)
-    if signals is not None:
+    if (signals := config.stash.get(SIGNALS, None)) is not None:
         signals.saving.close()
         signals.session.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Evaluate the --gate options and refuse gating against a run that timed other work.
-
-    Runs after pytest-benchmark has compared this run with the saved one (its own
-    sessionfinish wraps this), before the terminal summary prints what is found here.
-    """
+    """Evaluate the --gate options and refuse gating against a run that timed other work: after
+    pytest-benchmark compared this run with the saved one (its sessionfinish wraps this), before the summary."""
     config = session.config
     options, results = options_of(config), state_of(config)
     failed = False
@@ -325,26 +307,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results.gate_results = evaluate(list(options.gates), results.measurements, labels)
         failed |= not all(result.passed for result in results.gate_results)
     benchmarksession = getattr(config, "_benchmarksession", None)  # pytest-benchmark's, set in its configure
-    if benchmarksession is not None and getattr(benchmarksession, "compared_mapping", None):
+    compared = getattr(benchmarksession, "compared_mapping", None)
+    if compared:
         current = {bench.fullname: bench.extra_info for bench in benchmarksession.benchmarks if bench}
         results.workload_differences = compared_workload_differences(
-            current, {str(path): saved for path, saved in benchmarksession.compared_mapping.items()})
+            current, {str(path): saved for path, saved in compared.items()})
+        # A capacity drop is a regression, always reported.
+        regressions = [drop for saved in compared.values()
+                       for drop in capacity_drops(current, {name: bench.get("extra_info", {}) for name, bench in saved.items()})]
         checks = list(options.compare_fail)
-        regressions: list[str] = []
-        for saved in benchmarksession.compared_mapping.values():  # a capacity drop is a regression, always reported
-            regressions += capacity_drops(current, {name: bench.get("extra_info", {}) for name, bench in saved.items()})
-        failed |= bool(regressions and checks)
-        failed |= bool(results.workload_differences and checks)
         if checks:
             # Reported in the summary as one block (or refused above), not as pytest-benchmark's
             # PerformanceRegression, a traceback raised in place of the summary.
             benchmarksession.performance_regressions.clear()
             if not results.workload_differences:
                 current = {bench.fullname: bench.as_dict() for bench in benchmarksession.benchmarks if bench}
-                verdict = history_regressions(checks, current, benchmarksession.compared_mapping)
+                verdict = history_regressions(checks, current, compared)
                 regressions += verdict.failed
                 results.within_noise = verdict.within_noise
-                failed |= bool(regressions)
+            failed |= bool(regressions or results.workload_differences)
         results.regressions = regressions
     failed |= _save_failure(config) is not None  # the run was asked to be saved and is not
     if failed and session.exitstatus == pytest.ExitCode.OK:
@@ -365,10 +346,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         saving = benchmarksession is not None and (benchmarksession.save or benchmarksession.autosave) \
             and not benchmarksession.disabled
         interrupted = write_summary(
-            terminalreporter, results.measurements, overhead_lines=results.overhead_lines,
-            gpu_absent=results.gpu_absent, report_dir=options.report_dir,
-            saved=len(benchmarksession.benchmarks) if saving else None, left_out=results.left_out,
-            workload_differences=results.workload_differences, regressions=results.regressions,
+            terminalreporter, results.measurements, overhead_lines=results.overhead_lines, gpu_absent=results.gpu_absent,
+            report_dir=options.report_dir, saved=len(benchmarksession.benchmarks) if saving else None,
+            left_out=results.left_out, workload_differences=results.workload_differences, regressions=results.regressions,
             within_noise=results.within_noise, compare_fail=options.compare_fail, gate_results=results.gate_results,
             save_failure=_save_failure(config), stopped=stopped) or stopped
         if interrupted is not None and signals.end is not None:

@@ -1,22 +1,14 @@
-"""`--interleave`: the rounds of every selected benchmark in turns (A1 B1 C1 A2 B2 C2 ...).
+"""`--interleave`: the rounds of every selected benchmark in turns (A1 B1 C1 A2 B2 C2 ...), as asv's
+`--interleave-rounds`: a change of load from other jobs lands on every strategy's rounds alike, not only
+on the strategies timed after it started.
 
-Benchmarks timed one after another see whatever load other jobs put on the machine while each
-one runs: a job that starts halfway through slows only the later strategies. Taken in turns,
-as asv's `--interleave-rounds` does, a change of load lands on every strategy's rounds alike.
-
-How: the first benchmark test to run asks for the session fixture `interleaved`, which makes
-every selected benchmark's BenchmarkRun (bench/measure/run.py), opens each one's strategy (before
-any clock, as the sequential path does), runs the warm-up rounds in turns, then the timed rounds in
-turns, each through its run (serial's bare loop, the round's arrivals and time limit, the check
-against serial's outputs as soon as it is done), and closes everything. Each test then takes its own rounds:
-pytest-benchmark gets the walls through its public `benchmark` marker's `timer` (a clock that
-replays them to `benchmark.pedantic`), and the measurement is built from the stored runs as
-usual. So every saved record still holds its own rounds, walls, latencies, resources and check.
-
-Every strategy is open at once: every one's sessions, worker processes and shared frames are in
-memory together. Opening one per turn would restart workers (seconds) and make every timed round
-a cold one, so the run is refused, before anything opens, when the estimate does not fit.
-"""
+The first benchmark test asks for the session fixture `interleaved`: every selected benchmark's
+BenchmarkRun (bench/measure/run.py) opens its strategy before any clock, all run the warm-up then the timed
+rounds in turns (bare loop, arrivals, time limit, check against serial), and all are closed. Each test then
+hands its own walls to pytest-benchmark through the `benchmark` marker's `timer` (a clock replaying them to
+`benchmark.pedantic`), so every saved record holds its own rounds, walls, latencies, resources and check.
+Every strategy is open at once (one per turn would restart workers and make every round a cold one), so a
+run whose memory estimate does not fit is refused before anything opens."""
 
 from __future__ import annotations
 
@@ -29,11 +21,11 @@ from typing import Any
 import pytest
 
 from bench.cases import Case
-from bench.measure.rounds import Progress, frames_per_benchmark, warmup_frames
+from bench.measure.rounds import Progress, warmup_frames
 from bench.measure.run import BenchmarkRun, Rounds, RunInputs
-from bench.measure.sampler import ResourceSummary, SamplerProcess
+from bench.measure.sampler import SamplerProcess
 from bench.measure.scenarios import Scenario
-from bench.plugin import options_of, state_of
+from bench.plugin import options_of, progress_bar, state_of
 from fixtures.workloads import _size, available_memory, estimate_memory
 from strategies import StrategyError, StrategyUnavailable, Workload
 
@@ -45,31 +37,10 @@ class Entry:
     scenario: Scenario
 
 
-class _Keyed:
-    """One benchmark's sampler in the shared sampler process (selected before each use)."""
-
-    def __init__(self, process: SamplerProcess, key: str) -> None:
-        self.process, self.key = process, key
-        process.new(key)
-
-    def start(self) -> None:
-        self.process.select(self.key)
-        self.process.start()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def summary(self) -> ResourceSummary:
-        self.process.select(self.key)
-        return self.process.summary()
-
-
 def memory_refusal(workload: Workload, strategies: int, available: int | None = None) -> str | None:
-    """One line when `strategies` open at once would not fit in memory, else None.
-
-    Each open strategy holds sessions of every model (two per model where it has lanes) and, for
-    the process strategies, a copy of the frames (shared memory or a Manager); the workload and
-    serial's reference are already in memory (and so out of `available`)."""
+    """One line when `strategies` open at once would not fit in memory, else None. Each holds sessions of
+    every model (two per model with lanes) and, for the process strategies, a copy of the frames; the
+    workload and serial's reference are already in memory (so out of `available`)."""
     arrays = {id(model.frames): model.frames for model in workload.models}
     estimate = estimate_memory(workload.frame_count, [array.shape[1:] for array in arrays.values()], (0,),
                                [model.path.stat().st_size for model in workload.models])
@@ -86,12 +57,10 @@ def memory_refusal(workload: Workload, strategies: int, available: int | None = 
 def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: SamplerProcess | None = None,
                  progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter,
                  order: list[tuple[str, str, int]] | None = None) -> dict[str, Rounds]:
-    """Open every entry's strategy, run warm-up then timed rounds in turns, close them all.
-
-    `order`, when given, receives (key, "warmup" | "timed", round number) as each round starts. A
-    strategy that cannot run here is skipped with its reason; one whose round fails stops there
-    (its failure kept) while the others go on. Anything else (Ctrl-C, SIGTERM) ends the run,
-    every opened strategy stopped and closed."""
+    """Open every entry's strategy, run warm-up then timed rounds in turns, close them all; `order` receives
+    (key, "warmup" | "timed", round number) as each round starts. A strategy that cannot run here is skipped;
+    one whose round fails stops there, its failure kept. Anything else (Ctrl-C, SIGTERM) ends the run, every
+    opened strategy closed."""
     runs = {entry.key: BenchmarkRun(inputs, entry.case, entry.scenario) for entry in entries}
     with contextlib.ExitStack() as stack:
         opened: dict[str, BenchmarkRun] = {}
@@ -104,21 +73,21 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
             stack.callback(run.close)
             opened[key] = run
         runners = {(key, timed): run.round_runner(warmup=not timed) for key, run in opened.items() for timed in (False, True)}
-        samplers = {key: _Keyed(sampler, key) for key in opened} if sampler is not None else {}
+        if sampler is not None:
+            for key in opened:
+                sampler.new(key)  # one sampler per benchmark in the shared process, selected before each use
         start = clock()
-        for kind, count in (("warmup", inputs.options.warmup), ("timed", inputs.options.rounds)):
+        for timed, count in ((False, inputs.options.warmup), (True, inputs.options.rounds)):
             for number in range(1, count + 1):
-                for key, run in runs.items():
-                    if key not in opened:
-                        continue
-                    rounds, timed = run.rounds, kind == "timed"
+                for key, run in list(opened.items()):
+                    rounds = run.rounds
                     if timed and run.takes_bare_loops:
                         run.bare_loop()
                     if order is not None:
-                        order.append((key, kind, number))
-                    each = samplers.get(key) if timed else None
-                    if each is not None:
-                        each.start()
+                        order.append((key, "timed" if timed else "warmup", number))
+                    if timed and sampler is not None:
+                        sampler.select(key)
+                        sampler.start()
                     try:
                         began = clock()
                         result = runners[key, timed]()
@@ -129,8 +98,8 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
                         run.close()
                         continue
                     finally:
-                        if each is not None:
-                            each.stop()
+                        if timed and sampler is not None:
+                            sampler.stop()
                     (rounds.runs if timed else rounds.warmups).append(result)
                     run.check()  # outside the timer, then its outputs are dropped
                     if timed:
@@ -142,8 +111,9 @@ def run_in_turns(entries: Sequence[Entry], inputs: RunInputs, *, sampler: Sample
                         progress.advance(frames if timed else warmup_frames(frames))
         for key, run in opened.items():
             run.note_strategy()
-            if key in samplers and run.rounds.timed:
-                run.rounds.resources = samplers[key].summary()
+            if sampler is not None and run.rounds.timed:
+                sampler.select(key)
+                run.rounds.resources = sampler.summary()
     return {key: run.rounds for key, run in runs.items()}
 
 
@@ -201,7 +171,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 class Interleaved:
     results: dict[str, Rounds]
     clock: ReplayClock
-    order: list[tuple[str, str, int]]
 
     def replayed(self, benchmark: Any, key: str) -> Rounds:
         """The rounds of the benchmark test `key`, taken, their walls handed to pytest-benchmark (unless its
@@ -214,23 +183,17 @@ class Interleaved:
         return rounds
 
     def replay(self, benchmark: Any, rounds: Rounds) -> None:
-        """Hand one benchmark's walls to pytest-benchmark (its fixture, timed by the replaying clock
-        the `benchmark` marker gave it). A failed benchmark raises its failure inside `pedantic`,
-        from its setup (before any clock reading), so pytest-benchmark marks it failed, as a round
-        failing in the sequential path does."""
-        if rounds.failed is not None:
-            benchmark.pedantic(lambda: None, setup=_raising(rounds.failed), rounds=1, iterations=1)
+        """Hand one benchmark's walls to pytest-benchmark, whose `benchmark` marker gave it the replaying clock.
+        A failure is raised in `pedantic`'s setup, before any reading, so pytest-benchmark marks it failed."""
+        if (failure := rounds.failed) is not None:
+            def raise_failure() -> None:
+                raise failure
+            benchmark.pedantic(lambda: None, setup=raise_failure, rounds=1, iterations=1)
         self.clock.load(rounds.walls)
         benchmark.pedantic(lambda: None, rounds=len(rounds.walls), iterations=1)
         if not self.clock.done:
             raise RuntimeError(f"pytest-benchmark read {len(rounds.walls) - len(self.clock.readings) // 2} of "
                                f"{len(rounds.walls)} interleaved rounds; its timer is not the replaying one.")
-
-
-def _raising(error: BaseException) -> Callable[[], None]:
-    def raise_it() -> None:
-        raise error
-    return raise_it
 
 
 @pytest.fixture(scope="session")
@@ -240,20 +203,13 @@ def interleaved(request: pytest.FixtureRequest, run_inputs: RunInputs,
     entries = [Entry(item.nodeid, item.callspec.params["case"], item.callspec.params["scenario"])
                for item in request.session.items if is_benchmark(item)]
     workload, run_options = run_inputs.workload, run_inputs.options
-    refusal = memory_refusal(workload, len(entries))
-    if refusal is not None:
+    if refusal := memory_refusal(workload, len(entries)):
         pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
-    progress = None
-    if run_options.progress:
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        per_benchmark = frames_per_benchmark(workload.frame_count, run_options.warmup, run_options.rounds)
-        progress = Progress(per_benchmark * len(entries),
-                            f"{len(entries)} benchmarks in turns",
-                            capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
-    order: list[tuple[str, str, int]] = []
+    progress = progress_bar(request.config, run_options, workload.frame_count, f"{len(entries)} benchmarks in turns",
+                            len(entries))
     try:
-        results = run_in_turns(entries, run_inputs, sampler=sampler_process, progress=progress, order=order)
+        results = run_in_turns(entries, run_inputs, sampler=sampler_process, progress=progress)
     finally:
         if progress is not None:
             progress.close()
-    return Interleaved(results, request.config.stash[REPLAY], order)
+    return Interleaved(results, request.config.stash[REPLAY])

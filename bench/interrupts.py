@@ -1,18 +1,11 @@
 """How `pytest bench` ends on SIGTERM or Ctrl-C: cleanly, in every phase, with nothing half-written.
 
-Python's default for SIGTERM is to die on the spot, skipping every `finally`, fixture
-teardown and `close()`: worker processes would be orphaned, shared memory left in /dev/shm,
-a half-written synthetic video left in $TMPDIR. CI runners, `timeout` and systemd send SIGTERM
-on cancel and time-out, often to the whole process group, so the session turns it into a
-KeyboardInterrupt raised in the main thread, from its configuration to its end; strategies
-stop their lanes, kill their workers and unlink their memory on the way out, and pytest exits
-with status 2 (interrupted). The children (workers, the Manager, the sampler) ignore both
-signals: the parent stops them itself (strategies/runtime/workers.py).
-
-A second SIGTERM during that clean-up is handled by the default again (the process ends),
-except in the short steps run with `signals_held` (pytest-benchmark saving the history, the
-report swapped in), which finish first.
-"""
+Python's default SIGTERM kills on the spot, skipping every `finally`, teardown and `close()` (orphaned
+workers, shared memory left in /dev/shm, a half-written video in $TMPDIR); CI runners, `timeout` and systemd
+send it on cancel and time-out, often to the whole process group. So the session turns it into a
+KeyboardInterrupt in the main thread, and pytest exits with status 2. The children (workers, the Manager, the
+sampler) ignore both signals: the parent stops them (strategies/runtime/workers.py). A second SIGTERM during
+the clean-up ends the process, except in the short steps under `signals_held`, which finish first."""
 
 from __future__ import annotations
 
@@ -35,12 +28,8 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread.
-
-    `pytest bench` is inside from its configuration to its end (bench/conftest.py): start-up
-    (the user's models checked, a synthetic video written into a temporary folder), collection,
-    the session fixtures and the benchmarks, the summary and the report. Everything on the
-    way out runs: temporary folders are removed, workers stopped, shared memory unlinked."""
+    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread; `pytest bench`
+    is inside from its configuration to its end (bench/conftest.py)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
@@ -53,11 +42,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def signals_held(replay: bool = False) -> Iterator[list[signal.Signals]]:
-    """While inside, SIGINT and SIGTERM are only noted, in the list yielded, in order; the
-    handlers are restored on leaving. For the short steps that must not be cut in half (the
-    history saved, the report swapped in): a signal then waits for them instead of leaving
-    half a file. With `replay`, each noted signal is sent again on leaving, to whatever
-    handles it then (after a plain SIGTERM the process ends, as it would have)."""
+    """While inside, SIGINT and SIGTERM are only noted, in order, in the list yielded: a step that must
+    not be cut in half (the history saved, the report swapped in) finishes first. With `replay`, each
+    noted signal is sent again on leaving, to whatever handles it then."""
     if threading.current_thread() is not threading.main_thread():
         yield []
         return

@@ -1,10 +1,7 @@
-"""fanbench's pytest plugin: every option declared once, one frozen RunOptions built once at
-configure time, the user's models and video loaded before the run, the GPU checks, and the
-benchmark-side fixtures (the measured tolerance, resource sampling, progress) and the report directory.
-
-Hooks read the options with `options_of(config)`, fixtures request `run_options`; what the run finds
-and collects is one more stash entry, RUN_STATE (`state_of(config)`, fixture `run_state`).
-"""
+"""fanbench's pytest plugin: the options, built once into a frozen RunOptions (`options_of(config)`, fixture
+`run_options`), the user's models and video loaded before the run, the GPU checks, the benchmark-side fixtures
+(measured tolerance, resource sampling, progress) and the report directory check. What the run finds and
+collects is RunState (`state_of(config)`, fixture `run_state`)."""
 
 from __future__ import annotations
 
@@ -35,9 +32,8 @@ from strategies.runtime import onnxruntime, usable_cores
 
 @dataclass
 class RunState:
-    """What pytest's hooks and fixtures share: the user's input, the GPU probe, and what the summary and history
-    need. Each field is set in one place, named beside it (conftest: bench/conftest.py); what one benchmark
-    collects while it runs stays in its BenchmarkRun (bench/measure/run.py)."""
+    """What hooks and fixtures share, each field set in the one place named beside it (conftest: bench/conftest.py);
+    what one benchmark collects while it runs stays in its BenchmarkRun (bench/measure/run.py)."""
 
     user_input: UserInput | None = None  # pytest_sessionstart: loaded at session start
     dry_run_timeout: RunTimeout | None = None  # pytest_sessionstart: the dry run passed --time-limit (ends the run)
@@ -105,11 +101,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state_of(session.config).dry_run_timeout = error
 
 
-
 def gpu_unavailable_reason(config: pytest.Config) -> str | None:
-    """Why no session really runs on CUDA here (None when one does): probed once per session, with the run's
-    CUDA options, and kept in RunState; every later question (collection under --provider cuda, a `gpu`
-    marker, --provider auto's choice in the workload fixture) reads that answer."""
+    """Why no session really runs on CUDA here (None when one does): probed once per session with the run's
+    CUDA options; every later question (--provider cuda or auto, a `gpu` marker) reads that answer."""
     state = state_of(config)
     if not state.gpu_probed:
         state.gpu_reason = cuda_unavailable_reason(dict(options_of(config).workload.cuda_options))
@@ -119,24 +113,18 @@ def gpu_unavailable_reason(config: pytest.Config) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> None:
-    """Under --require-gpu or --provider cuda, stop the whole run as failed, with one line, when no
-    session really runs on CUDA (instead of a traceback in every benchmark). Here rather than in
-    pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary)."""
+    """Under --require-gpu or --provider cuda, stop the run as failed, in one line, when no session really runs
+    on CUDA. Not in pytest_sessionstart: pytest prints an exit raised there twice (stderr and the summary)."""
     workload = options_of(session.config).workload
-    if workload.provider == "cuda":
-        reason = gpu_unavailable_reason(session.config)
-        if reason is not None:
-            option = "--require-gpu" if workload.require_gpu else "--provider cuda"
-            pytest.exit(f"{option}: no session really runs on CUDA here: {reason}",
-                        returncode=pytest.ExitCode.TESTS_FAILED)
+    if workload.provider == "cuda" and (reason := gpu_unavailable_reason(session.config)) is not None:
+        option = "--require-gpu" if workload.require_gpu else "--provider cuda"
+        pytest.exit(f"{option}: no session really runs on CUDA here: {reason}", returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A `gpu`-marked test skips with the reason where no session really runs on CUDA."""
-    if item.get_closest_marker("gpu") is not None:
-        reason = gpu_unavailable_reason(item.config)
-        if reason is not None:
-            pytest.skip(f"needs a CUDA GPU: {reason}")
+    if item.get_closest_marker("gpu") is not None and (reason := gpu_unavailable_reason(item.config)) is not None:
+        pytest.skip(f"needs a CUDA GPU: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -194,9 +182,8 @@ def gpu_probe(workload, run_state: RunState) -> Iterator[GpuProbe]:
 
 @pytest.fixture(scope="session")
 def sampler_process(workload, run_options: RunOptions) -> Iterator[SamplerProcess | None]:
-    """The resource sampler's own process (none with --no-sampler), started once per run, ended at its end.
-
-    A separate process, so its readings cannot take the benchmark's GIL in the middle of a timed round."""
+    """The resource sampler's own process (none with --no-sampler), started once per run: a separate process,
+    so its readings cannot take the benchmark's GIL in the middle of a timed round."""
     if not run_options.sampler:
         yield None
         return
@@ -212,18 +199,24 @@ def round_hooks(request: pytest.FixtureRequest, workload, run_options: RunOption
                 sampler_process: SamplerProcess | None) -> Iterator[RoundHooks]:
     """Sampler and progress bar around each round of this benchmark; stopped in every outcome."""
     sampler = sampler_process.new() if sampler_process is not None else None
-    progress = None
-    if run_options.progress:
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
-        progress = Progress(frames_per_benchmark(workload.frame_count, run_options.warmup, run_options.rounds), label,
-                            capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
-    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler, progress,
+    label = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
+    hooks = RoundHooks(run_options.warmup, workload.frame_count, sampler,
+                       progress_bar(request.config, run_options, workload.frame_count, label),
                        frames_per_warmup=warmup_frames(workload.frame_count))
     try:
         yield hooks
     finally:
         hooks.close()
+
+
+def progress_bar(config: pytest.Config, run_options: RunOptions, frame_count: int, label: str,
+                 benchmarks: int = 1) -> Progress | None:
+    """The bar of `benchmarks` benchmarks' rounds (None with --no-progress), drawn with pytest's capture suspended."""
+    if not run_options.progress:
+        return None
+    capture = config.pluginmanager.getplugin("capturemanager")
+    return Progress(benchmarks * frames_per_benchmark(frame_count, run_options.warmup, run_options.rounds), label,
+                    capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext)
 
 
 def check_report_dir(directory: Path | None) -> None:

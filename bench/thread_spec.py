@@ -1,23 +1,13 @@
-"""`--threads`: thread settings as the command line writes them (one setting per `--threads`,
-repeat the option to sweep):
-
-    default                      each strategy's own default settings (`Strategy.default_settings`)
-    ort                          onnxruntime's defaults for every knob
-    KEY=VALUE[,KEY=VALUE...]     keys: intra, inter (whole numbers >= 1), spin (0 or 1),
-                                 mode (sequential or parallel); a key left out keeps
-                                 onnxruntime's default for that knob.
-
-`parse_threads` reads the text, `thread_spec` writes settings back as text (the recommendation
-prints it), `resolve` turns 'default' into a strategy's own settings. The settings themselves
-(`ThreadSettings`, what a session is built with) are the strategies' (strategies/settings.py).
-"""
+"""`--threads SPEC`, repeated to sweep: 'default' (each strategy's own `default_settings`), 'ort'
+(onnxruntime's defaults) or KEY=VALUE pairs (USAGE), a key left out keeping onnxruntime's default.
+`parse_threads` reads the text, `thread_spec` writes it back, `resolve` turns 'default' into a strategy's
+settings; `ThreadSettings` itself is strategies/settings.py's."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from strategies import Strategy, ThreadSettings
-from strategies.runtime import usable_cores
 
 STRATEGY_DEFAULT = "default"
 KEYS = ("intra", "inter", "spin", "mode")
@@ -33,10 +23,13 @@ MAX_THREADS_PER_CORE = 4
 
 
 class ThreadSpecError(ValueError):
-    """A thread-settings text that does not follow the grammar; the message says what is allowed."""
+    """A thread-settings text off the grammar; the message says what is allowed."""
 
 
-def _threads(key: str, value: str, text: str) -> int:
+def _threads(key: str, values: dict[str, str], text: str) -> int | None:
+    """The thread count given for `key` (intra or inter), None when left out."""
+    if (value := values.get(key)) is None:
+        return None
     if not value.isdigit() or int(value) < 1:
         raise ThreadSpecError(f"{key}={value!r} in {text!r}: {key} must be a whole number of at least 1.")
     return int(value)
@@ -67,40 +60,32 @@ def parse_threads(text: str) -> ThreadChoice:
     mode = values.get("mode", "sequential")
     if mode not in ("sequential", "parallel"):
         raise ThreadSpecError(f"mode={mode!r} in {text!r}: mode must be sequential or parallel.")
-    return ThreadSettings(
-        intra_op=_threads("intra", values["intra"], text) if "intra" in values else None,
-        inter_op=_threads("inter", values["inter"], text) if "inter" in values else None,
-        parallel=mode == "parallel",
-        spinning=None if spin is None else spin == "1",
-    )
+    return ThreadSettings(intra_op=_threads("intra", values, text), inter_op=_threads("inter", values, text),
+                          parallel=mode == "parallel", spinning=None if spin is None else spin == "1")
 
 
 def thread_spec(settings: ThreadSettings) -> str:
-    """The `--threads` text that gives back `settings`: parse_threads(thread_spec(s)) == s. Its keys in
-    KEYS order (a label orders them otherwise: see ThreadSettings.label)."""
-    knobs = {"intra": None if settings.intra_op is None else f"intra={settings.intra_op}",
-             "inter": None if settings.inter_op is None else f"inter={settings.inter_op}",
-             "spin": None if settings.spinning is None else f"spin={int(settings.spinning)}",
-             "mode": "mode=parallel" if settings.parallel else None}
-    return ",".join(knobs[key] for key in KEYS if knobs[key] is not None) or "ort"
+    """The `--threads` text of `settings` (parse_threads(thread_spec(s)) == s), keys in KEYS order."""
+    spin, mode = None if settings.spinning is None else int(settings.spinning), "parallel" if settings.parallel else None
+    knobs = {"intra": settings.intra_op, "inter": settings.inter_op, "spin": spin, "mode": mode}  # in KEYS order
+    return ",".join(f"{key}={value}" for key, value in knobs.items() if value is not None) or "ort"
 
 
-def too_many_threads(text: str, choice: ThreadChoice, cores: int) -> str | None:
-    """Why the thread settings `choice` (parsed from `text`) ask for too many threads on `cores` usable
-    cores (more than MAX_THREADS_PER_CORE x cores per knob), or None."""
+def too_many_threads(choice: ThreadChoice, cores: int) -> str | None:
+    """Why `choice` asks for more than MAX_THREADS_PER_CORE x `cores` threads in a knob, or None."""
     bound = MAX_THREADS_PER_CORE * cores
     for key in ("intra_op", "inter_op"):
         value = getattr(choice, key, None)
         if value is not None and value > bound:
-            return (f"--threads {text}: {value} {key.replace('_op', '-op')} threads per session is more than "
+            return (f"--threads {thread_spec(choice)}: {value} {key.replace('_op', '-op')} threads per session is more than "
                     f"{MAX_THREADS_PER_CORE} x the {cores} usable cores; give at most {bound}.")
     return None
 
 
-def resolve(choice: ThreadChoice, strategy: type[Strategy], model_count: int, cores: int | None = None) -> ThreadSettings:
-    """The settings `strategy` runs with for `choice`."""
+def resolve(choice: ThreadChoice, strategy: type[Strategy], model_count: int, cores: int) -> ThreadSettings:
+    """The settings `strategy` runs with for `choice` on `cores` usable cores."""
     if choice == STRATEGY_DEFAULT:
-        return strategy.default_settings(model_count, cores or usable_cores())
+        return strategy.default_settings(model_count, cores)
     if not isinstance(choice, ThreadSettings):
         raise TypeError(f"expected ThreadSettings or {STRATEGY_DEFAULT!r}, got {choice!r}.")
     return choice

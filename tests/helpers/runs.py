@@ -1,14 +1,30 @@
-"""What `pytest bench` gives every benchmark (bench/measure/run.py RunInputs), built for a test's workload."""
+"""What `pytest bench` gives every benchmark (bench/measure/run.py RunInputs), built for a test's workload,
+and the RunOptions of a command line (`parse_args`)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from bench.measure.equivalence import Calibration, ModelCheck
 from bench.measure.limits import PackingLimit
 from bench.measure.run import RunInputs
-from bench.options import parse_args
+from bench.options import RunOptions, add_options, build_run_options
+from fixtures.options import given_flags
 from strategies import Outputs, Workload
+
+# pytest-benchmark's options RunOptions reads, at their defaults (for parse_args).
+BENCHMARK_DEFAULTS = {"benchmark_disable": False, "benchmark_skip": False, "benchmark_compare_fail": None,
+                      "benchmark_storage": "file://./.benchmarks", "benchmark_netrc": "", "benchmark_save": None,
+                      "benchmark_autosave": False, "benchmark_compare": None}
+
+
+def parse_args(args: Sequence[str]) -> RunOptions:
+    """RunOptions of a command line of fanbench's options alone, built as `pytest bench` builds it."""
+    parser = argparse.ArgumentParser()
+    add_options(parser.add_argument)
+    values = {**BENCHMARK_DEFAULTS, **vars(parser.parse_args(list(args)))}
+    return build_run_options(values, given_flags(args, "", ()))
 
 
 def run_inputs(workload: Workload, reference: Sequence[Sequence[Outputs]], *options: str,

@@ -25,13 +25,12 @@ from bench.measure.equivalence import first_mismatch, measure_calibration
 from bench.measure.harness import opened
 from bench.measure.run import BenchmarkRun
 from bench.measure.scenarios import ALIGNED, SPREAD, STREAMING, Scenario, camera_schedule, stream_reference
-from bench.options import parse_args
 from strategies import STRATEGIES, ThreadSettings, get_strategy
 from strategies.base import Arrivals, Overloaded
 from tests.helpers.cuda_on_cpu import CudaGraphBuffersOnCpu, streams_on_cpu
 from tests.helpers.equivalence import assert_equal_to_serial
 from tests.helpers.fakes import FakeClock, FixedService
-from tests.helpers.runs import run_inputs
+from tests.helpers.runs import parse_args, run_inputs
 
 # --- the arrival schedule ---------------------------------------------------------------------
 

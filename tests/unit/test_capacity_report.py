@@ -8,10 +8,10 @@ from bench.compare.gates import CapacityGate, capacity_drops, evaluate, parse_ga
 from bench.measure.capacity import Capacity, ProbeResult
 from bench.measure.measurement import Measurement
 from bench.measure.scenarios import SPREAD
-from bench.options import parse_args
 from bench.report.capacity import answer_line, capacity_figure, capacity_lines, capacity_table
 from fixtures.options import OptionError
 from tests.helpers.measurements import changed
+from tests.helpers.runs import parse_args
 from tests.unit.test_performance_bar import measurement
 
 

@@ -19,7 +19,6 @@ import pytest
 import fixtures.plugin
 import strategies.runtime.sessions as sessions
 from bench.measure.machine import gpu_machine_info
-from bench.options import parse_args
 from fixtures.cuda import CudaOptionError, cuda_options, cuda_unavailable_reason, parse_cuda_option
 from fixtures.models import SIZES, flops_per_image
 from fixtures.options import OptionError, given_flags, workload_options
@@ -27,6 +26,7 @@ from strategies import ThreadSettings
 from strategies.runtime import ProviderError
 from tests.helpers.fakes import FakeNvml
 from tests.helpers.run_bench import pytest_subprocess
+from tests.helpers.runs import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 

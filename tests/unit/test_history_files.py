@@ -22,7 +22,7 @@ from bench.compare.storage import AtomicFileStorage, expected_run_bytes, readabl
 from bench.conftest import check_room
 from bench.interrupts import signals_held
 from bench.measure.measurement import HistoryError
-from bench.options import parse_args
+from tests.helpers.runs import parse_args
 
 GOOD = Path(__file__).resolve().parents[1] / "data" / "history_main.json"  # saved by a real run
 MACHINE = "Linux-test-machine"

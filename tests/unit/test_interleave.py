@@ -14,12 +14,12 @@ from bench.interleave import Entry, Interleaved, ReplayClock, memory_refusal, ru
 from bench.measure.equivalence import RoundCheck
 from bench.measure.run import Rounds
 from bench.measure.scenarios import Scenario
-from bench.options import BENCHMARK_DEFAULTS, add_options, build_run_options, parse_args
+from bench.options import add_options, build_run_options
 from fixtures.options import OptionError
 from strategies import STRATEGIES, RunResult, StrategyError, StrategyUnavailable, ThreadSettings, get_strategy
 from tests.helpers.equivalence import FLOAT32
 from tests.helpers.fakes import FakeClock
-from tests.helpers.runs import run_inputs
+from tests.helpers.runs import BENCHMARK_DEFAULTS, parse_args, run_inputs
 
 OFFLINE = Scenario("offline")
 SERIAL, THREADS = STRATEGIES["serial"], STRATEGIES["threads"]
@@ -176,7 +176,7 @@ def test_the_replay_hands_pytest_benchmark_exactly_the_stored_walls():
     clock = ReplayClock()
     rounds = run_free_rounds(walls=[0.25, 0.5, 0.125])
     benchmark = RecordingBenchmark(clock)
-    Interleaved({}, clock, []).replay(benchmark, rounds)
+    Interleaved({}, clock).replay(benchmark, rounds)
     assert benchmark.walls == [0.25, 0.5, 0.125]
     assert clock.done
     assert clock.__name__ == "interleaved_replay"  # what the saved run names as its timer
@@ -188,7 +188,7 @@ def test_a_failed_benchmark_raises_its_failure_inside_pedantic_before_any_readin
     rounds.failed = StrategyError("threads: model m failed on frame 3: boom")
     benchmark = RecordingBenchmark(clock)
     with pytest.raises(StrategyError, match="boom"):
-        Interleaved({}, clock, []).replay(benchmark, rounds)
+        Interleaved({}, clock).replay(benchmark, rounds)
     assert benchmark.walls == []
     assert clock.done
 
@@ -197,7 +197,7 @@ def test_a_replay_that_pytest_benchmark_did_not_read_is_an_error():
     clock = ReplayClock()
     benchmark = RecordingBenchmark(lambda: 0.0)  # a timer other than the replaying one
     with pytest.raises(RuntimeError, match=r"^pytest-benchmark read 0 of 2 interleaved rounds; its timer is not "):
-        Interleaved({}, clock, []).replay(benchmark, run_free_rounds(walls=[0.1, 0.2]))
+        Interleaved({}, clock).replay(benchmark, run_free_rounds(walls=[0.1, 0.2]))
 
 
 def run_free_rounds(walls: list[float]) -> Rounds:

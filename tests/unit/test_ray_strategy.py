@@ -13,10 +13,11 @@ import pytest
 from bench.measure.machine import WORKLOAD_KEYS, machine_info, ray_machine_info
 from bench.measure.measurement import Measurement
 from bench.measure.scenarios import Scenario
-from bench.options import gpu_share, parse_args
+from bench.options import gpu_share
 from strategies import StrategyError, StrategyUnavailable, Workload
 from strategies.ray import RayActors, default_gpu_share, one_line
 from strategies.runtime import ray_instance
+from tests.helpers.runs import parse_args
 from tests.unit.test_metrics import measured, run_of, serial_calls
 
 

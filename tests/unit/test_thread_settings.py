@@ -7,10 +7,11 @@ import subprocess
 import pytest
 
 from bench.cases import cases
-from bench.options import OptionError, parse_args
+from bench.options import OptionError
 from bench.thread_spec import STRATEGY_DEFAULT, ThreadSpecError, parse_threads, thread_spec
 from strategies import STRATEGIES, ThreadSettings
 from tests.helpers.run_bench import bench_subprocess
+from tests.helpers.runs import parse_args
 
 
 @pytest.mark.parametrize(("text", "expected"), [
